@@ -1,0 +1,59 @@
+//! A minimal HTTP/1 admin server: each binary supplies a function from request path to
+//! (status, body). Admin traffic is tiny, so bodies are built whole.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// What an admin path answers.
+pub type Handler = Arc<dyn Fn(&str) -> (StatusCode, String) + Send + Sync>;
+
+/// A bound admin listener; `serve` answers requests until the future is dropped.
+pub struct AdminServer {
+    listener: TcpListener,
+}
+
+impl AdminServer {
+    /// Binds `addr`; `flag` names the setting in the error a user sees.
+    pub async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|err| anyhow::anyhow!("{flag} {addr}: cannot listen: {err}"))?;
+        Ok(Self { listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn serve(self, handler: Handler) -> anyhow::Result<()> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| respond(req, handler.clone()));
+                if let Err(err) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%err, "admin connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+async fn respond(req: Request<Incoming>, handler: Handler) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, body) = handler(req.uri().path());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    Ok(response)
+}

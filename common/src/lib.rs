@@ -1,0 +1,49 @@
+//! What `weft-controller` and `weft-proxy` share as processes: one-line flag errors,
+//! quiet-by-default logging, waiting for SIGINT/SIGTERM, and a small HTTP/1 admin server.
+//! Nothing here knows about xDS or Kubernetes.
+
+pub mod admin;
+
+use std::process::ExitCode;
+
+/// Prints a flag error as one line naming the binary (help and version print in full),
+/// and returns the exit code: 0 for help/version, 2 for a bad flag.
+pub fn cli_exit(binary: &str, err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            print!("{err}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{binary}: {}", first.trim_start_matches("error: "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr, quiet by default; `level` (a tracing filter) or `RUST_LOG` raises them.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

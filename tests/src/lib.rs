@@ -1,0 +1,7 @@
+//! Test support for weft's end-to-end tests: real components (kube-apiserver with etcd,
+//! stock Envoy, the gRPC interop binaries) started on free loopback ports and always
+//! stopped, plus a gRPC test backend. Components come from `tests/env/setup.sh`.
+
+pub mod backend;
+pub mod process;
+pub mod tools;
