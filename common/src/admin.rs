@@ -51,7 +51,10 @@ impl AdminServer {
     }
 }
 
-async fn respond(req: Request<Incoming>, handler: Handler) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(
+    req: Request<Incoming>,
+    handler: Handler,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = handler(req.uri().path());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

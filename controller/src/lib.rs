@@ -34,7 +34,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 fn admin_response(path: &str) -> (StatusCode, String) {
     match path {
         "/healthz" => (StatusCode::OK, "ok\n".into()),
-        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no config source has synced\n".into()),
+        "/ready" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no config source has synced\n".into(),
+        ),
         "/metrics" => (
             StatusCode::OK,
             format!(
@@ -44,6 +47,9 @@ fn admin_response(path: &str) -> (StatusCode, String) {
                 env!("CARGO_PKG_VERSION")
             ),
         ),
-        _ => (StatusCode::NOT_FOUND, "not found; try /healthz, /ready or /metrics\n".into()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz, /ready or /metrics\n".into(),
+        ),
     }
 }

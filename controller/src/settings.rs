@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "weft-controller", version, about = "weft control plane: serves Envoy v3 xDS (ADS) built from weft resources")]
+#[command(
+    name = "weft-controller",
+    version,
+    about = "weft control plane: serves Envoy v3 xDS (ADS) built from weft resources"
+)]
 pub struct Settings {
     /// Read resources from this directory of YAML files (local mode) instead of Kubernetes.
     #[arg(long, env = "WEFT_CONFIG_DIR", conflicts_with = "kubeconfig")]
@@ -44,7 +48,9 @@ impl fmt::Display for SourceMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceMode::Local(dir) => write!(f, "local mode, config dir {}", dir.display()),
-            SourceMode::Kubernetes(Some(path)) => write!(f, "Kubernetes mode, kubeconfig {}", path.display()),
+            SourceMode::Kubernetes(Some(path)) => {
+                write!(f, "Kubernetes mode, kubeconfig {}", path.display())
+            }
             SourceMode::Kubernetes(None) => write!(f, "Kubernetes mode, ambient kubeconfig"),
         }
     }
@@ -84,26 +90,37 @@ mod tests {
     #[test]
     fn config_dir_selects_local_mode() {
         let dir = std::env::temp_dir();
-        let settings = Settings::try_parse_from(["weft-controller", "--config-dir", dir.to_str().unwrap()]).unwrap();
+        let settings =
+            Settings::try_parse_from(["weft-controller", "--config-dir", dir.to_str().unwrap()])
+                .unwrap();
         assert_eq!(settings.source_mode().unwrap(), SourceMode::Local(dir));
     }
 
     #[test]
     fn missing_config_dir_names_the_flag() {
-        let settings = Settings::try_parse_from(["weft-controller", "--config-dir", "/no/such/dir"]).unwrap();
+        let settings =
+            Settings::try_parse_from(["weft-controller", "--config-dir", "/no/such/dir"]).unwrap();
         let err = settings.source_mode().unwrap_err().to_string();
         assert!(err.contains("--config-dir /no/such/dir"), "{err}");
     }
 
     #[test]
     fn config_dir_and_kubeconfig_conflict() {
-        let err = Settings::try_parse_from(["weft-controller", "--config-dir", "/tmp", "--kubeconfig", "/k"]).unwrap_err();
+        let err = Settings::try_parse_from([
+            "weft-controller",
+            "--config-dir",
+            "/tmp",
+            "--kubeconfig",
+            "/k",
+        ])
+        .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]
     fn bad_address_is_a_parse_error() {
-        let err = Settings::try_parse_from(["weft-controller", "--xds-addr", "nowhere"]).unwrap_err();
+        let err =
+            Settings::try_parse_from(["weft-controller", "--xds-addr", "nowhere"]).unwrap_err();
         assert!(err.to_string().contains("--xds-addr"), "{err}");
     }
 }

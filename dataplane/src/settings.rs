@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "weft-proxy", version, about = "weft sidecar: a gRPC-native proxy configured over xDS")]
+#[command(
+    name = "weft-proxy",
+    version,
+    about = "weft sidecar: a gRPC-native proxy configured over xDS"
+)]
 pub struct Settings {
     /// The controller's xDS (ADS) address, e.g. `http://127.0.0.1:15010`.
     #[arg(long, env = "WEFT_XDS_ADDR", default_value = "http://127.0.0.1:15010", value_parser = parse_xds_addr)]
@@ -60,16 +64,22 @@ fn parse_xds_addr(value: &str) -> Result<http::Uri, String> {
 
 fn parse_node_id(value: &str) -> Result<String, String> {
     match value.split_once('.') {
-        Some((pod, ns)) if !pod.is_empty() && !ns.is_empty() && !ns.contains('.') => Ok(value.to_string()),
+        Some((pod, ns)) if !pod.is_empty() && !ns.is_empty() && !ns.contains('.') => {
+            Ok(value.to_string())
+        }
         _ => Err("expected <pod>.<namespace>, e.g. greeter-7d4f.default".into()),
     }
 }
 
 /// Durations in the Gateway API style used across weft: `250ms`, `5s`, `1m`.
 fn parse_duration(value: &str) -> Result<Duration, String> {
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
-    let amount: u64 = digits.parse().map_err(|_| format!("{value:?}: expected a number then ms, s, m or h"))?;
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("{value:?}: expected a number then ms, s, m or h"))?;
     let millis = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -99,12 +109,17 @@ mod tests {
     #[test]
     fn malformed_node_id_names_the_flag() {
         let err = parse(&["--node-id", "greeter"]).unwrap_err().to_string();
-        assert!(err.contains("--node-id") && err.contains("<pod>.<namespace>"), "{err}");
+        assert!(
+            err.contains("--node-id") && err.contains("<pod>.<namespace>"),
+            "{err}"
+        );
     }
 
     #[test]
     fn xds_addr_needs_a_scheme() {
-        let err = parse(&["--node-id", "a.b", "--xds-addr", "127.0.0.1:15010"]).unwrap_err().to_string();
+        let err = parse(&["--node-id", "a.b", "--xds-addr", "127.0.0.1:15010"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--xds-addr"), "{err}");
     }
 

@@ -27,6 +27,9 @@ NGHTTP2_DEB=1.52.0-1+deb12u3
 CACHE=${WEFT_CACHE:-$HOME/.cache/weft}
 TOOLS=$CACHE/tools/bin
 mkdir -p "$TOOLS" "$CACHE/logs"
+# One installer at a time per cache (parallel CI jobs or a second terminal wait here).
+exec 9>"$CACHE/.lock"
+flock 9
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=${CGO_ENABLED:-0}
 
 say() { printf '[env] %s\n' "$*" >&2; }

@@ -49,7 +49,14 @@ pub struct Backend {
 impl Backend {
     /// Starts instance `instance` on 127.0.0.1 with a free port.
     pub async fn start(instance: &str) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(instance, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts instance `instance` listening on `addr`.
+    pub async fn start_on(instance: &str, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             instance: instance.to_string(),
@@ -69,7 +76,11 @@ impl Backend {
                 tracing::warn!(%err, "test backend stopped with an error");
             }
         });
-        Ok(Self { addr, shared, shutdown: Some(shutdown) })
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -96,7 +107,10 @@ impl Backend {
     }
 
     fn behavior(&self) -> std::sync::MutexGuard<'_, Behavior> {
-        self.shared.behavior.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .behavior
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -120,13 +134,21 @@ struct EchoService(Arc<Shared>);
 impl EchoService {
     /// Applies the instance's and the request's delay and failure; returns the reply.
     async fn answer(&self, request: &EchoRequest, received: u32) -> Result<EchoReply, Status> {
-        let behavior = self.0.behavior.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let behavior = self
+            .0
+            .behavior
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let delay = behavior.delay + Duration::from_millis(u64::from(request.delay_ms));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         if request.fail_code != 0 {
-            return Err(Status::new(request.fail_code.into(), request.fail_message.clone()));
+            return Err(Status::new(
+                request.fail_code.into(),
+                request.fail_message.clone(),
+            ));
         }
         if let Some((code, message)) = behavior.failure {
             return Err(Status::new(code, message));
@@ -173,7 +195,10 @@ impl Echo for EchoService {
         let first = self.answer(&request, 1).await?;
         let count = request.count.max(1);
         let replies = futures::stream::iter((0..count).map(move |i| {
-            Ok(EchoReply { message: format!("{} {i}", first.message), ..first.clone() })
+            Ok(EchoReply {
+                message: format!("{} {i}", first.message),
+                ..first.clone()
+            })
         }));
         Ok(self.tagged(Box::pin(replies)))
     }

@@ -3,5 +3,8 @@
 //! stopped, plus a gRPC test backend. Components come from `tests/env/setup.sh`.
 
 pub mod backend;
+pub mod envoy;
+pub mod interop;
+pub mod kube;
 pub mod process;
 pub mod tools;

@@ -31,8 +31,14 @@ impl Process {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {name} ({:?}): {e}", command.get_program()))?;
-        Ok(Self { name: name.to_string(), child, log: log.to_path_buf() })
+            .map_err(|e| {
+                anyhow::anyhow!("cannot start {name} ({:?}): {e}", command.get_program())
+            })?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn name(&self) -> &str {

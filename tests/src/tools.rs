@@ -9,10 +9,12 @@ pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WEFT_TOOLS_BIN") {
         return dir.into();
     }
-    let cache = std::env::var_os("WEFT_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-        PathBuf::from(home).join(".cache/weft")
-    });
+    let cache = std::env::var_os("WEFT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+            PathBuf::from(home).join(".cache/weft")
+        });
     cache.join("tools/bin")
 }
 

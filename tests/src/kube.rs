@@ -1,0 +1,376 @@
+//! A real Kubernetes control plane for tests: one etcd and one kube-apiserver on free
+//! loopback ports, with a throwaway PKI (CA, serving cert, `system:masters` admin client
+//! cert, service-account signing key) generated here with rcgen. It owns a temp dir
+//! holding etcd's data, the certificates, the process logs and an admin kubeconfig, and
+//! it stops both processes (apiserver first, then etcd) when dropped, panics included.
+//!
+//! RBAC is on and TokenRequest/TokenReview work; there is no controller-manager, so no
+//! `default` ServiceAccount, garbage collection or namespace deletion.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use tempfile::TempDir;
+
+use crate::process::{Process, free_port, wait_until};
+use crate::tools::tool;
+
+/// How long etcd gets to report healthy.
+const ETCD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the apiserver gets to become ready (it is slow on a busy 2-core machine).
+const APISERVER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The issuer and audience of service-account tokens.
+const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// Subject of the admin client certificate (`system:masters` bypasses RBAC).
+pub const ADMIN_USER: &str = "weft-test-admin";
+
+/// A running etcd + kube-apiserver pair. Dropping it stops both.
+pub struct KubeCluster {
+    apiserver: Option<Process>,
+    etcd: Process,
+    etcd_url: String,
+    apiserver_port: u16,
+    pki: Pki,
+    kubeconfig: PathBuf,
+    dir: TempDir,
+}
+
+/// PEM files the apiserver and clients need, all inside the cluster's temp dir.
+struct Pki {
+    ca_cert: PathBuf,
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
+    sa_private_key: PathBuf,
+    sa_public_key: PathBuf,
+    ca_pem: String,
+    admin_cert_pem: String,
+    admin_key_pem: String,
+}
+
+impl KubeCluster {
+    /// Starts etcd and kube-apiserver and waits until the apiserver's `/readyz` answers
+    /// 200 and the `default` namespace exists. Blocking (it polls with sleeps); call it
+    /// from a plain `#[test]` or at the top of a `#[tokio::test]`.
+    pub fn start() -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("weft-kube-")
+            .tempdir()
+            .context("cannot create the cluster temp dir")?;
+        let pki = Pki::generate(dir.path())?;
+        let etcd_port = free_port();
+        let etcd = start_etcd(dir.path(), etcd_port)?;
+        let mut cluster = Self {
+            apiserver: None,
+            etcd,
+            etcd_url: format!("http://127.0.0.1:{etcd_port}"),
+            apiserver_port: free_port(),
+            kubeconfig: dir.path().join("kubeconfig"),
+            pki,
+            dir,
+        };
+        cluster.wait_etcd_healthy()?;
+        cluster.write_kubeconfig()?;
+        cluster.start_apiserver()?;
+        tracing::info!("kube cluster ready in {:?} at {}", started.elapsed(), cluster.server_url());
+        Ok(cluster)
+    }
+
+    /// `https://127.0.0.1:<port>` of the apiserver.
+    pub fn server_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.apiserver_port)
+    }
+
+    /// The temp dir owned by the cluster (logs, certs, kubeconfig); tests may add files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The admin kubeconfig (certificate data embedded), for `kubectl` and kube-rs.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The cluster CA certificate (PEM file); it signs the serving and admin certs.
+    pub fn ca_cert_path(&self) -> &Path {
+        &self.pki.ca_cert
+    }
+
+    /// A kube-rs client authenticated as the admin (`system:masters`).
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .with_context(|| format!("cannot read {}", self.kubeconfig.display()))?;
+        client_from(kubeconfig).await
+    }
+
+    /// A kube-rs client authenticated with a bearer `token` (for example a
+    /// service-account token), subject to RBAC.
+    pub async fn client_with_token(&self, token: &str) -> anyhow::Result<kube::Client> {
+        let user = serde_json::json!({ "token": token });
+        let kubeconfig = serde_json::from_value(self.kubeconfig_json(user))
+            .context("cannot build a token kubeconfig")?;
+        client_from(kubeconfig).await
+    }
+
+    /// `kubectl --kubeconfig <admin kubeconfig>`, ready for more arguments.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(tool("kubectl"));
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
+    /// Runs kubectl with `args` and returns its stdout; fails with its stderr.
+    pub fn kubectl_ok<I, S>(&self, args: I) -> anyhow::Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = self.kubectl();
+        command.args(args);
+        let output = command.output().with_context(|| format!("cannot run {command:?}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        anyhow::ensure!(
+            output.status.success(),
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            stdout
+        );
+        Ok(stdout)
+    }
+
+    /// Stops the apiserver (etcd keeps running). A no-op when it is already stopped.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut apiserver) = self.apiserver.take() {
+            apiserver.stop();
+        }
+    }
+
+    /// Stops the apiserver if it runs, then starts it again on the same port with the same
+    /// certificates and etcd, and waits until it is ready.
+    pub fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+        self.stop_apiserver();
+        self.start_apiserver()
+    }
+
+    /// Fails with the log tail of whichever process has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.etcd.ensure_running()?;
+        match self.apiserver.as_mut() {
+            Some(apiserver) => apiserver.ensure_running(),
+            None => anyhow::bail!("kube-apiserver is stopped"),
+        }
+    }
+
+    fn wait_etcd_healthy(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/health", self.etcd_url);
+        let etcd = &mut self.etcd;
+        wait_until("etcd /health", ETCD_TIMEOUT, || {
+            etcd.ensure_running()?;
+            let body = ureq::get(&url).call()?.body_mut().read_to_string()?;
+            Ok(body.contains(r#""health":"true""#))
+        })
+    }
+
+    fn start_apiserver(&mut self) -> anyhow::Result<()> {
+        let mut command = Command::new(tool("kube-apiserver"));
+        command.args(self.apiserver_args());
+        let log = self.dir.path().join("kube-apiserver.log");
+        self.apiserver = Some(Process::spawn("kube-apiserver", command, &log)?);
+        self.wait_apiserver_ready()
+    }
+
+    fn apiserver_args(&self) -> Vec<String> {
+        let dir = self.dir.path();
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            format!("--etcd-servers={}", self.etcd_url),
+            format!("--secure-port={}", self.apiserver_port),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--cert-dir={}", path(&dir.join("apiserver-certs"))),
+            format!("--tls-cert-file={}", path(&self.pki.serving_cert)),
+            format!("--tls-private-key-file={}", path(&self.pki.serving_key)),
+            format!("--client-ca-file={}", path(&self.pki.ca_cert)),
+            "--authorization-mode=RBAC".into(),
+            format!("--service-account-issuer={SA_ISSUER}"),
+            format!("--api-audiences={SA_ISSUER}"),
+            format!("--service-account-key-file={}", path(&self.pki.sa_public_key)),
+            format!("--service-account-signing-key-file={}", path(&self.pki.sa_private_key)),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            "--allow-privileged=true".into(),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ]
+    }
+
+    fn wait_apiserver_ready(&mut self) -> anyhow::Result<()> {
+        let agent = self.admin_http_agent()?;
+        let base = self.server_url();
+        let Some(apiserver) = self.apiserver.as_mut() else {
+            anyhow::bail!("kube-apiserver is not started");
+        };
+        wait_until("kube-apiserver /readyz and namespace default", APISERVER_TIMEOUT, || {
+            apiserver.ensure_running()?;
+            agent.get(format!("{base}/readyz")).call()?;
+            agent.get(format!("{base}/api/v1/namespaces/default")).call()?;
+            Ok(true)
+        })
+    }
+
+    /// A blocking HTTP client trusting the cluster CA and presenting the admin cert.
+    fn admin_http_agent(&self) -> anyhow::Result<ureq::Agent> {
+        use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+        let ca = Certificate::from_pem(self.pki.ca_pem.as_bytes()).context("CA cert PEM")?;
+        let cert = Certificate::from_pem(self.pki.admin_cert_pem.as_bytes())
+            .context("admin cert PEM")?;
+        let key = PrivateKey::from_pem(self.pki.admin_key_pem.as_bytes()).context("admin key PEM")?;
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&[ca]))
+            .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        Ok(config.into())
+    }
+
+    fn write_kubeconfig(&self) -> anyhow::Result<()> {
+        let user = serde_json::json!({
+            "client-certificate-data": BASE64.encode(&self.pki.admin_cert_pem),
+            "client-key-data": BASE64.encode(&self.pki.admin_key_pem),
+        });
+        let text = serde_json::to_string_pretty(&self.kubeconfig_json(user))?;
+        std::fs::write(&self.kubeconfig, text)
+            .with_context(|| format!("cannot write {}", self.kubeconfig.display()))
+    }
+
+    /// A kubeconfig (JSON is valid YAML) for this cluster with the given `user` entry.
+    fn kubeconfig_json(&self, user: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "weft-test", "cluster": {
+                "server": self.server_url(),
+                "certificate-authority-data": BASE64.encode(&self.pki.ca_pem),
+            }}],
+            "users": [{ "name": "weft-test-user", "user": user }],
+            "contexts": [{ "name": "weft-test", "context": {
+                "cluster": "weft-test", "user": "weft-test-user", "namespace": "default",
+            }}],
+            "current-context": "weft-test",
+        })
+    }
+}
+
+impl Drop for KubeCluster {
+    /// The apiserver goes first so it never runs against a stopped etcd.
+    fn drop(&mut self) {
+        self.stop_apiserver();
+        self.etcd.stop();
+    }
+}
+
+async fn client_from(kubeconfig: Kubeconfig) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("cannot load the kubeconfig")?;
+    kube::Client::try_from(config).context("cannot build a kube client")
+}
+
+/// Starts a single-member etcd listening only on 127.0.0.1 (client `port`, peer port free).
+fn start_etcd(dir: &Path, port: u16) -> anyhow::Result<Process> {
+    let client = format!("http://127.0.0.1:{port}");
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let mut command = Command::new(tool("etcd"));
+    command
+        .arg("--name=weft-test")
+        .arg(format!("--data-dir={}", dir.join("etcd-data").display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=weft-test={peer}"))
+        .arg("--initial-cluster-state=new")
+        .arg("--unsafe-no-fsync=true")
+        .arg("--log-level=warn");
+    Process::spawn("etcd", command, &dir.join("etcd.log"))
+}
+
+impl Pki {
+    /// Generates the CA, the serving and admin certs and the service-account key pair,
+    /// and writes the files the apiserver reads into `dir`.
+    fn generate(dir: &Path) -> anyhow::Result<Self> {
+        let ca_key = KeyPair::generate().context("cannot generate the CA key")?;
+        let ca_params = ca_params()?;
+        let ca_pem = ca_params.self_signed(&ca_key).context("cannot self-sign the CA")?.pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let serving_key = KeyPair::generate().context("cannot generate the serving key")?;
+        let serving_cert = serving_params()?
+            .signed_by(&serving_key, &issuer)
+            .context("cannot sign the serving cert")?;
+        let admin_key = KeyPair::generate().context("cannot generate the admin key")?;
+        let admin_cert =
+            admin_params()?.signed_by(&admin_key, &issuer).context("cannot sign the admin cert")?;
+        let sa_key = KeyPair::generate().context("cannot generate the service-account key")?;
+
+        let pki = Self {
+            ca_cert: dir.join("ca.crt"),
+            serving_cert: dir.join("apiserver.crt"),
+            serving_key: dir.join("apiserver.key"),
+            sa_private_key: dir.join("sa.key"),
+            sa_public_key: dir.join("sa.pub"),
+            ca_pem,
+            admin_cert_pem: admin_cert.pem(),
+            admin_key_pem: admin_key.serialize_pem(),
+        };
+        write(&pki.ca_cert, &pki.ca_pem)?;
+        write(&pki.serving_cert, &serving_cert.pem())?;
+        write(&pki.serving_key, &serving_key.serialize_pem())?;
+        write(&pki.sa_private_key, &sa_key.serialize_pem())?;
+        write(&pki.sa_public_key, &sa_key.public_key_pem())?;
+        Ok(pki)
+    }
+}
+
+fn ca_params() -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "weft-test-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+fn serving_params() -> anyhow::Result<CertificateParams> {
+    let sans = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default.svc"];
+    let mut params = CertificateParams::new(sans.map(String::from).to_vec())
+        .context("invalid serving cert SANs")?;
+    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(params)
+}
+
+fn admin_params() -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, ADMIN_USER);
+    params.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
+fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
