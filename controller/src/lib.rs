@@ -2,6 +2,8 @@
 //! Envoy v3 xDS over ADS. Today this crate holds the process shell — settings and the
 //! admin endpoint — that the sources, translation and ADS server will plug into.
 
+pub mod ads;
+pub mod api;
 mod settings;
 
 pub use settings::{Settings, SettingsError, SourceMode};

@@ -1,0 +1,78 @@
+//! The xDS resource types weft serves over ADS, their type URLs, and the order in which
+//! updates are pushed (make-before-break: clusters and endpoints before the listeners and
+//! routes that refer to them; removals in the reverse order, last).
+
+use std::fmt;
+
+/// A resource type served over ADS. The declaration order is the push order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl ResourceType {
+    /// Upserts go out in this order; removals in the reverse.
+    pub const PUSH_ORDER: [ResourceType; 4] =
+        [ResourceType::Cluster, ResourceType::Endpoint, ResourceType::Listener, ResourceType::Route];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            ResourceType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(type_url: &str) -> Option<Self> {
+        Self::PUSH_ORDER.into_iter().find(|ty| ty.type_url() == type_url)
+    }
+
+    /// Short name used in metrics labels and debug output.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "CDS",
+            ResourceType::Endpoint => "EDS",
+            ResourceType::Listener => "LDS",
+            ResourceType::Route => "RDS",
+        }
+    }
+
+    /// Whether a request naming no resources means "all of them" (xDS legacy wildcard).
+    /// Listeners and clusters are wildcard types; endpoints and routes are always named.
+    pub fn empty_means_wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_urls_round_trip() {
+        for ty in ResourceType::PUSH_ORDER {
+            assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
+        }
+        assert_eq!(ResourceType::from_type_url("type.googleapis.com/unknown"), None);
+    }
+
+    #[test]
+    fn push_order_is_make_before_break() {
+        let order = ResourceType::PUSH_ORDER;
+        assert!(order.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(order[0], ResourceType::Cluster);
+        assert_eq!(order[3], ResourceType::Route);
+    }
+}
