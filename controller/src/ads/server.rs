@@ -1,0 +1,256 @@
+//! The tonic ADS service: one task per stream runs the protocol state machine (`sotw` or
+//! `delta`) against the latest published snapshot.
+//!
+//! - Nothing is served before the first full snapshot: streams wait for it.
+//! - Snapshots arrive on a `watch` channel, which keeps only the newest: a slow client
+//!   that cannot take responses as fast as changes come simply sees fewer, coalesced
+//!   updates, and its back-pressure blocks only its own task.
+//! - A stream whose first request has no node id is closed with INVALID_ARGUMENT.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::delta::DeltaStream;
+use super::metrics::AdsMetrics;
+use super::progress::{ClientEvent, TypeProgress};
+use super::registry::{Protocol, ProxyRegistry};
+use super::snapshot::Snapshot;
+use super::sotw::SotwStream;
+use super::types::ResourceType;
+
+/// The latest snapshot to serve; `None` until the first full sync.
+pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
+
+/// Responses buffered per stream before back-pressure applies.
+const STREAM_BUFFER: usize = 16;
+
+/// The ADS gRPC service.
+#[derive(Clone)]
+pub struct AdsService {
+    snapshots: SnapshotReceiver,
+    registry: Arc<ProxyRegistry>,
+    metrics: Arc<AdsMetrics>,
+}
+
+impl AdsService {
+    pub fn new(snapshots: SnapshotReceiver, registry: Arc<ProxyRegistry>, metrics: Arc<AdsMetrics>) -> Self {
+        Self { snapshots, registry, metrics }
+    }
+
+    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+}
+
+/// What the stream loop needs from a protocol flavour.
+trait ProtocolState: Default + Send + 'static {
+    type Request: prost::Message + Send + 'static;
+    type Response: Send + 'static;
+    const PROTOCOL: Protocol;
+
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn handle_request(
+        &mut self,
+        request: &Self::Request,
+        snapshot: &Snapshot,
+    ) -> (Vec<Self::Response>, Vec<ClientEvent>);
+    fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
+    fn response_type(response: &Self::Response) -> Option<ResourceType>;
+    fn progress(&self) -> Vec<(ResourceType, TypeProgress)>;
+}
+
+impl ProtocolState for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Sotw;
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+    fn handle_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Vec<DiscoveryResponse>, Vec<ClientEvent>) {
+        let reply = SotwStream::handle_request(self, request, snapshot);
+        (reply.responses, reply.events)
+    }
+    fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        SotwStream::handle_snapshot(self, snapshot)
+    }
+    fn response_type(response: &DiscoveryResponse) -> Option<ResourceType> {
+        ResourceType::from_type_url(&response.type_url)
+    }
+    fn progress(&self) -> Vec<(ResourceType, TypeProgress)> {
+        SotwStream::progress(self).map(|(ty, p)| (ty, p.clone())).collect()
+    }
+}
+
+impl ProtocolState for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Delta;
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+    fn handle_request(
+        &mut self,
+        request: &DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> (Vec<DeltaDiscoveryResponse>, Vec<ClientEvent>) {
+        let reply = DeltaStream::handle_request(self, request, snapshot);
+        (reply.responses, reply.events)
+    }
+    fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        DeltaStream::handle_snapshot(self, snapshot)
+    }
+    fn response_type(response: &DeltaDiscoveryResponse) -> Option<ResourceType> {
+        ResourceType::from_type_url(&response.type_url)
+    }
+    fn progress(&self) -> Vec<(ResourceType, TypeProgress)> {
+        DeltaStream::progress(self).map(|(ty, p)| (ty, p.clone())).collect()
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.start::<SotwStream>(request.into_inner())))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.start::<DeltaStream>(request.into_inner())))
+    }
+}
+
+impl AdsService {
+    fn start<P: ProtocolState>(&self, inbound: Streaming<P::Request>) -> ResponseStream<P::Response> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Err(status) = service.run_stream::<P>(inbound, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    /// Runs one stream until the client goes away. Returns a status to close it with.
+    async fn run_stream<P: ProtocolState>(
+        &self,
+        mut inbound: Streaming<P::Request>,
+        tx: &mpsc::Sender<Result<P::Response, Status>>,
+    ) -> Result<(), Status> {
+        let Some(first) = inbound.message().await? else { return Ok(()) };
+        let node_id = P::node(&first).map(|node| node.id.clone()).unwrap_or_default();
+        if node_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "node.id is empty: a proxy must identify itself as <pod>.<namespace> in its first request",
+            ));
+        }
+        let mut snapshots = self.snapshots.clone();
+        let mut snapshot = match snapshots.wait_for(Option::is_some).await {
+            Ok(current) => current.clone().unwrap_or_default(),
+            Err(_) => return Err(Status::unavailable("the controller is shutting down")),
+        };
+        let guard = self.registry.connect(&node_id, P::PROTOCOL);
+        self.metrics.connected_proxies.inc();
+        let _connected = scopeguard(&self.metrics);
+        tracing::info!(node = %node_id, protocol = ?P::PROTOCOL, "proxy connected");
+
+        let mut state = P::default();
+        let mut sent_at: BTreeMap<ResourceType, Instant> = BTreeMap::new();
+        let mut next_request = Some(first);
+        loop {
+            let responses = if let Some(request) = next_request.take() {
+                let (responses, events) = state.handle_request(&request, &snapshot);
+                self.record(&node_id, &events, &mut sent_at);
+                guard.update(state.progress().iter().map(|(ty, p)| (*ty, p)), &events);
+                responses
+            } else {
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(request)) => { next_request = Some(request); continue; }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(node = %node_id, %status, "stream ended with an error");
+                            break;
+                        }
+                    },
+                    changed = snapshots.changed() => {
+                        if changed.is_err() { break; }
+                        snapshot = snapshots.borrow_and_update().clone().unwrap_or_default();
+                        state.handle_snapshot(&snapshot)
+                    }
+                }
+            };
+            for response in responses {
+                if let Some(ty) = P::response_type(&response) {
+                    self.metrics.pushes.get_or_create(&ty.into()).inc();
+                    sent_at.insert(ty, Instant::now());
+                }
+                if tx.send(Ok(response)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            guard.update(state.progress().iter().map(|(ty, p)| (*ty, p)), &[]);
+        }
+        tracing::info!(node = %node_id, "proxy disconnected");
+        Ok(())
+    }
+
+    fn record(&self, node_id: &str, events: &[ClientEvent], sent_at: &mut BTreeMap<ResourceType, Instant>) {
+        for event in events {
+            match event {
+                ClientEvent::Ack { ty, .. } => {
+                    if let Some(at) = sent_at.remove(ty) {
+                        self.metrics.observe_ack(*ty, at.elapsed());
+                    }
+                }
+                ClientEvent::Nack { ty, nack } => {
+                    self.metrics.nacks.get_or_create(&(*ty).into()).inc();
+                    tracing::warn!(node = %node_id, r#type = %ty, version = %nack.version, reason = %nack.message, "proxy rejected an update");
+                }
+                ClientEvent::StaleNonce { ty, nonce } => {
+                    tracing::debug!(node = %node_id, r#type = %ty, %nonce, "ignored a request with a stale nonce");
+                }
+                ClientEvent::UnknownType { type_url } => {
+                    tracing::warn!(node = %node_id, %type_url, "proxy asked for a type weft does not serve");
+                }
+            }
+        }
+    }
+}
+
+/// Decrements the connected-proxies gauge when a stream ends, however it ends.
+fn scopeguard(metrics: &Arc<AdsMetrics>) -> impl Drop + use<> {
+    struct Disconnect(Arc<AdsMetrics>);
+    impl Drop for Disconnect {
+        fn drop(&mut self) {
+            self.0.connected_proxies.dec();
+        }
+    }
+    Disconnect(metrics.clone())
+}
