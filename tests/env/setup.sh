@@ -89,7 +89,13 @@ install_kube_apiserver() {
   go mod edit -require "k8s.io/kubernetes@v$K8S_VERSION"
   printf 'package tools\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n' >tools.go
   go mod tidy
-  go build -o "$1/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  # Stamp the version (upstream's build scripts do this), so /version and skew checks
+  # (kubectl, helm kubeVersion) see v$K8S_VERSION rather than v0.0.0-master.
+  local pkg=k8s.io/component-base/version
+  go build -o "$1/kube-apiserver" -ldflags "-X $pkg.gitVersion=v$K8S_VERSION \
+    -X $pkg.gitMajor=${K8S_VERSION%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION") \
+    -X $pkg.gitTreeState=clean" k8s.io/kubernetes/cmd/kube-apiserver
+  "$1/kube-apiserver" --version | grep -qx "Kubernetes v$K8S_VERSION"
 }
 
 # The go.mod of a module version, through the Go toolchain (which knows the proxy).
@@ -173,7 +179,7 @@ component python "envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION" install_python
 component prometheus "$PROMETHEUS_DEB" install_prometheus
 component h2load "$NGHTTP2_DEB" install_h2load
 component etcd "$ETCD_VERSION" install_etcd
-component kube-apiserver "$K8S_VERSION" install_kube_apiserver
+component kube-apiserver "$K8S_VERSION-stamped" install_kube_apiserver
 component helm "$HELM_VERSION" install_helm
 component interop-server "$GRPC_GO_VERSION" install_interop_server
 component interop-client "$GRPC_GO_VERSION" install_interop_client
@@ -186,7 +192,7 @@ link python3 "$py/venv/bin/python3"
 link prometheus "$CACHE/prometheus-$PROMETHEUS_DEB/prometheus"
 link h2load "$CACHE/h2load-$NGHTTP2_DEB/h2load"
 link etcd "$CACHE/etcd-$ETCD_VERSION/etcd"
-link kube-apiserver "$CACHE/kube-apiserver-$K8S_VERSION/kube-apiserver"
+link kube-apiserver "$CACHE/kube-apiserver-$K8S_VERSION-stamped/kube-apiserver"
 link helm "$CACHE/helm-$HELM_VERSION/helm"
 link interop_server "$CACHE/interop-server-$GRPC_GO_VERSION/interop_server"
 link interop_client "$CACHE/interop-client-$GRPC_GO_VERSION/interop_client"

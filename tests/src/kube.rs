@@ -2,7 +2,8 @@
 //! loopback ports, with a throwaway PKI (CA, serving cert, `system:masters` admin client
 //! cert, service-account signing key) generated here with rcgen. It owns a temp dir
 //! holding etcd's data, the certificates, the process logs and an admin kubeconfig, and
-//! it stops both processes (apiserver first, then etcd) when dropped, panics included.
+//! it stops both processes (apiserver first, then etcd) when dropped, panics included
+//! (then the temp dir is kept, and its path printed, so the logs can be read).
 //!
 //! RBAC is on and TokenRequest/TokenReview work; there is no controller-manager, so no
 //! `default` ServiceAccount, garbage collection or namespace deletion.
@@ -83,7 +84,11 @@ impl KubeCluster {
         cluster.wait_etcd_healthy()?;
         cluster.write_kubeconfig()?;
         cluster.start_apiserver()?;
-        tracing::info!("kube cluster ready in {:?} at {}", started.elapsed(), cluster.server_url());
+        tracing::info!(
+            "kube cluster ready in {:?} at {}",
+            started.elapsed(),
+            cluster.server_url()
+        );
         Ok(cluster)
     }
 
@@ -138,7 +143,9 @@ impl KubeCluster {
     {
         let mut command = self.kubectl();
         command.args(args);
-        let output = command.output().with_context(|| format!("cannot run {command:?}"))?;
+        let output = command
+            .output()
+            .with_context(|| format!("cannot run {command:?}"))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         anyhow::ensure!(
             output.status.success(),
@@ -153,7 +160,12 @@ impl KubeCluster {
     /// Stops the apiserver (etcd keeps running). A no-op when it is already stopped.
     pub fn stop_apiserver(&mut self) {
         if let Some(mut apiserver) = self.apiserver.take() {
-            apiserver.stop();
+            let started = Instant::now();
+            let status = apiserver.stop();
+            tracing::info!(
+                "kube-apiserver stopped in {:?} ({status:?})",
+                started.elapsed()
+            );
         }
     }
 
@@ -175,9 +187,7 @@ impl KubeCluster {
 
     fn wait_etcd_healthy(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/health", self.etcd_url);
-        let etcd = &mut self.etcd;
-        wait_until("etcd /health", ETCD_TIMEOUT, || {
-            etcd.ensure_running()?;
+        wait_while_running(&mut self.etcd, "etcd /health", ETCD_TIMEOUT, || {
             let body = ureq::get(&url).call()?.body_mut().read_to_string()?;
             Ok(body.contains(r#""health":"true""#))
         })
@@ -206,8 +216,14 @@ impl KubeCluster {
             "--authorization-mode=RBAC".into(),
             format!("--service-account-issuer={SA_ISSUER}"),
             format!("--api-audiences={SA_ISSUER}"),
-            format!("--service-account-key-file={}", path(&self.pki.sa_public_key)),
-            format!("--service-account-signing-key-file={}", path(&self.pki.sa_private_key)),
+            format!(
+                "--service-account-key-file={}",
+                path(&self.pki.sa_public_key)
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                path(&self.pki.sa_private_key)
+            ),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
@@ -221,10 +237,12 @@ impl KubeCluster {
         let Some(apiserver) = self.apiserver.as_mut() else {
             anyhow::bail!("kube-apiserver is not started");
         };
-        wait_until("kube-apiserver /readyz and namespace default", APISERVER_TIMEOUT, || {
-            apiserver.ensure_running()?;
+        let what = "kube-apiserver /readyz and namespace default";
+        wait_while_running(apiserver, what, APISERVER_TIMEOUT, || {
             agent.get(format!("{base}/readyz")).call()?;
-            agent.get(format!("{base}/api/v1/namespaces/default")).call()?;
+            agent
+                .get(format!("{base}/api/v1/namespaces/default"))
+                .call()?;
             Ok(true)
         })
     }
@@ -233,9 +251,10 @@ impl KubeCluster {
     fn admin_http_agent(&self) -> anyhow::Result<ureq::Agent> {
         use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
         let ca = Certificate::from_pem(self.pki.ca_pem.as_bytes()).context("CA cert PEM")?;
-        let cert = Certificate::from_pem(self.pki.admin_cert_pem.as_bytes())
-            .context("admin cert PEM")?;
-        let key = PrivateKey::from_pem(self.pki.admin_key_pem.as_bytes()).context("admin key PEM")?;
+        let cert =
+            Certificate::from_pem(self.pki.admin_cert_pem.as_bytes()).context("admin cert PEM")?;
+        let key =
+            PrivateKey::from_pem(self.pki.admin_key_pem.as_bytes()).context("admin key PEM")?;
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::new_with_certs(&[ca]))
             .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
@@ -276,11 +295,34 @@ impl KubeCluster {
 }
 
 impl Drop for KubeCluster {
-    /// The apiserver goes first so it never runs against a stopped etcd.
+    /// The apiserver goes first so it never runs against a stopped etcd. When the test is
+    /// panicking, the temp dir (logs, certs, kubeconfig) is kept for a post-mortem.
     fn drop(&mut self) {
         self.stop_apiserver();
         self.etcd.stop();
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!("kube cluster files kept in {}", self.dir.path().display());
+        }
     }
+}
+
+/// Like `wait_until`, but fails at once, with the log tail, if `process` exits.
+fn wait_while_running(
+    process: &mut Process,
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut exited = None;
+    wait_until(what, timeout, || match process.ensure_running() {
+        Ok(()) => check(),
+        Err(err) => {
+            exited = Some(err);
+            Ok(true)
+        }
+    })?;
+    exited.map_or(Ok(()), Err)
 }
 
 async fn client_from(kubeconfig: Kubeconfig) -> anyhow::Result<kube::Client> {
@@ -315,7 +357,10 @@ impl Pki {
     fn generate(dir: &Path) -> anyhow::Result<Self> {
         let ca_key = KeyPair::generate().context("cannot generate the CA key")?;
         let ca_params = ca_params()?;
-        let ca_pem = ca_params.self_signed(&ca_key).context("cannot self-sign the CA")?.pem();
+        let ca_pem = ca_params
+            .self_signed(&ca_key)
+            .context("cannot self-sign the CA")?
+            .pem();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let serving_key = KeyPair::generate().context("cannot generate the serving key")?;
@@ -323,8 +368,9 @@ impl Pki {
             .signed_by(&serving_key, &issuer)
             .context("cannot sign the serving cert")?;
         let admin_key = KeyPair::generate().context("cannot generate the admin key")?;
-        let admin_cert =
-            admin_params()?.signed_by(&admin_key, &issuer).context("cannot sign the admin cert")?;
+        let admin_cert = admin_params()?
+            .signed_by(&admin_key, &issuer)
+            .context("cannot sign the admin cert")?;
         let sa_key = KeyPair::generate().context("cannot generate the service-account key")?;
 
         let pki = Self {
@@ -348,25 +394,38 @@ impl Pki {
 
 fn ca_params() -> anyhow::Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "weft-test-ca");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "weft-test-ca");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     Ok(params)
 }
 
 fn serving_params() -> anyhow::Result<CertificateParams> {
-    let sans = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default.svc"];
+    let sans = [
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default.svc",
+    ];
     let mut params = CertificateParams::new(sans.map(String::from).to_vec())
         .context("invalid serving cert SANs")?;
-    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     Ok(params)
 }
 
 fn admin_params() -> anyhow::Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, ADMIN_USER);
-    params.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, ADMIN_USER);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     Ok(params)
 }

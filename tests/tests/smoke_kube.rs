@@ -60,7 +60,11 @@ fn widgets(client: kube::Client) -> Api<DynamicObject> {
 fn apply(cluster: &KubeCluster, name: &str, yaml: &str) -> anyhow::Result<()> {
     let path = cluster.dir().join(name);
     std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
-    cluster.kubectl_ok([std::ffi::OsStr::new("apply"), "-f".as_ref(), path.as_os_str()])?;
+    cluster.kubectl_ok([
+        std::ffi::OsStr::new("apply"),
+        "-f".as_ref(),
+        path.as_os_str(),
+    ])?;
     Ok(())
 }
 
@@ -68,7 +72,11 @@ fn apply(cluster: &KubeCluster, name: &str, yaml: &str) -> anyhow::Result<()> {
 async fn kube_cluster_serves_crds_tokens_and_rbac() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cluster = KubeCluster::start()?;
-    println!("cluster started in {:?} at {}", started.elapsed(), cluster.server_url());
+    println!(
+        "cluster started in {:?} at {}",
+        started.elapsed(),
+        cluster.server_url()
+    );
 
     // A CRD applied with kubectl becomes Established and serves objects.
     apply(&cluster, "widget-crd.yaml", CRD)?;
@@ -87,7 +95,9 @@ async fn kube_cluster_serves_crds_tokens_and_rbac() -> anyhow::Result<()> {
     // The schema is enforced: a widget without the required color is rejected.
     let mut bad = DynamicObject::new("bad", &ApiResource::from_gvk(&widget_gvk()));
     bad.data = serde_json::json!({ "spec": { "size": 1 } });
-    let err = widgets(client.clone()).create(&PostParams::default(), &bad).await;
+    let err = widgets(client.clone())
+        .create(&PostParams::default(), &bad)
+        .await;
     assert!(
         matches!(&err, Err(kube::Error::Api(status)) if status.is_invalid()),
         "expected Invalid, got {err:?}"
@@ -95,13 +105,19 @@ async fn kube_cluster_serves_crds_tokens_and_rbac() -> anyhow::Result<()> {
 
     // A service-account token is signed by the apiserver and accepted by TokenReview.
     let sa = ServiceAccount {
-        metadata: ObjectMeta { name: Some(SA_NAME.into()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(SA_NAME.into()),
+            ..ObjectMeta::default()
+        },
         ..ServiceAccount::default()
     };
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     accounts.create(&PostParams::default(), &sa).await?;
     let request = TokenRequest {
-        spec: TokenRequestSpec { expiration_seconds: Some(600), ..TokenRequestSpec::default() },
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        },
         ..TokenRequest::default()
     };
     let token = accounts
@@ -113,7 +129,10 @@ async fn kube_cluster_serves_crds_tokens_and_rbac() -> anyhow::Result<()> {
     assert!(!token.is_empty());
 
     let review = TokenReview {
-        spec: TokenReviewSpec { token: Some(token.clone()), ..TokenReviewSpec::default() },
+        spec: TokenReviewSpec {
+            token: Some(token.clone()),
+            ..TokenReviewSpec::default()
+        },
         ..TokenReview::default()
     };
     let reviewed = Api::<TokenReview>::all(client.clone())
@@ -123,21 +142,31 @@ async fn kube_cluster_serves_crds_tokens_and_rbac() -> anyhow::Result<()> {
         .context("TokenReview has no status")?;
     assert_eq!(reviewed.authenticated, Some(true), "review: {reviewed:?}");
     let username = reviewed.user.and_then(|user| user.username);
-    assert_eq!(username.as_deref(), Some("system:serviceaccount:default:smoke-reader"));
+    assert_eq!(
+        username.as_deref(),
+        Some("system:serviceaccount:default:smoke-reader")
+    );
 
     // RBAC is on: the service account has no role, so listing secrets is forbidden.
     let as_sa = cluster.client_with_token(&token).await?;
-    let denied = Api::<Secret>::namespaced(as_sa, "default").list(&ListParams::default()).await;
+    let denied = Api::<Secret>::namespaced(as_sa, "default")
+        .list(&ListParams::default())
+        .await;
     assert!(
         matches!(&denied, Err(kube::Error::Api(status)) if status.is_forbidden()),
         "expected Forbidden, got {denied:?}"
     );
 
-    // The apiserver restarts on the same port and certs, and the data is still in etcd.
+    // The apiserver stops (requests fail), then comes back on the same port and certs
+    // with the data still in etcd.
+    let stopped = Instant::now();
+    cluster.stop_apiserver();
+    println!("apiserver stopped in {:?}", stopped.elapsed());
+    assert!(widgets(client.clone()).get("first").await.is_err());
     let restarted = Instant::now();
     cluster.restart_apiserver()?;
     println!("apiserver restarted in {:?}", restarted.elapsed());
-    let widget = widgets(cluster.client().await?).get("first").await?;
+    let widget = widgets(client).get("first").await?;
     assert_eq!(widget.data["spec"]["color"], "blue");
     Ok(())
 }
