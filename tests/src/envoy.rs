@@ -70,7 +70,12 @@ impl EnvoyBuilder {
         let address_file = dir.path().join("admin-address");
         let command = self.command(&bootstrap, &address_file);
         let process = Process::spawn("envoy", command, &dir.path().join("envoy.log"))?;
-        let mut envoy = Envoy { process, admin: None, agent: admin_agent(), dir };
+        let mut envoy = Envoy {
+            process,
+            admin: None,
+            agent: admin_agent(),
+            dir,
+        };
         envoy.wait_ready(&address_file)?;
         Ok(envoy)
     }
@@ -120,7 +125,8 @@ impl Envoy {
 
     /// The admin interface's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.admin
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// The admin interface's base URL, e.g. `http://127.0.0.1:40123`.
@@ -131,18 +137,30 @@ impl Envoy {
     /// GETs admin `path` (e.g. `/clusters`); fails unless the answer is 200.
     pub fn admin_get(&self, path: &str) -> anyhow::Result<String> {
         let (status, body) = self.admin_request(path)?;
-        anyhow::ensure!(status == 200, "Envoy admin {path} answered {status}: {body}");
+        anyhow::ensure!(
+            status == 200,
+            "Envoy admin {path} answered {status}: {body}"
+        );
         Ok(body)
     }
 
     /// POSTs to admin `path` (e.g. `/healthcheck/fail`); fails unless the answer is 200.
     pub fn admin_post(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.admin_url());
-        let mut response =
-            self.agent.post(&url).send_empty().with_context(|| format!("POST {url}"))?;
+        let mut response = self
+            .agent
+            .post(&url)
+            .send_empty()
+            .with_context(|| format!("POST {url}"))?;
         let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().with_context(|| format!("POST {url}"))?;
-        anyhow::ensure!(status == 200, "Envoy admin {path} answered {status}: {body}");
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("POST {url}"))?;
+        anyhow::ensure!(
+            status == 200,
+            "Envoy admin {path} answered {status}: {body}"
+        );
         Ok(body)
     }
 
@@ -160,7 +178,9 @@ impl Envoy {
     /// One counter or gauge (None when Envoy has no such stat or it cannot be read).
     pub fn stat(&self, name: &str) -> Option<u64> {
         let filter = percent_encode(&format!("^{}$", regex_escape(name)));
-        let body = self.admin_get(&format!("/stats?format=json&filter={filter}")).ok()?;
+        let body = self
+            .admin_get(&format!("/stats?format=json&filter={filter}"))
+            .ok()?;
         parse_stats(&body).ok()?.remove(name)
     }
 
@@ -221,22 +241,37 @@ impl Envoy {
 
     /// Waits until Envoy wrote its admin address and `/ready` answers 200.
     fn wait_ready(&mut self, address_file: &Path) -> anyhow::Result<()> {
+        // `wait_until` retries errors until its deadline; an exit ends the wait at once.
+        let mut exited = None;
         let result = process::wait_until("Envoy to become ready", START_TIMEOUT, || {
-            self.process.ensure_running()?;
+            if let Err(err) = self.process.ensure_running() {
+                exited = Some(err);
+                return Ok(true);
+            }
             if self.admin.is_none() {
                 self.admin = read_admin_address(address_file)?;
             }
             Ok(self.admin.is_some() && self.ready())
         });
+        if let Some(err) = exited {
+            return Err(err);
+        }
         result.with_context(|| format!("Envoy log tail:\n{}", self.process.log_tail(30)))
     }
 
     /// GETs admin `path`, returning the status and body whatever the status.
     fn admin_request(&self, path: &str) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.admin_url());
-        let mut response = self.agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+        let mut response = self
+            .agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
         let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().with_context(|| format!("GET {url}"))?;
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("GET {url}"))?;
         Ok((status, body))
     }
 }
@@ -262,7 +297,9 @@ fn read_admin_address(path: &Path) -> anyhow::Result<Option<SocketAddr>> {
     if text.is_empty() {
         return Ok(None);
     }
-    let addr = text.parse().with_context(|| format!("bad Envoy admin address {text:?}"))?;
+    let addr = text
+        .parse()
+        .with_context(|| format!("bad Envoy admin address {text:?}"))?;
     Ok(Some(addr))
 }
 
@@ -270,25 +307,40 @@ fn read_admin_address(path: &Path) -> anyhow::Result<Option<SocketAddr>> {
 fn parse_stats(body: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     let json: serde_json::Value =
         serde_json::from_str(body).context("Envoy /stats?format=json is not JSON")?;
-    let entries = json["stats"].as_array().context("Envoy stats without a `stats` array")?;
+    let entries = json["stats"]
+        .as_array()
+        .context("Envoy stats without a `stats` array")?;
     let stats = entries
         .iter()
-        .filter_map(|entry| Some((entry["name"].as_str()?.to_string(), entry["value"].as_u64()?)))
+        .filter_map(|entry| {
+            Some((
+                entry["name"].as_str()?.to_string(),
+                entry["value"].as_u64()?,
+            ))
+        })
         .collect();
     Ok(stats)
 }
 
 /// The bound address of listener `name` in `/listeners?format=json`.
 fn listener_address(listeners: &serde_json::Value, name: &str) -> anyhow::Result<SocketAddr> {
-    let statuses = listeners["listener_statuses"].as_array().context("no listener_statuses")?;
+    let statuses = listeners["listener_statuses"]
+        .as_array()
+        .context("no listener_statuses")?;
     let listener = statuses
         .iter()
         .find(|status| status["name"] == name)
         .with_context(|| format!("Envoy has no listener {name:?}"))?;
     let socket = &listener["local_address"]["socket_address"];
-    let ip = socket["address"].as_str().context("listener without an address")?;
-    let port = socket["port_value"].as_u64().context("listener without a port")?;
-    format!("{ip}:{port}").parse().with_context(|| format!("bad listener address {socket}"))
+    let ip = socket["address"]
+        .as_str()
+        .context("listener without an address")?;
+    let port = socket["port_value"]
+        .as_u64()
+        .context("listener without a port")?;
+    format!("{ip}:{port}")
+        .parse()
+        .with_context(|| format!("bad listener address {socket}"))
 }
 
 /// Escapes `text` for Envoy's `filter` regex (stat names contain dots).

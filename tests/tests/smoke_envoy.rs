@@ -17,7 +17,10 @@ fn envoy_starts_and_reports_ready_and_stats() {
     assert!(first.admin_addr().ip().is_loopback());
 
     assert!(first.ready());
-    assert_eq!(first.admin_get("/ready").expect("GET /ready").trim(), "LIVE");
+    assert_eq!(
+        first.admin_get("/ready").expect("GET /ready").trim(),
+        "LIVE"
+    );
     assert_eq!(first.stat("server.state"), Some(0), "0 = LIVE");
     assert_eq!(first.stat("server.no.such.stat"), None);
     let stats = first.stats().expect("stats");
@@ -27,7 +30,10 @@ fn envoy_starts_and_reports_ready_and_stats() {
     let dump = first.config_dump().expect("config dump");
     let bootstrap = &dump["configs"][0]["bootstrap"];
     assert_eq!(bootstrap["node"]["id"], "smoke", "{dump:#}");
-    assert_eq!(bootstrap["admin"]["address"]["socket_address"]["address"], "127.0.0.1");
+    assert_eq!(
+        bootstrap["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
 }
 
 #[test]
@@ -38,7 +44,10 @@ fn envoy_with_a_bad_bootstrap_fails_with_its_log() {
         Err(err) => format!("{err:#}"),
     };
     assert!(err.contains("envoy exited early"), "{err}");
-    assert!(err.contains("NO_SUCH_TYPE"), "the log tail names the problem: {err}");
+    assert!(
+        err.contains("NO_SUCH_TYPE"),
+        "the log tail names the problem: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,26 +55,44 @@ async fn envoy_proxies_grpc_to_the_test_backend() {
     let backend = backend::Backend::start("b1").await.expect("start backend");
     let envoy = Envoy::start(&proxy_bootstrap(backend.addr().port())).expect("start Envoy");
     let listener = envoy.listener_addr("ingress").expect("listener address");
-    let mut client = backend::connect(&format!("http://{listener}")).await.expect("connect");
+    let mut client = backend::connect(&format!("http://{listener}"))
+        .await
+        .expect("connect");
 
-    let request = EchoRequest { message: "hello".into(), ..Default::default() };
+    let request = EchoRequest {
+        message: "hello".into(),
+        ..Default::default()
+    };
     let reply = client.unary(request).await.expect("unary through Envoy");
     assert_eq!(reply.get_ref().instance, "b1");
     assert_eq!(reply.get_ref().message, "hello");
-    assert_eq!(reply.metadata().get(backend::INSTANCE_HEADER).map(|v| v.as_bytes()), Some(&b"b1"[..]));
+    assert_eq!(
+        reply
+            .metadata()
+            .get(backend::INSTANCE_HEADER)
+            .map(|v| v.as_bytes()),
+        Some(&b"b1"[..])
+    );
 
     let failing = EchoRequest {
         fail_code: tonic::Code::Unavailable as i32,
         fail_message: "backend says no".into(),
         ..Default::default()
     };
-    let status = client.unary(failing).await.expect_err("the backend fails this call");
+    let status = client
+        .unary(failing)
+        .await
+        .expect_err("the backend fails this call");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "backend says no");
     assert_eq!(backend.calls(), 2);
 
     let total = tokio::task::spawn_blocking(move || {
-        envoy.wait_for_stat("cluster.backend.upstream_rq_total", Duration::from_secs(10), |n| n >= 2)
+        envoy.wait_for_stat(
+            "cluster.backend.upstream_rq_total",
+            Duration::from_secs(10),
+            |n| n >= 2,
+        )
     })
     .await
     .expect("join")
