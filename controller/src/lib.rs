@@ -4,6 +4,7 @@
 
 pub mod ads;
 pub mod api;
+pub mod model;
 mod settings;
 
 pub use settings::{Settings, SettingsError, SourceMode};
