@@ -14,7 +14,38 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 /// What an admin path answers.
-pub type Handler = Arc<dyn Fn(&str) -> (StatusCode, String) + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+
+/// One admin response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        Self { status, content_type: "text/plain; charset=utf-8", body: body.into() }
+    }
+
+    pub fn json(body: impl Into<String>) -> Self {
+        Self { status: StatusCode::OK, content_type: "application/json", body: body.into() }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn metrics(body: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: body.into(),
+        }
+    }
+
+    pub fn not_found(paths: &str) -> Self {
+        Self::text(StatusCode::NOT_FOUND, format!("not found; try {paths}\n"))
+    }
+}
 
 /// A bound admin listener; `serve` answers requests until the future is dropped.
 pub struct AdminServer {
@@ -55,8 +86,11 @@ async fn respond(
     req: Request<Incoming>,
     handler: Handler,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = handler(req.uri().path());
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+    let reply = handler(req.uri().path());
+    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = reply.status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(reply.content_type));
     Ok(response)
 }

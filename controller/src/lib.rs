@@ -1,58 +1,88 @@
 //! weft-controller: watches weft resources (Kubernetes or a local directory) and serves
-//! Envoy v3 xDS over ADS. Today this crate holds the process shell — settings and the
-//! admin endpoint — that the sources, translation and ADS server will plug into.
+//! Envoy v3 xDS over ADS.
+//!
+//! The wiring, in the order a change travels: a source (`source`) writes the index
+//! (`model`); the publisher (`publisher`) debounces changes, translates the index
+//! (`xds`) and publishes a snapshot; the ADS server (`ads`) pushes it to every connected
+//! proxy, adding each proxy's own listener; the admin endpoint (`admin`) shows readiness,
+//! metrics, connected proxies and per-resource reports.
 
+pub mod admin;
 pub mod ads;
 pub mod api;
 pub mod model;
+pub mod publisher;
 mod settings;
+pub mod source;
+pub mod xds;
 
 pub use settings::{Settings, SettingsError, SourceMode};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use http::StatusCode;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 use weft_common::admin::AdminServer;
+
+use crate::ads::{AdsMetrics, AdsService, NodeSnapshotFn, ProxyRegistry, ResourceType, Snapshot};
+use crate::model::Index;
+use crate::source::local::LocalSource;
 
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let source = settings.source_mode()?;
+    let mode = settings.source_mode()?;
     let admin = AdminServer::bind("--admin-addr", settings.admin_addr).await?;
     let admin_addr = admin.local_addr()?;
-    tracing::info!(%source, %admin_addr, "weft-controller started");
-    eprintln!(
-        "weft-controller: {source}; admin on http://{admin_addr}; \
-         the xDS server ({}) is not built yet, so /ready answers 503",
-        settings.xds_addr
-    );
+    let xds_listener = tokio::net::TcpListener::bind(settings.xds_addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("--xds-addr {}: cannot listen: {err}", settings.xds_addr))?;
+    let xds_addr = xds_listener.local_addr()?;
+
+    let index = Arc::new(Mutex::new(Index::new()));
+    let SourceMode::Local(dir) = &mode else {
+        anyhow::bail!("{mode}: the Kubernetes source is not built yet; use --config-dir");
+    };
+    let source = LocalSource::new(dir.clone()).start(index.clone()).await?;
+
+    let (snapshot_tx, snapshot_rx) = watch::channel(None);
+    let (published_tx, published_rx) = watch::channel(publisher::Published::default());
+    let mut metrics_registry = Registry::default();
+    let ads_metrics = Arc::new(AdsMetrics::register(&mut metrics_registry));
+    let proxies = ProxyRegistry::new();
+    let ads = AdsService::new(snapshot_rx, node_snapshot_fn(), proxies.clone(), ads_metrics);
+
+    let source_errors = {
+        let source = Arc::new(source);
+        let errors = source.clone();
+        tokio::spawn(publisher::run(index, source.subscribe(), snapshot_tx, published_tx));
+        Arc::new(move || errors.current_errors().iter().map(ToString::to_string).collect())
+    };
+    let admin_handler = admin::handler(admin::AdminState {
+        metrics: Arc::new(Mutex::new(metrics_registry)),
+        proxies,
+        published: published_rx,
+        source_errors,
+    });
+
+    tracing::info!(%mode, %admin_addr, %xds_addr, "weft-controller started");
+    eprintln!("weft-controller: {mode}; admin on http://{admin_addr}; xDS (ADS) on {xds_addr}");
+    let xds_server = tonic::transport::Server::builder()
+        .add_service(ads.into_server())
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(xds_listener));
     tokio::select! {
-        result = admin.serve(Arc::new(admin_response)) => result?,
+        result = admin.serve(admin_handler) => result?,
+        result = xds_server => result?,
         () = weft_common::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
 }
 
-/// Readiness stays false until a source has completed its first full sync and config
-/// is served; no source exists yet, so it says so.
-fn admin_response(path: &str) -> (StatusCode, String) {
-    match path {
-        "/healthz" => (StatusCode::OK, "ok\n".into()),
-        "/ready" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no config source has synced\n".into(),
-        ),
-        "/metrics" => (
-            StatusCode::OK,
-            format!(
-                "# HELP weft_controller_build_info Build of the running controller.\n\
-                 # TYPE weft_controller_build_info gauge\n\
-                 weft_controller_build_info{{version=\"{}\"}} 1\n",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "not found; try /healthz, /ready or /metrics\n".into(),
-        ),
-    }
+/// Each proxy gets the shared snapshot plus its own outbound listener.
+fn node_snapshot_fn() -> NodeSnapshotFn {
+    Arc::new(|node: &Node, global: &Arc<Snapshot>| {
+        let info = xds::NodeInfo::from_node(node)?;
+        let (name, listener) = xds::outbound_listener(&info);
+        Ok(Arc::new(global.with_type(ResourceType::Listener, [(name, listener)])))
+    })
 }

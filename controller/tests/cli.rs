@@ -76,14 +76,22 @@ fn runs_and_answers_on_its_admin_port_until_terminated() {
 
     let healthz = ureq::get(&format!("{admin}/healthz")).call().unwrap();
     assert_eq!(healthz.status(), 200);
-    // Not ready: nothing is served over xDS yet, and readiness must not pretend.
-    let ready = ureq::get(&format!("{admin}/ready"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    assert!(line.contains("xDS (ADS) on 127.0.0.1:"), "{line}");
+    // An empty config directory is a complete (empty) config: ready once it is read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ready = ureq::get(&format!("{admin}/ready"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {}", ready.status());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

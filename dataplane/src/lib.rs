@@ -9,7 +9,7 @@ pub use settings::Settings;
 use std::sync::Arc;
 
 use http::StatusCode;
-use weft_common::admin::AdminServer;
+use weft_common::admin::{AdminServer, Reply};
 
 /// Runs the proxy until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -29,25 +29,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The proxy is ready only once it holds a complete config from xDS.
-fn admin_response(path: &str) -> (StatusCode, String) {
+fn admin_response(path: &str) -> Reply {
     match path {
-        "/healthz" => (StatusCode::OK, "ok\n".into()),
-        "/ready" => (
+        "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
+        "/ready" => Reply::text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no config received from xDS\n".into(),
+            "not ready: no config received from xDS\n",
         ),
-        "/metrics" => (
-            StatusCode::OK,
-            format!(
-                "# HELP weft_proxy_build_info Build of the running proxy.\n\
-                 # TYPE weft_proxy_build_info gauge\n\
-                 weft_proxy_build_info{{version=\"{}\"}} 1\n",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "not found; try /healthz, /ready or /metrics\n".into(),
-        ),
+        "/metrics" => Reply::metrics(format!(
+            "# HELP weft_proxy_build_info Build of the running proxy.\n\
+             # TYPE weft_proxy_build_info gauge\n\
+             weft_proxy_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        _ => Reply::not_found("/healthz, /ready or /metrics"),
     }
 }

@@ -38,17 +38,28 @@ pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
 /// Responses buffered per stream before back-pressure applies.
 const STREAM_BUFFER: usize = 16;
 
+/// Turns the shared snapshot into what one proxy is served (its own listeners), or says
+/// why the node is unacceptable (the stream is then closed with INVALID_ARGUMENT).
+pub type NodeSnapshotFn =
+    Arc<dyn Fn(&Node, &Arc<Snapshot>) -> Result<Arc<Snapshot>, String> + Send + Sync>;
+
 /// The ADS gRPC service.
 #[derive(Clone)]
 pub struct AdsService {
     snapshots: SnapshotReceiver,
+    for_node: NodeSnapshotFn,
     registry: Arc<ProxyRegistry>,
     metrics: Arc<AdsMetrics>,
 }
 
 impl AdsService {
-    pub fn new(snapshots: SnapshotReceiver, registry: Arc<ProxyRegistry>, metrics: Arc<AdsMetrics>) -> Self {
-        Self { snapshots, registry, metrics }
+    pub fn new(
+        snapshots: SnapshotReceiver,
+        for_node: NodeSnapshotFn,
+        registry: Arc<ProxyRegistry>,
+        metrics: Arc<AdsMetrics>,
+    ) -> Self {
+        Self { snapshots, for_node, registry, metrics }
     }
 
     pub fn into_server(self) -> AggregatedDiscoveryServiceServer<Self> {
@@ -164,17 +175,19 @@ impl AdsService {
         tx: &mpsc::Sender<Result<P::Response, Status>>,
     ) -> Result<(), Status> {
         let Some(first) = inbound.message().await? else { return Ok(()) };
-        let node_id = P::node(&first).map(|node| node.id.clone()).unwrap_or_default();
+        let node = P::node(&first).cloned().unwrap_or_default();
+        let node_id = node.id.clone();
         if node_id.is_empty() {
             return Err(Status::invalid_argument(
                 "node.id is empty: a proxy must identify itself as <pod>.<namespace> in its first request",
             ));
         }
         let mut snapshots = self.snapshots.clone();
-        let mut snapshot = match snapshots.wait_for(Option::is_some).await {
+        let global = match snapshots.wait_for(Option::is_some).await {
             Ok(current) => current.clone().unwrap_or_default(),
             Err(_) => return Err(Status::unavailable("the controller is shutting down")),
         };
+        let mut snapshot = (self.for_node)(&node, &global).map_err(Status::invalid_argument)?;
         let guard = self.registry.connect(&node_id, P::PROTOCOL);
         self.metrics.connected_proxies.inc();
         let _connected = scopeguard(&self.metrics);
@@ -201,7 +214,8 @@ impl AdsService {
                     },
                     changed = snapshots.changed() => {
                         if changed.is_err() { break; }
-                        snapshot = snapshots.borrow_and_update().clone().unwrap_or_default();
+                        let global = snapshots.borrow_and_update().clone().unwrap_or_default();
+                        snapshot = (self.for_node)(&node, &global).map_err(Status::invalid_argument)?;
                         state.handle_snapshot(&snapshot)
                     }
                 }

@@ -48,10 +48,11 @@ impl TypeResources {
     }
 }
 
-/// Every resource of every type; immutable once built, shared behind an `Arc`.
+/// Every resource of every type; immutable once built, shared behind an `Arc`. Each type's
+/// set is itself shared, so a per-proxy variant (its own listeners) costs one type.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    types: BTreeMap<ResourceType, TypeResources>,
+    types: BTreeMap<ResourceType, Arc<TypeResources>>,
 }
 
 static EMPTY: std::sync::LazyLock<TypeResources> = std::sync::LazyLock::new(|| TypeResources {
@@ -65,8 +66,28 @@ impl Snapshot {
     }
 
     pub fn resources(&self, ty: ResourceType) -> &TypeResources {
-        self.types.get(&ty).unwrap_or(&EMPTY)
+        self.types.get(&ty).map_or(&EMPTY, |resources| resources.as_ref())
     }
+
+    /// This snapshot with the resources of `ty` replaced (e.g. one proxy's listeners).
+    pub fn with_type(&self, ty: ResourceType, resources: impl IntoIterator<Item = (String, Any)>) -> Snapshot {
+        let mut types = self.types.clone();
+        types.insert(ty, Arc::new(type_resources(resources.into_iter().collect())));
+        Snapshot { types }
+    }
+}
+
+fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
+    let resources: BTreeMap<String, Arc<VersionedResource>> = bodies
+        .into_iter()
+        .map(|(name, body)| {
+            let version = content_hash([body.type_url.as_bytes(), &body.value]);
+            (name.clone(), Arc::new(VersionedResource { name, version, body }))
+        })
+        .collect();
+    let version =
+        content_hash(resources.values().flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]));
+    TypeResources { version, resources }
 }
 
 /// Collects resources, then computes every version once in `build`.
@@ -82,22 +103,11 @@ impl SnapshotBuilder {
         self
     }
 
-    pub fn build(self) -> Snapshot {
-        let mut types = BTreeMap::new();
-        for ty in ResourceType::PUSH_ORDER {
-            let bodies = self.types.get(&ty).cloned().unwrap_or_default();
-            let resources: BTreeMap<String, Arc<VersionedResource>> = bodies
-                .into_iter()
-                .map(|(name, body)| {
-                    let version = content_hash([body.type_url.as_bytes(), &body.value]);
-                    (name.clone(), Arc::new(VersionedResource { name, version, body }))
-                })
-                .collect();
-            let version = content_hash(
-                resources.values().flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
-            );
-            types.insert(ty, TypeResources { version, resources });
-        }
+    pub fn build(mut self) -> Snapshot {
+        let types = ResourceType::PUSH_ORDER
+            .into_iter()
+            .map(|ty| (ty, Arc::new(type_resources(self.types.remove(&ty).unwrap_or_default()))))
+            .collect();
         Snapshot { types }
     }
 }
@@ -151,6 +161,17 @@ pub(crate) mod tests {
         assert_eq!(
             a.resources(ResourceType::Listener).version(),
             b.resources(ResourceType::Listener).version()
+        );
+    }
+
+    #[test]
+    fn with_type_replaces_one_type_only() {
+        let base = snapshot(&[(ResourceType::Cluster, "c", "1"), (ResourceType::Listener, "l", "a")]);
+        let node = base.with_type(ResourceType::Listener, [("l".to_string(), any("x", "b"))]);
+        assert_eq!(node.resources(ResourceType::Cluster), base.resources(ResourceType::Cluster));
+        assert_ne!(
+            node.resources(ResourceType::Listener).version(),
+            base.resources(ResourceType::Listener).version()
         );
     }
 

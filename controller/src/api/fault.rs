@@ -11,6 +11,8 @@ use super::status::ResourceStatus;
 
 /// Injects delays and/or gRPC errors into a share of the RPCs to a Service or a GrpcRoute.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+// clippy mistakes the repeated `type_ = "string"` of separate print columns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "weft.dev",
     version = "v1alpha1",
@@ -32,10 +34,24 @@ use super::status::ResourceStatus;
         json_path = ".spec.targetRef.kind",
         priority = 1
     ),
-    printcolumn(name = "Delay", type_ = "string", json_path = ".spec.delay.fixedDelay", priority = 1),
-    printcolumn(name = "Delay %", type_ = "number", json_path = ".spec.delay.percentage"),
+    printcolumn(
+        name = "Delay",
+        type_ = "string",
+        json_path = ".spec.delay.fixedDelay",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Delay %",
+        type_ = "number",
+        json_path = ".spec.delay.percentage"
+    ),
     printcolumn(name = "Abort", type_ = "string", json_path = ".spec.abort.grpcStatus"),
-    printcolumn(name = "Abort %", type_ = "number", json_path = ".spec.abort.percentage", priority = 1),
+    printcolumn(
+        name = "Abort %",
+        type_ = "number",
+        json_path = ".spec.abort.percentage",
+        priority = 1
+    ),
     printcolumn(
         name = "Accepted",
         type_ = "string",
@@ -46,7 +62,11 @@ use super::status::ResourceStatus;
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Programmed")].status"#
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.delay) || has(self.abort)")

@@ -11,6 +11,8 @@ use super::status::ResourceStatus;
 
 /// Sets the mutual TLS mode of the inbound traffic of workloads in this namespace.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+// clippy mistakes the repeated `type_ = "string"` of separate print columns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "weft.dev",
     version = "v1alpha1",
@@ -30,7 +32,11 @@ use super::status::ResourceStatus;
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Accepted")].status"#
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MtlsPolicySpec {

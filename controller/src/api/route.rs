@@ -12,6 +12,8 @@ use super::status::ResourceStatus;
 /// Routes the gRPC traffic of one or more Services (the parents) by method and headers to
 /// weighted backend Services, with a timeout and retries.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+// clippy mistakes the repeated `type_ = "string"` of separate print columns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "weft.dev",
     version = "v1alpha1",
@@ -26,7 +28,11 @@ use super::status::ResourceStatus;
     category = "weft",
     doc = "GrpcRoute routes the gRPC traffic of a Service by method and headers to weighted \
            backend Services, with a timeout and retries.",
-    printcolumn(name = "Parents", type_ = "string", json_path = ".spec.parentRefs[*].name"),
+    printcolumn(
+        name = "Parents",
+        type_ = "string",
+        json_path = ".spec.parentRefs[*].name"
+    ),
     printcolumn(
         name = "Accepted",
         type_ = "string",
@@ -44,7 +50,11 @@ use super::status::ResourceStatus;
         description = "proxies that ACKed the current generation",
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcRouteSpec {
@@ -64,12 +74,18 @@ pub struct GrpcRouteSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ParentRef {
     /// The Service name.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// The Service's namespace. Absent: the route's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: Option<String>,
 
     /// Only traffic to this Service port. Absent: every port of the Service.
@@ -111,12 +127,18 @@ pub struct RouteRule {
 #[serde(rename_all = "camelCase")]
 pub struct BackendRef {
     /// The Service name.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// The Service's namespace. Absent: the route's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: Option<String>,
 
     /// The Service port to send to.

@@ -1,0 +1,82 @@
+//! The controller's admin endpoint (default 127.0.0.1:15014):
+//! `/healthz`, `/ready` (200 once the first full config is served), `/metrics`
+//! (Prometheus), `/debug/proxies` (each connected proxy: per type the version sent, ACKed
+//! and the last NACK) and `/debug/resources` (each weft resource: accepted, references
+//! resolved, notes; plus source errors such as malformed local files).
+
+use std::sync::{Arc, Mutex};
+
+use http::StatusCode;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::sync::watch;
+use weft_common::admin::{Handler, Reply};
+
+use crate::ads::ProxyRegistry;
+use crate::publisher::Published;
+
+/// Everything the admin endpoint reads.
+pub struct AdminState {
+    pub metrics: Arc<Mutex<Registry>>,
+    pub proxies: Arc<ProxyRegistry>,
+    pub published: watch::Receiver<Published>,
+    /// Errors the source currently reports (e.g. a malformed file), one line each.
+    pub source_errors: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+}
+
+pub fn handler(state: AdminState) -> Handler {
+    Arc::new(move |path: &str| match path {
+        "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
+        "/ready" => ready(&state),
+        "/metrics" => metrics(&state),
+        "/debug/proxies" => json_reply(&state.proxies.snapshot()),
+        "/debug/resources" => resources(&state),
+        _ => Reply::not_found("/healthz, /ready, /metrics, /debug/proxies or /debug/resources"),
+    })
+}
+
+fn ready(state: &AdminState) -> Reply {
+    if state.published.borrow().snapshot.is_some() {
+        Reply::text(StatusCode::OK, "ready\n")
+    } else {
+        Reply::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the first full sync of the config source\n",
+        )
+    }
+}
+
+fn metrics(state: &AdminState) -> Reply {
+    let mut body = String::new();
+    let registry = state.metrics.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(err) = encode(&mut body, &registry) {
+        return Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {err}\n"));
+    }
+    Reply::metrics(body)
+}
+
+fn resources(state: &AdminState) -> Reply {
+    let published = state.published.borrow().clone();
+    let resources: Vec<_> = published
+        .reports
+        .iter()
+        .map(|(key, report)| {
+            json!({
+                "resource": key.to_string(),
+                "generation": report.generation,
+                "accepted": report.accepted.as_ref().err().map_or(json!(true), |e| json!(e)),
+                "resolvedRefs": report.resolved_refs.as_ref().err().map_or(json!(true), |e| json!(e)),
+                "notes": report.notes,
+            })
+        })
+        .collect();
+    json_reply(&json!({ "resources": resources, "sourceErrors": (state.source_errors)() }))
+}
+
+fn json_reply(value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_string_pretty(value) {
+        Ok(body) => Reply::json(body + "\n"),
+        Err(err) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding JSON: {err}\n")),
+    }
+}

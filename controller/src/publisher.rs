@@ -1,0 +1,113 @@
+//! Turns index changes into published snapshots: a burst of changes is debounced into one
+//! translation and one push (wait until the index has been quiet for `QUIET`, but never
+//! longer than `MAX_DELAY` after the first change), and nothing is published before the
+//! index has had its first full sync.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::ads::Snapshot;
+use crate::model::Index;
+use crate::xds::{self, ResourceReport};
+
+/// How long the index must be quiet before a push.
+pub const QUIET: Duration = Duration::from_millis(30);
+/// The most a push waits after the first change of a burst.
+pub const MAX_DELAY: Duration = Duration::from_millis(150);
+
+/// The latest translation: the snapshot served, and a report per user resource.
+#[derive(Debug, Default, Clone)]
+pub struct Published {
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub reports: Arc<std::collections::BTreeMap<crate::model::ObjectKey, ResourceReport>>,
+    /// Times a new snapshot was published.
+    pub generation: u64,
+}
+
+/// Translates now, then after every (debounced) change of the index revision, until the
+/// source goes away.
+pub async fn run(
+    index: Arc<Mutex<Index>>,
+    mut revisions: watch::Receiver<u64>,
+    snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    published: watch::Sender<Published>,
+) {
+    loop {
+        publish(&index, &snapshots, &published);
+        if revisions.changed().await.is_err() {
+            return;
+        }
+        debounce(&mut revisions).await;
+    }
+}
+
+fn publish(
+    index: &Mutex<Index>,
+    snapshots: &watch::Sender<Option<Arc<Snapshot>>>,
+    published: &watch::Sender<Published>,
+) {
+    let translation = {
+        let index = index.lock().unwrap_or_else(|p| p.into_inner());
+        if !index.is_synced() {
+            return;
+        }
+        xds::translate(&index)
+    };
+    let snapshot = Arc::new(translation.snapshot);
+    let is_new = snapshots.borrow().as_deref() != Some(&snapshot);
+    if is_new {
+        snapshots.send_replace(Some(snapshot.clone()));
+    }
+    published.send_modify(|p| {
+        p.snapshot = Some(snapshot);
+        p.reports = Arc::new(translation.reports);
+        p.generation += u64::from(is_new);
+    });
+    tracing::debug!(new = is_new, "translated the index");
+}
+
+/// Returns once no change arrived for `QUIET`, or `MAX_DELAY` after the start.
+async fn debounce(revisions: &mut watch::Receiver<u64>) {
+    let deadline = Instant::now() + MAX_DELAY;
+    loop {
+        let quiet_until = (Instant::now() + QUIET).min(deadline);
+        tokio::select! {
+            changed = revisions.changed() => {
+                if changed.is_err() || Instant::now() >= deadline { return; }
+            }
+            () = tokio::time::sleep_until(quiet_until) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_period_ends_a_debounce() {
+        let (_tx, mut rx) = watch::channel(0u64);
+        let start = Instant::now();
+        debounce(&mut rx).await;
+        assert_eq!(start.elapsed(), QUIET);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
+        let (tx, mut rx) = watch::channel(0u64);
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                tx.send_modify(|revision| *revision += 1);
+            }
+        });
+        let start = Instant::now();
+        debounce(&mut rx).await;
+        ticker.abort();
+        let waited = start.elapsed();
+        assert!(waited >= MAX_DELAY && waited < MAX_DELAY + QUIET, "{waited:?}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The I/O shell of the local source: one thread that does the first full sync, then polls
+//! the directory and writes changes to the shared index.
+//!
+//! A plain thread rather than a task: the work is blocking file I/O, the loop needs no
+//! runtime (it works under any tokio flavour, or none), and dropping the handle ends it at
+//! once. Subscribers learn about changes through a `tokio::sync::watch` revision counter.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use super::error::{FileError, Problem};
+use super::scan::DirScanner;
+use super::state::{LocalState, Update};
+use crate::source::SharedIndex;
+
+/// How often the directory is polled: a change is in the index within two polls.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The local source, before it starts.
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    dir: PathBuf,
+    poll_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalSourceError {
+    #[error("config directory {}: {source}", dir.display())]
+    Directory { dir: PathBuf, source: io::Error },
+    #[error("cannot start the local source thread: {0}")]
+    Thread(io::Error),
+    #[error("the local source thread ended before its first sync")]
+    Ended,
+}
+
+impl LocalSource {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+        }
+    }
+
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Reads the whole directory, writes it to `index` (every kind is reset, so the index is
+    /// synced even for kinds no file defines), then keeps polling on a thread of its own.
+    /// Returns once the first full sync is in the index; fails if the directory cannot be
+    /// listed. Broken files are not a failure: they are in [`LocalSourceHandle::current_errors`].
+    pub async fn start(self, index: SharedIndex) -> Result<LocalSourceHandle, LocalSourceError> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let (revision_tx, mut revision) = watch::channel(0);
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut worker = Worker {
+            scanner: DirScanner::new(&self.dir),
+            state: LocalState::new(),
+            index,
+            revision: revision_tx,
+            errors: errors.clone(),
+            dir_error: None,
+        };
+        let interval = self.poll_interval;
+        let thread = std::thread::Builder::new()
+            .name("weft-local-source".into())
+            .spawn(move || {
+                let synced = worker.first_sync();
+                let failed = synced.is_err();
+                if ready_tx.send(synced).is_err() || failed {
+                    return;
+                }
+                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                    worker.poll();
+                }
+            })
+            .map_err(LocalSourceError::Thread)?;
+        match ready_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(LocalSourceError::Directory {
+                    dir: self.dir,
+                    source,
+                });
+            }
+            Err(_) => return Err(LocalSourceError::Ended),
+        }
+        revision.borrow_and_update();
+        Ok(LocalSourceHandle {
+            dir: self.dir,
+            revision,
+            errors,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running local source. Dropping it stops the polling thread.
+#[derive(Debug)]
+pub struct LocalSourceHandle {
+    dir: PathBuf,
+    revision: watch::Receiver<u64>,
+    errors: Arc<Mutex<Vec<FileError>>>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LocalSourceHandle {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A receiver of the index revision: it moves on after every write that changed the
+    /// index (1 after the first sync). Read the index after `changed()` returns.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision.clone()
+    }
+
+    /// The problems in force now, in file and line order: broken files (whose last good
+    /// objects stay in force), names defined in two files, an unreadable directory. A fixed
+    /// file's error is gone after the next poll.
+    pub fn current_errors(&self) -> Vec<FileError> {
+        self.errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stops polling and waits for the thread to end (at most one poll's work).
+    pub fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LocalSourceHandle {
+    fn drop(&mut self) {
+        self.stop.take(); // the thread sees the channel close and ends
+    }
+}
+
+struct Worker {
+    scanner: DirScanner,
+    state: LocalState,
+    index: SharedIndex,
+    revision: watch::Sender<u64>,
+    errors: Arc<Mutex<Vec<FileError>>>,
+    /// Why the directory could not be listed on the last poll.
+    dir_error: Option<String>,
+}
+
+impl Worker {
+    fn first_sync(&mut self) -> io::Result<()> {
+        let events = self.scanner.scan_all()?;
+        let update = self.state.update(events);
+        self.log(&update);
+        self.state
+            .apply_to(&mut self.index.lock().unwrap_or_else(PoisonError::into_inner));
+        tracing::info!(
+            dir = %self.scanner.dir().display(),
+            objects = self.state.objects().count(),
+            errors = self.state.errors().len(),
+            "local source synced"
+        );
+        self.revision.send_modify(|revision| *revision += 1);
+        self.publish_errors();
+        Ok(())
+    }
+
+    fn poll(&mut self) {
+        let events = match self.scanner.poll() {
+            Ok(events) => events,
+            Err(err) => {
+                let reason = err.to_string();
+                if self.dir_error.as_ref() != Some(&reason) {
+                    let dir = self.scanner.dir().display();
+                    tracing::warn!(
+                        "{dir}: cannot list the config directory ({reason}); keeping the config read so far"
+                    );
+                    self.dir_error = Some(reason);
+                    self.publish_errors();
+                }
+                return;
+            }
+        };
+        if self.dir_error.take().is_some() {
+            tracing::info!(
+                "{}: config directory readable again",
+                self.scanner.dir().display()
+            );
+            self.publish_errors();
+        }
+        if events.is_empty() {
+            return;
+        }
+        let update = self.state.update(events);
+        self.log(&update);
+        if !update.changed {
+            return;
+        }
+        let change = self
+            .state
+            .apply_to(&mut self.index.lock().unwrap_or_else(PoisonError::into_inner));
+        if !change.is_empty() {
+            tracing::info!(
+                changed = change.changed.len(),
+                deleted = change.deleted.len(),
+                "local config changed"
+            );
+            self.revision.send_modify(|revision| *revision += 1);
+        }
+        self.publish_errors();
+    }
+
+    fn log(&self, update: &Update) {
+        for error in &update.new_errors {
+            tracing::warn!("{error}");
+        }
+        for error in &update.cleared_errors {
+            tracing::info!("resolved: {error}");
+        }
+        for (file, skipped) in &update.skipped {
+            tracing::warn!(
+                "{}:{}: skipped {} {}: not a kind weft reads (supported: {})",
+                file.display(),
+                skipped.line,
+                skipped.api_version,
+                skipped.kind,
+                super::SUPPORTED_KINDS
+            );
+        }
+    }
+
+    fn publish_errors(&self) {
+        let mut errors = self.state.errors().to_vec();
+        if let Some(reason) = &self.dir_error {
+            let dir = self.scanner.dir();
+            errors.insert(
+                0,
+                FileError::new(dir, Problem::DirectoryUnreadable(reason.clone())),
+            );
+        }
+        *self.errors.lock().unwrap_or_else(PoisonError::into_inner) = errors;
+    }
+}

@@ -1,0 +1,107 @@
+//! The per-proxy outbound Listener: one HTTP connection manager that reads the routes of the
+//! proxy's namespace over ADS, with the fault filter (configured per route) before the router.
+
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
+    CodecType, RouteSpecifier,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration};
+use envoy_types::util::pack_any;
+
+use super::NodeInfo;
+use super::cluster::ads_config_source;
+use super::endpoints::socket_address;
+use super::fault::FAULT_FILTER;
+use super::services::route_config_name;
+
+/// The name of every proxy's outbound Listener.
+pub const OUTBOUND_LISTENER: &str = "outbound";
+
+/// The network filter name of the HTTP connection manager.
+pub(super) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+/// The terminal HTTP filter.
+pub(super) const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
+/// The outbound Listener of one proxy: its name and the packed `Listener`.
+pub fn outbound_listener(node: &NodeInfo) -> (String, Any) {
+    let manager = HttpConnectionManager {
+        stat_prefix: OUTBOUND_LISTENER.into(),
+        codec_type: CodecType::Auto as i32,
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: route_config_name(&node.namespace),
+        })),
+        http_filters: vec![
+            // Empty: faults come only from the per-route config.
+            http_filter(FAULT_FILTER, pack_any(HttpFault::default())),
+            http_filter(ROUTER_FILTER, pack_any(Router::default())),
+        ],
+        generate_request_id: Some(BoolValue { value: false }),
+        // 0s: no idle limit; a quiet stream is ended by its deadline or its peer.
+        stream_idle_timeout: Some(Duration::default()),
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: OUTBOUND_LISTENER.into(),
+        address: Some(socket_address(node.outbound_addr)),
+        traffic_direction: TrafficDirection::Outbound as i32,
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: HCM_FILTER.into(),
+                config_type: Some(ConfigType::TypedConfig(pack_any(manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    (OUTBOUND_LISTENER.to_owned(), pack_any(listener))
+}
+
+fn http_filter(name: &str, config: Any) -> HttpFilter {
+    HttpFilter {
+        name: name.into(),
+        config_type: Some(HttpFilterConfig::TypedConfig(config)),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::testutil::decode;
+
+    #[test]
+    fn reads_the_namespace_routes_with_fault_before_router() {
+        let node = NodeInfo::new("client-0", "team-a", "127.0.0.1:15001".parse().unwrap());
+        let (name, any) = outbound_listener(&node);
+        assert_eq!(name, "outbound");
+        let listener: Listener = decode(&any);
+        assert_eq!(listener.name, "outbound");
+        assert_eq!(listener.address, Some(socket_address("127.0.0.1:15001".parse().unwrap())));
+        let filter = &listener.filter_chains[0].filters[0];
+        assert_eq!(filter.name, HCM_FILTER);
+        let Some(ConfigType::TypedConfig(config)) = &filter.config_type else { panic!() };
+        let manager: HttpConnectionManager = decode(config);
+        assert_eq!(manager.stat_prefix, "outbound");
+        assert_eq!(manager.codec_type, CodecType::Auto as i32);
+        let Some(RouteSpecifier::Rds(rds)) = manager.route_specifier else { panic!() };
+        assert_eq!(rds.route_config_name, "outbound/team-a");
+        assert_eq!(rds.config_source, Some(ads_config_source()));
+        let names: Vec<&str> = manager.http_filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, [FAULT_FILTER, ROUTER_FILTER]);
+        let Some(HttpFilterConfig::TypedConfig(fault)) = &manager.http_filters[0].config_type else {
+            panic!()
+        };
+        assert_eq!(decode::<HttpFault>(fault), HttpFault::default());
+        assert_eq!(manager.generate_request_id, Some(BoolValue { value: false }));
+        assert_eq!(manager.stream_idle_timeout, Some(Duration::default()));
+    }
+}

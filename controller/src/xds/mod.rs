@@ -1,0 +1,175 @@
+//! Translation: the index of domain objects → Envoy v3 resources, as pure synchronous
+//! functions, plus one [`ResourceReport`] per weft resource for its status conditions.
+//!
+//! # Resources
+//! - **Clusters** (`cluster.rs`): each TCP port of each Service is a Cluster
+//!   `outbound|<port>||<name>.<ns>.svc.cluster.local`: EDS over ADS, `LEAST_REQUEST`, 1 s
+//!   connect timeout, HTTP/2 upstream (`HttpProtocolOptions` explicit HTTP/2), circuit
+//!   breakers raised to 1 000 000 (gRPC multiplexes many RPCs on few connections).
+//! - **Endpoints** (`endpoints.rs`): a ClusterLoadAssignment of the same name from the
+//!   EndpointSlices labelled `kubernetes.io/service-name: <service>` in the Service's
+//!   namespace: every endpoint whose `conditions.ready` is not false, first address, with the
+//!   slice port whose name equals the Service port's name (or the slice's only port when the
+//!   Service has one port). `targetPort` is not used: slice ports are the real ports.
+//! - **Routes** (`vhosts.rs`, `routes.rs`): one RouteConfiguration `outbound/<ns>` per client
+//!   namespace (every namespace holding a Service or a GrpcRoute, plus those the caller names
+//!   in [`translate_for`]). It has a virtual host per Service port, named
+//!   `<name>.<ns>.svc.cluster.local:<port>`, answering to `<name>.<ns>.svc.cluster.local`,
+//!   `<name>.<ns>.svc`, `<name>.<ns>`, `<name>` (only in the Service's own namespace) and
+//!   `<clusterIP>`, each with `:<port>`, and without the port for the Service's first port.
+//!   A domain already taken in the RouteConfiguration is skipped (Envoy rejects duplicates).
+//!   The last route of every virtual host is prefix `/` → the Service's own cluster.
+//!   Every route has `timeout: 0s` (Envoy's 15 s default would cut streams) and
+//!   `max_stream_duration.grpc_timeout_header_max` (0s = honour the client's `grpc-timeout`).
+//! - **GrpcRoute** rules go before the default route of each parent's virtual host (every
+//!   port, or `parentRefs[].port`): one Envoy route per `matches` entry (none: one catch-all).
+//!   Method `Exact`: service+method → path `/<service>/<method>`, service → prefix
+//!   `/<service>/`, method → regex `/[^/]+/<method>`; `RegularExpression`: regex
+//!   `/(?:<service>)/(?:<method>)` with `[^/]+` for an absent part. Headers → HeaderMatchers
+//!   (exact or regex). backendRefs → weighted_clusters (zero weights left out) or one
+//!   cluster. `timeout: T` → `max_stream_duration` T and `grpc_timeout_header_max` T (caps
+//!   the client's deadline, applies when it sets none; `0s` = no cap). `retry` → retry_policy:
+//!   `retry_on` from the codes Envoy knows (cancelled, deadline-exceeded, internal,
+//!   resource-exhausted, unavailable; others get a note and are not retried), `num_retries` =
+//!   `attempts` (retries after the first try, as in Istio: `attempts: 3` = up to 4 tries),
+//!   `per_try_timeout`, `retry_back_off.base_interval` = `backoff` (default 25ms).
+//! - **Precedence**: a GrpcRoute in the parent Service's namespace (a producer route) applies
+//!   to clients in every namespace; one in another namespace (a consumer route, as in GAMMA)
+//!   applies only to clients in its own namespace, and its rules come first there. Within
+//!   each group, routes are ordered by namespace/name; rules keep their order.
+//! - **FaultInjection** (`fault.rs`): for each route entry of the target (every entry of the
+//!   Service's virtual hosts, or every entry from the GrpcRoute), a copy placed just before
+//!   it, its match extended by the fault's own match (method as a `:path` HeaderMatcher,
+//!   headers appended), carrying `typed_per_filter_config["envoy.filters.http.fault"]`:
+//!   `HTTPFault { delay: fixed, abort: grpc_status + response_body = message }`, percentages
+//!   per million. Faults on a GrpcRoute come before faults on the Service; several faults are
+//!   ordered by namespace/name, and an RPC matching several gets only the first.
+//! - **Listener** (`listener.rs`): per proxy, `outbound` at the node's outbound address, one
+//!   HttpConnectionManager reading `outbound/<node namespace>` over ADS, filters
+//!   `[envoy.filters.http.fault (empty), envoy.filters.http.router]`.
+//!
+//! # Validation and status
+//! Each weft resource is checked in isolation (`validate.rs`); an invalid one is left out
+//! entirely and its report says why (`accepted`), the rest still translate. References are
+//! checked separately (`resolved_refs`): a missing parent Service only detaches that parent;
+//! a missing backend Service or port leaves that **rule** out (its RPCs fall through to later
+//! rules or the Service itself), unless the backend's weight is 0. A fault whose target is
+//! missing or not accepted is left out. Services whose name is not a DNS label, ExternalName
+//! Services and non-TCP ports are skipped and listed in [`Translation::warnings`].
+//!
+//! Envoy's map fields (`typed_per_filter_config`, ...) are `HashMap`s: each holds at most one
+//! entry here, so the encoding, and with it the content hash, is deterministic.
+
+mod cluster;
+mod endpoints;
+mod fault;
+mod listener;
+mod matching;
+mod mtls;
+mod node;
+mod re2;
+mod routes;
+mod services;
+mod validate;
+mod vhosts;
+
+#[cfg(test)]
+mod envoy_check;
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod testutil;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::util::pack_any;
+
+use crate::ads::{ResourceType, Snapshot};
+use crate::model::{Index, ObjectKey};
+
+pub use listener::{OUTBOUND_LISTENER, outbound_listener};
+pub use node::NodeInfo;
+pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
+
+/// The result of translating an index.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    /// Clusters, ClusterLoadAssignments and RouteConfigurations (listeners are per proxy:
+    /// [`outbound_listener`]).
+    pub snapshot: Snapshot,
+    /// One report per GrpcRoute, FaultInjection and MtlsPolicy in the index.
+    pub reports: BTreeMap<ObjectKey, ResourceReport>,
+    /// Objects that no report covers (Services, EndpointSlices) and that were skipped.
+    pub warnings: Vec<String>,
+}
+
+/// What translation found about one weft resource: feeds its `Accepted` and
+/// `ResolvedRefs` conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceReport {
+    /// `metadata.generation` of the object that was translated.
+    pub generation: Option<i64>,
+    /// `Err`: why the resource is invalid (each problem as `<field path>: <what is wrong>`,
+    /// joined by `; `); an invalid resource is left out of the config entirely.
+    pub accepted: Result<(), String>,
+    /// `Err`: which references do not resolve, and what was left out because of them.
+    pub resolved_refs: Result<(), String>,
+    /// What some clients cannot honour, or other things worth knowing.
+    pub notes: Vec<String>,
+}
+
+impl ResourceReport {
+    fn new(generation: Option<i64>) -> Self {
+        Self { generation, accepted: Ok(()), resolved_refs: Ok(()), notes: Vec::new() }
+    }
+}
+
+/// Joins problems into one condition message; `Ok` when there are none.
+fn problems(list: Vec<String>) -> Result<(), String> {
+    if list.is_empty() { Ok(()) } else { Err(list.join("; ")) }
+}
+
+/// Translates the index: every client namespace is one that holds a Service or a GrpcRoute.
+pub fn translate(index: &Index) -> Translation {
+    translate_for(index, std::iter::empty::<&str>())
+}
+
+/// [`translate`], with a RouteConfiguration also for each of `client_namespaces` (the
+/// namespaces of connected proxies), so a proxy in a namespace without Services still gets
+/// its `outbound/<ns>`.
+pub fn translate_for<'a>(
+    index: &Index,
+    client_namespaces: impl IntoIterator<Item = &'a str>,
+) -> Translation {
+    let mut warnings = Vec::new();
+    let mut reports = BTreeMap::new();
+    let catalog = services::Catalog::build(index, &mut warnings);
+    let mut builder = Snapshot::builder();
+
+    let slices = endpoints::SlicesByService::build(index, &mut warnings);
+    for service in catalog.iter() {
+        for port in &service.ports {
+            let name = service.cluster(port.port);
+            builder.add(ResourceType::Cluster, name.clone(), pack_any(cluster::cluster(&name)));
+            let assignment = endpoints::load_assignment(&name, service, port, &slices);
+            builder.add(ResourceType::Endpoint, name, pack_any(assignment));
+        }
+    }
+
+    let attached = routes::translate_routes(index, &catalog, &mut reports);
+    let faults = fault::translate_faults(index, &catalog, &attached, &mut reports);
+    mtls::report_policies(index, &mut reports);
+
+    let mut namespaces: BTreeSet<String> = catalog.iter().map(|s| s.namespace.clone()).collect();
+    namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
+    namespaces.extend(client_namespaces.into_iter().map(str::to_owned));
+    for namespace in &namespaces {
+        let config = vhosts::route_configuration(namespace, &catalog, &attached, &faults);
+        builder.add(ResourceType::Route, config.name.clone(), pack_any(config));
+    }
+
+    Translation { snapshot: builder.build(), reports, warnings }
+}
+
+#[cfg(test)]
+mod tests;

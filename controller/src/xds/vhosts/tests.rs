@@ -1,0 +1,133 @@
+use super::*;
+use crate::xds::testutil::{GREETER, greeters, index, route_names, service_yaml};
+use crate::xds::translate;
+
+fn domains_of(config: &RouteConfiguration) -> Vec<(&str, Vec<&str>)> {
+    config
+        .virtual_hosts
+        .iter()
+        .map(|v| (v.name.as_str(), v.domains.iter().map(String::as_str).collect()))
+        .collect()
+}
+
+#[test]
+fn a_virtual_host_per_service_port_with_every_name_a_client_may_use() {
+    let yaml = [
+        "apiVersion: v1\nkind: Service\nmetadata: {name: greeter, namespace: default}\n\
+         spec: {clusterIP: 10.96.0.10, ports: [{name: grpc, port: 50051}, {name: admin, port: 9000}]}\n"
+            .to_string(),
+        service_yaml("team-a", "web", &[("http", 8080)]),
+    ]
+    .join("---\n");
+    let t = translate(&index(&yaml));
+    let default = t.route_config("default");
+    assert_eq!(default.name, "outbound/default");
+    assert_eq!(
+        domains_of(&default),
+        [
+            (
+                "greeter.default.svc.cluster.local:50051",
+                vec![
+                    "greeter.default.svc.cluster.local:50051",
+                    "greeter.default.svc:50051",
+                    "greeter.default:50051",
+                    "greeter:50051",
+                    "10.96.0.10:50051",
+                    "greeter.default.svc.cluster.local",
+                    "greeter.default.svc",
+                    "greeter.default",
+                    "greeter",
+                    "10.96.0.10",
+                ]
+            ),
+            (
+                "greeter.default.svc.cluster.local:9000",
+                vec![
+                    "greeter.default.svc.cluster.local:9000",
+                    "greeter.default.svc:9000",
+                    "greeter.default:9000",
+                    "greeter:9000",
+                    "10.96.0.10:9000",
+                ]
+            ),
+            (
+                "web.team-a.svc.cluster.local:8080",
+                vec![
+                    "web.team-a.svc.cluster.local:8080",
+                    "web.team-a.svc:8080",
+                    "web.team-a:8080",
+                    "web.team-a.svc.cluster.local",
+                    "web.team-a.svc",
+                    "web.team-a",
+                ]
+            ),
+        ]
+    );
+    let team_a = t.route_config("team-a");
+    let short: Vec<&str> = domains_of(&team_a)
+        .into_iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| !d.contains('.'))
+        .collect();
+    assert_eq!(short, ["web:8080", "web"], "short names only for the client's own namespace");
+}
+
+#[test]
+fn no_domain_repeats_in_a_route_configuration() {
+    // Two Services claiming one cluster IP (possible in local mode): the first keeps it.
+    let yaml = ["a", "b"]
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+                 spec: {{clusterIP: 10.0.0.1, ports: [{{name: grpc, port: 80}}]}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let config = translate(&index(&yaml)).route_config("default");
+    let all: Vec<&String> = config.virtual_hosts.iter().flat_map(|v| &v.domains).collect();
+    let unique: HashSet<&String> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "{all:?}");
+    assert!(config.virtual_hosts[0].domains.contains(&"10.0.0.1:80".to_string()));
+    assert!(!config.virtual_hosts[1].domains.contains(&"10.0.0.1:80".to_string()));
+}
+
+#[test]
+fn ipv6_cluster_ips_are_bracketed() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\n\
+                spec: {clusterIP: 'fd00::1', ports: [{name: grpc, port: 80}]}\n";
+    let config = translate(&index(yaml)).route_config("default");
+    let domains = &config.virtual_hosts[0].domains;
+    assert!(domains.contains(&"[fd00::1]:80".to_string()), "{domains:?}");
+    assert!(domains.contains(&"[fd00::1]".to_string()), "{domains:?}");
+}
+
+#[test]
+fn the_default_route_goes_to_the_service_itself() {
+    let t = translate(&index(&greeters()));
+    let routes = t.routes(GREETER);
+    assert_eq!(route_names(&routes), [DEFAULT_ROUTE]);
+    let Some(Action::Route(action)) = &routes[0].action else { panic!() };
+    assert_eq!(
+        action.cluster_specifier,
+        Some(ClusterSpecifier::Cluster("outbound|50051||greeter.default.svc.cluster.local".into()))
+    );
+    assert_eq!(routes[0].r#match, Some(matching::route_match(None)));
+}
+
+#[test]
+fn route_configurations_for_service_route_and_client_namespaces() {
+    let route = "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\nmetadata: {name: r, namespace: team-b}\n\
+                 spec:\n  parentRefs: [{name: greeter, namespace: default}]\n  rules:\n  \
+                 - backendRefs: [{name: greeter-v1, namespace: default, port: 50051}]\n";
+    let index = index(&format!("{}---\n{route}", greeters()));
+    let names = |t: crate::xds::Translation| -> Vec<String> {
+        t.snapshot.resources(crate::ads::ResourceType::Route).iter().map(|r| r.name.clone()).collect()
+    };
+    assert_eq!(names(translate(&index)), ["outbound/default", "outbound/team-b"]);
+    assert_eq!(
+        names(crate::xds::translate_for(&index, ["team-c", "default"])),
+        ["outbound/default", "outbound/team-b", "outbound/team-c"]
+    );
+}
