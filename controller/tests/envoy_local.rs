@@ -4,6 +4,8 @@
 //! matched calls; an abort fault returns the configured code; removing it restores calls.
 //! Envoy must never reject an update (`update_rejected` stays 0).
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -56,7 +56,7 @@ component() {
 }
 
 # link NAME TARGET: expose a cached binary under tools/bin.
-link() { ln -sfn "$2" "$TOOLS/$1"; }
+link() { [[ -e $2 ]] && ln -sfn "$2" "$TOOLS/$1" || true; }
 
 # A throwaway Go module whose go.mod requires what we build, so that `replace`
 # lines can be added where the upstream module needs them.
@@ -173,18 +173,23 @@ apt_download() {
   apt-get download "$1" 2>/dev/null || { apt_update_once && apt-get download "$1"; }
 }
 
+# `setup.sh` installs everything; `setup.sh python grpcurl` only the named components
+# (scripts/mesh needs just those two). Links for all installed components are refreshed.
+wanted=" ${*:-all} "
+want() { [[ $wanted == *" all "* || $wanted == *" $1 "* ]]; }
+
 total_start=$SECONDS
 say "cache: $CACHE"
-component python "envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION" install_python
-component prometheus "$PROMETHEUS_DEB" install_prometheus
-component h2load "$NGHTTP2_DEB" install_h2load
-component etcd "$ETCD_VERSION" install_etcd
-component kube-apiserver "$K8S_VERSION-stamped" install_kube_apiserver
-component helm "$HELM_VERSION" install_helm
-component interop-server "$GRPC_GO_VERSION" install_interop_server
-component interop-client "$GRPC_GO_VERSION" install_interop_client
-component grpcurl "$GRPCURL_VERSION" install_grpcurl
-component ghz "$GHZ_VERSION" install_ghz
+want python && component python "envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION" install_python
+want prometheus && component prometheus "$PROMETHEUS_DEB" install_prometheus
+want h2load && component h2load "$NGHTTP2_DEB" install_h2load
+want etcd && component etcd "$ETCD_VERSION" install_etcd
+want kube-apiserver && component kube-apiserver "$K8S_VERSION-stamped" install_kube_apiserver
+want helm && component helm "$HELM_VERSION" install_helm
+want interop && component interop-server "$GRPC_GO_VERSION" install_interop_server
+want interop && component interop-client "$GRPC_GO_VERSION" install_interop_client
+want grpcurl && component grpcurl "$GRPCURL_VERSION" install_grpcurl
+want ghz && component ghz "$GHZ_VERSION" install_ghz
 
 py=$CACHE/python-envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION
 link envoy "$py/envoy"
@@ -200,5 +205,5 @@ link grpcurl "$CACHE/grpcurl-$GRPCURL_VERSION/grpcurl"
 link ghz "$CACHE/ghz-$GHZ_VERSION/ghz"
 link kubectl "$(command -v kubectl || { say "FAILED: kubectl is not on PATH"; exit 1; })"
 
-say "all components ready in $((SECONDS - total_start))s; binaries in $TOOLS"
+say "components ready in $((SECONDS - total_start))s; binaries in $TOOLS"
 echo "$TOOLS"

@@ -26,7 +26,7 @@ use super::{NodeInfo, Translation, outbound_listener, translate};
 use crate::ads::ResourceType;
 
 /// Lines longer than this stay unfolded.
-const FOLD_WIDTH: usize = 96;
+const FOLD_WIDTH: usize = 100;
 
 fn decode_pretty(type_url: &str, bytes: &[u8]) -> Option<String> {
     fn pretty<M: Message + Name + Default + std::fmt::Debug>(type_url: &str, bytes: &[u8]) -> Option<String> {
@@ -143,6 +143,21 @@ fn fold_at(lines: &[&str], i: usize) -> (String, usize) {
     let one_line = format!("{line}{open_pad}{}{close_pad}{}", body.join(", "), close.trim());
     if one_line.len() <= FOLD_WIDTH && parts.iter().all(|p| !p.contains('\n')) {
         return (one_line, j + 1);
+    }
+    if let [only] = parts.as_slice()
+        && line.ends_with('(')
+    {
+        // `Some(\n    X {\n        a,\n    },\n)` → `Some(X {\n    a,\n})`
+        let inner: Vec<&str> = only.lines().collect();
+        let mut block = vec![format!("{line}{}", inner[0].trim_start())];
+        for middle in &inner[1..] {
+            block.push(middle.strip_prefix("    ").unwrap_or(middle).to_owned());
+        }
+        if let Some(last) = block.last_mut() {
+            let trimmed = last.trim_end_matches(',').to_owned();
+            *last = format!("{trimmed}{}", close.trim());
+        }
+        return (block.join("\n"), j + 1);
     }
     let mut block = vec![line.to_owned()];
     block.extend(parts);

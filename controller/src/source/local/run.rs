@@ -227,7 +227,9 @@ impl Worker {
         for error in &update.new_errors {
             tracing::warn!("{error}");
         }
-        for error in &update.cleared_errors {
+        // A file still broken in a new way has a new error; only a fixed file is "resolved".
+        let still_broken = |e: &FileError| update.new_errors.iter().any(|n| n.file == e.file);
+        for error in update.cleared_errors.iter().filter(|e| !still_broken(e)) {
             tracing::info!("resolved: {error}");
         }
         for (file, skipped) in &update.skipped {

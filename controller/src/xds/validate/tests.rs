@@ -100,7 +100,7 @@ fn exact_names_must_be_protobuf_names() {
 #[test]
 fn header_names_are_checked() {
     let route = rule(&format!(
-        "matches:\n    - headers: [{{name: ':path', value: x}}, {{name: 'a b', value: x}}, {{name: X-A, value: ''}}, {{name: x-a, value: y}}]\n    {BACKEND}"
+        "matches:\n    - headers: [{{name: ':path', value: x}}, {{name: 'a b', value: x}}, {{name: X-A, value: ''}}, {{name: x-a, value: z}}]\n    {BACKEND}"
     ));
     assert_eq!(
         errors(&route),
