@@ -20,7 +20,8 @@ use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
 /// The key of `typed_extension_protocol_options` that sets the upstream HTTP protocol.
-pub(super) const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// Connections, pending and active requests and retries per cluster: high enough never to
 /// be what limits gRPC traffic.
@@ -38,7 +39,9 @@ pub(super) fn ads_config_source() -> ConfigSource {
 /// The Cluster `name` (`outbound|<port>||<host>`), its endpoints served over EDS by the
 /// same name.
 pub(super) fn cluster(name: &str) -> Cluster {
-    let limit = Some(UInt32Value { value: CIRCUIT_BREAKER_LIMIT });
+    let limit = Some(UInt32Value {
+        value: CIRCUIT_BREAKER_LIMIT,
+    });
     let http2 = HttpProtocolOptions {
         upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
             ExplicitHttpConfig {
@@ -56,7 +59,10 @@ pub(super) fn cluster(name: &str) -> Cluster {
             eds_config: Some(ads_config_source()),
             service_name: String::new(),
         }),
-        connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+        connect_timeout: Some(Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
         lb_policy: LbPolicy::LeastRequest as i32,
         typed_extension_protocol_options: HashMap::from([(
             HTTP_PROTOCOL_OPTIONS.to_owned(),
@@ -86,23 +92,50 @@ mod tests {
     fn eds_over_ads_least_request_http2() {
         let c = cluster("outbound|50051||greeter.default.svc.cluster.local");
         assert_eq!(c.name, "outbound|50051||greeter.default.svc.cluster.local");
-        assert_eq!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)));
+        assert_eq!(
+            c.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+        );
         let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
         assert_eq!(eds.resource_api_version, ApiVersion::V3 as i32);
-        assert!(matches!(eds.config_source_specifier, Some(ConfigSourceSpecifier::Ads(_))));
+        assert!(matches!(
+            eds.config_source_specifier,
+            Some(ConfigSourceSpecifier::Ads(_))
+        ));
         assert_eq!(c.lb_policy, LbPolicy::LeastRequest as i32);
-        assert_eq!(c.connect_timeout, Some(Duration { seconds: 1, nanos: 0 }));
-        let options: HttpProtocolOptions = decode(&c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS]);
+        assert_eq!(
+            c.connect_timeout,
+            Some(Duration {
+                seconds: 1,
+                nanos: 0
+            })
+        );
+        let options: HttpProtocolOptions =
+            decode(&c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS]);
         assert!(matches!(
             options.upstream_protocol_options,
-            Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(_))
-            }))
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(_))
+                }
+            ))
         ));
         let thresholds = &c.circuit_breakers.unwrap().thresholds[0];
-        assert_eq!(thresholds.max_requests, Some(UInt32Value { value: 1_000_000 }));
-        assert_eq!(thresholds.max_pending_requests, Some(UInt32Value { value: 1_000_000 }));
-        assert_eq!(thresholds.max_connections, Some(UInt32Value { value: 1_000_000 }));
-        assert_eq!(thresholds.max_retries, Some(UInt32Value { value: 1_000_000 }));
+        assert_eq!(
+            thresholds.max_requests,
+            Some(UInt32Value { value: 1_000_000 })
+        );
+        assert_eq!(
+            thresholds.max_pending_requests,
+            Some(UInt32Value { value: 1_000_000 })
+        );
+        assert_eq!(
+            thresholds.max_connections,
+            Some(UInt32Value { value: 1_000_000 })
+        );
+        assert_eq!(
+            thresholds.max_retries,
+            Some(UInt32Value { value: 1_000_000 })
+        );
     }
 }

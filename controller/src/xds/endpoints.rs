@@ -44,7 +44,10 @@ impl<'a> SlicesByService<'a> {
                 ));
                 continue;
             }
-            slices.entry((namespace, service.clone())).or_default().push(slice);
+            slices
+                .entry((namespace, service.clone()))
+                .or_default()
+                .push(slice);
         }
         Self { slices }
     }
@@ -71,7 +74,10 @@ pub(super) fn load_assignment(
         };
         for endpoint in &slice.endpoints {
             let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-            let ip = endpoint.addresses.first().and_then(|a| a.parse::<IpAddr>().ok());
+            let ip = endpoint
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<IpAddr>().ok());
             if let (true, Some(ip)) = (ready, ip) {
                 addresses.insert(SocketAddr::new(ip, number));
             }
@@ -83,7 +89,10 @@ pub(super) fn load_assignment(
         endpoints: if lb_endpoints.is_empty() {
             vec![]
         } else {
-            vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }]
+            vec![LocalityLbEndpoints {
+                lb_endpoints,
+                ..Default::default()
+            }]
         },
         ..Default::default()
     }
@@ -100,7 +109,10 @@ fn slice_port(slice: &EndpointSlice, port: &ServicePort, only_port: bool) -> Opt
         (None, [only]) if only_port => only,
         _ => return None,
     };
-    chosen.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0)
+    chosen
+        .port
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
 }
 
 pub(super) fn socket_address(addr: SocketAddr) -> Address {
@@ -154,15 +166,15 @@ mod tests {
                     .iter()
                     .flat_map(|l| &l.lb_endpoints)
                     .map(|e| match &e.host_identifier {
-                        Some(HostIdentifier::Endpoint(Endpoint { address: Some(a), .. })) => {
-                            match &a.address {
-                                Some(AddressKind::SocketAddress(s)) => match s.port_specifier {
-                                    Some(PortSpecifier::PortValue(p)) => format!("{}:{p}", s.address),
-                                    _ => panic!(),
-                                },
+                        Some(HostIdentifier::Endpoint(Endpoint {
+                            address: Some(a), ..
+                        })) => match &a.address {
+                            Some(AddressKind::SocketAddress(s)) => match s.port_specifier {
+                                Some(PortSpecifier::PortValue(p)) => format!("{}:{p}", s.address),
                                 _ => panic!(),
-                            }
-                        }
+                            },
+                            _ => panic!(),
+                        },
                         _ => panic!(),
                     })
                     .collect();
@@ -189,7 +201,14 @@ mod tests {
         assert_eq!(
             endpoints_of(&yaml, "a"),
             [
-                (80, vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into(), "10.0.0.4:8080".into()]),
+                (
+                    80,
+                    vec![
+                        "10.0.0.1:8080".into(),
+                        "10.0.0.2:8080".into(),
+                        "10.0.0.4:8080".into()
+                    ]
+                ),
                 (81, vec!["10.0.0.1:9901".into(), "10.0.0.2:9901".into()]),
             ]
         );
@@ -201,10 +220,18 @@ mod tests {
             service_yaml("default", "a", &[("grpc", 80)]),
             slice("a-1", "a", "[{port: 8080}]", "[{addresses: [10.0.0.1]}]"),
             service_yaml("default", "b", &[("grpc", 80), ("admin", 81)]),
-            slice("b-1", "b", "[{name: other, port: 8080}]", "[{addresses: [10.0.0.1]}]"),
+            slice(
+                "b-1",
+                "b",
+                "[{name: other, port: 8080}]",
+                "[{addresses: [10.0.0.1]}]",
+            ),
         ]
         .join("---\n");
-        assert_eq!(endpoints_of(&yaml, "a"), [(80, vec!["10.0.0.1:8080".to_string()])]);
+        assert_eq!(
+            endpoints_of(&yaml, "a"),
+            [(80, vec!["10.0.0.1:8080".to_string()])]
+        );
         assert_eq!(endpoints_of(&yaml, "b"), [(80, vec![]), (81, vec![])]);
     }
 

@@ -33,10 +33,12 @@ use super::{NodeInfo, outbound_listener, translate};
 use crate::ads::ResourceType;
 
 fn envoy() -> PathBuf {
-    std::env::var_os("WEFT_ENVOY").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").expect("HOME is set");
-        PathBuf::from(home).join(".cache/weft/tools/bin/envoy")
-    })
+    std::env::var_os("WEFT_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/weft/tools/bin/envoy")
+        })
 }
 
 /// A static bootstrap holding every translated resource of `yaml`'s index.
@@ -47,13 +49,25 @@ fn bootstrap(yaml: &str) -> Bootstrap {
     let ads_stub = Cluster {
         name: "xds".into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        load_assignment: Some(ClusterLoadAssignment { cluster_name: "xds".into(), ..Default::default() }),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: "xds".into(),
+            ..Default::default()
+        }),
         typed_extension_protocol_options: http2,
         ..Default::default()
     };
     let mut clusters = vec![ads_stub];
-    clusters.extend(snapshot.resources(ResourceType::Cluster).iter().map(|r| decode::<Cluster>(&r.body)));
-    for (i, resource) in snapshot.resources(ResourceType::Endpoint).iter().enumerate() {
+    clusters.extend(
+        snapshot
+            .resources(ResourceType::Cluster)
+            .iter()
+            .map(|r| decode::<Cluster>(&r.body)),
+    );
+    for (i, resource) in snapshot
+        .resources(ResourceType::Endpoint)
+        .iter()
+        .enumerate()
+    {
         let mut assignment: ClusterLoadAssignment = decode(&resource.body);
         assignment.cluster_name = format!("endpoints-{i}");
         clusters.push(Cluster {
@@ -63,24 +77,37 @@ fn bootstrap(yaml: &str) -> Bootstrap {
             ..Default::default()
         });
     }
-    let node = NodeInfo::new("check", "default", "127.0.0.1:15001".parse().expect("address"));
+    let node = NodeInfo::new(
+        "check",
+        "default",
+        "127.0.0.1:15001".parse().expect("address"),
+    );
     let mut listeners = vec![decode::<Listener>(&outbound_listener(&node).1)];
     for (i, resource) in snapshot.resources(ResourceType::Route).iter().enumerate() {
         let manager = HttpConnectionManager {
             stat_prefix: format!("routes-{i}"),
-            route_specifier: Some(RouteSpecifier::RouteConfig(decode::<RouteConfiguration>(&resource.body))),
-            http_filters: match decode::<Listener>(&outbound_listener(&node).1).filter_chains[0].filters[0]
+            route_specifier: Some(RouteSpecifier::RouteConfig(decode::<RouteConfiguration>(
+                &resource.body,
+            ))),
+            http_filters: match decode::<Listener>(&outbound_listener(&node).1).filter_chains[0]
+                .filters[0]
                 .config_type
                 .as_ref()
             {
-                Some(ConfigType::TypedConfig(any)) => decode::<HttpConnectionManager>(any).http_filters,
+                Some(ConfigType::TypedConfig(any)) => {
+                    decode::<HttpConnectionManager>(any).http_filters
+                }
                 _ => unreachable!(),
             },
             ..Default::default()
         };
         listeners.push(Listener {
             name: format!("routes-{i}"),
-            address: Some(socket_address(format!("127.0.0.1:{}", 20_000 + i).parse().expect("address"))),
+            address: Some(socket_address(
+                format!("127.0.0.1:{}", 20_000 + i)
+                    .parse()
+                    .expect("address"),
+            )),
             filter_chains: vec![FilterChain {
                 filters: vec![Filter {
                     name: HCM_FILTER.into(),
@@ -92,8 +119,16 @@ fn bootstrap(yaml: &str) -> Bootstrap {
         });
     }
     Bootstrap {
-        node: Some(Node { id: "check.default".into(), cluster: "check".into(), ..Default::default() }),
-        static_resources: Some(StaticResources { listeners, clusters, secrets: vec![] }),
+        node: Some(Node {
+            id: "check.default".into(),
+            cluster: "check".into(),
+            ..Default::default()
+        }),
+        static_resources: Some(StaticResources {
+            listeners,
+            clusters,
+            secrets: vec![],
+        }),
         dynamic_resources: Some(DynamicResources {
             ads_config: Some(ApiConfigSource {
                 api_type: ApiType::Grpc as i32,
@@ -114,7 +149,9 @@ fn bootstrap(yaml: &str) -> Bootstrap {
 }
 
 fn validate(case: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/xds/testdata").join(case);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/xds/testdata")
+        .join(case);
     let yaml = std::fs::read_to_string(dir.join("input.yaml")).expect("input.yaml");
     let temp = tempfile::tempdir().expect("temp dir");
     let path = temp.path().join("bootstrap.pb");
@@ -124,11 +161,23 @@ fn validate(case: &str) {
         .args(["--mode", "validate", "-l", "warning", "--config-path"])
         .arg(&path)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (run tests/env/setup.sh): {e}", envoy.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (run tests/env/setup.sh): {e}",
+                envoy.display()
+            )
+        });
     // Envoy prints the whole bootstrap before the reason; keep the reason.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let reason: Vec<&str> = stderr.lines().filter(|l| l.contains("failed") || l.contains("error")).collect();
-    assert!(output.status.success(), "Envoy rejected the {case} translation:\n{}", reason.join("\n"));
+    let reason: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("failed") || l.contains("error"))
+        .collect();
+    assert!(
+        output.status.success(),
+        "Envoy rejected the {case} translation:\n{}",
+        reason.join("\n")
+    );
 }
 
 #[test]

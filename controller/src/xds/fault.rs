@@ -54,7 +54,9 @@ pub(super) fn translate_faults(
 ) -> Vec<AppliedFault> {
     let mut applied = Vec::new();
     for object in index.of_kind(Kind::FaultInjection) {
-        let Object::FaultInjection(fault) = object else { continue };
+        let Object::FaultInjection(fault) = object else {
+            continue;
+        };
         let key = object.key();
         let mut report = ResourceReport::new(object.generation());
         let target = target(fault, &key.namespace, index, catalog, routes);
@@ -63,17 +65,27 @@ pub(super) fn translate_faults(
             Err(list) => report.accepted = problems(list),
             Ok(values) => {
                 if let Ok(target) = target {
-                    if let Some(first) = applied.iter().find(|f: &&AppliedFault| f.target == target) {
+                    if let Some(first) = applied.iter().find(|f: &&AppliedFault| f.target == target)
+                    {
                         report.notes.push(format!(
                             "FaultInjection {}/{} has the same target and comes first (by \
                              namespace/name): an RPC both match gets only that fault",
                             first.key.namespace, first.key.name
                         ));
                     }
-                    let narrowing =
-                        fault.spec.rpc_match.as_ref().map(matching::narrowing_matchers).unwrap_or_default();
+                    let narrowing = fault
+                        .spec
+                        .rpc_match
+                        .as_ref()
+                        .map(matching::narrowing_matchers)
+                        .unwrap_or_default();
                     let config = pack_any(http_fault(&values));
-                    applied.push(AppliedFault { key: key.clone(), target, narrowing, config });
+                    applied.push(AppliedFault {
+                        key: key.clone(),
+                        target,
+                        narrowing,
+                        config,
+                    });
                 }
             }
         }
@@ -93,7 +105,10 @@ fn target(
     let name = &fault.spec.target_ref.name;
     match fault.spec.target_ref.kind {
         FaultTargetKind::Service => match catalog.get(namespace, name) {
-            Some(_) => Ok(FaultTarget::Service { namespace: namespace.to_owned(), name: name.clone() }),
+            Some(_) => Ok(FaultTarget::Service {
+                namespace: namespace.to_owned(),
+                name: name.clone(),
+            }),
             None => Err(format!("spec.targetRef: no Service {namespace}/{name}")),
         },
         FaultTargetKind::GrpcRoute => {
@@ -101,7 +116,9 @@ fn target(
             if routes.iter().any(|r| r.key == key) {
                 Ok(FaultTarget::GrpcRoute(key))
             } else if index.get(&key).is_some() {
-                Err(format!("spec.targetRef: GrpcRoute {namespace}/{name} is not accepted"))
+                Err(format!(
+                    "spec.targetRef: GrpcRoute {namespace}/{name} is not accepted"
+                ))
             } else {
                 Err(format!("spec.targetRef: no GrpcRoute {namespace}/{name}"))
             }
@@ -120,10 +137,12 @@ fn per_million(percent: f64) -> FractionalPercent {
 
 fn http_fault(values: &FaultValues) -> HttpFault {
     HttpFault {
-        delay: values.delay.map(|(fixed, percent): (Duration, f64)| FaultDelay {
-            percentage: Some(per_million(percent)),
-            fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(proto_duration(fixed))),
-        }),
+        delay: values
+            .delay
+            .map(|(fixed, percent): (Duration, f64)| FaultDelay {
+                percentage: Some(per_million(percent)),
+                fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(proto_duration(fixed))),
+            }),
         abort: values.abort.as_ref().map(|abort: &AbortValues| FaultAbort {
             percentage: Some(per_million(abort.percentage)),
             // Envoy sends a gRPC local reply's body as `grpc-message`.
@@ -143,13 +162,24 @@ pub(super) fn with_faults(
     name: &str,
     faults: &[AppliedFault],
 ) -> Vec<Route> {
-    let on_service = |f: &&AppliedFault| {
-        matches!(&f.target, FaultTarget::Service { namespace: n, name: s } if n == namespace && s == name)
+    let on_service = |f: &&AppliedFault| match &f.target {
+        FaultTarget::Service {
+            namespace: n,
+            name: s,
+        } => n == namespace && s == name,
+        FaultTarget::GrpcRoute(_) => false,
     };
     let mut routes = Vec::new();
     for (route, origin) in entries {
-        let on_route = |f: &&AppliedFault| matches!((&f.target, origin), (FaultTarget::GrpcRoute(k), Some(o)) if k == o);
-        for fault in faults.iter().filter(on_route).chain(faults.iter().filter(on_service)) {
+        let on_route = |f: &&AppliedFault| match &f.target {
+            FaultTarget::GrpcRoute(key) => origin == Some(key),
+            FaultTarget::Service { .. } => false,
+        };
+        let applying = faults
+            .iter()
+            .filter(on_route)
+            .chain(faults.iter().filter(on_service));
+        for fault in applying {
             routes.push(faulted_copy(&route, fault));
         }
         routes.push(route);
@@ -159,7 +189,10 @@ pub(super) fn with_faults(
 
 fn faulted_copy(route: &Route, fault: &AppliedFault) -> Route {
     let mut copy = route.clone();
-    copy.name = format!("{}+fault:{}/{}", route.name, fault.key.namespace, fault.key.name);
+    copy.name = format!(
+        "{}+fault:{}/{}",
+        route.name, fault.key.namespace, fault.key.name
+    );
     if let Some(m) = copy.r#match.as_mut() {
         m.headers.extend(fault.narrowing.iter().cloned());
     }

@@ -29,7 +29,10 @@ use crate::ads::ResourceType;
 const FOLD_WIDTH: usize = 100;
 
 fn decode_pretty(type_url: &str, bytes: &[u8]) -> Option<String> {
-    fn pretty<M: Message + Name + Default + std::fmt::Debug>(type_url: &str, bytes: &[u8]) -> Option<String> {
+    fn pretty<M: Message + Name + Default + std::fmt::Debug>(
+        type_url: &str,
+        bytes: &[u8],
+    ) -> Option<String> {
         (type_url == M::type_url()).then(|| match M::decode(bytes) {
             Ok(message) => format!("{message:#?}"),
             Err(err) => format!("<undecodable {type_url}: {err}>"),
@@ -59,7 +62,10 @@ fn expand_anys(text: &str) -> String {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        let url = line.trim().strip_prefix("type_url: \"").and_then(|r| r.strip_suffix("\","));
+        let url = line
+            .trim()
+            .strip_prefix("type_url: \"")
+            .and_then(|r| r.strip_suffix("\","));
         let next = lines.get(i + 1).map(|l| l.trim());
         if let (Some(url), Some(value)) = (url, next)
             && value.starts_with("value: [")
@@ -78,7 +84,11 @@ fn expand_anys(text: &str) -> String {
             let decoded = decode_pretty(url, &bytes).unwrap_or_else(|| format!("{bytes:?}"));
             let decoded = expand_anys(&decoded);
             for (k, decoded_line) in decoded.lines().enumerate() {
-                let prefix = if k == 0 { format!("{indent}value: ") } else { indent.to_owned() };
+                let prefix = if k == 0 {
+                    format!("{indent}value: ")
+                } else {
+                    indent.to_owned()
+                };
                 out.push(format!("{prefix}{decoded_line}"));
             }
             if let Some(last) = out.last_mut() {
@@ -138,9 +148,20 @@ fn fold_at(lines: &[&str], i: usize) -> (String, usize) {
     let Some(close) = lines.get(j) else {
         return (line.to_owned(), i + 1);
     };
-    let body: Vec<&str> = parts.iter().map(|p| p.trim().trim_end_matches(',')).collect();
-    let (open_pad, close_pad) = if line.ends_with('{') && !body.is_empty() { (" ", " ") } else { ("", "") };
-    let one_line = format!("{line}{open_pad}{}{close_pad}{}", body.join(", "), close.trim());
+    let body: Vec<&str> = parts
+        .iter()
+        .map(|p| p.trim().trim_end_matches(','))
+        .collect();
+    let (open_pad, close_pad) = if line.ends_with('{') && !body.is_empty() {
+        (" ", " ")
+    } else {
+        ("", "")
+    };
+    let one_line = format!(
+        "{line}{open_pad}{}{close_pad}{}",
+        body.join(", "),
+        close.trim()
+    );
     if one_line.len() <= FOLD_WIDTH && parts.iter().all(|p| !p.contains('\n')) {
         return (one_line, j + 1);
     }
@@ -166,7 +187,9 @@ fn fold_at(lines: &[&str], i: usize) -> (String, usize) {
 }
 
 fn testdata(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/xds/testdata").join(case)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/xds/testdata")
+        .join(case)
 }
 
 /// Compares `actual` with `testdata/<case>/<file>`, or rewrites it under WEFT_UPDATE_GOLDEN=1.
@@ -188,7 +211,12 @@ fn check(case: &str, file: &str, actual: &str) {
 fn render_type(translation: &Translation, ty: ResourceType) -> String {
     let mut out = String::new();
     for resource in translation.snapshot.resources(ty).iter() {
-        let _ = write!(out, "## {}\n{}\n", resource.name, render_any(&resource.body));
+        let _ = write!(
+            out,
+            "## {}\n{}\n",
+            resource.name,
+            render_any(&resource.body)
+        );
     }
     out
 }
@@ -212,11 +240,23 @@ fn render_reports(translation: &Translation) -> String {
 fn golden_case(case: &str) -> Translation {
     let input = std::fs::read_to_string(testdata(case).join("input.yaml")).unwrap();
     let translation = translate(&index(&input));
-    check(case, "clusters.txt", &render_type(&translation, ResourceType::Cluster));
-    check(case, "endpoints.txt", &render_type(&translation, ResourceType::Endpoint));
+    check(
+        case,
+        "clusters.txt",
+        &render_type(&translation, ResourceType::Cluster),
+    );
+    check(
+        case,
+        "endpoints.txt",
+        &render_type(&translation, ResourceType::Endpoint),
+    );
     for resource in translation.snapshot.resources(ResourceType::Route).iter() {
         let file = format!("routes.{}.txt", resource.name.replace('/', "_"));
-        check(case, &file, &format!("## {}\n{}", resource.name, render_any(&resource.body)));
+        check(
+            case,
+            &file,
+            &format!("## {}\n{}", resource.name, render_any(&resource.body)),
+        );
     }
     check(case, "reports.txt", &render_reports(&translation));
     translation
@@ -236,7 +276,11 @@ fn golden_mesh() {
 fn golden_listener() {
     let node = NodeInfo::new("client-0", "default", "127.0.0.1:15001".parse().unwrap());
     let (name, listener) = outbound_listener(&node);
-    check("listener", "outbound.txt", &format!("## {name}\n{}", render_any(&listener)));
+    check(
+        "listener",
+        "outbound.txt",
+        &format!("## {name}\n{}", render_any(&listener)),
+    );
 }
 
 #[test]

@@ -85,23 +85,38 @@ mod tests {
         assert_eq!(name, "outbound");
         let listener: Listener = decode(&any);
         assert_eq!(listener.name, "outbound");
-        assert_eq!(listener.address, Some(socket_address("127.0.0.1:15001".parse().unwrap())));
+        assert_eq!(
+            listener.address,
+            Some(socket_address("127.0.0.1:15001".parse().unwrap()))
+        );
         let filter = &listener.filter_chains[0].filters[0];
         assert_eq!(filter.name, HCM_FILTER);
-        let Some(ConfigType::TypedConfig(config)) = &filter.config_type else { panic!() };
+        let Some(ConfigType::TypedConfig(config)) = &filter.config_type else {
+            panic!()
+        };
         let manager: HttpConnectionManager = decode(config);
         assert_eq!(manager.stat_prefix, "outbound");
         assert_eq!(manager.codec_type, CodecType::Auto as i32);
-        let Some(RouteSpecifier::Rds(rds)) = manager.route_specifier else { panic!() };
+        let Some(RouteSpecifier::Rds(rds)) = manager.route_specifier else {
+            panic!()
+        };
         assert_eq!(rds.route_config_name, "outbound/team-a");
         assert_eq!(rds.config_source, Some(ads_config_source()));
-        let names: Vec<&str> = manager.http_filters.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = manager
+            .http_filters
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
         assert_eq!(names, [FAULT_FILTER, ROUTER_FILTER]);
-        let Some(HttpFilterConfig::TypedConfig(fault)) = &manager.http_filters[0].config_type else {
+        let Some(HttpFilterConfig::TypedConfig(fault)) = &manager.http_filters[0].config_type
+        else {
             panic!()
         };
         assert_eq!(decode::<HttpFault>(fault), HttpFault::default());
-        assert_eq!(manager.generate_request_id, Some(BoolValue { value: false }));
+        assert_eq!(
+            manager.generate_request_id,
+            Some(BoolValue { value: false })
+        );
         assert_eq!(manager.stream_idle_timeout, Some(Duration::default()));
     }
 }

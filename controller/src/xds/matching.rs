@@ -32,7 +32,9 @@ pub(super) fn path_match(method: Option<&MethodMatch>) -> PathMatch {
     let (service, name) = (method.service.as_deref(), method.method.as_deref());
     match (method.match_type, service, name) {
         (_, None, None) => PathMatch::Any,
-        (MatchType::Exact, Some(service), Some(name)) => PathMatch::Exact(format!("/{service}/{name}")),
+        (MatchType::Exact, Some(service), Some(name)) => {
+            PathMatch::Exact(format!("/{service}/{name}"))
+        }
         (MatchType::Exact, Some(service), None) => PathMatch::Prefix(format!("/{service}/")),
         (MatchType::Exact, None, Some(name)) => {
             PathMatch::Regex(format!("/{SEGMENT}/{}", regex_syntax::escape(name)))
@@ -45,11 +47,17 @@ pub(super) fn path_match(method: Option<&MethodMatch>) -> PathMatch {
 }
 
 fn regex(pattern: &str) -> RegexMatcher {
-    RegexMatcher { regex: pattern.to_owned(), engine_type: None }
+    RegexMatcher {
+        regex: pattern.to_owned(),
+        engine_type: None,
+    }
 }
 
 fn string_matcher(pattern: MatchPattern) -> StringMatcher {
-    StringMatcher { ignore_case: false, match_pattern: Some(pattern) }
+    StringMatcher {
+        ignore_case: false,
+        match_pattern: Some(pattern),
+    }
 }
 
 /// The Envoy route match of a weft match (`None`: every RPC).
@@ -81,7 +89,9 @@ pub(super) fn narrowing_matchers(rpc: &RouteMatch) -> Vec<HeaderMatcher> {
         header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(string_matcher(pattern))),
         ..Default::default()
     });
-    path.into_iter().chain(header_matchers(&rpc.headers)).collect()
+    path.into_iter()
+        .chain(header_matchers(&rpc.headers))
+        .collect()
 }
 
 /// Header matches → HeaderMatchers (names lower-cased, as HTTP/2 sends them).
@@ -95,7 +105,9 @@ pub(super) fn header_matchers(headers: &[HeaderMatch]) -> Vec<HeaderMatcher> {
             };
             HeaderMatcher {
                 name: header.name.to_ascii_lowercase(),
-                header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(string_matcher(pattern))),
+                header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(string_matcher(
+                    pattern,
+                ))),
                 ..Default::default()
             }
         })

@@ -42,20 +42,29 @@
 //!   it, its match extended by the fault's own match (method as a `:path` HeaderMatcher,
 //!   headers appended), carrying `typed_per_filter_config["envoy.filters.http.fault"]`:
 //!   `HTTPFault { delay: fixed, abort: grpc_status + response_body = message }`, percentages
-//!   per million. Faults on a GrpcRoute come before faults on the Service; several faults are
-//!   ordered by namespace/name, and an RPC matching several gets only the first.
+//!   per million. Envoy (checked with 1.40) sends a gRPC local reply's body as `grpc-message`,
+//!   so the abort message reaches the client. A Service target means RPCs addressed to the
+//!   Service, whatever backend a GrpcRoute picks. Faults on a GrpcRoute come before faults on
+//!   the Service; several faults are ordered by namespace/name, and an RPC matching several
+//!   gets only the first (the later ones get a note).
+//! - **Route names** say where an entry comes from: `grpcroute:<ns>/<name>:rules[i].matches[j]`,
+//!   `default` (to the Service), and `<name>+fault:<ns>/<fault>` for a faulted copy.
 //! - **Listener** (`listener.rs`): per proxy, `outbound` at the node's outbound address, one
 //!   HttpConnectionManager reading `outbound/<node namespace>` over ADS, filters
 //!   `[envoy.filters.http.fault (empty), envoy.filters.http.router]`.
 //!
 //! # Validation and status
 //! Each weft resource is checked in isolation (`validate.rs`); an invalid one is left out
-//! entirely and its report says why (`accepted`), the rest still translate. References are
+//! entirely and its report says why (`accepted`), the rest still translate. Regular
+//! expressions must parse, mean the same in RE2 as in Rust's `regex`, and stay under Envoy's
+//! RE2 program size limit (`re2.rs`): Envoy rejects a whole RouteConfiguration over one bad
+//! regex. Unknown gRPC status names never get here (the API types do not parse). References are
 //! checked separately (`resolved_refs`): a missing parent Service only detaches that parent;
 //! a missing backend Service or port leaves that **rule** out (its RPCs fall through to later
 //! rules or the Service itself), unless the backend's weight is 0. A fault whose target is
 //! missing or not accepted is left out. Services whose name is not a DNS label, ExternalName
 //! Services and non-TCP ports are skipped and listed in [`Translation::warnings`].
+//! MtlsPolicies are checked and reported (`mtls.rs`) but not programmed yet.
 //!
 //! Envoy's map fields (`typed_per_filter_config`, ...) are `HashMap`s: each holds at most one
 //! entry here, so the encoding, and with it the content hash, is deterministic.
@@ -120,13 +129,22 @@ pub struct ResourceReport {
 
 impl ResourceReport {
     fn new(generation: Option<i64>) -> Self {
-        Self { generation, accepted: Ok(()), resolved_refs: Ok(()), notes: Vec::new() }
+        Self {
+            generation,
+            accepted: Ok(()),
+            resolved_refs: Ok(()),
+            notes: Vec::new(),
+        }
     }
 }
 
 /// Joins problems into one condition message; `Ok` when there are none.
 fn problems(list: Vec<String>) -> Result<(), String> {
-    if list.is_empty() { Ok(()) } else { Err(list.join("; ")) }
+    if list.is_empty() {
+        Ok(())
+    } else {
+        Err(list.join("; "))
+    }
 }
 
 /// Translates the index: every client namespace is one that holds a Service or a GrpcRoute.
@@ -150,7 +168,11 @@ pub fn translate_for<'a>(
     for service in catalog.iter() {
         for port in &service.ports {
             let name = service.cluster(port.port);
-            builder.add(ResourceType::Cluster, name.clone(), pack_any(cluster::cluster(&name)));
+            builder.add(
+                ResourceType::Cluster,
+                name.clone(),
+                pack_any(cluster::cluster(&name)),
+            );
             let assignment = endpoints::load_assignment(&name, service, port, &slices);
             builder.add(ResourceType::Endpoint, name, pack_any(assignment));
         }
@@ -168,7 +190,11 @@ pub fn translate_for<'a>(
         builder.add(ResourceType::Route, config.name.clone(), pack_any(config));
     }
 
-    Translation { snapshot: builder.build(), reports, warnings }
+    Translation {
+        snapshot: builder.build(),
+        reports,
+        warnings,
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub(super) const NOT_PROGRAMMED: &str = "not enforced yet: the controller does n
 pub(super) fn report_policies(index: &Index, reports: &mut BTreeMap<ObjectKey, ResourceReport>) {
     let mut seen: BTreeMap<(String, Vec<(String, String)>), String> = BTreeMap::new();
     for object in index.of_kind(Kind::MtlsPolicy) {
-        let Object::MtlsPolicy(policy) = object else { continue };
+        let Object::MtlsPolicy(policy) = object else {
+            continue;
+        };
         let key = object.key();
         let mut report = ResourceReport::new(object.generation());
         let mut found = Problems::default();
@@ -32,8 +34,13 @@ pub(super) fn report_policies(index: &Index, reports: &mut BTreeMap<ObjectKey, R
         }
         report.accepted = problems(found.0);
         if report.accepted.is_ok() {
-            let labels: Vec<(String, String)> =
-                policy.spec.selector.match_labels.clone().into_iter().collect();
+            let labels: Vec<(String, String)> = policy
+                .spec
+                .selector
+                .match_labels
+                .clone()
+                .into_iter()
+                .collect();
             match seen.get(&(key.namespace.clone(), labels.clone())) {
                 Some(first) => report.notes.push(format!(
                     "MtlsPolicy {}/{first} has the same selector and wins (first by name)",
@@ -55,7 +62,9 @@ fn is_label_key(key: &str) -> bool {
     match key.rsplit_once('/') {
         Some((prefix, name)) => {
             prefix.len() <= 253
-                && prefix.split('.').all(|part| super::services::is_dns_label(part, false))
+                && prefix
+                    .split('.')
+                    .all(|part| super::services::is_dns_label(part, false))
                 && is_label_name(name)
         }
         None => is_label_name(key),
@@ -69,7 +78,9 @@ fn is_label_name(name: &str) -> bool {
         && bytes.len() <= 63
         && bytes.first().is_some_and(alnum)
         && bytes.last().is_some_and(alnum)
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
 }
 
 #[cfg(test)]
@@ -107,13 +118,19 @@ spec: {mode: Disable, selector: {matchLabels: {app: greeter}}}
         assert_eq!(a.accepted, Ok(()));
         assert_eq!(a.notes, [NOT_PROGRAMMED]);
         let b = &reports[&key(Kind::MtlsPolicy, "default", "b")];
-        assert!(b.notes[0].contains("MtlsPolicy default/a has the same selector"), "{b:?}");
+        assert!(
+            b.notes[0].contains("MtlsPolicy default/a has the same selector"),
+            "{b:?}"
+        );
         let c = &reports[&key(Kind::MtlsPolicy, "default", "c")];
         assert_eq!(
             c.accepted,
             Err(r#"spec.selector.matchLabels["bad key!"]: "bad key!" is not a label key"#.into())
         );
-        assert_eq!(reports[&key(Kind::MtlsPolicy, "other", "d")].accepted, Ok(()));
+        assert_eq!(
+            reports[&key(Kind::MtlsPolicy, "other", "d")].accepted,
+            Ok(())
+        );
     }
 
     #[test]

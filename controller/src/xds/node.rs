@@ -68,7 +68,9 @@ impl NodeInfo {
             return Err(format!("node.id: {id:?} names no pod"));
         }
         if !is_dns_label(&namespace, false) {
-            return Err(format!("node.metadata.namespace: {namespace:?} is not a namespace name"));
+            return Err(format!(
+                "node.metadata.namespace: {namespace:?} is not a namespace name"
+            ));
         }
         let addr = string_field(metadata, "outboundAddr")?;
         let addr = addr.as_deref().unwrap_or(DEFAULT_OUTBOUND_ADDR);
@@ -87,7 +89,11 @@ impl NodeInfo {
 }
 
 fn string_field(metadata: &Struct, field: &str) -> Result<Option<String>, String> {
-    match metadata.fields.get(field).and_then(|v: &Value| v.kind.as_ref()) {
+    match metadata
+        .fields
+        .get(field)
+        .and_then(|v: &Value| v.kind.as_ref())
+    {
         None | Some(Kind::NullValue(_)) => Ok(None),
         Some(Kind::StringValue(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!("node.metadata.{field}: must be a string")),
@@ -117,27 +123,47 @@ mod tests {
     use super::*;
 
     fn string(s: &str) -> Value {
-        Value { kind: Some(Kind::StringValue(s.into())) }
+        Value {
+            kind: Some(Kind::StringValue(s.into())),
+        }
     }
 
     fn node(id: &str, fields: &[(&str, Value)]) -> Node {
-        let fields: HashMap<String, Value> =
-            fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-        Node { id: id.into(), metadata: Some(Struct { fields }), ..Default::default() }
+        let fields: HashMap<String, Value> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        Node {
+            id: id.into(),
+            metadata: Some(Struct { fields }),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn id_gives_pod_and_namespace() {
         let info = NodeInfo::from_node(&node("greeter-7d4f.default", &[])).unwrap();
-        assert_eq!(info, NodeInfo::new("greeter-7d4f", "default", DEFAULT_OUTBOUND_ADDR.parse().unwrap()));
+        assert_eq!(
+            info,
+            NodeInfo::new(
+                "greeter-7d4f",
+                "default",
+                DEFAULT_OUTBOUND_ADDR.parse().unwrap()
+            )
+        );
         let dotted = NodeInfo::from_node(&node("web.v2.team-a", &[])).unwrap();
-        assert_eq!((dotted.pod.as_str(), dotted.namespace.as_str()), ("web.v2", "team-a"));
+        assert_eq!(
+            (dotted.pod.as_str(), dotted.namespace.as_str()),
+            ("web.v2", "team-a")
+        );
     }
 
     #[test]
     fn metadata_namespace_wins_and_fields_are_read() {
         let labels = Value {
-            kind: Some(Kind::StructValue(Struct { fields: HashMap::from([("app".into(), string("web"))]) })),
+            kind: Some(Kind::StructValue(Struct {
+                fields: HashMap::from([("app".into(), string("web"))]),
+            })),
         };
         let info = NodeInfo::from_node(&node(
             "web-1",
@@ -153,8 +179,12 @@ mod tests {
         assert_eq!(info.namespace, "team-a");
         assert_eq!(info.outbound_addr, "127.0.0.2:16001".parse().unwrap());
         assert_eq!(info.service_account.as_deref(), Some("web"));
-        assert_eq!(info.labels, BTreeMap::from([("app".to_string(), "web".to_string())]));
-        let suffixed = NodeInfo::from_node(&node("web-1.team-a", &[("namespace", string("team-a"))])).unwrap();
+        assert_eq!(
+            info.labels,
+            BTreeMap::from([("app".to_string(), "web".to_string())])
+        );
+        let suffixed =
+            NodeInfo::from_node(&node("web-1.team-a", &[("namespace", string("team-a"))])).unwrap();
         assert_eq!(suffixed.pod, "web-1");
     }
 
@@ -165,14 +195,30 @@ mod tests {
         assert!(err(node(".default", &[])).starts_with("node.id:"));
         assert!(err(node("a.Not_A_Namespace", &[])).starts_with("node.metadata.namespace:"));
         let bad_addr = err(node("a.default", &[("outboundAddr", string("localhost"))]));
-        assert!(bad_addr.starts_with("node.metadata.outboundAddr: \"localhost\""), "{bad_addr}");
-        let number = Value { kind: Some(Kind::NumberValue(1.0)) };
-        assert_eq!(err(node("a", &[("namespace", number)])), "node.metadata.namespace: must be a string");
+        assert!(
+            bad_addr.starts_with("node.metadata.outboundAddr: \"localhost\""),
+            "{bad_addr}"
+        );
+        let number = Value {
+            kind: Some(Kind::NumberValue(1.0)),
+        };
+        assert_eq!(
+            err(node("a", &[("namespace", number)])),
+            "node.metadata.namespace: must be a string"
+        );
         let bad_label = Value {
             kind: Some(Kind::StructValue(Struct {
-                fields: HashMap::from([("app".into(), Value { kind: Some(Kind::BoolValue(true)) })]),
+                fields: HashMap::from([(
+                    "app".into(),
+                    Value {
+                        kind: Some(Kind::BoolValue(true)),
+                    },
+                )]),
             })),
         };
-        assert_eq!(err(node("a.default", &[("labels", bad_label)])), "node.metadata.labels.app: must be a string");
+        assert_eq!(
+            err(node("a.default", &[("labels", bad_label)])),
+            "node.metadata.labels.app: must be a string"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! Envoy rejects a whole RouteConfiguration over one bad regex, so this is checked first.
 
 use regex_syntax::ast::{
-    self, Ast, AssertionKind, ClassSet, ClassSetItem, ClassUnicodeKind, Flag, FlagsItemKind,
+    self, AssertionKind, Ast, ClassSet, ClassSetItem, ClassUnicodeKind, Flag, FlagsItemKind,
     GroupKind, HexLiteralKind, LiteralKind, RepetitionKind, RepetitionRange,
 };
 use regex_syntax::hir::{self, Class, Hir, HirKind};
@@ -18,15 +18,39 @@ const MAX_REPEAT: u32 = 1000;
 /// Unicode property names RE2 knows besides one- and two-letter general categories (RE2
 /// does not know long category names such as `Letter`, nor `Script=...`).
 const SCRIPTS: &[&str] = &[
-    "Any", "Arabic", "Armenian", "Bengali", "Common", "Cyrillic", "Devanagari", "Georgian",
-    "Greek", "Gujarati", "Han", "Hangul", "Hebrew", "Hiragana", "Inherited", "Kannada",
-    "Katakana", "Khmer", "Lao", "Latin", "Malayalam", "Myanmar", "Tamil", "Telugu", "Thai",
+    "Any",
+    "Arabic",
+    "Armenian",
+    "Bengali",
+    "Common",
+    "Cyrillic",
+    "Devanagari",
+    "Georgian",
+    "Greek",
+    "Gujarati",
+    "Han",
+    "Hangul",
+    "Hebrew",
+    "Hiragana",
+    "Inherited",
+    "Kannada",
+    "Katakana",
+    "Khmer",
+    "Lao",
+    "Latin",
+    "Malayalam",
+    "Myanmar",
+    "Tamil",
+    "Telugu",
+    "Thai",
     "Tibetan",
 ];
 
 /// Checks that `pattern` is a valid RE2 expression with the same meaning in Rust's `regex`.
 pub(super) fn check(pattern: &str) -> Result<(), String> {
-    let ast = ast::parse::Parser::new().parse(pattern).map_err(|e| e.kind().to_string())?;
+    let ast = ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| e.kind().to_string())?;
     walk(&ast)?;
     hir::translate::Translator::new()
         .translate(pattern, &ast)
@@ -73,7 +97,9 @@ fn walk(ast: &Ast) -> Result<(), String> {
                 | RepetitionRange::AtLeast(n)
                 | RepetitionRange::Bounded(_, n)) = *range;
                 if n > MAX_REPEAT {
-                    return Err(format!("a repetition count above {MAX_REPEAT} is not supported by RE2"));
+                    return Err(format!(
+                        "a repetition count above {MAX_REPEAT} is not supported by RE2"
+                    ));
                 }
             }
             if matches!(*repetition.ast, Ast::Repetition(_)) {
@@ -96,14 +122,19 @@ fn flags(set: &ast::Flags) -> Result<(), String> {
     for item in &set.items {
         if let FlagsItemKind::Flag(flag) = &item.kind {
             let name = match flag {
-                Flag::CaseInsensitive | Flag::MultiLine | Flag::DotMatchesNewLine | Flag::SwapGreed => {
+                Flag::CaseInsensitive
+                | Flag::MultiLine
+                | Flag::DotMatchesNewLine
+                | Flag::SwapGreed => {
                     continue;
                 }
                 Flag::Unicode => 'u',
                 Flag::CRLF => 'R',
                 Flag::IgnoreWhitespace => 'x',
             };
-            return Err(format!("flag {name} is not supported by RE2 (only i, m, s and U)"));
+            return Err(format!(
+                "flag {name} is not supported by RE2 (only i, m, s and U)"
+            ));
         }
     }
     Ok(())
@@ -111,7 +142,9 @@ fn flags(set: &ast::Flags) -> Result<(), String> {
 
 fn literal_ok(literal: &ast::Literal) -> Result<(), String> {
     match literal.kind {
-        LiteralKind::HexFixed(HexLiteralKind::X) | LiteralKind::HexBrace(HexLiteralKind::X) => Ok(()),
+        LiteralKind::HexFixed(HexLiteralKind::X) | LiteralKind::HexBrace(HexLiteralKind::X) => {
+            Ok(())
+        }
         LiteralKind::HexFixed(_) | LiteralKind::HexBrace(_) => {
             unsupported("a \\u or \\U escape (use \\x{...})")
         }
@@ -132,7 +165,9 @@ fn unicode_class(class: &ast::ClassUnicode) -> Result<(), String> {
             "Unicode class \\p{{{name}}} is not supported by RE2 (use a one- or two-letter \
              category such as \\p{{L}} or \\p{{Lu}}, or a script such as \\p{{Greek}})"
         )),
-        ClassUnicodeKind::NamedValue { .. } => unsupported("a Unicode class with a value (\\p{name=value})"),
+        ClassUnicodeKind::NamedValue { .. } => {
+            unsupported("a Unicode class with a value (\\p{name=value})")
+        }
     }
 }
 
@@ -147,7 +182,9 @@ fn class_item(item: &ClassSetItem) -> Result<(), String> {
     match item {
         ClassSetItem::Empty(_) | ClassSetItem::Ascii(_) | ClassSetItem::Perl(_) => Ok(()),
         ClassSetItem::Literal(literal) => literal_ok(literal),
-        ClassSetItem::Range(range) => literal_ok(&range.start).and_then(|()| literal_ok(&range.end)),
+        ClassSetItem::Range(range) => {
+            literal_ok(&range.start).and_then(|()| literal_ok(&range.end))
+        }
         ClassSetItem::Unicode(class) => unicode_class(class),
         ClassSetItem::Bracketed(_) => unsupported("a nested class ([a[bc]])"),
         ClassSetItem::Union(union) => union.items.iter().try_for_each(class_item),
@@ -164,7 +201,10 @@ pub(super) fn program_size(pattern: &str) -> usize {
         return usize::MAX;
     };
     // Byte-oriented (as RE2 compiles); Unicode classes need the Unicode translation.
-    let mut bytes = hir::translate::TranslatorBuilder::new().unicode(false).utf8(false).build();
+    let mut bytes = hir::translate::TranslatorBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build();
     let hir = bytes
         .translate(pattern, &ast)
         .or_else(|_| hir::translate::Translator::new().translate(pattern, &ast));
@@ -175,12 +215,18 @@ fn size(hir: &Hir) -> usize {
     match hir.kind() {
         HirKind::Empty => 0,
         HirKind::Literal(literal) => literal.0.len(),
-        HirKind::Class(Class::Bytes(class)) => {
-            ranges(class.ranges().iter().map(|r| (u32::from(r.start()), u32::from(r.end()))))
-        }
-        HirKind::Class(Class::Unicode(class)) => {
-            ranges(class.ranges().iter().map(|r| (u32::from(r.start()), u32::from(r.end()))))
-        }
+        HirKind::Class(Class::Bytes(class)) => ranges(
+            class
+                .ranges()
+                .iter()
+                .map(|r| (u32::from(r.start()), u32::from(r.end()))),
+        ),
+        HirKind::Class(Class::Unicode(class)) => ranges(
+            class
+                .ranges()
+                .iter()
+                .map(|r| (u32::from(r.start()), u32::from(r.end()))),
+        ),
         HirKind::Look(_) => 1,
         HirKind::Repetition(repetition) => {
             let sub = size(&repetition.sub);
@@ -218,8 +264,19 @@ mod tests {
     #[test]
     fn rust_and_re2_syntax_in_common_is_accepted() {
         for ok in [
-            "/[^/]+/SayHello", "helloworld\\..*", "(?i)say(hello|hi)", "[[:alpha:]]+", "\\pL\\p{Lu}\\p{Greek}",
-            "\\P{Greek}", "(?P<name>a)", "(?s-m:a)", "a{2,5}?", "\\x{41}\\x41", "^\\bfoo\\B$", "[]a-]", "\\#\\&\\~",
+            "/[^/]+/SayHello",
+            "helloworld\\..*",
+            "(?i)say(hello|hi)",
+            "[[:alpha:]]+",
+            "\\pL\\p{Lu}\\p{Greek}",
+            "\\P{Greek}",
+            "(?P<name>a)",
+            "(?s-m:a)",
+            "a{2,5}?",
+            "\\x{41}\\x41",
+            "^\\bfoo\\B$",
+            "[]a-]",
+            "\\#\\&\\~",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
@@ -252,11 +309,28 @@ mod tests {
 
     /// Program sizes Envoy 1.40 reported (`re2.max_program_size.warn_level: 0`).
     const MEASURED: &[(&str, usize)] = &[
-        ("a", 5), ("abc", 7), ("/helloworld\\.Greeter/SayHello", 32), ("/[^/]+/SayHello", 17),
-        ("[^/]", 6), (".", 6), (".*", 6), ("[a-z]+", 6), ("[a-zA-Z0-9_]+", 8), ("foo|bar|baz", 11),
-        ("(a)", 7), ("[a-z]{10}", 14), ("[a-z]{2,5}", 12), ("\\d+", 6), ("\\w+", 8),
-        ("(?i)sayhello", 12), ("/(?:helloworld\\..*)/(?:Say.*)", 24), ("\\bfoo\\b", 9), ("x?", 6),
-        ("(?:ab)+", 7), ("[0-9]{1,3}(\\.[0-9]{1,3}){3}", 33), ("/[^/]+/[^/]+", 12),
+        ("a", 5),
+        ("abc", 7),
+        ("/helloworld\\.Greeter/SayHello", 32),
+        ("/[^/]+/SayHello", 17),
+        ("[^/]", 6),
+        (".", 6),
+        (".*", 6),
+        ("[a-z]+", 6),
+        ("[a-zA-Z0-9_]+", 8),
+        ("foo|bar|baz", 11),
+        ("(a)", 7),
+        ("[a-z]{10}", 14),
+        ("[a-z]{2,5}", 12),
+        ("\\d+", 6),
+        ("\\w+", 8),
+        ("(?i)sayhello", 12),
+        ("/(?:helloworld\\..*)/(?:Say.*)", 24),
+        ("\\bfoo\\b", 9),
+        ("x?", 6),
+        ("(?:ab)+", 7),
+        ("[0-9]{1,3}(\\.[0-9]{1,3}){3}", 33),
+        ("/[^/]+/[^/]+", 12),
         ("[a-z]{1000}x(?:foo|bar|baz){100}", 1705),
     ];
 
@@ -264,8 +338,14 @@ mod tests {
     fn program_size_errs_high_but_not_by_much() {
         for (pattern, actual) in MEASURED {
             let estimate = program_size(pattern);
-            assert!(estimate >= *actual, "{pattern}: estimated {estimate} < Envoy's {actual}");
-            assert!(estimate <= actual * 3 / 2 + 4, "{pattern}: estimated {estimate}, Envoy's {actual}");
+            assert!(
+                estimate >= *actual,
+                "{pattern}: estimated {estimate} < Envoy's {actual}"
+            );
+            assert!(
+                estimate <= actual * 3 / 2 + 4,
+                "{pattern}: estimated {estimate}, Envoy's {actual}"
+            );
         }
     }
 

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::route::v3::route::Action;
-use envoy_types::pb::envoy::config::route::v3::route_action::{ClusterSpecifier, MaxStreamDuration};
 use envoy_types::pb::envoy::config::route::v3::retry_policy::RetryBackOff;
-use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
-use envoy_types::pb::envoy::config::route::v3::{
-    RetryPolicy, Route, RouteAction, WeightedCluster,
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::{
+    ClusterSpecifier, MaxStreamDuration,
 };
+use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
+use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, Route, RouteAction, WeightedCluster};
 use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 
 use super::services::Catalog;
@@ -38,7 +38,9 @@ pub(super) fn translate_routes(
 ) -> Vec<AttachedRoute> {
     let mut attached = Vec::new();
     for object in index.of_kind(Kind::GrpcRoute) {
-        let Object::GrpcRoute(route) = object else { continue };
+        let Object::GrpcRoute(route) = object else {
+            continue;
+        };
         let key = object.key();
         let mut report = ResourceReport::new(object.generation());
         let checked = validate::grpc_route(route);
@@ -46,7 +48,9 @@ pub(super) fn translate_routes(
         let mut entries = Vec::new();
         for (i, rule) in route.spec.rules.iter().enumerate() {
             let backends = backends(rule, i, &key.namespace, catalog, &mut unresolved);
-            let (Ok(values), Some(backends)) = (&checked, backends) else { continue };
+            let (Ok(values), Some(backends)) = (&checked, backends) else {
+                continue;
+            };
             let values = &values[i];
             if let Some(retry) = &values.retry {
                 report.notes.extend(retry_note(i, retry));
@@ -55,7 +59,11 @@ pub(super) fn translate_routes(
         }
         report.resolved_refs = problems(unresolved);
         match checked {
-            Ok(_) => attached.push(AttachedRoute { key: key.clone(), parents, entries }),
+            Ok(_) => attached.push(AttachedRoute {
+                key: key.clone(),
+                parents,
+                entries,
+            }),
             Err(list) => report.accepted = problems(list),
         }
         reports.insert(key, report);
@@ -64,16 +72,28 @@ pub(super) fn translate_routes(
 }
 
 /// The parent Service ports that exist, and a problem for each that does not.
-fn parents(route: &GrpcRoute, namespace: &str, catalog: &Catalog) -> (Vec<(String, String, u16)>, Vec<String>) {
+fn parents(
+    route: &GrpcRoute,
+    namespace: &str,
+    catalog: &Catalog,
+) -> (Vec<(String, String, u16)>, Vec<String>) {
     let (mut found, mut missing) = (Vec::new(), Vec::new());
     for (i, parent) in route.spec.parent_refs.iter().enumerate() {
         let ns = parent.namespace.as_deref().unwrap_or(namespace);
         let Some(service) = catalog.get(ns, &parent.name) else {
-            missing.push(format!("spec.parentRefs[{i}]: no Service {ns}/{}", parent.name));
+            missing.push(format!(
+                "spec.parentRefs[{i}]: no Service {ns}/{}",
+                parent.name
+            ));
             continue;
         };
         match parent.port {
-            None => found.extend(service.ports.iter().map(|p| (ns.to_owned(), parent.name.clone(), p.port))),
+            None => found.extend(
+                service
+                    .ports
+                    .iter()
+                    .map(|p| (ns.to_owned(), parent.name.clone(), p.port)),
+            ),
             Some(port) => match service.port(port) {
                 Some(p) => found.push((ns.to_owned(), parent.name.clone(), p.port)),
                 None => missing.push(format!(
@@ -103,7 +123,10 @@ fn backends(
         let ns = backend.namespace.as_deref().unwrap_or(namespace);
         let service = catalog.get(ns, &backend.name);
         let problem = match service {
-            None => Some(format!("spec.rules[{i}].backendRefs[{j}]: Service {ns}/{} not found", backend.name)),
+            None => Some(format!(
+                "spec.rules[{i}].backendRefs[{j}]: Service {ns}/{} not found",
+                backend.name
+            )),
             Some(s) if s.port(backend.port).is_none() => Some(format!(
                 "spec.rules[{i}].backendRefs[{j}].port: Service {ns}/{} has no port {}",
                 backend.name, backend.port
@@ -118,7 +141,10 @@ fn backends(
                 complete = false;
             }
             (None, Some(s)) if weight > 0 => {
-                clusters.push((s.cluster(u16::try_from(backend.port).unwrap_or_default()), weight));
+                clusters.push((
+                    s.cluster(u16::try_from(backend.port).unwrap_or_default()),
+                    weight,
+                ));
             }
             (None, _) => {}
         }
@@ -212,13 +238,19 @@ fn retry_on_name(status: GrpcStatus) -> Option<&'static str> {
 /// Envoy's retry policy; `None` when nothing would be retried (`attempts: 0`, or no code
 /// Envoy can retry on).
 fn retry_policy(retry: &RetryValues) -> Option<RetryPolicy> {
-    let names: Vec<&str> = retry.codes.iter().filter_map(|c| retry_on_name(*c)).collect();
+    let names: Vec<&str> = retry
+        .codes
+        .iter()
+        .filter_map(|c| retry_on_name(*c))
+        .collect();
     if retry.attempts == 0 || names.is_empty() {
         return None;
     }
     Some(RetryPolicy {
         retry_on: names.join(","),
-        num_retries: Some(UInt32Value { value: retry.attempts }),
+        num_retries: Some(UInt32Value {
+            value: retry.attempts,
+        }),
         per_try_timeout: retry.per_try_timeout.map(proto_duration),
         retry_back_off: Some(RetryBackOff {
             base_interval: Some(proto_duration(retry.backoff)),
@@ -234,7 +266,12 @@ fn retry_note(i: usize, retry: &RetryValues) -> Option<String> {
         .codes
         .iter()
         .filter(|c| retry_on_name(**c).is_none())
-        .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+        .map(|c| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
         .collect();
     (!lost.is_empty() && retry.attempts > 0).then(|| {
         format!(

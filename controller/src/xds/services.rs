@@ -83,16 +83,24 @@ impl Catalog {
 }
 
 fn entry(service: &Service, warnings: &mut Vec<String>) -> Option<ServiceEntry> {
-    let namespace = service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = service
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = service.metadata.name.clone().unwrap_or_default();
     let id = format!("Service {namespace}/{name}");
     if !is_dns_label(&name, true) || !is_dns_label(&namespace, false) {
-        warnings.push(format!("{id} skipped: its name and namespace must be DNS labels"));
+        warnings.push(format!(
+            "{id} skipped: its name and namespace must be DNS labels"
+        ));
         return None;
     }
     let spec = service.spec.clone().unwrap_or_default();
     if spec.type_.as_deref() == Some("ExternalName") {
-        warnings.push(format!("{id} skipped: ExternalName Services are not supported"));
+        warnings.push(format!(
+            "{id} skipped: ExternalName Services are not supported"
+        ));
         return None;
     }
     let mut ports: Vec<ServicePort> = Vec::new();
@@ -101,17 +109,27 @@ fn entry(service: &Service, warnings: &mut Vec<String>) -> Option<ServiceEntry> 
         let number = u16::try_from(port.port).ok().filter(|p| *p != 0);
         match number {
             _ if protocol != "TCP" => {
-                warnings.push(format!("{id}: spec.ports[{i}] skipped: protocol {protocol}"));
+                warnings.push(format!(
+                    "{id}: spec.ports[{i}] skipped: protocol {protocol}"
+                ));
             }
             None => warnings.push(format!("{id}: spec.ports[{i}] skipped: no valid port")),
             Some(n) if ports.iter().any(|p| p.port == n) => {
                 warnings.push(format!("{id}: spec.ports[{i}] skipped: port {n} repeats"));
             }
-            Some(n) => ports.push(ServicePort { port: n, name: port.name.filter(|s| !s.is_empty()) }),
+            Some(n) => ports.push(ServicePort {
+                port: n,
+                name: port.name.filter(|s| !s.is_empty()),
+            }),
         }
     }
     let cluster_ip = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
-    Some(ServiceEntry { namespace, name, ports, cluster_ip })
+    Some(ServiceEntry {
+        namespace,
+        name,
+        ports,
+        cluster_ip,
+    })
 }
 
 /// A DNS label: 1–63 of `[a-z0-9-]`, starting (RFC 1035, for Service names) with a letter
@@ -122,8 +140,12 @@ pub(super) fn is_dns_label(text: &str, rfc1035: bool) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes.first().is_some_and(first_ok)
-        && bytes.last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 #[cfg(test)]
@@ -133,7 +155,10 @@ mod tests {
 
     #[test]
     fn names_follow_the_istio_convention() {
-        assert_eq!(cluster_name("default", "greeter", 50051), "outbound|50051||greeter.default.svc.cluster.local");
+        assert_eq!(
+            cluster_name("default", "greeter", 50051),
+            "outbound|50051||greeter.default.svc.cluster.local"
+        );
         assert_eq!(route_config_name("team-a"), "outbound/team-a");
     }
 
@@ -155,12 +180,24 @@ mod tests {
         let names: Vec<&str> = catalog.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["mixed"]);
         let mixed = catalog.get("default", "mixed").unwrap();
-        assert_eq!(mixed.ports, [ServicePort { port: 8080, name: Some("grpc".into()) }]);
+        assert_eq!(
+            mixed.ports,
+            [ServicePort {
+                port: 8080,
+                name: Some("grpc".into())
+            }]
+        );
         assert_eq!(mixed.cluster_ip, Some("10.0.0.7".parse().unwrap()));
         assert_eq!(warnings.len(), 4, "{warnings:#?}");
         assert!(warnings[0].contains("Bad_Name"), "{warnings:#?}");
-        assert!(warnings.iter().any(|w| w.contains("protocol UDP")), "{warnings:#?}");
-        assert!(warnings.iter().any(|w| w.contains("port 8080 repeats")), "{warnings:#?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("protocol UDP")),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("port 8080 repeats")),
+            "{warnings:#?}"
+        );
     }
 
     #[test]

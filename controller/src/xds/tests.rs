@@ -32,7 +32,13 @@ fn all() -> String {
 #[test]
 fn a_cluster_and_endpoints_per_service_port_and_routes_per_namespace() {
     let t = translate(&index(&all()));
-    let names = |ty| -> Vec<String> { t.snapshot.resources(ty).iter().map(|r| r.name.clone()).collect() };
+    let names = |ty| -> Vec<String> {
+        t.snapshot
+            .resources(ty)
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    };
     let clusters = [
         "outbound|50051||greeter-v1.default.svc.cluster.local",
         "outbound|50051||greeter-v2.default.svc.cluster.local",
@@ -41,7 +47,10 @@ fn a_cluster_and_endpoints_per_service_port_and_routes_per_namespace() {
     assert_eq!(names(ResourceType::Cluster), clusters);
     assert_eq!(names(ResourceType::Endpoint), clusters);
     assert_eq!(names(ResourceType::Route), ["outbound/default"]);
-    assert!(t.snapshot.resources(ResourceType::Listener).is_empty(), "listeners are per proxy");
+    assert!(
+        t.snapshot.resources(ResourceType::Listener).is_empty(),
+        "listeners are per proxy"
+    );
     assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 }
 
@@ -58,11 +67,21 @@ fn every_weft_resource_gets_a_report_with_its_generation() {
         ]
     );
     let route = &t.reports[&key(Kind::GrpcRoute, "default", "greeter")];
-    assert_eq!(route, &ResourceReport { generation: Some(7), ..ResourceReport::new(None) });
+    assert_eq!(
+        route,
+        &ResourceReport {
+            generation: Some(7),
+            ..ResourceReport::new(None)
+        }
+    );
     let fault = &t.reports[&key(Kind::FaultInjection, "default", "chaos")];
     assert_eq!(fault.generation, Some(2));
     assert_eq!((&fault.accepted, &fault.resolved_refs), (&Ok(()), &Ok(())));
-    assert!(fault.notes.is_empty(), "Envoy 1.40 sends the abort message: {:?}", fault.notes);
+    assert!(
+        fault.notes.is_empty(),
+        "Envoy 1.40 sends the abort message: {:?}",
+        fault.notes
+    );
 }
 
 #[test]
@@ -75,7 +94,11 @@ fn translation_is_deterministic_whatever_the_order_of_objects() {
     let backward = translate(&reversed);
     assert_eq!(forward.snapshot, backward.snapshot);
     for _ in 0..5 {
-        assert_eq!(translate(&index(&all())).snapshot, forward.snapshot, "maps encode the same each time");
+        assert_eq!(
+            translate(&index(&all())).snapshot,
+            forward.snapshot,
+            "maps encode the same each time"
+        );
     }
 }
 

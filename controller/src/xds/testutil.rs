@@ -49,8 +49,10 @@ pub(crate) fn index(yaml: &str) -> Index {
 
 /// A Service with (name, port) ports.
 pub(crate) fn service_yaml(namespace: &str, name: &str, ports: &[(&str, u16)]) -> String {
-    let ports: Vec<String> =
-        ports.iter().map(|(n, p)| format!("{{name: {n}, port: {p}}}")).collect();
+    let ports: Vec<String> = ports
+        .iter()
+        .map(|(n, p)| format!("{{name: {n}, port: {p}}}"))
+        .collect();
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
          spec: {{ports: [{}]}}\n",
@@ -98,7 +100,9 @@ impl Translation {
 
     pub(crate) fn report(&self, kind: Kind, namespace: &str, name: &str) -> &super::ResourceReport {
         let key = key(kind, namespace, name);
-        self.reports.get(&key).unwrap_or_else(|| panic!("no report for {key}"))
+        self.reports
+            .get(&key)
+            .unwrap_or_else(|| panic!("no report for {key}"))
     }
 }
 

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::api::{
-    self, FaultInjection, GrpcRoute, GrpcStatus, HeaderMatch, MatchType, MethodMatch,
-    Percentage, RouteMatch,
+    self, FaultInjection, GrpcRoute, GrpcStatus, HeaderMatch, MatchType, MethodMatch, Percentage,
+    RouteMatch,
 };
 
 use super::matching::{PathMatch, path_match};
@@ -26,7 +26,11 @@ impl Problems {
     }
 
     fn into_result<T>(self, value: T) -> Result<T, Vec<String>> {
-        if self.0.is_empty() { Ok(value) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
     }
 }
 
@@ -91,18 +95,28 @@ pub(super) fn grpc_route(route: &GrpcRoute) -> Result<Vec<RuleValues>, Vec<Strin
             route_match(&mut problems, &format!("{path}.matches[{j}]"), rpc);
         }
         backend_refs(&mut problems, &path, &rule.backend_refs);
-        let timeout = rule.timeout.as_ref().and_then(|t| {
-            problems.check(&format!("{path}.timeout"), duration(t, true))
+        let timeout = rule
+            .timeout
+            .as_ref()
+            .and_then(|t| problems.check(&format!("{path}.timeout"), duration(t, true)));
+        let retry = rule
+            .retry
+            .as_ref()
+            .and_then(|r| retry(&mut problems, &format!("{path}.retry"), r));
+        rules.push(RuleValues {
+            timeout: timeout.filter(|t| !t.is_zero()),
+            retry,
         });
-        let retry = rule.retry.as_ref().and_then(|r| retry(&mut problems, &format!("{path}.retry"), r));
-        rules.push(RuleValues { timeout: timeout.filter(|t| !t.is_zero()), retry });
     }
     problems.into_result(rules)
 }
 
 fn backend_refs(problems: &mut Problems, rule: &str, backends: &[api::BackendRef]) {
     if backends.is_empty() {
-        problems.add(&format!("{rule}.backendRefs"), "at least one backendRef is required");
+        problems.add(
+            &format!("{rule}.backendRefs"),
+            "at least one backendRef is required",
+        );
         return;
     }
     for (j, backend) in backends.iter().enumerate() {
@@ -110,29 +124,45 @@ fn backend_refs(problems: &mut Problems, rule: &str, backends: &[api::BackendRef
         name(problems, &format!("{path}.name"), &backend.name);
         port_number(problems, &format!("{path}.port"), backend.port);
         if !(0..=1_000_000).contains(&backend.weight) {
-            problems.add(&format!("{path}.weight"), format!("{} is not within 0 to 1000000", backend.weight));
+            problems.add(
+                &format!("{path}.weight"),
+                format!("{} is not within 0 to 1000000", backend.weight),
+            );
         }
     }
     if backends.iter().all(|b| b.weight <= 0) {
-        problems.add(&format!("{rule}.backendRefs"), "at least one backendRef needs a weight above 0");
+        problems.add(
+            &format!("{rule}.backendRefs"),
+            "at least one backendRef needs a weight above 0",
+        );
     }
 }
 
 fn retry(problems: &mut Problems, path: &str, retry: &api::RetryPolicy) -> Option<RetryValues> {
     let attempts = u32::try_from(retry.attempts).ok().filter(|a| *a <= 10);
     if attempts.is_none() {
-        problems.add(&format!("{path}.attempts"), format!("{} is not within 0 to 10", retry.attempts));
+        problems.add(
+            &format!("{path}.attempts"),
+            format!("{} is not within 0 to 10", retry.attempts),
+        );
     }
     if retry.codes.is_empty() {
         problems.add(&format!("{path}.codes"), "at least one status is required");
     }
     if retry.codes.contains(&GrpcStatus::Ok) {
-        problems.add(&format!("{path}.codes"), "OK is not a failure and cannot be retried");
+        problems.add(
+            &format!("{path}.codes"),
+            "OK is not a failure and cannot be retried",
+        );
     }
-    let per_try_timeout = retry.per_try_timeout.as_ref().map(|t| {
-        problems.check(&format!("{path}.perTryTimeout"), duration(t, false))
-    });
-    let backoff = retry.backoff.as_ref().map(|b| problems.check(&format!("{path}.backoff"), duration(b, false)));
+    let per_try_timeout = retry
+        .per_try_timeout
+        .as_ref()
+        .map(|t| problems.check(&format!("{path}.perTryTimeout"), duration(t, false)));
+    let backoff = retry
+        .backoff
+        .as_ref()
+        .map(|b| problems.check(&format!("{path}.backoff"), duration(b, false)));
     let mut codes: Vec<GrpcStatus> = Vec::new();
     for code in &retry.codes {
         if !codes.contains(code) {
@@ -141,7 +171,9 @@ fn retry(problems: &mut Problems, path: &str, retry: &api::RetryPolicy) -> Optio
     }
     Some(RetryValues {
         attempts: attempts?,
-        per_try_timeout: per_try_timeout.unwrap_or(Some(Duration::ZERO)).filter(|t| !t.is_zero()),
+        per_try_timeout: per_try_timeout
+            .unwrap_or(Some(Duration::ZERO))
+            .filter(|t| !t.is_zero()),
         codes,
         backoff: backoff.unwrap_or(Some(DEFAULT_BACKOFF))?,
     })
@@ -165,14 +197,24 @@ pub(super) fn fault(fault: &FaultInjection) -> Result<FaultValues, Vec<String>> 
     });
     let abort = spec.abort.as_ref().and_then(|abort| {
         if abort.grpc_status == GrpcStatus::Ok {
-            problems.add("spec.abort.grpcStatus", "an abort needs an error status, not OK");
+            problems.add(
+                "spec.abort.grpcStatus",
+                "an abort needs an error status, not OK",
+            );
         }
-        let message = abort.message.clone().unwrap_or_else(|| DEFAULT_ABORT_MESSAGE.into());
+        let message = abort
+            .message
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ABORT_MESSAGE.into());
         if message.len() > 1024 {
             problems.add("spec.abort.message", "longer than 1024 bytes");
         }
         let percentage = problems.check("spec.abort.percentage", percentage(abort.percentage))?;
-        Some(AbortValues { status: abort.grpc_status, percentage, message })
+        Some(AbortValues {
+            status: abort.grpc_status,
+            percentage,
+            message,
+        })
     });
     problems.into_result(FaultValues { delay, abort })
 }
@@ -184,9 +226,14 @@ pub(super) fn route_match(problems: &mut Problems, path: &str, rpc: &RouteMatch)
     }
     for (k, header) in rpc.headers.iter().enumerate() {
         header_match(problems, &format!("{path}.headers[{k}]"), header);
-        let repeated = rpc.headers[..k].iter().any(|h| h.name.eq_ignore_ascii_case(&header.name));
+        let repeated = rpc.headers[..k]
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(&header.name));
         if repeated {
-            problems.add(&format!("{path}.headers[{k}].name"), format!("{} is matched twice", header.name));
+            problems.add(
+                &format!("{path}.headers[{k}].name"),
+                format!("{} is matched twice", header.name),
+            );
         }
     }
 }
@@ -198,7 +245,11 @@ fn method_match(problems: &mut Problems, path: &str, method: &MethodMatch) {
     }
     let before = problems.0.len();
     for (field, value, exact_check) in [
-        ("service", &method.service, is_service_name as fn(&str) -> bool),
+        (
+            "service",
+            &method.service,
+            is_service_name as fn(&str) -> bool,
+        ),
         ("method", &method.method, is_identifier),
     ] {
         let Some(value) = value else { continue };
@@ -225,15 +276,24 @@ fn method_match(problems: &mut Problems, path: &str, method: &MethodMatch) {
 fn header_match(problems: &mut Problems, path: &str, header: &HeaderMatch) {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if header.name.starts_with(':') {
-        problems.add(&format!("{path}.name"), "pseudo-headers (such as :path) cannot be matched");
+        problems.add(
+            &format!("{path}.name"),
+            "pseudo-headers (such as :path) cannot be matched",
+        );
     } else if header.name.is_empty() || !header.name.bytes().all(token) {
-        problems.add(&format!("{path}.name"), format!("{:?} is not a header name", header.name));
+        problems.add(
+            &format!("{path}.name"),
+            format!("{:?} is not a header name", header.name),
+        );
     }
     match header.match_type {
         _ if header.value.is_empty() => problems.add(&format!("{path}.value"), "must not be empty"),
         MatchType::Exact => {}
         MatchType::RegularExpression => {
-            problems.check(&format!("{path}.value"), re2::check_with_size(&header.value).map_err(invalid_regex));
+            problems.check(
+                &format!("{path}.value"),
+                re2::check_with_size(&header.value).map_err(invalid_regex),
+            );
         }
     }
 }
@@ -278,7 +338,9 @@ fn is_service_name(name: &str) -> bool {
 
 fn is_identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 

@@ -6,12 +6,14 @@ use std::collections::HashSet;
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
-use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, VirtualHost,
+};
 
 use super::fault::{AppliedFault, with_faults};
+use super::matching;
 use super::routes::{AttachedRoute, stream_timeouts};
 use super::services::{Catalog, ServiceEntry, route_config_name};
-use super::matching;
 use crate::model::ObjectKey;
 
 /// The name of the last route of every virtual host (to the Service itself).
@@ -56,16 +58,27 @@ fn domains(
     taken: &mut HashSet<String>,
 ) -> Vec<String> {
     let (name, ns) = (&service.name, &service.namespace);
-    let mut hosts = vec![service.fqdn(), format!("{name}.{ns}.svc"), format!("{name}.{ns}")];
+    let mut hosts = vec![
+        service.fqdn(),
+        format!("{name}.{ns}.svc"),
+        format!("{name}.{ns}"),
+    ];
     if ns == client_namespace {
         hosts.push(name.clone());
     }
     if let Some(ip) = service.cluster_ip {
-        hosts.push(if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() });
+        hosts.push(if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        });
     }
     let with_port = hosts.iter().map(|host| format!("{host}:{port}"));
     let without_port = hosts.iter().filter(|_| first_port).cloned();
-    with_port.chain(without_port).filter(|domain| taken.insert(domain.clone())).collect()
+    with_port
+        .chain(without_port)
+        .filter(|domain| taken.insert(domain.clone()))
+        .collect()
 }
 
 /// The route entries of one virtual host before faults, each with the GrpcRoute it comes
@@ -82,11 +95,18 @@ fn entries<'a>(
     let consumer = routes
         .iter()
         .filter(|r| client_namespace != service.namespace && r.key.namespace == client_namespace);
-    let producer = routes.iter().filter(|r| r.key.namespace == service.namespace);
+    let producer = routes
+        .iter()
+        .filter(|r| r.key.namespace == service.namespace);
     let mut entries: Vec<(Route, Option<&ObjectKey>)> = consumer
         .chain(producer)
         .filter(attached)
-        .flat_map(|route| route.entries.iter().map(move |entry| (entry.clone(), Some(&route.key))))
+        .flat_map(|route| {
+            route
+                .entries
+                .iter()
+                .map(move |entry| (entry.clone(), Some(&route.key)))
+        })
         .collect();
     entries.push((default_route(&service.cluster(port)), None));
     entries

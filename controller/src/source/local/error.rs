@@ -53,7 +53,7 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
-/// What is wrong.
+/// What is wrong. (Object keys are boxed to keep [`FileError`] small.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     /// The file could not be read, or is not UTF-8.
@@ -82,11 +82,14 @@ pub enum Problem {
     MissingName { kind: Kind },
     /// The same object twice in one file.
     #[error("{key} is defined twice in this file (first at line {first_line})")]
-    DuplicateInFile { key: ObjectKey, first_line: usize },
+    DuplicateInFile {
+        key: Box<ObjectKey>,
+        first_line: usize,
+    },
     /// An object another file already defines; this definition is ignored.
     #[error("{key} is already defined in {}:{owner_line}; this definition is ignored", owner.display())]
     DefinedElsewhere {
-        key: ObjectKey,
+        key: Box<ObjectKey>,
         owner: PathBuf,
         owner_line: usize,
     },

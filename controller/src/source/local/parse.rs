@@ -42,10 +42,6 @@ pub struct ParsedFile {
 
 /// Parses every document of a file; the first problem fails the whole file. `path` only
 /// names the file in errors.
-#[expect(
-    clippy::result_large_err,
-    reason = "at most one error per file change; callers keep it, so boxing gains nothing"
-)]
 pub fn parse_file(path: &Path, text: &str) -> Result<ParsedFile, FileError> {
     let mut parsed = ParsedFile::default();
     let mut lines: BTreeMap<ObjectKey, usize> = BTreeMap::new();
@@ -55,7 +51,10 @@ pub fn parse_file(path: &Path, text: &str) -> Result<ParsedFile, FileError> {
             Parsed::Object(object) => {
                 let key = object.key();
                 if let Some(&first_line) = lines.get(&key) {
-                    let problem = Problem::DuplicateInFile { key, first_line };
+                    let problem = Problem::DuplicateInFile {
+                        key: Box::new(key),
+                        first_line,
+                    };
                     return Err(fail(problem, document.first_content_line, None));
                 }
                 lines.insert(key, document.first_content_line);

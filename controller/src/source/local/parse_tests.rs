@@ -202,7 +202,7 @@ fn the_same_object_twice_in_one_file_is_an_error() {
     assert_eq!(
         err.problem,
         Problem::DuplicateInFile {
-            key: ObjectKey::new(Kind::Service, "default", "greeter"),
+            key: Box::new(ObjectKey::new(Kind::Service, "default", "greeter")),
             first_line: 1
         }
     );

@@ -139,7 +139,7 @@ impl LocalState {
                 if owner != path {
                     let owner_line = self.files[owner.as_path()].good[key].line;
                     let problem = Problem::DefinedElsewhere {
-                        key: key.clone(),
+                        key: Box::new(key.clone()),
                         owner: owner.clone(),
                         owner_line,
                     };

@@ -127,7 +127,7 @@ fn a_name_in_two_files_is_an_error_on_the_later_file() {
     assert_eq!(
         error.problem,
         Problem::DefinedElsewhere {
-            key: key("shared"),
+            key: Box::new(key("shared")),
             owner: PathBuf::from("a.yaml"),
             owner_line: 1
         }

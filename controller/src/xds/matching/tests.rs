@@ -53,11 +53,17 @@ fn regular_expression_method_matches() {
     assert!(re.is_match("/helloworld.Greeter/SayHi"));
     assert!(re.is_match("/grpc.health.v1.Health/SayHi"));
     assert!(!re.is_match("/grpc.health.v1.Health/Check"));
-    let service_only =
-        path_match(Some(&method(MatchType::RegularExpression, Some("a|b"), None)));
+    let service_only = path_match(Some(&method(
+        MatchType::RegularExpression,
+        Some("a|b"),
+        None,
+    )));
     assert_eq!(service_only, PathMatch::Regex("/(?:a|b)/[^/]+".into()));
-    let method_only =
-        path_match(Some(&method(MatchType::RegularExpression, None, Some("Get.*"))));
+    let method_only = path_match(Some(&method(
+        MatchType::RegularExpression,
+        None,
+        Some("Get.*"),
+    )));
     let re = regex_of(method_only);
     assert!(re.is_match("/x.Y/GetThing"));
     assert!(!re.is_match("/x.Y/PutThing"));
@@ -86,15 +92,15 @@ fn route_match_uses_the_path_and_headers() {
     assert_eq!(m.headers[0].name, "x-canary");
     assert_eq!(
         m.headers[0].header_match_specifier,
-        Some(HeaderMatchSpecifier::StringMatch(string_matcher(MatchPattern::Exact(
-            "true".into()
-        ))))
+        Some(HeaderMatchSpecifier::StringMatch(string_matcher(
+            MatchPattern::Exact("true".into())
+        )))
     );
     assert_eq!(
         m.headers[1].header_match_specifier,
-        Some(HeaderMatchSpecifier::StringMatch(string_matcher(MatchPattern::SafeRegex(
-            regex("(alice|bob)")
-        ))))
+        Some(HeaderMatchSpecifier::StringMatch(string_matcher(
+            MatchPattern::SafeRegex(regex("(alice|bob)"))
+        )))
     );
     let all = route_match(None);
     assert_eq!(all.path_specifier, Some(PathSpecifier::Prefix("/".into())));
@@ -104,12 +110,20 @@ fn route_match_uses_the_path_and_headers() {
 #[test]
 fn narrowing_puts_the_method_on_path() {
     let by = |m: MethodMatch| {
-        narrowing_matchers(&RouteMatch { method: Some(m), headers: vec![] })
-            .into_iter()
-            .map(|h| (h.name, h.header_match_specifier))
-            .collect::<Vec<_>>()
+        narrowing_matchers(&RouteMatch {
+            method: Some(m),
+            headers: vec![],
+        })
+        .into_iter()
+        .map(|h| (h.name, h.header_match_specifier))
+        .collect::<Vec<_>>()
     };
-    let path = |p| vec![(":path".to_string(), Some(HeaderMatchSpecifier::StringMatch(string_matcher(p))))];
+    let path = |p| {
+        vec![(
+            ":path".to_string(),
+            Some(HeaderMatchSpecifier::StringMatch(string_matcher(p))),
+        )]
+    };
     assert_eq!(
         by(method(MatchType::Exact, Some("a.B"), Some("C"))),
         path(MatchPattern::Exact("/a.B/C".into()))
@@ -124,7 +138,11 @@ fn narrowing_puts_the_method_on_path() {
     );
     let headers_only = RouteMatch {
         method: None,
-        headers: vec![HeaderMatch { match_type: MatchType::Exact, name: "a".into(), value: "b".into() }],
+        headers: vec![HeaderMatch {
+            match_type: MatchType::Exact,
+            name: "a".into(),
+            value: "b".into(),
+        }],
     };
     let matchers = narrowing_matchers(&headers_only);
     assert_eq!(matchers.len(), 1);

@@ -14,7 +14,11 @@ fn route_yaml(namespace: &str, name: &str, spec: &str) -> String {
 /// level).
 fn with_rule(rule: &str) -> Translation {
     let spec = format!("  parentRefs: [{{name: greeter, port: 50051}}]\n  rules:\n  - {rule}\n");
-    translate(&index(&format!("{}---\n{}", greeters(), route_yaml("default", "r", &spec))))
+    translate(&index(&format!(
+        "{}---\n{}",
+        greeters(),
+        route_yaml("default", "r", &spec)
+    )))
 }
 
 fn action(route: &Route) -> &RouteAction {
@@ -31,21 +35,34 @@ const V2: &str = "outbound|50051||greeter-v2.default.svc.cluster.local";
 fn one_backend_is_a_cluster_several_are_weighted() {
     let single = with_rule("backendRefs: [{name: greeter-v1, port: 50051}]");
     let routes = single.routes(GREETER);
-    assert_eq!(route_names(&routes), ["grpcroute:default/r:rules[0].matches[0]", "default"]);
-    assert_eq!(action(&routes[0]).cluster_specifier, Some(ClusterSpecifier::Cluster(V1.into())));
-    assert_eq!(routes[0].r#match.as_ref().unwrap().path_specifier, Some(PathSpecifier::Prefix("/".into())));
+    assert_eq!(
+        route_names(&routes),
+        ["grpcroute:default/r:rules[0].matches[0]", "default"]
+    );
+    assert_eq!(
+        action(&routes[0]).cluster_specifier,
+        Some(ClusterSpecifier::Cluster(V1.into()))
+    );
+    assert_eq!(
+        routes[0].r#match.as_ref().unwrap().path_specifier,
+        Some(PathSpecifier::Prefix("/".into()))
+    );
 
     let split = with_rule(
         "backendRefs: [{name: greeter-v1, port: 50051, weight: 90}, {name: greeter-v2, port: 50051, weight: 10}, \
          {name: greeter, port: 50051, weight: 0}]",
     );
     let split_routes = split.routes(GREETER);
-    let Some(ClusterSpecifier::WeightedClusters(weighted)) = &action(&split_routes[0]).cluster_specifier
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
+        &action(&split_routes[0]).cluster_specifier
     else {
         panic!("not weighted");
     };
-    let weights: Vec<(&str, u32)> =
-        weighted.clusters.iter().map(|c| (c.name.as_str(), c.weight.unwrap().value)).collect();
+    let weights: Vec<(&str, u32)> = weighted
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.unwrap().value))
+        .collect();
     assert_eq!(weights, [(V1, 90), (V2, 10)], "zero weights are left out");
 }
 
@@ -54,7 +71,12 @@ fn every_route_keeps_streams_open_and_honours_grpc_timeout() {
     let t = with_rule("backendRefs: [{name: greeter-v1, port: 50051}]");
     for route in t.routes(GREETER) {
         let action = action(&route);
-        assert_eq!(action.timeout, Some(ProtoDuration::default()), "{}", route.name);
+        assert_eq!(
+            action.timeout,
+            Some(ProtoDuration::default()),
+            "{}",
+            route.name
+        );
         let max = action.max_stream_duration.unwrap();
         assert_eq!(max.grpc_timeout_header_max, Some(ProtoDuration::default()));
         assert_eq!(max.max_stream_duration, None);
@@ -65,7 +87,10 @@ fn every_route_keeps_streams_open_and_honours_grpc_timeout() {
 fn a_rule_timeout_caps_the_deadline() {
     let t = with_rule("backendRefs: [{name: greeter-v1, port: 50051}]\n    timeout: 2500ms");
     let max = action(&t.routes(GREETER)[0]).max_stream_duration.unwrap();
-    let expected = Some(ProtoDuration { seconds: 2, nanos: 500_000_000 });
+    let expected = Some(ProtoDuration {
+        seconds: 2,
+        nanos: 500_000_000,
+    });
     assert_eq!(max.max_stream_duration, expected);
     assert_eq!(max.grpc_timeout_header_max, expected);
 }
@@ -78,27 +103,62 @@ fn retries_map_to_envoy_retry_on() {
          DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN, ABORTED]}",
     );
     let policy = action(&t.routes(GREETER)[0]).retry_policy.clone().unwrap();
-    assert_eq!(policy.retry_on, "unavailable,cancelled,deadline-exceeded,internal,resource-exhausted");
-    assert_eq!(policy.num_retries, Some(UInt32Value { value: 3 }), "attempts means retries");
-    assert_eq!(policy.per_try_timeout, Some(ProtoDuration { seconds: 0, nanos: 500_000_000 }));
+    assert_eq!(
+        policy.retry_on,
+        "unavailable,cancelled,deadline-exceeded,internal,resource-exhausted"
+    );
+    assert_eq!(
+        policy.num_retries,
+        Some(UInt32Value { value: 3 }),
+        "attempts means retries"
+    );
+    assert_eq!(
+        policy.per_try_timeout,
+        Some(ProtoDuration {
+            seconds: 0,
+            nanos: 500_000_000
+        })
+    );
     let back_off = policy.retry_back_off.unwrap();
-    assert_eq!(back_off.base_interval, Some(ProtoDuration { seconds: 0, nanos: 50_000_000 }));
+    assert_eq!(
+        back_off.base_interval,
+        Some(ProtoDuration {
+            seconds: 0,
+            nanos: 50_000_000
+        })
+    );
     let report = t.report(Kind::GrpcRoute, "default", "r");
     assert_eq!(report.notes.len(), 1);
-    assert!(report.notes[0].starts_with("spec.rules[0].retry.codes: UNKNOWN, ABORTED cannot be retried"), "{report:?}");
+    assert!(
+        report.notes[0]
+            .starts_with("spec.rules[0].retry.codes: UNKNOWN, ABORTED cannot be retried"),
+        "{report:?}"
+    );
 }
 
 #[test]
 fn no_retry_policy_without_attempts_or_retryable_codes() {
     let off = with_rule("backendRefs: [{name: greeter-v1, port: 50051}]\n    retry: {attempts: 0}");
     assert_eq!(action(&off.routes(GREETER)[0]).retry_policy, None);
-    let unknown = with_rule("backendRefs: [{name: greeter-v1, port: 50051}]\n    retry: {attempts: 2, codes: [UNKNOWN]}");
+    let unknown = with_rule(
+        "backendRefs: [{name: greeter-v1, port: 50051}]\n    retry: {attempts: 2, codes: [UNKNOWN]}",
+    );
     assert_eq!(action(&unknown.routes(GREETER)[0]).retry_policy, None);
-    let defaults = with_rule("backendRefs: [{name: greeter-v1, port: 50051}]\n    retry: {attempts: 1}");
-    let policy = action(&defaults.routes(GREETER)[0]).retry_policy.clone().unwrap();
+    let defaults =
+        with_rule("backendRefs: [{name: greeter-v1, port: 50051}]\n    retry: {attempts: 1}");
+    let policy = action(&defaults.routes(GREETER)[0])
+        .retry_policy
+        .clone()
+        .unwrap();
     assert_eq!(policy.retry_on, "unavailable");
     assert_eq!(policy.per_try_timeout, None);
-    assert_eq!(policy.retry_back_off.unwrap().base_interval, Some(ProtoDuration { seconds: 0, nanos: 25_000_000 }));
+    assert_eq!(
+        policy.retry_back_off.unwrap().base_interval,
+        Some(ProtoDuration {
+            seconds: 0,
+            nanos: 25_000_000
+        })
+    );
 }
 
 #[test]
@@ -111,10 +171,17 @@ fn each_match_is_a_route() {
     let routes = t.routes(GREETER);
     assert_eq!(
         route_names(&routes),
-        ["grpcroute:default/r:rules[0].matches[0]", "grpcroute:default/r:rules[0].matches[1]", "default"]
+        [
+            "grpcroute:default/r:rules[0].matches[0]",
+            "grpcroute:default/r:rules[0].matches[1]",
+            "default"
+        ]
     );
     let second = routes[1].r#match.as_ref().unwrap();
-    assert_eq!(second.path_specifier, Some(PathSpecifier::Prefix("/helloworld.Greeter/".into())));
+    assert_eq!(
+        second.path_specifier,
+        Some(PathSpecifier::Prefix("/helloworld.Greeter/".into()))
+    );
     assert_eq!(second.headers[0].name, "x-canary");
 }
 
@@ -124,8 +191,15 @@ fn a_missing_backend_leaves_its_rule_out() {
         - backendRefs: [{name: greeter-v3, port: 50051}]\n  \
         - backendRefs: [{name: greeter-v1, port: 9}]\n  \
         - backendRefs: [{name: greeter-v1, port: 50051}, {name: gone, port: 1, weight: 0}]\n";
-    let t = translate(&index(&format!("{}---\n{}", greeters(), route_yaml("default", "r", spec))));
-    assert_eq!(route_names(&t.routes(GREETER)), ["grpcroute:default/r:rules[2].matches[0]", "default"]);
+    let t = translate(&index(&format!(
+        "{}---\n{}",
+        greeters(),
+        route_yaml("default", "r", spec)
+    )));
+    assert_eq!(
+        route_names(&t.routes(GREETER)),
+        ["grpcroute:default/r:rules[2].matches[0]", "default"]
+    );
     let report = t.report(Kind::GrpcRoute, "default", "r");
     assert_eq!(report.accepted, Ok(()));
     assert_eq!(
@@ -141,7 +215,11 @@ fn a_missing_backend_leaves_its_rule_out() {
 fn missing_parents_are_reported_and_others_still_served() {
     let spec = "  parentRefs: [{name: nowhere}, {name: greeter, port: 1234}, {name: greeter-v1}]\n  rules:\n  \
         - backendRefs: [{name: greeter-v2, port: 50051}]\n";
-    let t = translate(&index(&format!("{}---\n{}", greeters(), route_yaml("default", "r", spec))));
+    let t = translate(&index(&format!(
+        "{}---\n{}",
+        greeters(),
+        route_yaml("default", "r", spec)
+    )));
     let report = t.report(Kind::GrpcRoute, "default", "r");
     assert_eq!(report.accepted, Ok(()));
     assert_eq!(
@@ -152,7 +230,10 @@ fn missing_parents_are_reported_and_others_still_served() {
     );
     assert_eq!(route_names(&t.routes(GREETER)), ["default"]);
     let v1 = t.routes("greeter-v1.default.svc.cluster.local:50051");
-    assert_eq!(route_names(&v1), ["grpcroute:default/r:rules[0].matches[0]", "default"]);
+    assert_eq!(
+        route_names(&v1),
+        ["grpcroute:default/r:rules[0].matches[0]", "default"]
+    );
 }
 
 #[test]
@@ -161,11 +242,26 @@ fn an_invalid_route_is_left_out_and_others_still_translate() {
         - matches: [{method: {type: RegularExpression, method: '(?=x)'}}]\n    \
           backendRefs: [{name: greeter-v1, port: 50051}]\n";
     let good = "  parentRefs: [{name: greeter}]\n  rules:\n  - backendRefs: [{name: greeter-v2, port: 50051}]\n";
-    let yaml = format!("{}---\n{}---\n{}", greeters(), route_yaml("default", "a-bad", bad), route_yaml("default", "b-good", good));
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        greeters(),
+        route_yaml("default", "a-bad", bad),
+        route_yaml("default", "b-good", good)
+    );
     let t = translate(&index(&yaml));
-    assert!(t.report(Kind::GrpcRoute, "default", "a-bad").accepted.is_err());
-    assert_eq!(t.report(Kind::GrpcRoute, "default", "b-good").accepted, Ok(()));
-    assert_eq!(route_names(&t.routes(GREETER)), ["grpcroute:default/b-good:rules[0].matches[0]", "default"]);
+    assert!(
+        t.report(Kind::GrpcRoute, "default", "a-bad")
+            .accepted
+            .is_err()
+    );
+    assert_eq!(
+        t.report(Kind::GrpcRoute, "default", "b-good").accepted,
+        Ok(())
+    );
+    assert_eq!(
+        route_names(&t.routes(GREETER)),
+        ["grpcroute:default/b-good:rules[0].matches[0]", "default"]
+    );
 }
 
 #[test]
@@ -187,7 +283,11 @@ fn routes_on_one_parent_go_in_name_order_consumers_first() {
     let t = translate(&index(&yaml));
     assert_eq!(
         route_names(&t.routes(GREETER)),
-        ["grpcroute:default/alpha:rules[0].matches[0]", "grpcroute:default/zeta:rules[0].matches[0]", "default"],
+        [
+            "grpcroute:default/alpha:rules[0].matches[0]",
+            "grpcroute:default/zeta:rules[0].matches[0]",
+            "default"
+        ],
         "producer routes only, in the Service's namespace"
     );
     let team_a = t.vhost("team-a", GREETER).routes;

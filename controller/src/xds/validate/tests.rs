@@ -24,7 +24,9 @@ fn fault_of(spec: &str) -> FaultInjection {
 
 /// A route with one rule made of `rule` (YAML lines at rule level).
 fn rule(rule: &str) -> GrpcRoute {
-    route(&format!("  parentRefs: [{{name: greeter}}]\n  rules:\n  - {rule}\n"))
+    route(&format!(
+        "  parentRefs: [{{name: greeter}}]\n  rules:\n  - {rule}\n"
+    ))
 }
 
 fn errors(route: &GrpcRoute) -> Vec<String> {
@@ -66,19 +68,27 @@ fn regular_expressions_must_compile_for_re2() {
     ));
     assert_eq!(
         errors(&route),
-        ["spec.rules[0].matches[1].method.method: invalid regular expression: look-around, \
-          including look-ahead and look-behind, is not supported"]
+        [
+            "spec.rules[0].matches[1].method.method: invalid regular expression: look-around, \
+          including look-ahead and look-behind, is not supported"
+        ]
     );
     let header = rule(&format!(
         "matches:\n    - headers: [{{name: x-a, type: RegularExpression, value: '(a'}}]\n    {BACKEND}"
     ));
     let err = &errors(&header)[0];
-    assert!(err.starts_with("spec.rules[0].matches[0].headers[0].value: invalid regular expression:"), "{err}");
+    assert!(
+        err.starts_with("spec.rules[0].matches[0].headers[0].value: invalid regular expression:"),
+        "{err}"
+    );
     let big = rule(&format!(
         "matches:\n    - method: {{type: RegularExpression, service: '[a-z]{{90}}'}}\n    {BACKEND}"
     ));
     let err = &errors(&big)[0];
-    assert!(err.starts_with("spec.rules[0].matches[0].method: invalid regular expression: too complex"), "{err}");
+    assert!(
+        err.starts_with("spec.rules[0].matches[0].method: invalid regular expression: too complex"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -116,7 +126,10 @@ fn header_names_are_checked() {
 #[test]
 fn weights_ports_and_names() {
     let zero = rule("backendRefs: [{name: a, port: 1, weight: 0}, {name: b, port: 1, weight: 0}]");
-    assert_eq!(errors(&zero), ["spec.rules[0].backendRefs: at least one backendRef needs a weight above 0"]);
+    assert_eq!(
+        errors(&zero),
+        ["spec.rules[0].backendRefs: at least one backendRef needs a weight above 0"]
+    );
     let bad = rule("backendRefs: [{name: '', port: 0, weight: -1}, {name: b, port: 1}]");
     assert_eq!(
         errors(&bad),
@@ -129,10 +142,16 @@ fn weights_ports_and_names() {
     let empty = route("  parentRefs: []\n  rules: []\n");
     assert_eq!(
         errors(&empty),
-        ["spec.parentRefs: at least one parent Service is required", "spec.rules: at least one rule is required"]
+        [
+            "spec.parentRefs: at least one parent Service is required",
+            "spec.rules: at least one rule is required"
+        ]
     );
     let no_backends = rule("backendRefs: []");
-    assert_eq!(errors(&no_backends), ["spec.rules[0].backendRefs: at least one backendRef is required"]);
+    assert_eq!(
+        errors(&no_backends),
+        ["spec.rules[0].backendRefs: at least one backendRef is required"]
+    );
 }
 
 #[test]
@@ -181,10 +200,17 @@ fn fault_problems() {
     .unwrap_err();
     assert_eq!(bad.len(), 6, "{bad:#?}");
     assert_eq!(bad[0], "spec.targetRef.name: must not be empty");
-    assert!(bad[1].starts_with("spec.match.method.service: invalid regular expression: backreferences"), "{}", bad[1]);
+    assert!(
+        bad[1].starts_with("spec.match.method.service: invalid regular expression: backreferences"),
+        "{}",
+        bad[1]
+    );
     assert_eq!(bad[2], "spec.delay.fixedDelay: 0s must be longer than 0");
     assert_eq!(bad[3], "spec.delay.percentage: 101 is not within 0 to 100");
-    assert_eq!(bad[4], "spec.abort.grpcStatus: an abort needs an error status, not OK");
+    assert_eq!(
+        bad[4],
+        "spec.abort.grpcStatus: an abort needs an error status, not OK"
+    );
     assert_eq!(bad[5], "spec.abort.percentage: -1 is not within 0 to 100");
     let nothing = fault(&fault_of("  targetRef: {kind: Service, name: a}\n")).unwrap_err();
     assert_eq!(nothing, ["spec: set delay, abort or both"]);

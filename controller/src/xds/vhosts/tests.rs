@@ -6,7 +6,12 @@ fn domains_of(config: &RouteConfiguration) -> Vec<(&str, Vec<&str>)> {
     config
         .virtual_hosts
         .iter()
-        .map(|v| (v.name.as_str(), v.domains.iter().map(String::as_str).collect()))
+        .map(|v| {
+            (
+                v.name.as_str(),
+                v.domains.iter().map(String::as_str).collect(),
+            )
+        })
         .collect()
 }
 
@@ -69,7 +74,11 @@ fn a_virtual_host_per_service_port_with_every_name_a_client_may_use() {
         .flat_map(|(_, d)| d)
         .filter(|d| !d.contains('.'))
         .collect();
-    assert_eq!(short, ["web:8080", "web"], "short names only for the client's own namespace");
+    assert_eq!(
+        short,
+        ["web:8080", "web"],
+        "short names only for the client's own namespace"
+    );
 }
 
 #[test]
@@ -86,11 +95,23 @@ fn no_domain_repeats_in_a_route_configuration() {
         .collect::<Vec<_>>()
         .join("---\n");
     let config = translate(&index(&yaml)).route_config("default");
-    let all: Vec<&String> = config.virtual_hosts.iter().flat_map(|v| &v.domains).collect();
+    let all: Vec<&String> = config
+        .virtual_hosts
+        .iter()
+        .flat_map(|v| &v.domains)
+        .collect();
     let unique: HashSet<&String> = all.iter().copied().collect();
     assert_eq!(all.len(), unique.len(), "{all:?}");
-    assert!(config.virtual_hosts[0].domains.contains(&"10.0.0.1:80".to_string()));
-    assert!(!config.virtual_hosts[1].domains.contains(&"10.0.0.1:80".to_string()));
+    assert!(
+        config.virtual_hosts[0]
+            .domains
+            .contains(&"10.0.0.1:80".to_string())
+    );
+    assert!(
+        !config.virtual_hosts[1]
+            .domains
+            .contains(&"10.0.0.1:80".to_string())
+    );
 }
 
 #[test]
@@ -108,10 +129,14 @@ fn the_default_route_goes_to_the_service_itself() {
     let t = translate(&index(&greeters()));
     let routes = t.routes(GREETER);
     assert_eq!(route_names(&routes), [DEFAULT_ROUTE]);
-    let Some(Action::Route(action)) = &routes[0].action else { panic!() };
+    let Some(Action::Route(action)) = &routes[0].action else {
+        panic!()
+    };
     assert_eq!(
         action.cluster_specifier,
-        Some(ClusterSpecifier::Cluster("outbound|50051||greeter.default.svc.cluster.local".into()))
+        Some(ClusterSpecifier::Cluster(
+            "outbound|50051||greeter.default.svc.cluster.local".into()
+        ))
     );
     assert_eq!(routes[0].r#match, Some(matching::route_match(None)));
 }
@@ -123,9 +148,16 @@ fn route_configurations_for_service_route_and_client_namespaces() {
                  - backendRefs: [{name: greeter-v1, namespace: default, port: 50051}]\n";
     let index = index(&format!("{}---\n{route}", greeters()));
     let names = |t: crate::xds::Translation| -> Vec<String> {
-        t.snapshot.resources(crate::ads::ResourceType::Route).iter().map(|r| r.name.clone()).collect()
+        t.snapshot
+            .resources(crate::ads::ResourceType::Route)
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
     };
-    assert_eq!(names(translate(&index)), ["outbound/default", "outbound/team-b"]);
+    assert_eq!(
+        names(translate(&index)),
+        ["outbound/default", "outbound/team-b"]
+    );
     assert_eq!(
         names(crate::xds::translate_for(&index, ["team-c", "default"])),
         ["outbound/default", "outbound/team-b", "outbound/team-c"]
