@@ -26,11 +26,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
-        Self { status, content_type: "text/plain; charset=utf-8", body: body.into() }
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
     }
 
     pub fn json(body: impl Into<String>) -> Self {
-        Self { status: StatusCode::OK, content_type: "application/json", body: body.into() }
+        Self {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            body: body.into(),
+        }
     }
 
     /// Prometheus text exposition format.
@@ -89,8 +97,9 @@ async fn respond(
     let reply = handler(req.uri().path());
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = reply.status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(reply.content_type));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(reply.content_type),
+    );
     Ok(response)
 }

@@ -51,7 +51,10 @@ fn metrics(state: &AdminState) -> Reply {
     let mut body = String::new();
     let registry = state.metrics.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(err) = encode(&mut body, &registry) {
-        return Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {err}\n"));
+        return Reply::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {err}\n"),
+        );
     }
     Reply::metrics(body)
 }
@@ -77,6 +80,9 @@ fn resources(state: &AdminState) -> Reply {
 fn json_reply(value: &impl serde::Serialize) -> Reply {
     match serde_json::to_string_pretty(value) {
         Ok(body) => Reply::json(body + "\n"),
-        Err(err) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding JSON: {err}\n")),
+        Err(err) => Reply::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding JSON: {err}\n"),
+        ),
     }
 }

@@ -50,13 +50,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut metrics_registry = Registry::default();
     let ads_metrics = Arc::new(AdsMetrics::register(&mut metrics_registry));
     let proxies = ProxyRegistry::new();
-    let ads = AdsService::new(snapshot_rx, node_snapshot_fn(), proxies.clone(), ads_metrics);
+    let ads = AdsService::new(
+        snapshot_rx,
+        node_snapshot_fn(),
+        proxies.clone(),
+        ads_metrics,
+    );
 
     let source_errors = {
         let source = Arc::new(source);
         let errors = source.clone();
-        tokio::spawn(publisher::run(index, source.subscribe(), snapshot_tx, published_tx));
-        Arc::new(move || errors.current_errors().iter().map(ToString::to_string).collect())
+        tokio::spawn(publisher::run(
+            index,
+            source.subscribe(),
+            snapshot_tx,
+            published_tx,
+        ));
+        Arc::new(move || {
+            errors
+                .current_errors()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
     };
     let admin_handler = admin::handler(admin::AdminState {
         metrics: Arc::new(Mutex::new(metrics_registry)),
@@ -83,6 +99,8 @@ fn node_snapshot_fn() -> NodeSnapshotFn {
     Arc::new(|node: &Node, global: &Arc<Snapshot>| {
         let info = xds::NodeInfo::from_node(node)?;
         let (name, listener) = xds::outbound_listener(&info);
-        Ok(Arc::new(global.with_type(ResourceType::Listener, [(name, listener)])))
+        Ok(Arc::new(
+            global.with_type(ResourceType::Listener, [(name, listener)]),
+        ))
     })
 }

@@ -108,6 +108,9 @@ mod tests {
         debounce(&mut rx).await;
         ticker.abort();
         let waited = start.elapsed();
-        assert!(waited >= MAX_DELAY && waited < MAX_DELAY + QUIET, "{waited:?}");
+        assert!(
+            waited >= MAX_DELAY && waited < MAX_DELAY + QUIET,
+            "{waited:?}"
+        );
     }
 }

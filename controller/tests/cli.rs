@@ -89,7 +89,11 @@ fn runs_and_answers_on_its_admin_port_until_terminated() {
         if ready.status() == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never ready: {}", ready.status());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {}",
+            ready.status()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 

@@ -65,7 +65,13 @@ impl TypeState {
         self.pending
             .values()
             .rev()
-            .find_map(|p| p.changes.iter().rev().find(|(n, _)| n == name).map(|(_, h)| h))
+            .find_map(|p| {
+                p.changes
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, h)| h)
+            })
             .or_else(|| self.acked.get(name))
     }
 
@@ -82,7 +88,11 @@ impl TypeState {
     }
 
     /// Resources to send (new or changed, not rejected) and names to remove.
-    fn diff(&self, ty: ResourceType, snapshot: &Snapshot) -> (Vec<Arc<VersionedResource>>, Vec<String>) {
+    fn diff(
+        &self,
+        ty: ResourceType,
+        snapshot: &Snapshot,
+    ) -> (Vec<Arc<VersionedResource>>, Vec<String>) {
         let all = snapshot.resources(ty);
         let candidates: Vec<&Arc<VersionedResource>> = if self.wildcard {
             all.iter().collect()
@@ -123,20 +133,32 @@ impl DeltaStream {
     }
 
     /// Handles one client request against the snapshot currently served.
-    pub fn handle_request(&mut self, req: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> DeltaReply {
+    pub fn handle_request(
+        &mut self,
+        req: &DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> DeltaReply {
         let mut reply = DeltaReply::default();
         let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
-            reply.events.push(ClientEvent::UnknownType { type_url: req.type_url.clone() });
+            reply.events.push(ClientEvent::UnknownType {
+                type_url: req.type_url.clone(),
+            });
             return reply;
         };
         let first = !self.types.contains_key(&ty);
         let st = self.types.entry(ty).or_default();
 
         if !req.response_nonce.is_empty() {
-            match req.response_nonce.parse::<u64>().ok().and_then(|n| st.pending.remove(&n)) {
-                None => reply
-                    .events
-                    .push(ClientEvent::StaleNonce { ty, nonce: req.response_nonce.clone() }),
+            match req
+                .response_nonce
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| st.pending.remove(&n))
+            {
+                None => reply.events.push(ClientEvent::StaleNonce {
+                    ty,
+                    nonce: req.response_nonce.clone(),
+                }),
                 Some(pending) => reply.events.push(settle(ty, st, pending, req)),
             }
         }
@@ -144,7 +166,8 @@ impl DeltaStream {
         if first {
             st.wildcard = ty.empty_means_wildcard() && req.resource_names_subscribe.is_empty();
             for (name, version) in &req.initial_resource_versions {
-                st.acked.insert(name.clone(), Held::Version(version.clone()));
+                st.acked
+                    .insert(name.clone(), Held::Version(version.clone()));
             }
         }
         for name in &req.resource_names_subscribe {
@@ -166,7 +189,14 @@ impl DeltaStream {
 
         let (upserts, removals) = st.diff(ty, snapshot);
         if first || !upserts.is_empty() || !removals.is_empty() {
-            reply.responses.push(respond(ty, st, snapshot, upserts, removals, &mut self.nonces));
+            reply.responses.push(respond(
+                ty,
+                st,
+                snapshot,
+                upserts,
+                removals,
+                &mut self.nonces,
+            ));
         }
         reply
     }
@@ -177,10 +207,19 @@ impl DeltaStream {
         let mut responses = Vec::new();
         let mut removals_by_type = Vec::new();
         for ty in ResourceType::PUSH_ORDER {
-            let Some(st) = self.types.get_mut(&ty) else { continue };
+            let Some(st) = self.types.get_mut(&ty) else {
+                continue;
+            };
             let (upserts, removals) = st.diff(ty, snapshot);
             if !upserts.is_empty() {
-                responses.push(respond(ty, st, snapshot, upserts, Vec::new(), &mut self.nonces));
+                responses.push(respond(
+                    ty,
+                    st,
+                    snapshot,
+                    upserts,
+                    Vec::new(),
+                    &mut self.nonces,
+                ));
             }
             if !removals.is_empty() {
                 removals_by_type.push((ty, removals));
@@ -188,7 +227,14 @@ impl DeltaStream {
         }
         for (ty, removals) in removals_by_type.into_iter().rev() {
             if let Some(st) = self.types.get_mut(&ty) {
-                responses.push(respond(ty, st, snapshot, Vec::new(), removals, &mut self.nonces));
+                responses.push(respond(
+                    ty,
+                    st,
+                    snapshot,
+                    Vec::new(),
+                    removals,
+                    &mut self.nonces,
+                ));
             }
         }
         responses
@@ -196,7 +242,12 @@ impl DeltaStream {
 }
 
 /// Applies an ACK or NACK of a pending response and says which it was.
-fn settle(ty: ResourceType, st: &mut TypeState, pending: Pending, req: &DeltaDiscoveryRequest) -> ClientEvent {
+fn settle(
+    ty: ResourceType,
+    st: &mut TypeState,
+    pending: Pending,
+    req: &DeltaDiscoveryRequest,
+) -> ClientEvent {
     match &req.error_detail {
         Some(error) => {
             for (name, held) in pending.changes {
@@ -204,7 +255,10 @@ fn settle(ty: ResourceType, st: &mut TypeState, pending: Pending, req: &DeltaDis
                     st.rejected.insert(name, version);
                 }
             }
-            let nack = Nack { version: pending.system_version, message: error.message.clone() };
+            let nack = Nack {
+                version: pending.system_version,
+                message: error.message.clone(),
+            };
             st.progress.last_nack = Some(nack.clone());
             ClientEvent::Nack { ty, nack }
         }
@@ -214,7 +268,10 @@ fn settle(ty: ResourceType, st: &mut TypeState, pending: Pending, req: &DeltaDis
                 st.acked.insert(name, held);
             }
             st.progress.acked_version = Some(pending.system_version.clone());
-            ClientEvent::Ack { ty, version: pending.system_version }
+            ClientEvent::Ack {
+                ty,
+                version: pending.system_version,
+            }
         }
     }
 }
@@ -229,10 +286,18 @@ fn respond(
 ) -> DeltaDiscoveryResponse {
     let (number, nonce) = nonces.next();
     let system_version = snapshot.resources(ty).version().to_string();
-    let mut changes: Vec<(String, Held)> =
-        upserts.iter().map(|r| (r.name.clone(), Held::Version(r.version.clone()))).collect();
+    let mut changes: Vec<(String, Held)> = upserts
+        .iter()
+        .map(|r| (r.name.clone(), Held::Version(r.version.clone())))
+        .collect();
     changes.extend(removals.iter().map(|n| (n.clone(), Held::Absent)));
-    st.pending.insert(number, Pending { system_version: system_version.clone(), changes });
+    st.pending.insert(
+        number,
+        Pending {
+            system_version: system_version.clone(),
+            changes,
+        },
+    );
     st.progress.sent_version = Some(system_version.clone());
     DeltaDiscoveryResponse {
         system_version_info: system_version,
@@ -256,8 +321,8 @@ fn respond(
 mod tests {
     use super::*;
     use crate::ads::snapshot::tests::snapshot;
-    use envoy_types::pb::google::rpc::Status;
     use ResourceType::{Cluster, Endpoint, Listener, Route};
+    use envoy_types::pb::google::rpc::Status;
 
     fn subscribe(ty: ResourceType, names: &[&str]) -> DeltaDiscoveryRequest {
         DeltaDiscoveryRequest {
@@ -268,12 +333,20 @@ mod tests {
     }
 
     fn ack(ty: ResourceType, nonce: &str) -> DeltaDiscoveryRequest {
-        DeltaDiscoveryRequest { type_url: ty.type_url().into(), response_nonce: nonce.into(), ..Default::default() }
+        DeltaDiscoveryRequest {
+            type_url: ty.type_url().into(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        }
     }
 
     fn nack(ty: ResourceType, nonce: &str, message: &str) -> DeltaDiscoveryRequest {
         DeltaDiscoveryRequest {
-            error_detail: Some(Status { code: 3, message: message.into(), details: vec![] }),
+            error_detail: Some(Status {
+                code: 3,
+                message: message.into(),
+                details: vec![],
+            }),
             ..ack(ty, nonce)
         }
     }
@@ -285,7 +358,10 @@ mod tests {
     /// A stream that subscribed to `ty` and ACKed the first response.
     fn settled(ty: ResourceType, names: &[&str], snap: &Snapshot) -> DeltaStream {
         let mut stream = DeltaStream::new();
-        let first = stream.handle_request(&subscribe(ty, names), snap).responses.remove(0);
+        let first = stream
+            .handle_request(&subscribe(ty, names), snap)
+            .responses
+            .remove(0);
         let reply = stream.handle_request(&ack(ty, &first.nonce), snap);
         assert!(reply.responses.is_empty());
         stream
@@ -319,8 +395,13 @@ mod tests {
         let bad = snapshot(&[(Cluster, "a", "bad")]);
         let pushed = stream.handle_snapshot(&bad).remove(0);
         let reply = stream.handle_request(&nack(Cluster, &pushed.nonce, "bad cluster a"), &bad);
-        assert!(reply.responses.is_empty(), "the NACKed version must not be re-sent");
-        assert!(matches!(&reply.events[..], [ClientEvent::Nack { nack, .. }] if nack.message == "bad cluster a"));
+        assert!(
+            reply.responses.is_empty(),
+            "the NACKed version must not be re-sent"
+        );
+        assert!(
+            matches!(&reply.events[..], [ClientEvent::Nack { nack, .. }] if nack.message == "bad cluster a")
+        );
         assert!(stream.handle_snapshot(&bad).is_empty());
         let fixed = snapshot(&[(Cluster, "a", "fixed")]);
         assert_eq!(sent(&stream.handle_snapshot(&fixed)[0]), ["a"]);
@@ -330,9 +411,18 @@ mod tests {
     fn stale_nonce_is_reported_but_subscriptions_still_apply() {
         let snap = snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b1")]);
         let mut stream = settled(Endpoint, &["a"], &snap);
-        let req = DeltaDiscoveryRequest { resource_names_subscribe: vec!["b".into()], ..ack(Endpoint, "999") };
+        let req = DeltaDiscoveryRequest {
+            resource_names_subscribe: vec!["b".into()],
+            ..ack(Endpoint, "999")
+        };
         let reply = stream.handle_request(&req, &snap);
-        assert_eq!(reply.events, [ClientEvent::StaleNonce { ty: Endpoint, nonce: "999".into() }]);
+        assert_eq!(
+            reply.events,
+            [ClientEvent::StaleNonce {
+                ty: Endpoint,
+                nonce: "999".into()
+            }]
+        );
         assert_eq!(sent(&reply.responses[0]), ["b"]);
     }
 
@@ -367,7 +457,11 @@ mod tests {
             ..Default::default()
         };
         assert!(stream.handle_request(&req, &snap).responses.is_empty());
-        assert!(stream.handle_snapshot(&snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b2")])).is_empty());
+        assert!(
+            stream
+                .handle_snapshot(&snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b2")]))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -377,7 +471,8 @@ mod tests {
         let mut stream = DeltaStream::new();
         let mut req = subscribe(Cluster, &[]);
         req.initial_resource_versions.insert("a".into(), a_version);
-        req.initial_resource_versions.insert("gone".into(), "old".into());
+        req.initial_resource_versions
+            .insert("gone".into(), "old".into());
         let reply = stream.handle_request(&req, &snap);
         assert_eq!(sent(&reply.responses[0]), ["b"]);
         assert_eq!(reply.responses[0].removed_resources, ["gone"]);
@@ -387,13 +482,22 @@ mod tests {
     fn push_order_is_upserts_forward_then_removals_backward() {
         let old = snapshot(&[(Cluster, "old", "o"), (Listener, "l", "to-old")]);
         let mut stream = settled(Cluster, &[], &old);
-        let first = stream.handle_request(&subscribe(Listener, &[]), &old).responses.remove(0);
+        let first = stream
+            .handle_request(&subscribe(Listener, &[]), &old)
+            .responses
+            .remove(0);
         stream.handle_request(&ack(Listener, &first.nonce), &old);
         let new = snapshot(&[(Cluster, "new", "n"), (Listener, "l", "to-new")]);
         let pushed = stream.handle_snapshot(&new);
         let summary: Vec<_> = pushed
             .iter()
-            .map(|r| (ResourceType::from_type_url(&r.type_url).unwrap(), sent(r), r.removed_resources.clone()))
+            .map(|r| {
+                (
+                    ResourceType::from_type_url(&r.type_url).unwrap(),
+                    sent(r),
+                    r.removed_resources.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -418,9 +522,15 @@ mod tests {
     #[test]
     fn unknown_type_is_reported_and_ignored() {
         let mut stream = DeltaStream::new();
-        let req = DeltaDiscoveryRequest { type_url: "type.googleapis.com/x.Unknown".into(), ..Default::default() };
+        let req = DeltaDiscoveryRequest {
+            type_url: "type.googleapis.com/x.Unknown".into(),
+            ..Default::default()
+        };
         let reply = stream.handle_request(&req, &snapshot(&[]));
         assert!(reply.responses.is_empty());
-        assert!(matches!(&reply.events[..], [ClientEvent::UnknownType { .. }]));
+        assert!(matches!(
+            &reply.events[..],
+            [ClientEvent::UnknownType { .. }]
+        ));
     }
 }

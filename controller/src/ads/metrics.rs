@@ -18,7 +18,9 @@ pub struct TypeLabels {
 
 impl From<ResourceType> for TypeLabels {
     fn from(ty: ResourceType) -> Self {
-        Self { r#type: ty.short_name() }
+        Self {
+            r#type: ty.short_name(),
+        }
     }
 }
 
@@ -48,8 +50,16 @@ impl AdsMetrics {
             "ADS streams currently open",
             metrics.connected_proxies.clone(),
         );
-        registry.register("weft_xds_pushes", "xDS responses sent, by type", metrics.pushes.clone());
-        registry.register("weft_xds_nacks", "xDS updates rejected by proxies, by type", metrics.nacks.clone());
+        registry.register(
+            "weft_xds_pushes",
+            "xDS responses sent, by type",
+            metrics.pushes.clone(),
+        );
+        registry.register(
+            "weft_xds_nacks",
+            "xDS updates rejected by proxies, by type",
+            metrics.nacks.clone(),
+        );
         registry.register(
             "weft_xds_push_to_ack_seconds",
             "Time from sending an xDS response to its ACK, by type",
@@ -59,6 +69,8 @@ impl AdsMetrics {
     }
 
     pub fn observe_ack(&self, ty: ResourceType, latency: Duration) {
-        self.push_to_ack_seconds.get_or_create(&ty.into()).observe(latency.as_secs_f64());
+        self.push_to_ack_seconds
+            .get_or_create(&ty.into())
+            .observe(latency.as_secs_f64());
     }
 }

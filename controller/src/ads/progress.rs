@@ -24,13 +24,24 @@ pub struct TypeProgress {
 /// What one client request meant, beyond any responses it caused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    Ack { ty: ResourceType, version: String },
-    Nack { ty: ResourceType, nack: Nack },
+    Ack {
+        ty: ResourceType,
+        version: String,
+    },
+    Nack {
+        ty: ResourceType,
+        nack: Nack,
+    },
     /// A response nonce that is not the latest (SotW) or not outstanding (Delta): the
     /// request's ACK/NACK is ignored, as the xDS protocol requires.
-    StaleNonce { ty: ResourceType, nonce: String },
+    StaleNonce {
+        ty: ResourceType,
+        nonce: String,
+    },
     /// A type weft does not serve; the request is ignored and the stream stays open.
-    UnknownType { type_url: String },
+    UnknownType {
+        type_url: String,
+    },
 }
 
 /// Numbers nonces per stream; they only need to be unique on the stream.

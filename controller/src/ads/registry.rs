@@ -61,7 +61,10 @@ impl ProxyRegistry {
                 unknown_types: Vec::new(),
             },
         );
-        StreamGuard { registry: self.clone(), id }
+        StreamGuard {
+            registry: self.clone(),
+            id,
+        }
     }
 
     /// Every connected stream, ordered by node id.
@@ -90,7 +93,9 @@ impl StreamGuard {
         events: &[ClientEvent],
     ) {
         let mut streams = lock(&self.registry.streams);
-        let Some(status) = streams.get_mut(&self.id) else { return };
+        let Some(status) = streams.get_mut(&self.id) else {
+            return;
+        };
         for (ty, p) in progress {
             status.types.insert(ty.short_name(), p.clone());
         }
@@ -111,7 +116,9 @@ impl Drop for StreamGuard {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -122,10 +129,15 @@ mod tests {
     fn streams_register_update_and_leave() {
         let registry = ProxyRegistry::new();
         let guard = registry.connect("a.default", Protocol::Delta);
-        let progress = TypeProgress { sent_version: Some("v1".into()), ..Default::default() };
+        let progress = TypeProgress {
+            sent_version: Some("v1".into()),
+            ..Default::default()
+        };
         guard.update(
             [(ResourceType::Cluster, &progress)].into_iter(),
-            &[ClientEvent::UnknownType { type_url: "x".into() }],
+            &[ClientEvent::UnknownType {
+                type_url: "x".into(),
+            }],
         );
         let all = registry.snapshot();
         assert_eq!(all.len(), 1);

@@ -59,7 +59,12 @@ impl AdsService {
         registry: Arc<ProxyRegistry>,
         metrics: Arc<AdsMetrics>,
     ) -> Self {
-        Self { snapshots, for_node, registry, metrics }
+        Self {
+            snapshots,
+            for_node,
+            registry,
+            metrics,
+        }
     }
 
     pub fn into_server(self) -> AggregatedDiscoveryServiceServer<Self> {
@@ -92,7 +97,11 @@ impl ProtocolState for SotwStream {
     fn node(request: &DiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
-    fn handle_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Vec<DiscoveryResponse>, Vec<ClientEvent>) {
+    fn handle_request(
+        &mut self,
+        request: &DiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> (Vec<DiscoveryResponse>, Vec<ClientEvent>) {
         let reply = SotwStream::handle_request(self, request, snapshot);
         (reply.responses, reply.events)
     }
@@ -103,7 +112,9 @@ impl ProtocolState for SotwStream {
         ResourceType::from_type_url(&response.type_url)
     }
     fn progress(&self) -> Vec<(ResourceType, TypeProgress)> {
-        SotwStream::progress(self).map(|(ty, p)| (ty, p.clone())).collect()
+        SotwStream::progress(self)
+            .map(|(ty, p)| (ty, p.clone()))
+            .collect()
     }
 }
 
@@ -130,7 +141,9 @@ impl ProtocolState for DeltaStream {
         ResourceType::from_type_url(&response.type_url)
     }
     fn progress(&self) -> Vec<(ResourceType, TypeProgress)> {
-        DeltaStream::progress(self).map(|(ty, p)| (ty, p.clone())).collect()
+        DeltaStream::progress(self)
+            .map(|(ty, p)| (ty, p.clone()))
+            .collect()
     }
 }
 
@@ -145,19 +158,26 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.start::<SotwStream>(request.into_inner())))
+        Ok(Response::new(
+            self.start::<SotwStream>(request.into_inner()),
+        ))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.start::<DeltaStream>(request.into_inner())))
+        Ok(Response::new(
+            self.start::<DeltaStream>(request.into_inner()),
+        ))
     }
 }
 
 impl AdsService {
-    fn start<P: ProtocolState>(&self, inbound: Streaming<P::Request>) -> ResponseStream<P::Response> {
+    fn start<P: ProtocolState>(
+        &self,
+        inbound: Streaming<P::Request>,
+    ) -> ResponseStream<P::Response> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let service = self.clone();
         tokio::spawn(async move {
@@ -174,7 +194,9 @@ impl AdsService {
         mut inbound: Streaming<P::Request>,
         tx: &mpsc::Sender<Result<P::Response, Status>>,
     ) -> Result<(), Status> {
-        let Some(first) = inbound.message().await? else { return Ok(()) };
+        let Some(first) = inbound.message().await? else {
+            return Ok(());
+        };
         let node = P::node(&first).cloned().unwrap_or_default();
         let node_id = node.id.clone();
         if node_id.is_empty() {
@@ -235,7 +257,12 @@ impl AdsService {
         Ok(())
     }
 
-    fn record(&self, node_id: &str, events: &[ClientEvent], sent_at: &mut BTreeMap<ResourceType, Instant>) {
+    fn record(
+        &self,
+        node_id: &str,
+        events: &[ClientEvent],
+        sent_at: &mut BTreeMap<ResourceType, Instant>,
+    ) {
         for event in events {
             match event {
                 ClientEvent::Ack { ty, .. } => {

@@ -66,13 +66,22 @@ impl Snapshot {
     }
 
     pub fn resources(&self, ty: ResourceType) -> &TypeResources {
-        self.types.get(&ty).map_or(&EMPTY, |resources| resources.as_ref())
+        self.types
+            .get(&ty)
+            .map_or(&EMPTY, |resources| resources.as_ref())
     }
 
     /// This snapshot with the resources of `ty` replaced (e.g. one proxy's listeners).
-    pub fn with_type(&self, ty: ResourceType, resources: impl IntoIterator<Item = (String, Any)>) -> Snapshot {
+    pub fn with_type(
+        &self,
+        ty: ResourceType,
+        resources: impl IntoIterator<Item = (String, Any)>,
+    ) -> Snapshot {
         let mut types = self.types.clone();
-        types.insert(ty, Arc::new(type_resources(resources.into_iter().collect())));
+        types.insert(
+            ty,
+            Arc::new(type_resources(resources.into_iter().collect())),
+        );
         Snapshot { types }
     }
 }
@@ -82,11 +91,21 @@ fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
         .into_iter()
         .map(|(name, body)| {
             let version = content_hash([body.type_url.as_bytes(), &body.value]);
-            (name.clone(), Arc::new(VersionedResource { name, version, body }))
+            (
+                name.clone(),
+                Arc::new(VersionedResource {
+                    name,
+                    version,
+                    body,
+                }),
+            )
         })
         .collect();
-    let version =
-        content_hash(resources.values().flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]));
+    let version = content_hash(
+        resources
+            .values()
+            .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
+    );
     TypeResources { version, resources }
 }
 
@@ -106,7 +125,12 @@ impl SnapshotBuilder {
     pub fn build(mut self) -> Snapshot {
         let types = ResourceType::PUSH_ORDER
             .into_iter()
-            .map(|ty| (ty, Arc::new(type_resources(self.types.remove(&ty).unwrap_or_default()))))
+            .map(|ty| {
+                (
+                    ty,
+                    Arc::new(type_resources(self.types.remove(&ty).unwrap_or_default())),
+                )
+            })
             .collect();
         Snapshot { types }
     }
@@ -132,7 +156,10 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn any(type_url: &str, value: &str) -> Any {
-        Any { type_url: type_url.to_string(), value: value.as_bytes().to_vec() }
+        Any {
+            type_url: type_url.to_string(),
+            value: value.as_bytes().to_vec(),
+        }
     }
 
     /// A snapshot with `resources` given as (type, name, content).
@@ -146,16 +173,31 @@ pub(crate) mod tests {
 
     #[test]
     fn same_content_same_versions() {
-        let a = snapshot(&[(ResourceType::Cluster, "a", "1"), (ResourceType::Cluster, "b", "2")]);
-        let b = snapshot(&[(ResourceType::Cluster, "b", "2"), (ResourceType::Cluster, "a", "1")]);
+        let a = snapshot(&[
+            (ResourceType::Cluster, "a", "1"),
+            (ResourceType::Cluster, "b", "2"),
+        ]);
+        let b = snapshot(&[
+            (ResourceType::Cluster, "b", "2"),
+            (ResourceType::Cluster, "a", "1"),
+        ]);
         assert_eq!(a, b);
     }
 
     #[test]
     fn a_change_moves_that_resource_and_its_type_only() {
-        let a = snapshot(&[(ResourceType::Cluster, "a", "1"), (ResourceType::Listener, "l", "x")]);
-        let b = snapshot(&[(ResourceType::Cluster, "a", "2"), (ResourceType::Listener, "l", "x")]);
-        let (ca, cb) = (a.resources(ResourceType::Cluster), b.resources(ResourceType::Cluster));
+        let a = snapshot(&[
+            (ResourceType::Cluster, "a", "1"),
+            (ResourceType::Listener, "l", "x"),
+        ]);
+        let b = snapshot(&[
+            (ResourceType::Cluster, "a", "2"),
+            (ResourceType::Listener, "l", "x"),
+        ]);
+        let (ca, cb) = (
+            a.resources(ResourceType::Cluster),
+            b.resources(ResourceType::Cluster),
+        );
         assert_ne!(ca.version(), cb.version());
         assert_ne!(ca.get("a").unwrap().version, cb.get("a").unwrap().version);
         assert_eq!(
@@ -166,9 +208,15 @@ pub(crate) mod tests {
 
     #[test]
     fn with_type_replaces_one_type_only() {
-        let base = snapshot(&[(ResourceType::Cluster, "c", "1"), (ResourceType::Listener, "l", "a")]);
+        let base = snapshot(&[
+            (ResourceType::Cluster, "c", "1"),
+            (ResourceType::Listener, "l", "a"),
+        ]);
         let node = base.with_type(ResourceType::Listener, [("l".to_string(), any("x", "b"))]);
-        assert_eq!(node.resources(ResourceType::Cluster), base.resources(ResourceType::Cluster));
+        assert_eq!(
+            node.resources(ResourceType::Cluster),
+            base.resources(ResourceType::Cluster)
+        );
         assert_ne!(
             node.resources(ResourceType::Listener).version(),
             base.resources(ResourceType::Listener).version()

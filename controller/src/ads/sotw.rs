@@ -53,7 +53,9 @@ struct View {
 impl View {
     fn new(resources: BTreeMap<String, Arc<VersionedResource>>) -> Self {
         let version = content_hash(
-            resources.values().flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
+            resources
+                .values()
+                .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
         );
         Self { version, resources }
     }
@@ -65,14 +67,21 @@ impl TypeState {
         let resources = if self.wildcard {
             all.iter().map(|r| (r.name.clone(), r.clone())).collect()
         } else {
-            self.names.iter().filter_map(|n| all.get(n).map(|r| (n.clone(), r.clone()))).collect()
+            self.names
+                .iter()
+                .filter_map(|n| all.get(n).map(|r| (n.clone(), r.clone())))
+                .collect()
         };
         View::new(resources)
     }
 
     /// True when `version` differs from what was sent and was not rejected.
     fn worth_sending(&self, version: &str) -> bool {
-        let nacked = self.progress.last_nack.as_ref().is_some_and(|n| n.version == version);
+        let nacked = self
+            .progress
+            .last_nack
+            .as_ref()
+            .is_some_and(|n| n.version == version);
         self.progress.sent_version.as_deref() != Some(version) && !nacked
     }
 }
@@ -91,7 +100,9 @@ impl SotwStream {
     pub fn handle_request(&mut self, req: &DiscoveryRequest, snapshot: &Snapshot) -> SotwReply {
         let mut reply = SotwReply::default();
         let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
-            reply.events.push(ClientEvent::UnknownType { type_url: req.type_url.clone() });
+            reply.events.push(ClientEvent::UnknownType {
+                type_url: req.type_url.clone(),
+            });
             return reply;
         };
         let first = !self.types.contains_key(&ty);
@@ -99,7 +110,10 @@ impl SotwStream {
 
         if !req.response_nonce.is_empty() {
             if req.response_nonce != st.last_nonce {
-                reply.events.push(ClientEvent::StaleNonce { ty, nonce: req.response_nonce.clone() });
+                reply.events.push(ClientEvent::StaleNonce {
+                    ty,
+                    nonce: req.response_nonce.clone(),
+                });
                 return reply;
             }
             match &req.error_detail {
@@ -113,22 +127,31 @@ impl SotwStream {
                 }
                 None => {
                     st.progress.acked_version = Some(req.version_info.clone());
-                    reply.events.push(ClientEvent::Ack { ty, version: req.version_info.clone() });
+                    reply.events.push(ClientEvent::Ack {
+                        ty,
+                        version: req.version_info.clone(),
+                    });
                 }
             }
         }
 
         let wildcard = (req.resource_names.is_empty() && ty.empty_means_wildcard())
             || req.resource_names.iter().any(|n| n == "*");
-        let names: BTreeSet<String> =
-            req.resource_names.iter().filter(|n| *n != "*").cloned().collect();
+        let names: BTreeSet<String> = req
+            .resource_names
+            .iter()
+            .filter(|n| *n != "*")
+            .cloned()
+            .collect();
         let subscription_changed = first || wildcard != st.wildcard || names != st.names;
         st.wildcard = wildcard;
         st.names = names;
 
         let view = st.view(ty, snapshot);
         if subscription_changed || st.worth_sending(&view.version) {
-            reply.responses.push(respond(ty, st, view, &mut self.nonces));
+            reply
+                .responses
+                .push(respond(ty, st, view, &mut self.nonces));
         }
         reply
     }
@@ -139,13 +162,18 @@ impl SotwStream {
         let mut upserts = Vec::new();
         let mut deferred_removals = Vec::new();
         for ty in ResourceType::PUSH_ORDER {
-            let Some(st) = self.types.get_mut(&ty) else { continue };
+            let Some(st) = self.types.get_mut(&ty) else {
+                continue;
+            };
             let view = st.view(ty, snapshot);
             if !st.worth_sending(&view.version) {
                 continue;
             }
             let removes_clusters = ty == ResourceType::Cluster
-                && st.sent.keys().any(|name| !view.resources.contains_key(name));
+                && st
+                    .sent
+                    .keys()
+                    .any(|name| !view.resources.contains_key(name));
             if removes_clusters {
                 // Old and new clusters together first; the final set after the routes.
                 let mut union = st.sent.clone();
@@ -189,8 +217,8 @@ fn respond(
 mod tests {
     use super::*;
     use crate::ads::snapshot::tests::snapshot;
-    use envoy_types::pb::google::rpc::Status;
     use ResourceType::{Cluster, Endpoint, Listener, Route};
+    use envoy_types::pb::google::rpc::Status;
 
     fn request(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
         DiscoveryRequest {
@@ -204,18 +232,30 @@ mod tests {
 
     fn nack(ty: ResourceType, version: &str, nonce: &str, message: &str) -> DiscoveryRequest {
         DiscoveryRequest {
-            error_detail: Some(Status { code: 3, message: message.into(), details: vec![] }),
+            error_detail: Some(Status {
+                code: 3,
+                message: message.into(),
+                details: vec![],
+            }),
             ..request(ty, &[], version, nonce)
         }
     }
 
     fn names(response: &DiscoveryResponse) -> Vec<String> {
-        response.resources.iter().map(|any| String::from_utf8_lossy(&any.value).into_owned()).collect()
+        response
+            .resources
+            .iter()
+            .map(|any| String::from_utf8_lossy(&any.value).into_owned())
+            .collect()
     }
 
     #[test]
     fn first_request_gets_the_whole_wildcard_type() {
-        let snap = snapshot(&[(Cluster, "a", "a1"), (Cluster, "b", "b1"), (Route, "r", "r1")]);
+        let snap = snapshot(&[
+            (Cluster, "a", "a1"),
+            (Cluster, "b", "b1"),
+            (Route, "r", "r1"),
+        ]);
         let mut stream = SotwStream::new();
         let reply = stream.handle_request(&request(Cluster, &[], "", ""), &snap);
         assert_eq!(reply.responses.len(), 1);
@@ -234,7 +274,11 @@ mod tests {
         assert_eq!(names(&reply.responses[0]), ["b1"]);
         let mut other = SotwStream::new();
         let reply = other.handle_request(&request(Route, &[], "", ""), &snap);
-        assert_eq!(reply.responses.len(), 1, "a first request is always answered");
+        assert_eq!(
+            reply.responses.len(),
+            1,
+            "a first request is always answered"
+        );
         assert!(reply.responses[0].resources.is_empty());
     }
 
@@ -242,26 +286,50 @@ mod tests {
     fn ack_is_recorded_and_sends_nothing() {
         let snap = snapshot(&[(Cluster, "a", "a1")]);
         let mut stream = SotwStream::new();
-        let first = stream.handle_request(&request(Cluster, &[], "", ""), &snap).responses.remove(0);
-        let reply = stream.handle_request(&request(Cluster, &[], &first.version_info, &first.nonce), &snap);
+        let first = stream
+            .handle_request(&request(Cluster, &[], "", ""), &snap)
+            .responses
+            .remove(0);
+        let reply = stream.handle_request(
+            &request(Cluster, &[], &first.version_info, &first.nonce),
+            &snap,
+        );
         assert!(reply.responses.is_empty());
-        assert_eq!(reply.events, [ClientEvent::Ack { ty: Cluster, version: first.version_info.clone() }]);
+        assert_eq!(
+            reply.events,
+            [ClientEvent::Ack {
+                ty: Cluster,
+                version: first.version_info.clone()
+            }]
+        );
         let progress: Vec<_> = stream.progress().collect();
-        assert_eq!(progress[0].1.acked_version.as_deref(), Some(first.version_info.as_str()));
+        assert_eq!(
+            progress[0].1.acked_version.as_deref(),
+            Some(first.version_info.as_str())
+        );
     }
 
     #[test]
     fn nacked_version_is_not_resent_but_the_next_one_is() {
         let bad = snapshot(&[(Cluster, "a", "bad")]);
         let mut stream = SotwStream::new();
-        let first = stream.handle_request(&request(Cluster, &[], "", ""), &bad).responses.remove(0);
+        let first = stream
+            .handle_request(&request(Cluster, &[], "", ""), &bad)
+            .responses
+            .remove(0);
         let reply = stream.handle_request(&nack(Cluster, "", &first.nonce, "bad cluster"), &bad);
-        assert!(reply.responses.is_empty(), "a NACKed version must not be re-sent");
+        assert!(
+            reply.responses.is_empty(),
+            "a NACKed version must not be re-sent"
+        );
         assert_eq!(
             reply.events,
             [ClientEvent::Nack {
                 ty: Cluster,
-                nack: Nack { version: first.version_info.clone(), message: "bad cluster".into() }
+                nack: Nack {
+                    version: first.version_info.clone(),
+                    message: "bad cluster".into()
+                }
             }]
         );
         // The same snapshot published again changes nothing.
@@ -276,37 +344,85 @@ mod tests {
     fn stale_nonce_is_ignored() {
         let snap = snapshot(&[(Cluster, "a", "a1")]);
         let mut stream = SotwStream::new();
-        let first = stream.handle_request(&request(Cluster, &[], "", ""), &snap).responses.remove(0);
-        let second = stream.handle_snapshot(&snapshot(&[(Cluster, "a", "a2")])).remove(0);
+        let first = stream
+            .handle_request(&request(Cluster, &[], "", ""), &snap)
+            .responses
+            .remove(0);
+        let second = stream
+            .handle_snapshot(&snapshot(&[(Cluster, "a", "a2")]))
+            .remove(0);
         // The client NACKs the first response after the second went out: stale.
         let reply = stream.handle_request(&nack(Cluster, "", &first.nonce, "late"), &snap);
         assert!(reply.responses.is_empty());
-        assert_eq!(reply.events, [ClientEvent::StaleNonce { ty: Cluster, nonce: first.nonce.clone() }]);
+        assert_eq!(
+            reply.events,
+            [ClientEvent::StaleNonce {
+                ty: Cluster,
+                nonce: first.nonce.clone()
+            }]
+        );
         assert!(stream.progress().all(|(_, p)| p.last_nack.is_none()));
-        assert_eq!(second.version_info, stream.progress().next().unwrap().1.sent_version.clone().unwrap());
+        assert_eq!(
+            second.version_info,
+            stream
+                .progress()
+                .next()
+                .unwrap()
+                .1
+                .sent_version
+                .clone()
+                .unwrap()
+        );
     }
 
     #[test]
     fn subscription_change_is_answered() {
         let snap = snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b1")]);
         let mut stream = SotwStream::new();
-        let first = stream.handle_request(&request(Endpoint, &["a"], "", ""), &snap).responses.remove(0);
-        let reply =
-            stream.handle_request(&request(Endpoint, &["a", "b"], &first.version_info, &first.nonce), &snap);
+        let first = stream
+            .handle_request(&request(Endpoint, &["a"], "", ""), &snap)
+            .responses
+            .remove(0);
+        let reply = stream.handle_request(
+            &request(Endpoint, &["a", "b"], &first.version_info, &first.nonce),
+            &snap,
+        );
         assert_eq!(names(&reply.responses[0]), ["a1", "b1"]);
     }
 
     #[test]
     fn snapshot_push_is_ordered_and_skips_unchanged_types() {
-        let old = snapshot(&[(Cluster, "c", "c1"), (Endpoint, "c", "e1"), (Listener, "l", "l1"), (Route, "r", "r1")]);
+        let old = snapshot(&[
+            (Cluster, "c", "c1"),
+            (Endpoint, "c", "e1"),
+            (Listener, "l", "l1"),
+            (Route, "r", "r1"),
+        ]);
         let mut stream = SotwStream::new();
-        for (ty, names) in [(Route, vec!["r"]), (Listener, vec![]), (Endpoint, vec!["c"]), (Cluster, vec![])] {
+        for (ty, names) in [
+            (Route, vec!["r"]),
+            (Listener, vec![]),
+            (Endpoint, vec!["c"]),
+            (Cluster, vec![]),
+        ] {
             stream.handle_request(&request(ty, &names, "", ""), &old);
         }
-        let new = snapshot(&[(Cluster, "c", "c2"), (Endpoint, "c", "e1"), (Listener, "l", "l2"), (Route, "r", "r2")]);
+        let new = snapshot(&[
+            (Cluster, "c", "c2"),
+            (Endpoint, "c", "e1"),
+            (Listener, "l", "l2"),
+            (Route, "r", "r2"),
+        ]);
         let pushed = stream.handle_snapshot(&new);
-        let order: Vec<_> = pushed.iter().map(|r| ResourceType::from_type_url(&r.type_url).unwrap()).collect();
-        assert_eq!(order, [Cluster, Listener, Route], "EDS did not change and is not sent");
+        let order: Vec<_> = pushed
+            .iter()
+            .map(|r| ResourceType::from_type_url(&r.type_url).unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [Cluster, Listener, Route],
+            "EDS did not change and is not sent"
+        );
     }
 
     #[test]
@@ -335,7 +451,10 @@ mod tests {
     fn reconnect_is_a_fresh_stream_that_gets_everything_again() {
         let snap = snapshot(&[(Cluster, "a", "a1")]);
         let mut stream = SotwStream::new();
-        let first = stream.handle_request(&request(Cluster, &[], "", ""), &snap).responses.remove(0);
+        let first = stream
+            .handle_request(&request(Cluster, &[], "", ""), &snap)
+            .responses
+            .remove(0);
         // The client reconnects and presents the version it holds; SotW resends state.
         let mut again = SotwStream::new();
         let reply = again.handle_request(&request(Cluster, &[], &first.version_info, ""), &snap);
@@ -356,9 +475,17 @@ mod tests {
     #[test]
     fn unknown_type_is_reported_and_ignored() {
         let mut stream = SotwStream::new();
-        let req = DiscoveryRequest { type_url: "type.googleapis.com/x.Unknown".into(), ..Default::default() };
+        let req = DiscoveryRequest {
+            type_url: "type.googleapis.com/x.Unknown".into(),
+            ..Default::default()
+        };
         let reply = stream.handle_request(&req, &snapshot(&[]));
         assert!(reply.responses.is_empty());
-        assert_eq!(reply.events, [ClientEvent::UnknownType { type_url: req.type_url.clone() }]);
+        assert_eq!(
+            reply.events,
+            [ClientEvent::UnknownType {
+                type_url: req.type_url.clone()
+            }]
+        );
     }
 }

@@ -15,8 +15,12 @@ pub enum ResourceType {
 
 impl ResourceType {
     /// Upserts go out in this order; removals in the reverse.
-    pub const PUSH_ORDER: [ResourceType; 4] =
-        [ResourceType::Cluster, ResourceType::Endpoint, ResourceType::Listener, ResourceType::Route];
+    pub const PUSH_ORDER: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
 
     pub fn type_url(self) -> &'static str {
         match self {
@@ -30,7 +34,9 @@ impl ResourceType {
     }
 
     pub fn from_type_url(type_url: &str) -> Option<Self> {
-        Self::PUSH_ORDER.into_iter().find(|ty| ty.type_url() == type_url)
+        Self::PUSH_ORDER
+            .into_iter()
+            .find(|ty| ty.type_url() == type_url)
     }
 
     /// Short name used in metrics labels and debug output.
@@ -65,7 +71,10 @@ mod tests {
         for ty in ResourceType::PUSH_ORDER {
             assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
         }
-        assert_eq!(ResourceType::from_type_url("type.googleapis.com/unknown"), None);
+        assert_eq!(
+            ResourceType::from_type_url("type.googleapis.com/unknown"),
+            None
+        );
     }
 
     #[test]

@@ -43,12 +43,18 @@ impl Index {
             return IndexChange::default();
         }
         self.objects.insert(key.clone(), object);
-        IndexChange { changed: vec![key], deleted: vec![] }
+        IndexChange {
+            changed: vec![key],
+            deleted: vec![],
+        }
     }
 
     pub fn delete(&mut self, key: &ObjectKey) -> IndexChange {
         match self.objects.remove(key) {
-            Some(_) => IndexChange { changed: vec![], deleted: vec![key.clone()] },
+            Some(_) => IndexChange {
+                changed: vec![],
+                deleted: vec![key.clone()],
+            },
             None => IndexChange::default(),
         }
     }
@@ -90,7 +96,10 @@ impl Index {
 
     /// Objects of one kind, in key order.
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Object> {
-        self.objects.iter().filter(move |(key, _)| key.kind == kind).map(|(_, object)| object)
+        self.objects
+            .iter()
+            .filter(move |(key, _)| key.kind == kind)
+            .map(|(_, object)| object)
     }
 
     pub fn services(&self) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Service> {
@@ -100,7 +109,9 @@ impl Index {
         })
     }
 
-    pub fn endpoint_slices(&self) -> impl Iterator<Item = &k8s_openapi::api::discovery::v1::EndpointSlice> {
+    pub fn endpoint_slices(
+        &self,
+    ) -> impl Iterator<Item = &k8s_openapi::api::discovery::v1::EndpointSlice> {
         self.of_kind(Kind::EndpointSlice).filter_map(|o| match o {
             Object::EndpointSlice(s) => Some(s),
             _ => None,
@@ -138,9 +149,16 @@ mod tests {
 
     fn service(name: &str, port: i32) -> Object {
         Object::Service(Service {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some("default".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
             spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
-                ports: Some(vec![k8s_openapi::api::core::v1::ServicePort { port, ..Default::default() }]),
+                ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                    port,
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -160,7 +178,10 @@ mod tests {
         let mut index = Index::new();
         index.reset(Kind::Service, vec![service("a", 1), service("b", 1)]);
         let change = index.reset(Kind::Service, vec![service("b", 1), service("a", 1)]);
-        assert!(change.is_empty(), "a relist must not look like delete + create: {change:?}");
+        assert!(
+            change.is_empty(),
+            "a relist must not look like delete + create: {change:?}"
+        );
         assert_eq!(index.len(), 2);
     }
 
@@ -169,7 +190,10 @@ mod tests {
         let mut index = Index::new();
         index.reset(Kind::Service, vec![service("a", 1), service("b", 1)]);
         let change = index.reset(Kind::Service, vec![service("a", 1)]);
-        assert_eq!(change.deleted, [ObjectKey::new(Kind::Service, "default", "b")]);
+        assert_eq!(
+            change.deleted,
+            [ObjectKey::new(Kind::Service, "default", "b")]
+        );
         assert!(change.changed.is_empty());
     }
 

@@ -24,8 +24,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] =
-        [Kind::Service, Kind::EndpointSlice, Kind::GrpcRoute, Kind::FaultInjection, Kind::MtlsPolicy];
+    pub const ALL: [Kind; 5] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::GrpcRoute,
+        Kind::FaultInjection,
+        Kind::MtlsPolicy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,7 +53,11 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { kind, namespace: namespace.into(), name: name.into() }
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 

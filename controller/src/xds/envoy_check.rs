@@ -4,8 +4,8 @@
 //! each ClusterLoadAssignment as a static cluster's `load_assignment`, each
 //! RouteConfiguration inline in a listener of its own, and a proxy's outbound Listener.
 //!
-//! Needs the Envoy binary (`tests/env/setup.sh` caches it; `WEFT_ENVOY` overrides the path),
-//! so it is ignored by default: `cargo test -p weft-controller --lib xds::envoy_check -- --ignored`.
+//! Needs the Envoy binary that `tests/env/setup.sh` installs (the test command runs it); a
+//! missing Envoy fails the test with the command to install it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,12 +33,7 @@ use super::{NodeInfo, outbound_listener, translate};
 use crate::ads::ResourceType;
 
 fn envoy() -> PathBuf {
-    std::env::var_os("WEFT_ENVOY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/weft/tools/bin/envoy")
-        })
+    weft_tests::tools::tool("envoy")
 }
 
 /// A static bootstrap holding every translated resource of `yaml`'s index.
@@ -181,13 +176,11 @@ fn validate(case: &str) {
 }
 
 #[test]
-#[ignore = "needs stock Envoy (tests/env/setup.sh); run with --ignored"]
 fn envoy_accepts_the_demo() {
     validate("demo");
 }
 
 #[test]
-#[ignore = "needs stock Envoy (tests/env/setup.sh); run with --ignored"]
 fn envoy_accepts_the_mesh() {
     validate("mesh");
 }
