@@ -16,13 +16,16 @@ use weft_common::admin::{Handler, Reply};
 use crate::ads::ProxyRegistry;
 use crate::publisher::Published;
 
+/// Reads the errors a source reports now (e.g. a malformed file), one line each.
+pub type SourceErrors = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// Everything the admin endpoint reads.
 pub struct AdminState {
     pub metrics: Arc<Mutex<Registry>>,
     pub proxies: Arc<ProxyRegistry>,
     pub published: watch::Receiver<Published>,
     /// Errors the source currently reports (e.g. a malformed file), one line each.
-    pub source_errors: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    pub source_errors: SourceErrors,
 }
 
 pub fn handler(state: AdminState) -> Handler {

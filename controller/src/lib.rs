@@ -40,11 +40,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let xds_addr = xds_listener.local_addr()?;
 
     let index = Arc::new(Mutex::new(Index::new()));
-    let SourceMode::Local(dir) = &mode else {
-        anyhow::bail!("{mode}: the Kubernetes source is not built yet; use --config-dir");
-    };
-    let source = LocalSource::new(dir.clone()).start(index.clone()).await?;
-
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
     let (published_tx, published_rx) = watch::channel(publisher::Published::default());
     let mut metrics_registry = Registry::default();
@@ -57,23 +52,31 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ads_metrics,
     );
 
-    let source_errors = {
-        let source = Arc::new(source);
-        let errors = source.clone();
-        tokio::spawn(publisher::run(
-            index,
-            source.subscribe(),
-            snapshot_tx,
-            published_tx,
-        ));
-        Arc::new(move || {
-            errors
-                .current_errors()
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        })
+    let (revisions, source_errors, _source): (
+        _,
+        admin::SourceErrors,
+        Box<dyn std::any::Any + Send>,
+    ) = match &mode {
+        SourceMode::Local(dir) => {
+            let source = Arc::new(LocalSource::new(dir.clone()).start(index.clone()).await?);
+            let errors = source.clone();
+            let errors: admin::SourceErrors = Arc::new(move || {
+                errors
+                    .current_errors()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            });
+            (source.subscribe(), errors, Box::new(source))
+        }
+        SourceMode::Kubernetes(kubeconfig) => {
+            let client = kube_client(kubeconfig.as_deref()).await?;
+            eprintln!("weft-controller: {mode}; waiting for the first full listing");
+            let source = source::kube::start(client, index.clone()).await;
+            (source.subscribe(), Arc::new(Vec::new), Box::new(source))
+        }
     };
+    tokio::spawn(publisher::run(index, revisions, snapshot_tx, published_tx));
     let admin_handler = admin::handler(admin::AdminState {
         metrics: Arc::new(Mutex::new(metrics_registry)),
         proxies,
@@ -92,6 +95,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         () = weft_common::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// A client from `--kubeconfig`, or the ambient configuration (in-cluster or $KUBECONFIG).
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|err| anyhow::anyhow!("--kubeconfig {}: {err}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|err| anyhow::anyhow!("--kubeconfig {}: {err}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|err| {
+            anyhow::anyhow!("no Kubernetes configuration (use --kubeconfig or --config-dir): {err}")
+        })?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// Each proxy gets the shared snapshot plus its own outbound listener.

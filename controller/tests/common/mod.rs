@@ -1,0 +1,232 @@
+//! What the end-to-end tests of the controller share: the controller process, an Envoy
+//! bootstrap pointing at it, the demo config as YAML, and clients and waits.
+
+#![allow(dead_code)] // each test file uses its own subset
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use weft_tests::backend::pb;
+use weft_tests::envoy::Envoy;
+use weft_tests::process::{Process, free_port, wait_until};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_weft-controller");
+
+/// The controller in local mode on `dir`, with its xDS and admin ports.
+pub struct Controller {
+    pub process: Process,
+    pub xds_port: u16,
+    pub admin_port: u16,
+}
+
+impl Controller {
+    /// Starts the controller with `source_args` (`--config-dir D` or `--kubeconfig K`),
+    /// logging to `log`, and waits until it is ready.
+    pub fn start(source_args: &[&str], log: &Path) -> Controller {
+        let (xds_port, admin_port) = (free_port(), free_port());
+        let mut command = Command::new(BIN);
+        command.args(source_args);
+        command.args([
+            "--xds-addr",
+            &format!("127.0.0.1:{xds_port}"),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin_port}"),
+            "--log-level",
+            "info",
+        ]);
+        let process = Process::spawn("weft-controller", command, log).unwrap();
+        let controller = Controller {
+            process,
+            xds_port,
+            admin_port,
+        };
+        wait_until("controller /ready", Duration::from_secs(20), || {
+            Ok(controller
+                .admin("/ready")
+                .map(|(status, _)| status == 200)
+                .unwrap_or(false))
+        })
+        .unwrap_or_else(|err| panic!("{err}\n{}", controller.process.log_tail(30)));
+        controller
+    }
+
+    pub fn admin(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = ureq::get(&format!("http://127.0.0.1:{}{path}", self.admin_port))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().read_to_string()?))
+    }
+}
+
+pub fn bootstrap(node_id: &str, outbound_port: u16, xds_port: u16, delta: bool) -> String {
+    let api_type = if delta { "DELTA_GRPC" } else { "GRPC" };
+    format!(
+        r#"
+node:
+  id: {node_id}
+  cluster: weft-test
+  metadata: {{outboundAddr: "127.0.0.1:{outbound_port}"}}
+dynamic_resources:
+  ads_config:
+    api_type: {api_type}
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
+"#
+    )
+}
+
+/// The demo Services and their EndpointSlices, all endpoints on 127.0.0.1.
+pub fn services_yaml(v1_port: u16, v2_port: u16) -> String {
+    services_yaml_at("127.0.0.1", v1_port, v2_port)
+}
+
+/// The same with endpoints at `address` (the apiserver refuses loopback addresses).
+pub fn services_yaml_at(address: &str, v1_port: u16, v2_port: u16) -> String {
+    let mut yaml = String::new();
+    for name in ["greeter", "greeter-v1", "greeter-v2"] {
+        yaml += &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec: {{ports: [{{name: grpc, port: 50051}}]}}\n---\n"
+        );
+    }
+    for (name, port) in [
+        ("greeter", v1_port),
+        ("greeter-v1", v1_port),
+        ("greeter-v2", v2_port),
+    ] {
+        yaml += &format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {name}-local, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: grpc, port: {port}}}]\n\
+             endpoints: [{{addresses: [\"{address}\"], conditions: {{ready: true}}}}]\n---\n"
+        );
+    }
+    yaml
+}
+
+/// Unary → v1 and v2 by weight; ServerStream → v2 only.
+pub fn route_yaml(v1_weight: u32, v2_weight: u32) -> String {
+    format!(
+        r#"apiVersion: weft.dev/v1alpha1
+kind: GrpcRoute
+metadata: {{name: greeter, namespace: default}}
+spec:
+  parentRefs: [{{name: greeter, port: 50051}}]
+  rules:
+  - matches: [{{method: {{service: weft.test.Echo, method: ServerStream}}}}]
+    backendRefs: [{{name: greeter-v2, port: 50051}}]
+  - matches: [{{method: {{service: weft.test.Echo, method: Unary}}}}]
+    backendRefs:
+    - {{name: greeter-v1, port: 50051, weight: {v1_weight}}}
+    - {{name: greeter-v2, port: 50051, weight: {v2_weight}}}
+"#
+    )
+}
+
+pub fn fault_yaml(spec: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: FaultInjection\n\
+         metadata: {{name: chaos, namespace: default}}\nspec:\n{spec}"
+    )
+}
+
+/// Writes a config file the way an editor does: a new file renamed over the old one.
+pub fn write_config(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+pub async fn client(outbound_port: u16) -> pb::echo_client::EchoClient<Channel> {
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{outbound_port}"))
+        .unwrap()
+        .origin(
+            "http://greeter.default.svc.cluster.local:50051"
+                .parse()
+                .unwrap(),
+        )
+        .connect()
+        .await
+        .unwrap();
+    pb::echo_client::EchoClient::new(channel)
+}
+
+pub fn request(message: &str) -> pb::EchoRequest {
+    pb::EchoRequest {
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
+/// Calls Unary `calls` times and counts answers per instance.
+pub async fn unary_split(
+    client: &mut pb::echo_client::EchoClient<Channel>,
+    calls: usize,
+) -> (usize, usize) {
+    let mut v1 = 0;
+    for _ in 0..calls {
+        let reply = client.unary(request("split")).await.unwrap().into_inner();
+        if reply.instance == "v1" {
+            v1 += 1;
+        }
+    }
+    (v1, calls - v1)
+}
+
+pub async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until Envoy's route configuration (from its config dump) satisfies `check`: the
+/// update is in force, whatever the machine's load does to call timings.
+pub fn wait_for_routes(envoy: &Envoy, what: &str, check: impl Fn(&str) -> bool) {
+    tokio::task::block_in_place(|| {
+        wait_until(what, Duration::from_secs(10), || {
+            let dump = envoy.admin_get("/config_dump?resource=dynamic_route_configs")?;
+            Ok(check(&dump))
+        })
+    })
+    .unwrap_or_else(|err| panic!("{err}\n{}", envoy.log_tail(30)));
+}
+
+pub fn rejected_updates(envoy: &Envoy) -> u64 {
+    let stats = envoy.stats().unwrap();
+    stats
+        .iter()
+        .filter(|(name, _)| name.ends_with("update_rejected"))
+        .map(|(_, v)| v)
+        .sum()
+}

@@ -1,0 +1,157 @@
+//! End to end, Kubernetes mode: against a real kube-apiserver, `kubectl apply` of the CRDs,
+//! Services, EndpointSlices, a GrpcRoute and a FaultInjection drives stock Envoy (Delta ADS)
+//! through weft-controller; restarting the apiserver mid-run changes nothing Envoy sees.
+//!
+//! The apiserver refuses loopback endpoint addresses, and tests send traffic to loopback
+//! only, so this test asserts on Envoy's config (routes, weights, faults, endpoints) rather
+//! than on calls; `envoy_local.rs` proves the same translation with real calls.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use weft_tests::envoy::Envoy;
+use weft_tests::kube::KubeCluster;
+use weft_tests::process::{free_port, wait_until};
+
+fn apply(cluster: &KubeCluster, name: &str, yaml: &str) {
+    let path = cluster.dir().join(name);
+    std::fs::write(&path, yaml).unwrap();
+    cluster
+        .kubectl_ok(["apply", "-f", path.to_str().unwrap()])
+        .unwrap();
+}
+
+fn install_crds(cluster: &KubeCluster) {
+    let crds = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
+    cluster
+        .kubectl_ok(["apply", "-f", crds.to_str().unwrap()])
+        .unwrap();
+    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+        cluster
+            .kubectl_ok([
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.weft.dev"),
+                "--timeout=60s",
+            ])
+            .unwrap();
+    }
+}
+
+fn route_dump(envoy: &Envoy) -> String {
+    envoy
+        .admin_get("/config_dump?resource=dynamic_route_configs")
+        .unwrap()
+}
+
+/// The documentation-only address TEST-NET-1 (RFC 5737): never contacted, no RPC is sent.
+const ENDPOINT: &str = "192.0.2.10";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_drives_envoy_and_an_apiserver_restart_changes_nothing() {
+    let mut cluster = tokio::task::block_in_place(KubeCluster::start).unwrap();
+    let services = services_yaml_at(ENDPOINT, 7001, 7002);
+    tokio::task::block_in_place(|| {
+        install_crds(&cluster);
+        apply(&cluster, "services.yaml", &services);
+        apply(&cluster, "route.yaml", &route_yaml(100, 0));
+    });
+    let kubeconfig = cluster.kubeconfig_path().to_str().unwrap().to_string();
+    let controller = tokio::task::block_in_place(|| {
+        Controller::start(
+            &["--kubeconfig", &kubeconfig],
+            &cluster.dir().join("controller.log"),
+        )
+    });
+    let outbound = free_port();
+    let envoy = tokio::task::block_in_place(|| {
+        Envoy::start(&bootstrap(
+            "envoy-0.default",
+            outbound,
+            controller.xds_port,
+            true,
+        ))
+    })
+    .unwrap();
+
+    // Objects created with kubectl become routes by method and endpoints from the slices.
+    wait_for_routes(&envoy, "routes by method", |routes| {
+        routes.contains("/weft.test.Echo/ServerStream") && routes.contains("/weft.test.Echo/Unary")
+    });
+    // Envoy lists clusters in hash order: compare the sorted lines, without the live counters.
+    let endpoints = || {
+        let text = envoy.admin_get("/clusters").unwrap();
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("::cx_") && !l.contains("::rq_"))
+            .collect();
+        lines.sort_unstable();
+        lines.join("\n")
+    };
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "endpoints from the EndpointSlices",
+            Duration::from_secs(10),
+            || Ok(endpoints().contains(&format!("{ENDPOINT}:7002"))),
+        )
+    })
+    .unwrap();
+
+    // A weight change and a fault applied with kubectl.
+    tokio::task::block_in_place(|| apply(&cluster, "route.yaml", &route_yaml(50, 50)));
+    wait_for_routes(&envoy, "the 50/50 split", |routes| {
+        routes.contains("\"weight\": 50")
+    });
+    let abort = fault_yaml(
+        "  targetRef: {kind: Service, name: greeter}\n  abort: {grpcStatus: UNAVAILABLE, message: injected by weft, percentage: 100}\n",
+    );
+    tokio::task::block_in_place(|| apply(&cluster, "fault.yaml", &abort));
+    wait_for_routes(&envoy, "the abort fault", |routes| {
+        routes.contains("grpc_status")
+    });
+
+    // Restart the apiserver: the watchers relist, and nothing Envoy holds may move.
+    let before = (route_dump(&envoy), endpoints());
+    let (_, proxies_before) = controller.admin("/debug/proxies").unwrap();
+    tokio::task::block_in_place(|| cluster.restart_apiserver()).unwrap();
+    // Wait until the controller can read again (a kubectl write goes through it), then
+    // give the watchers their backoff and a debounce window.
+    tokio::task::block_in_place(|| apply(&cluster, "services.yaml", &services));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        (route_dump(&envoy), endpoints()),
+        before,
+        "Envoy's config changed across an apiserver restart"
+    );
+    let (_, proxies_after) = controller.admin("/debug/proxies").unwrap();
+    let sent = |dump: &str| -> Vec<String> {
+        dump.lines()
+            .filter(|l| l.contains("sent_version"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        sent(&proxies_after),
+        sent(&proxies_before),
+        "a push followed the restart"
+    );
+
+    // The controller still follows changes after the restart.
+    tokio::task::block_in_place(|| cluster.kubectl_ok(["delete", "faultinjection", "chaos"]))
+        .unwrap();
+    wait_for_routes(&envoy, "the fault's removal", |routes| {
+        !routes.contains("grpc_status")
+    });
+
+    assert_eq!(
+        rejected_updates(&envoy),
+        0,
+        "Envoy rejected an update:\n{}",
+        envoy.log_tail(40)
+    );
+}
