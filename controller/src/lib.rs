@@ -4,7 +4,8 @@
 //! The wiring, in the order a change travels: a source (`source`) writes the index
 //! (`model`); the publisher (`publisher`) debounces changes, translates the index
 //! (`xds`) and publishes a snapshot; the ADS server (`ads`) pushes it to every connected
-//! proxy, adding each proxy's own listener; the admin endpoint (`admin`) shows readiness,
+//! proxy, adding each proxy's own listener; in Kubernetes mode the status writer (`status`)
+//! reports conditions on each resource; the admin endpoint (`admin`) shows readiness,
 //! metrics, connected proxies and per-resource reports.
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod publisher;
 mod settings;
 pub mod source;
+pub mod status;
 pub mod xds;
 
 pub use settings::{Settings, SettingsError, SourceMode};
@@ -72,7 +74,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         SourceMode::Kubernetes(kubeconfig) => {
             let client = kube_client(kubeconfig.as_deref()).await?;
             eprintln!("weft-controller: {mode}; waiting for the first full listing");
-            let source = source::kube::start(client, index.clone()).await;
+            let source = source::kube::start(client.clone(), index.clone()).await;
+            let writer =
+                status::run_writer(client, index.clone(), published_rx.clone(), proxies.clone());
+            tokio::spawn(writer);
             (source.subscribe(), Arc::new(Vec::new), Box::new(source))
         }
     };

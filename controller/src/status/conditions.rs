@@ -1,0 +1,266 @@
+//! Pure status computation: a translation report plus what the connected proxies ACKed and
+//! NACKed becomes a resource's `status` (observedGeneration, `Accepted`, `ResolvedRefs`,
+//! `Programmed`, proxy counts). A condition keeps its `lastTransitionTime` while its status
+//! does not change, so recomputing the same status yields the same object (idempotent writes).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::ads::ProxyStatus;
+use crate::api::{
+    CONDITION_ACCEPTED, CONDITION_PROGRAMMED, CONDITION_RESOLVED_REFS, ProxyRejection,
+    ProxySummary, ResourceStatus,
+};
+use crate::xds::ResourceReport;
+
+/// NACK reasons quoted in a status, at most.
+const MAX_REJECTIONS: usize = 8;
+
+/// The status a resource should carry now. `previous` supplies transition times.
+pub fn desired_status(
+    report: &ResourceReport,
+    proxies: &[ProxyStatus],
+    previous: Option<&ResourceStatus>,
+    now: &Time,
+) -> ResourceStatus {
+    let generation = report.generation;
+    let accepted = match &report.accepted {
+        Ok(()) if report.notes.is_empty() => {
+            ("True", "Accepted", "the resource is valid".to_string())
+        }
+        Ok(()) => (
+            "True",
+            "Accepted",
+            format!("accepted, with notes: {}", report.notes.join("; ")),
+        ),
+        Err(why) => ("False", "Invalid", why.clone()),
+    };
+    let resolved = match &report.resolved_refs {
+        Ok(()) => (
+            "True",
+            "ResolvedRefs",
+            "every referenced Service exists".to_string(),
+        ),
+        Err(why) => ("False", "BackendNotFound", why.clone()),
+    };
+    let summary = summarize(proxies);
+    let programmed = if report.accepted.is_err() {
+        (
+            "False",
+            "Invalid",
+            "not programmed: the resource is invalid (see Accepted)".to_string(),
+        )
+    } else if summary.total == 0 {
+        ("Unknown", "NoProxies", "no proxy is connected".to_string())
+    } else if summary.nacked > 0 {
+        let reasons: Vec<String> = summary
+            .rejections
+            .iter()
+            .map(|r| format!("{}: {}", r.proxy, r.reason))
+            .collect();
+        (
+            "False",
+            "Rejected",
+            format!(
+                "{} of {} proxies rejected the config: {}",
+                summary.nacked,
+                summary.total,
+                reasons.join("; ")
+            ),
+        )
+    } else if summary.acked == summary.total {
+        (
+            "True",
+            "Programmed",
+            format!(
+                "{} of {} connected proxies ACKed the config",
+                summary.acked, summary.total
+            ),
+        )
+    } else {
+        (
+            "False",
+            "Pending",
+            format!(
+                "{} of {} connected proxies ACKed the config so far",
+                summary.acked, summary.total
+            ),
+        )
+    };
+    let conditions = [
+        (CONDITION_ACCEPTED, accepted),
+        (CONDITION_RESOLVED_REFS, resolved),
+        (CONDITION_PROGRAMMED, programmed),
+    ]
+    .into_iter()
+    .map(|(kind, (status, reason, message))| {
+        condition(kind, status, reason, message, generation, previous, now)
+    })
+    .collect();
+    ResourceStatus {
+        observed_generation: generation,
+        conditions,
+        proxies: Some(summary),
+    }
+}
+
+/// A proxy has the current config when every type it was sent is ACKed at that version; it
+/// rejected it when its last NACK is of the version it was last sent.
+fn summarize(proxies: &[ProxyStatus]) -> ProxySummary {
+    let mut summary = ProxySummary {
+        total: proxies.len() as i32,
+        ..Default::default()
+    };
+    for proxy in proxies {
+        let nack = proxy.types.values().find_map(|p| {
+            p.last_nack
+                .as_ref()
+                .filter(|n| p.sent_version.as_deref() == Some(n.version.as_str()))
+        });
+        if let Some(nack) = nack {
+            summary.nacked += 1;
+            if summary.rejections.len() < MAX_REJECTIONS {
+                summary.rejections.push(ProxyRejection {
+                    proxy: proxy.node_id.clone(),
+                    reason: nack.message.clone(),
+                });
+            }
+        } else if !proxy.types.is_empty()
+            && proxy
+                .types
+                .values()
+                .all(|p| p.acked_version == p.sent_version)
+        {
+            summary.acked += 1;
+        }
+    }
+    summary
+}
+
+fn condition(
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: Option<&ResourceStatus>,
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == kind))
+        .filter(|c| c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: kind.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ads::{Nack, Protocol, TypeProgress};
+    use std::collections::BTreeMap;
+
+    fn report(accepted: Result<(), String>, resolved: Result<(), String>) -> ResourceReport {
+        ResourceReport {
+            generation: Some(3),
+            accepted,
+            resolved_refs: resolved,
+            notes: vec![],
+        }
+    }
+
+    fn proxy(name: &str, sent: &str, acked: &str, nack: Option<&str>) -> ProxyStatus {
+        let progress = TypeProgress {
+            sent_version: Some(sent.into()),
+            acked_version: Some(acked.into()),
+            last_nack: nack.map(|m| Nack {
+                version: sent.into(),
+                message: m.into(),
+            }),
+        };
+        ProxyStatus {
+            node_id: name.into(),
+            protocol: Protocol::Delta,
+            connected_at_unix: 0,
+            types: BTreeMap::from([("RDS", progress)]),
+            unknown_types: vec![],
+        }
+    }
+
+    fn time(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn find<'a>(status: &'a ResourceStatus, kind: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn invalid_resource_says_why_on_accepted() {
+        let status = desired_status(
+            &report(Err("spec.rules[0]: bad".into()), Ok(())),
+            &[],
+            None,
+            &time(1),
+        );
+        let accepted = find(&status, CONDITION_ACCEPTED);
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("False", "Invalid")
+        );
+        assert_eq!(accepted.message, "spec.rules[0]: bad");
+        assert_eq!(find(&status, CONDITION_PROGRAMMED).status, "False");
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn programmed_counts_acks_and_quotes_nacks() {
+        let ok = report(Ok(()), Ok(()));
+        let all = desired_status(
+            &ok,
+            &[
+                proxy("a.ns", "v2", "v2", None),
+                proxy("b.ns", "v2", "v2", None),
+            ],
+            None,
+            &time(1),
+        );
+        assert_eq!(
+            find(&all, CONDITION_PROGRAMMED).message,
+            "2 of 2 connected proxies ACKed the config"
+        );
+        let rejected = desired_status(
+            &ok,
+            &[proxy("a.ns", "v2", "v1", Some("bad route"))],
+            None,
+            &time(1),
+        );
+        let programmed = find(&rejected, CONDITION_PROGRAMMED);
+        assert_eq!(programmed.reason, "Rejected");
+        assert!(
+            programmed.message.contains("a.ns: bad route"),
+            "{}",
+            programmed.message
+        );
+        let pending = desired_status(&ok, &[proxy("a.ns", "v2", "v1", None)], None, &time(1));
+        assert_eq!(find(&pending, CONDITION_PROGRAMMED).reason, "Pending");
+    }
+
+    #[test]
+    fn unchanged_status_keeps_its_transition_time() {
+        let ok = report(Ok(()), Err("no Service default/x".into()));
+        let first = desired_status(&ok, &[], None, &time(1));
+        let again = desired_status(&ok, &[], Some(&first), &time(99));
+        assert_eq!(first, again, "recomputing must be idempotent");
+        let fixed = desired_status(&report(Ok(()), Ok(())), &[], Some(&first), &time(99));
+        assert_eq!(
+            find(&fixed, CONDITION_RESOLVED_REFS).last_transition_time,
+            time(99)
+        );
+    }
+}

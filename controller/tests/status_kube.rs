@@ -1,0 +1,151 @@
+//! Status against a real kube-apiserver: five kinds of invalid resource that the schema
+//! cannot catch each get a condition whose message says what is wrong, visible with
+//! `kubectl get -o yaml`, while a valid route beside them stays Accepted; with a proxy
+//! connected, `Programmed` counts its ACK.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use weft_tests::envoy::Envoy;
+use weft_tests::kube::KubeCluster;
+use weft_tests::process::{free_port, wait_until};
+
+fn apply(cluster: &KubeCluster, name: &str, yaml: &str) {
+    let path = cluster.dir().join(name);
+    std::fs::write(&path, yaml).unwrap();
+    cluster
+        .kubectl_ok(["apply", "-f", path.to_str().unwrap()])
+        .unwrap();
+}
+
+fn route(name: &str, parent: &str, rule: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: {parent}, port: 50051}}]\n  rules:\n{rule}---\n"
+    )
+}
+
+/// `status` and `reason: message` of a condition, read with kubectl as a user would.
+fn condition(cluster: &KubeCluster, resource: &str, kind: &str) -> String {
+    let path = format!(
+        "jsonpath={{.status.conditions[?(@.type==\"{kind}\")].status}} {{.status.conditions[?(@.type==\"{kind}\")].reason}}: {{.status.conditions[?(@.type==\"{kind}\")].message}}"
+    );
+    cluster.kubectl_ok(["get", resource, "-o", &path]).unwrap()
+}
+
+fn wait_condition(cluster: &KubeCluster, resource: &str, kind: &str, expect: &str) -> String {
+    let mut last = String::new();
+    let found = wait_until(
+        &format!("{resource} {kind}"),
+        Duration::from_secs(20),
+        || {
+            last = condition(cluster, resource, kind);
+            Ok(last.contains(expect))
+        },
+    );
+    assert!(
+        found.is_ok(),
+        "{resource} {kind}: expected {expect:?}, got {last:?}"
+    );
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_resources_are_reported_on_their_own_status() {
+    tokio::task::block_in_place(|| {
+        let cluster = KubeCluster::start().unwrap();
+        let crds = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
+        cluster
+            .kubectl_ok(["apply", "-f", crds.to_str().unwrap()])
+            .unwrap();
+        for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+            let crd = format!("crd/{crd}.weft.dev");
+            cluster
+                .kubectl_ok(["wait", "--for=condition=Established", &crd, "--timeout=60s"])
+                .unwrap();
+        }
+        apply(
+            &cluster,
+            "services.yaml",
+            &services_yaml_at("192.0.2.10", 7001, 7002),
+        );
+        let backend =
+            |name: &str, port: u16| format!("  - backendRefs: [{{name: {name}, port: {port}}}]\n");
+        let mut yaml = route("good", "greeter", &backend("greeter-v1", 50051));
+        yaml += &route("missing-backend", "greeter", &backend("greeter-v9", 50051));
+        yaml += &route("missing-port", "greeter", &backend("greeter-v1", 9999));
+        yaml += &route("missing-parent", "nosuch", &backend("greeter-v1", 50051));
+        yaml += &route(
+            "bad-regex",
+            "greeter",
+            "  - matches: [{method: {type: RegularExpression, service: 'weft\\.test\\.(?=Echo)'}}]\n    backendRefs: [{name: greeter-v1, port: 50051}]\n",
+        );
+        yaml += "apiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {name: orphan, namespace: default}\n\
+                 spec:\n  targetRef: {kind: GrpcRoute, name: nosuch}\n  abort: {grpcStatus: UNAVAILABLE, percentage: 100}\n";
+        apply(&cluster, "routes.yaml", &yaml);
+
+        let kubeconfig = cluster.kubeconfig_path().to_str().unwrap().to_string();
+        let controller = Controller::start(
+            &["--kubeconfig", &kubeconfig],
+            &cluster.dir().join("controller.log"),
+        );
+
+        let seen = [
+            wait_condition(
+                &cluster,
+                "grpcroute/missing-backend",
+                "ResolvedRefs",
+                "greeter-v9",
+            ),
+            wait_condition(&cluster, "grpcroute/missing-port", "ResolvedRefs", "9999"),
+            wait_condition(
+                &cluster,
+                "grpcroute/missing-parent",
+                "ResolvedRefs",
+                "nosuch",
+            ),
+            wait_condition(
+                &cluster,
+                "grpcroute/bad-regex",
+                "Accepted",
+                "False Invalid: spec.rules[0].matches[0].method",
+            ),
+            wait_condition(&cluster, "faultinjection/orphan", "ResolvedRefs", "nosuch"),
+        ];
+        for line in &seen {
+            assert!(
+                line.starts_with("False "),
+                "an invalid resource must say False: {line}"
+            );
+        }
+        eprintln!("conditions users see:\n{}", seen.join("\n"));
+
+        // The valid route beside them is accepted and, once a proxy ACKs, programmed.
+        wait_condition(&cluster, "grpcroute/good", "Accepted", "True Accepted");
+        let outbound = free_port();
+        let envoy = Envoy::start(&bootstrap(
+            "envoy-0.default",
+            outbound,
+            controller.xds_port,
+            true,
+        ))
+        .unwrap();
+        let programmed = wait_condition(
+            &cluster,
+            "grpcroute/good",
+            "Programmed",
+            "True Programmed: 1 of 1 connected proxies ACKed",
+        );
+        eprintln!("good: {programmed}");
+        let yaml = cluster
+            .kubectl_ok(["get", "grpcroute/good", "-o", "yaml"])
+            .unwrap();
+        assert!(yaml.contains("observedGeneration: 1"), "{yaml}");
+        assert_eq!(rejected_updates(&envoy), 0, "{}", envoy.log_tail(30));
+    });
+}
