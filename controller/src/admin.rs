@@ -19,6 +19,31 @@ use crate::publisher::Published;
 /// Reads the errors a source reports now (e.g. a malformed file), one line each.
 pub type SourceErrors = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
+/// `weft_resources{kind, condition, status}`: user resources by condition, computed from the
+/// latest reports at scrape time.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub kind: &'static str,
+    pub condition: &'static str,
+    pub status: &'static str,
+}
+
+pub type ResourceGauges = prometheus_client::metrics::family::Family<
+    ResourceLabels,
+    prometheus_client::metrics::gauge::Gauge,
+>;
+
+/// Registers the resources-by-condition gauge.
+pub fn register_resource_gauges(registry: &mut Registry) -> ResourceGauges {
+    let gauges = ResourceGauges::default();
+    registry.register(
+        "weft_resources",
+        "weft resources by kind and condition state",
+        gauges.clone(),
+    );
+    gauges
+}
+
 /// Everything the admin endpoint reads.
 pub struct AdminState {
     pub metrics: Arc<Mutex<Registry>>,
@@ -26,6 +51,7 @@ pub struct AdminState {
     pub published: watch::Receiver<Published>,
     /// Errors the source currently reports (e.g. a malformed file), one line each.
     pub source_errors: SourceErrors,
+    pub resource_gauges: ResourceGauges,
 }
 
 pub fn handler(state: AdminState) -> Handler {
@@ -51,6 +77,7 @@ fn ready(state: &AdminState) -> Reply {
 }
 
 fn metrics(state: &AdminState) -> Reply {
+    update_resource_gauges(state);
     let mut body = String::new();
     let registry = state.metrics.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(err) = encode(&mut body, &registry) {
@@ -60,6 +87,25 @@ fn metrics(state: &AdminState) -> Reply {
         );
     }
     Reply::metrics(body)
+}
+
+fn update_resource_gauges(state: &AdminState) {
+    let published = state.published.borrow().clone();
+    state.resource_gauges.clear();
+    for (key, report) in published.reports.iter() {
+        let status = |ok: bool| if ok { "True" } else { "False" };
+        for (condition, ok) in [
+            ("Accepted", report.accepted.is_ok()),
+            ("ResolvedRefs", report.resolved_refs.is_ok()),
+        ] {
+            let labels = ResourceLabels {
+                kind: key.kind.name(),
+                condition,
+                status: status(ok),
+            };
+            state.resource_gauges.get_or_create(&labels).inc();
+        }
+    }
 }
 
 fn resources(state: &AdminState) -> Reply {

@@ -46,6 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (published_tx, published_rx) = watch::channel(publisher::Published::default());
     let mut metrics_registry = Registry::default();
     let ads_metrics = Arc::new(AdsMetrics::register(&mut metrics_registry));
+    let resource_gauges = admin::register_resource_gauges(&mut metrics_registry);
     let proxies = ProxyRegistry::new();
     let ads = AdsService::new(
         snapshot_rx,
@@ -87,6 +88,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         proxies,
         published: published_rx,
         source_errors,
+        resource_gauges,
     });
 
     tracing::info!(%mode, %admin_addr, %xds_addr, "weft-controller started");

@@ -147,5 +147,20 @@ async fn invalid_resources_are_reported_on_their_own_status() {
             .unwrap();
         assert!(yaml.contains("observedGeneration: 1"), "{yaml}");
         assert_eq!(rejected_updates(&envoy), 0, "{}", envoy.log_tail(30));
+
+        // The same picture in the controller's metrics.
+        let (_, metrics) = controller.admin("/metrics").unwrap();
+        for line in [
+            "weft_resources{kind=\"GrpcRoute\",condition=\"Accepted\",status=\"False\"} 1",
+            "weft_resources{kind=\"GrpcRoute\",condition=\"ResolvedRefs\",status=\"False\"} 3",
+            "weft_resources{kind=\"FaultInjection\",condition=\"ResolvedRefs\",status=\"False\"} 1",
+            "weft_xds_connected_proxies 1",
+        ] {
+            assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+        }
+        assert!(
+            metrics.contains("weft_xds_push_to_ack_seconds_count{type=\"RDS\"}"),
+            "{metrics}"
+        );
     });
 }
