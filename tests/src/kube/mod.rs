@@ -17,11 +17,11 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use tempfile::TempDir;
+
+mod pki;
+
+use pki::Pki;
 
 use crate::process::{Process, free_port, wait_until};
 use crate::tools::tool;
@@ -45,18 +45,6 @@ pub struct KubeCluster {
     pki: Pki,
     kubeconfig: PathBuf,
     dir: TempDir,
-}
-
-/// PEM files the apiserver and clients need, all inside the cluster's temp dir.
-struct Pki {
-    ca_cert: PathBuf,
-    serving_cert: PathBuf,
-    serving_key: PathBuf,
-    sa_private_key: PathBuf,
-    sa_public_key: PathBuf,
-    ca_pem: String,
-    admin_cert_pem: String,
-    admin_key_pem: String,
 }
 
 impl KubeCluster {
@@ -349,85 +337,6 @@ fn start_etcd(dir: &Path, port: u16) -> anyhow::Result<Process> {
         .arg("--unsafe-no-fsync=true")
         .arg("--log-level=warn");
     Process::spawn("etcd", command, &dir.join("etcd.log"))
-}
-
-impl Pki {
-    /// Generates the CA, the serving and admin certs and the service-account key pair,
-    /// and writes the files the apiserver reads into `dir`.
-    fn generate(dir: &Path) -> anyhow::Result<Self> {
-        let ca_key = KeyPair::generate().context("cannot generate the CA key")?;
-        let ca_params = ca_params()?;
-        let ca_pem = ca_params
-            .self_signed(&ca_key)
-            .context("cannot self-sign the CA")?
-            .pem();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let serving_key = KeyPair::generate().context("cannot generate the serving key")?;
-        let serving_cert = serving_params()?
-            .signed_by(&serving_key, &issuer)
-            .context("cannot sign the serving cert")?;
-        let admin_key = KeyPair::generate().context("cannot generate the admin key")?;
-        let admin_cert = admin_params()?
-            .signed_by(&admin_key, &issuer)
-            .context("cannot sign the admin cert")?;
-        let sa_key = KeyPair::generate().context("cannot generate the service-account key")?;
-
-        let pki = Self {
-            ca_cert: dir.join("ca.crt"),
-            serving_cert: dir.join("apiserver.crt"),
-            serving_key: dir.join("apiserver.key"),
-            sa_private_key: dir.join("sa.key"),
-            sa_public_key: dir.join("sa.pub"),
-            ca_pem,
-            admin_cert_pem: admin_cert.pem(),
-            admin_key_pem: admin_key.serialize_pem(),
-        };
-        write(&pki.ca_cert, &pki.ca_pem)?;
-        write(&pki.serving_cert, &serving_cert.pem())?;
-        write(&pki.serving_key, &serving_key.serialize_pem())?;
-        write(&pki.sa_private_key, &sa_key.serialize_pem())?;
-        write(&pki.sa_public_key, &sa_key.public_key_pem())?;
-        Ok(pki)
-    }
-}
-
-fn ca_params() -> anyhow::Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "weft-test-ca");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok(params)
-}
-
-fn serving_params() -> anyhow::Result<CertificateParams> {
-    let sans = [
-        "127.0.0.1",
-        "localhost",
-        "kubernetes",
-        "kubernetes.default.svc",
-    ];
-    let mut params = CertificateParams::new(sans.map(String::from).to_vec())
-        .context("invalid serving cert SANs")?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    Ok(params)
-}
-
-fn admin_params() -> anyhow::Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, ADMIN_USER);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    Ok(params)
 }
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -1,0 +1,215 @@
+//! Unit tests of the delta state machine: one per protocol case.
+use super::*;
+use crate::ads::snapshot::tests::snapshot;
+use ResourceType::{Cluster, Endpoint, Listener, Route};
+use envoy_types::pb::google::rpc::Status;
+
+fn subscribe(ty: ResourceType, names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: ty.type_url().into(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ack(ty: ResourceType, nonce: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: ty.type_url().into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+fn nack(ty: ResourceType, nonce: &str, message: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        error_detail: Some(Status {
+            code: 3,
+            message: message.into(),
+            details: vec![],
+        }),
+        ..ack(ty, nonce)
+    }
+}
+
+fn sent(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+    response.resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+/// A stream that subscribed to `ty` and ACKed the first response.
+fn settled(ty: ResourceType, names: &[&str], snap: &Snapshot) -> DeltaStream {
+    let mut stream = DeltaStream::new();
+    let first = stream
+        .handle_request(&subscribe(ty, names), snap)
+        .responses
+        .remove(0);
+    let reply = stream.handle_request(&ack(ty, &first.nonce), snap);
+    assert!(reply.responses.is_empty());
+    stream
+}
+
+#[test]
+fn first_request_gets_all_of_a_wildcard_type() {
+    let snap = snapshot(&[(Cluster, "a", "a1"), (Cluster, "b", "b1")]);
+    let mut stream = DeltaStream::new();
+    let reply = stream.handle_request(&subscribe(Cluster, &[]), &snap);
+    assert_eq!(sent(&reply.responses[0]), ["a", "b"]);
+    assert!(reply.responses[0].removed_resources.is_empty());
+}
+
+#[test]
+fn ack_then_only_changes_are_sent() {
+    let snap = snapshot(&[(Cluster, "a", "a1"), (Cluster, "b", "b1")]);
+    let mut stream = settled(Cluster, &[], &snap);
+    let progress = stream.progress().next().unwrap().1.clone();
+    assert_eq!(progress.acked_version, progress.sent_version);
+    let changed = snapshot(&[(Cluster, "a", "a2"), (Cluster, "b", "b1")]);
+    let pushed = stream.handle_snapshot(&changed);
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(sent(&pushed[0]), ["a"]);
+}
+
+#[test]
+fn nacked_resource_is_not_resent_until_it_changes() {
+    let snap = snapshot(&[(Cluster, "a", "a1")]);
+    let mut stream = settled(Cluster, &[], &snap);
+    let bad = snapshot(&[(Cluster, "a", "bad")]);
+    let pushed = stream.handle_snapshot(&bad).remove(0);
+    let reply = stream.handle_request(&nack(Cluster, &pushed.nonce, "bad cluster a"), &bad);
+    assert!(
+        reply.responses.is_empty(),
+        "the NACKed version must not be re-sent"
+    );
+    assert!(
+        matches!(&reply.events[..], [ClientEvent::Nack { nack, .. }] if nack.message == "bad cluster a")
+    );
+    assert!(stream.handle_snapshot(&bad).is_empty());
+    let fixed = snapshot(&[(Cluster, "a", "fixed")]);
+    assert_eq!(sent(&stream.handle_snapshot(&fixed)[0]), ["a"]);
+}
+
+#[test]
+fn stale_nonce_is_reported_but_subscriptions_still_apply() {
+    let snap = snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b1")]);
+    let mut stream = settled(Endpoint, &["a"], &snap);
+    let req = DeltaDiscoveryRequest {
+        resource_names_subscribe: vec!["b".into()],
+        ..ack(Endpoint, "999")
+    };
+    let reply = stream.handle_request(&req, &snap);
+    assert_eq!(
+        reply.events,
+        [ClientEvent::StaleNonce {
+            ty: Endpoint,
+            nonce: "999".into()
+        }]
+    );
+    assert_eq!(sent(&reply.responses[0]), ["b"]);
+}
+
+#[test]
+fn removal_is_sent_as_removed_resources() {
+    let snap = snapshot(&[(Listener, "l1", "x"), (Listener, "l2", "y")]);
+    let mut stream = settled(Listener, &[], &snap);
+    let pushed = stream.handle_snapshot(&snapshot(&[(Listener, "l1", "x")]));
+    assert_eq!(pushed.len(), 1);
+    assert!(pushed[0].resources.is_empty());
+    assert_eq!(pushed[0].removed_resources, ["l2"]);
+}
+
+#[test]
+fn subscribing_to_a_missing_name_answers_that_it_does_not_exist() {
+    let snap = snapshot(&[(Route, "r1", "x")]);
+    let mut stream = DeltaStream::new();
+    let reply = stream.handle_request(&subscribe(Route, &["r1", "nope"]), &snap);
+    assert_eq!(sent(&reply.responses[0]), ["r1"]);
+    assert_eq!(reply.responses[0].removed_resources, ["nope"]);
+    let created = snapshot(&[(Route, "r1", "x"), (Route, "nope", "now")]);
+    assert_eq!(sent(&stream.handle_snapshot(&created)[0]), ["nope"]);
+}
+
+#[test]
+fn unsubscribe_stops_updates() {
+    let snap = snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b1")]);
+    let mut stream = settled(Endpoint, &["a", "b"], &snap);
+    let req = DeltaDiscoveryRequest {
+        type_url: Endpoint.type_url().into(),
+        resource_names_unsubscribe: vec!["b".into()],
+        ..Default::default()
+    };
+    assert!(stream.handle_request(&req, &snap).responses.is_empty());
+    assert!(
+        stream
+            .handle_snapshot(&snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b2")]))
+            .is_empty()
+    );
+}
+
+#[test]
+fn reconnect_with_initial_versions_resends_nothing_unchanged() {
+    let snap = snapshot(&[(Cluster, "a", "a1"), (Cluster, "b", "b1")]);
+    let a_version = snap.resources(Cluster).get("a").unwrap().version.clone();
+    let mut stream = DeltaStream::new();
+    let mut req = subscribe(Cluster, &[]);
+    req.initial_resource_versions.insert("a".into(), a_version);
+    req.initial_resource_versions
+        .insert("gone".into(), "old".into());
+    let reply = stream.handle_request(&req, &snap);
+    assert_eq!(sent(&reply.responses[0]), ["b"]);
+    assert_eq!(reply.responses[0].removed_resources, ["gone"]);
+}
+
+#[test]
+fn push_order_is_upserts_forward_then_removals_backward() {
+    let old = snapshot(&[(Cluster, "old", "o"), (Listener, "l", "to-old")]);
+    let mut stream = settled(Cluster, &[], &old);
+    let first = stream
+        .handle_request(&subscribe(Listener, &[]), &old)
+        .responses
+        .remove(0);
+    stream.handle_request(&ack(Listener, &first.nonce), &old);
+    let new = snapshot(&[(Cluster, "new", "n"), (Listener, "l", "to-new")]);
+    let pushed = stream.handle_snapshot(&new);
+    let summary: Vec<_> = pushed
+        .iter()
+        .map(|r| {
+            (
+                ResourceType::from_type_url(&r.type_url).unwrap(),
+                sent(r),
+                r.removed_resources.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Cluster, vec!["new"], vec![]),
+            (Listener, vec!["l"], vec![]),
+            (Cluster, vec![], vec!["old".to_string()]),
+        ]
+    );
+}
+
+#[test]
+fn in_flight_updates_are_not_sent_twice() {
+    let snap = snapshot(&[(Cluster, "a", "a1")]);
+    let mut stream = settled(Cluster, &[], &snap);
+    let changed = snapshot(&[(Cluster, "a", "a2")]);
+    assert_eq!(stream.handle_snapshot(&changed).len(), 1);
+    // Published again before the ACK: nothing new to send.
+    assert!(stream.handle_snapshot(&changed).is_empty());
+}
+
+#[test]
+fn unknown_type_is_reported_and_ignored() {
+    let mut stream = DeltaStream::new();
+    let req = DeltaDiscoveryRequest {
+        type_url: "type.googleapis.com/x.Unknown".into(),
+        ..Default::default()
+    };
+    let reply = stream.handle_request(&req, &snapshot(&[]));
+    assert!(reply.responses.is_empty());
+    assert!(matches!(
+        &reply.events[..],
+        [ClientEvent::UnknownType { .. }]
+    ));
+}
