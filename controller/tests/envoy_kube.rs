@@ -10,38 +10,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use weft_tests::envoy::Envoy;
 use weft_tests::kube::KubeCluster;
 use weft_tests::process::{free_port, wait_until};
-
-fn apply(cluster: &KubeCluster, name: &str, yaml: &str) {
-    let path = cluster.dir().join(name);
-    std::fs::write(&path, yaml).unwrap();
-    cluster
-        .kubectl_ok(["apply", "-f", path.to_str().unwrap()])
-        .unwrap();
-}
-
-fn install_crds(cluster: &KubeCluster) {
-    let crds = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
-    cluster
-        .kubectl_ok(["apply", "-f", crds.to_str().unwrap()])
-        .unwrap();
-    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
-        cluster
-            .kubectl_ok([
-                "wait",
-                "--for=condition=Established",
-                &format!("crd/{crd}.weft.dev"),
-                "--timeout=60s",
-            ])
-            .unwrap();
-    }
-}
 
 /// The RDS version the controller last sent to the (only) proxy, and the one it ACKed.
 fn rds_version(controller: &Controller) -> (String, String) {

@@ -7,21 +7,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use weft_tests::envoy::Envoy;
 use weft_tests::kube::KubeCluster;
 use weft_tests::process::{free_port, wait_until};
-
-fn apply(cluster: &KubeCluster, name: &str, yaml: &str) {
-    let path = cluster.dir().join(name);
-    std::fs::write(&path, yaml).unwrap();
-    cluster
-        .kubectl_ok(["apply", "-f", path.to_str().unwrap()])
-        .unwrap();
-}
 
 fn route(name: &str, parent: &str, rule: &str) -> String {
     format!(
@@ -59,16 +50,7 @@ fn wait_condition(cluster: &KubeCluster, resource: &str, kind: &str, expect: &st
 async fn invalid_resources_are_reported_on_their_own_status() {
     tokio::task::block_in_place(|| {
         let cluster = KubeCluster::start().unwrap();
-        let crds = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
-        cluster
-            .kubectl_ok(["apply", "-f", crds.to_str().unwrap()])
-            .unwrap();
-        for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
-            let crd = format!("crd/{crd}.weft.dev");
-            cluster
-                .kubectl_ok(["wait", "--for=condition=Established", &crd, "--timeout=60s"])
-                .unwrap();
-        }
+        install_crds(&cluster);
         apply(
             &cluster,
             "services.yaml",

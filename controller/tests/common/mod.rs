@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use weft_tests::backend::pb;
 use weft_tests::envoy::Envoy;
+use weft_tests::kube::KubeCluster;
 use weft_tests::process::{Process, free_port, wait_until};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_weft-controller");
@@ -229,4 +230,31 @@ pub fn rejected_updates(envoy: &Envoy) -> u64 {
         .filter(|(name, _)| name.ends_with("update_rejected"))
         .map(|(_, v)| v)
         .sum()
+}
+
+/// `kubectl apply` of `yaml`, written to the cluster's directory as `name`.
+pub fn apply(cluster: &KubeCluster, name: &str, yaml: &str) {
+    let path = cluster.dir().join(name);
+    std::fs::write(&path, yaml).unwrap();
+    cluster
+        .kubectl_ok(["apply", "-f", path.to_str().unwrap()])
+        .unwrap();
+}
+
+/// Applies the generated CRDs and waits until each is Established.
+pub fn install_crds(cluster: &KubeCluster) {
+    let crds = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crds"));
+    cluster
+        .kubectl_ok(["apply", "-f", crds.to_str().unwrap()])
+        .unwrap();
+    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+        cluster
+            .kubectl_ok([
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.weft.dev"),
+                "--timeout=60s",
+            ])
+            .unwrap();
+    }
 }
