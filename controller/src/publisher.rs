@@ -23,8 +23,6 @@ pub const MAX_DELAY: Duration = Duration::from_millis(150);
 pub struct Published {
     pub snapshot: Option<Arc<Snapshot>>,
     pub reports: Arc<std::collections::BTreeMap<crate::model::ObjectKey, ResourceReport>>,
-    /// Times a new snapshot was published.
-    pub generation: u64,
 }
 
 /// Translates now, then after every (debounced) change of the index revision, until the
@@ -64,7 +62,6 @@ fn publish(
     published.send_modify(|p| {
         p.snapshot = Some(snapshot);
         p.reports = Arc::new(translation.reports);
-        p.generation += u64::from(is_new);
     });
     tracing::debug!(new = is_new, "translated the index");
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use weft_tests::envoy::Envoy;
 use weft_tests::kube::KubeCluster;
-use weft_tests::process::{free_port, wait_until};
+use weft_tests::process::wait_until;
 
 /// The RDS version the controller last sent to the (only) proxy, and the one it ACKed.
 fn rds_version(controller: &Controller) -> (String, String) {
@@ -51,16 +51,7 @@ async fn kubectl_apply_drives_envoy_and_an_apiserver_restart_changes_nothing() {
             &cluster.dir().join("controller.log"),
         )
     });
-    let outbound = free_port();
-    let envoy = tokio::task::block_in_place(|| {
-        Envoy::start(&bootstrap(
-            "envoy-0.default",
-            outbound,
-            controller.xds_port,
-            true,
-        ))
-    })
-    .unwrap();
+    let (envoy, _outbound) = tokio::task::block_in_place(|| controller.start_envoy(true));
 
     // Objects created with kubectl become routes by method and endpoints from the slices.
     wait_for_routes(&envoy, "routes by method", |routes| {

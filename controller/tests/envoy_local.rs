@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use weft_tests::backend::Backend;
-use weft_tests::envoy::Envoy;
-use weft_tests::process::{free_port, wait_until};
+use weft_tests::process::wait_until;
 
 async fn scenario(delta: bool) {
     let v1 = Backend::start("v1").await.unwrap();
@@ -32,16 +31,7 @@ async fn scenario(delta: bool) {
         &work.path().join("controller.log"),
     );
 
-    let outbound = free_port();
-    let envoy = tokio::task::block_in_place(|| {
-        Envoy::start(&bootstrap(
-            "envoy-0.default",
-            outbound,
-            controller.xds_port,
-            delta,
-        ))
-    })
-    .unwrap();
+    let (envoy, outbound) = tokio::task::block_in_place(|| controller.start_envoy(delta));
     wait_until("Envoy's outbound listener", Duration::from_secs(20), || {
         Ok(std::net::TcpStream::connect(("127.0.0.1", outbound)).is_ok())
     })

@@ -10,9 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use weft_tests::envoy::Envoy;
 use weft_tests::kube::KubeCluster;
-use weft_tests::process::{free_port, wait_until};
+use weft_tests::process::wait_until;
 
 fn route(name: &str, parent: &str, rule: &str) -> String {
     format!(
@@ -109,14 +108,7 @@ async fn invalid_resources_are_reported_on_their_own_status() {
 
         // The valid route beside them is accepted and, once a proxy ACKs, programmed.
         wait_condition(&cluster, "grpcroute/good", "Accepted", "True Accepted");
-        let outbound = free_port();
-        let envoy = Envoy::start(&bootstrap(
-            "envoy-0.default",
-            outbound,
-            controller.xds_port,
-            true,
-        ))
-        .unwrap();
+        let (envoy, _outbound) = controller.start_envoy(true);
         let programmed = wait_condition(
             &cluster,
             "grpcroute/good",

@@ -219,11 +219,10 @@ impl AdsService {
         let mut sent_at: BTreeMap<ResourceType, Instant> = BTreeMap::new();
         let mut next_request = Some(first);
         loop {
-            let responses = if let Some(request) = next_request.take() {
+            let (responses, events) = if let Some(request) = next_request.take() {
                 let (responses, events) = state.handle_request(&request, &snapshot);
                 self.record(&node_id, &events, &mut sent_at);
-                guard.update(state.progress().iter().map(|(ty, p)| (*ty, p)), &events);
-                responses
+                (responses, events)
             } else {
                 tokio::select! {
                     message = inbound.message() => match message {
@@ -238,10 +237,11 @@ impl AdsService {
                         if changed.is_err() { break; }
                         let global = snapshots.borrow_and_update().clone().unwrap_or_default();
                         snapshot = (self.for_node)(&node, &global).map_err(Status::invalid_argument)?;
-                        state.handle_snapshot(&snapshot)
+                        (state.handle_snapshot(&snapshot), Vec::new())
                     }
                 }
             };
+            guard.update(state.progress().iter().map(|(ty, p)| (*ty, p)), &events);
             for response in responses {
                 if let Some(ty) = P::response_type(&response) {
                     self.metrics.pushes.get_or_create(&ty.into()).inc();
@@ -251,7 +251,6 @@ impl AdsService {
                     return Ok(());
                 }
             }
-            guard.update(state.progress().iter().map(|(ty, p)| (*ty, p)), &[]);
         }
         tracing::info!(node = %node_id, "proxy disconnected");
         Ok(())

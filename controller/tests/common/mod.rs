@@ -54,6 +54,20 @@ impl Controller {
         controller
     }
 
+    /// Starts stock Envoy as proxy `envoy-0.default` of this controller (Delta or SotW ADS);
+    /// returns it with its outbound listener port. Blocking.
+    pub fn start_envoy(&self, delta: bool) -> (Envoy, u16) {
+        let outbound = free_port();
+        let envoy = Envoy::start(&bootstrap(
+            "envoy-0.default",
+            outbound,
+            self.xds_port,
+            delta,
+        ))
+        .unwrap();
+        (envoy, outbound)
+    }
+
     pub fn admin(&self, path: &str) -> anyhow::Result<(u16, String)> {
         let response = ureq::get(&format!("http://127.0.0.1:{}{path}", self.admin_port))
             .config()
