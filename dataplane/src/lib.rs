@@ -2,9 +2,12 @@
 //! process shell — settings and the admin endpoint — that the xDS client, listeners and
 //! per-RPC stack will plug into.
 
+pub mod config;
+pub mod proxy;
 mod settings;
+pub mod xds;
 
-pub use settings::Settings;
+pub use settings::{Settings, XdsProtocol};
 
 use std::sync::Arc;
 

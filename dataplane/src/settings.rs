@@ -34,6 +34,19 @@ pub struct Settings {
     #[arg(long, env = "WEFT_INBOUND_ADDR", default_value = "127.0.0.1:15006")]
     pub inbound_addr: SocketAddr,
 
+    /// The local application the inbound listener forwards to.
+    #[arg(long, env = "WEFT_APP_ADDR", default_value = "127.0.0.1:8080")]
+    pub app_addr: SocketAddr,
+
+    /// Which xDS variant to speak: `delta`, `sotw`, or `auto` (Delta, falling back to
+    /// State-of-the-World when the server does not implement it).
+    #[arg(long, env = "WEFT_XDS_PROTOCOL", default_value = "auto", value_enum)]
+    pub xds_protocol: XdsProtocol,
+
+    /// The most concurrent streams (RPCs) one downstream HTTP/2 connection may open.
+    #[arg(long, env = "WEFT_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
+
     /// The admin server (/ready, /metrics, /config_dump).
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
@@ -45,6 +58,14 @@ pub struct Settings {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_proxy=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "warn")]
     pub log_level: String,
+}
+
+/// The xDS protocol variant (`--xds-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdsProtocol {
+    Auto,
+    Delta,
+    Sotw,
 }
 
 impl Settings {

@@ -1,0 +1,8 @@
+//! The data path: listeners accept HTTP/2 connections, and each RPC goes through one stack
+//! that reads in request order (`outbound` for calls the app makes, `inbound` for calls to
+//! the app). The pieces it is built from each own one concern: `body` (the body type),
+//! `grpc` (status, Trailers-Only, grpc-timeout), `fault`, `retry`, `lb` and `pool`
+//! (choosing an endpoint, pooled HTTP/2 connections), `metrics` (per-RPC Prometheus metrics)
+//! and `listener` (accepting, stream limits, graceful drain).
+
+pub mod body;
