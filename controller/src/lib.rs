@@ -82,7 +82,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             (source.subscribe(), Arc::new(Vec::new), Box::new(source))
         }
     };
-    tokio::spawn(publisher::run(index, revisions, snapshot_tx, published_tx));
+    tokio::spawn(publisher::run(
+        index,
+        revisions,
+        proxies.namespaces(),
+        snapshot_tx,
+        published_tx,
+    ));
     let admin_handler = admin::handler(admin::AdminState {
         metrics: Arc::new(Mutex::new(metrics_registry)),
         proxies,

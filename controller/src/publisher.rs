@@ -3,6 +3,7 @@
 //! longer than `MAX_DELAY` after the first change), and nothing is published before the
 //! index has had its first full sync.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,18 +26,26 @@ pub struct Published {
     pub reports: Arc<std::collections::BTreeMap<crate::model::ObjectKey, ResourceReport>>,
 }
 
-/// Translates now, then after every (debounced) change of the index revision, until the
-/// source goes away.
+/// Translates now, then after every (debounced) change of the index revision or of the
+/// set of namespaces proxies connect from, until the source goes away.
 pub async fn run(
     index: Arc<Mutex<Index>>,
     mut revisions: watch::Receiver<u64>,
+    mut client_namespaces: watch::Receiver<BTreeSet<String>>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     published: watch::Sender<Published>,
 ) {
     loop {
-        publish(&index, &snapshots, &published);
-        if revisions.changed().await.is_err() {
-            return;
+        let namespaces = client_namespaces.borrow_and_update().clone();
+        publish(&index, &namespaces, &snapshots, &published);
+        tokio::select! {
+            changed = revisions.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            // A namespace's first proxy needs its `outbound/<ns>` route config.
+            Ok(()) = client_namespaces.changed() => {}
         }
         debounce(&mut revisions).await;
     }
@@ -44,6 +53,7 @@ pub async fn run(
 
 fn publish(
     index: &Mutex<Index>,
+    client_namespaces: &BTreeSet<String>,
     snapshots: &watch::Sender<Option<Arc<Snapshot>>>,
     published: &watch::Sender<Published>,
 ) {
@@ -52,7 +62,7 @@ fn publish(
         if !index.is_synced() {
             return;
         }
-        xds::translate(&index)
+        xds::translate_for(&index, client_namespaces.iter().map(String::as_str))
     };
     let snapshot = Arc::new(translation.snapshot);
     let is_new = snapshots.borrow().as_deref() != Some(&snapshot);

@@ -166,3 +166,39 @@ async fn envoy_over_sotw_follows_local_config() {
 async fn envoy_over_delta_follows_local_config() {
     scenario(true).await;
 }
+
+/// A proxy in a namespace that holds no Service and no route still gets `outbound/<ns>`
+/// (with every Service's fully qualified names) and can call across namespaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_in_an_empty_namespace_gets_its_route_config() {
+    let v1 = Backend::start("v1").await.unwrap();
+    let v2 = Backend::start("v2").await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("config");
+    std::fs::create_dir(&dir).unwrap();
+    write_config(
+        &dir,
+        "services.yaml",
+        &services_yaml(v1.addr().port(), v2.addr().port()),
+    );
+    let controller = Controller::start(
+        &["--config-dir", dir.to_str().unwrap()],
+        &work.path().join("controller.log"),
+    );
+    let outbound = weft_tests::process::free_port();
+    let envoy = tokio::task::block_in_place(|| {
+        weft_tests::envoy::Envoy::start(&bootstrap(
+            "envoy-0.lonely",
+            outbound,
+            controller.xds_port,
+            true,
+        ))
+        .unwrap()
+    });
+    wait_for_routes(&envoy, "outbound/lonely", |routes| {
+        routes.contains("outbound/lonely")
+    });
+    let mut client = client(outbound).await;
+    let reply = client.unary(request("hi")).await.unwrap().into_inner();
+    assert!(["v1", "v2"].contains(&reply.instance.as_str()), "{reply:?}");
+}

@@ -1,12 +1,15 @@
 //! Connected proxies and their per-type progress: the data behind `/debug/proxies`, the
-//! connected-proxies metric and, later, the `Programmed` condition. Streams register on
-//! connect and are removed when their guard drops.
+//! connected-proxies metric and the `Programmed` condition. Streams register on connect and
+//! are removed when their guard drops. The registry also publishes every namespace a proxy
+//! has connected from, so the publisher serves `outbound/<ns>` even to a namespace that holds
+//! no Service or route (the set only grows: a reconnect never churns route configs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::progress::{ClientEvent, TypeProgress};
 use super::types::ResourceType;
@@ -30,15 +33,25 @@ pub struct ProxyStatus {
     pub unknown_types: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProxyRegistry {
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_id: Mutex<u64>,
+    namespaces: watch::Sender<BTreeSet<String>>,
 }
 
 impl ProxyRegistry {
     pub fn new() -> Arc<Self> {
-        Arc::default()
+        Arc::new(Self {
+            streams: Mutex::default(),
+            next_id: Mutex::default(),
+            namespaces: watch::Sender::new(BTreeSet::new()),
+        })
+    }
+
+    /// Every namespace a proxy has connected from (by node id `<pod>.<namespace>`).
+    pub fn namespaces(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.namespaces.subscribe()
     }
 
     /// Registers a stream; it is removed when the returned guard drops.
@@ -61,6 +74,11 @@ impl ProxyRegistry {
                 unknown_types: Vec::new(),
             },
         );
+        if let Some((_, namespace)) = node_id.rsplit_once('.') {
+            self.namespaces.send_if_modified(|namespaces| {
+                !namespaces.contains(namespace) && namespaces.insert(namespace.to_owned())
+            });
+        }
         StreamGuard {
             registry: self.clone(),
             id,
@@ -145,5 +163,16 @@ mod tests {
         assert_eq!(all[0].unknown_types, ["x"]);
         drop(guard);
         assert_eq!(registry.connected(), 0);
+    }
+
+    #[test]
+    fn namespaces_of_connected_proxies_accumulate() {
+        let registry = ProxyRegistry::new();
+        let namespaces = registry.namespaces();
+        drop(registry.connect("a.team-a", Protocol::Delta));
+        let _b = registry.connect("b.default", Protocol::Sotw);
+        let _c = registry.connect("c.default", Protocol::Sotw);
+        let seen: Vec<String> = namespaces.borrow().iter().cloned().collect();
+        assert_eq!(seen, ["default", "team-a"], "kept after a disconnect");
     }
 }
