@@ -1,7 +1,11 @@
-//! weft-proxy: a gRPC-native sidecar configured over xDS. Today this crate holds the
-//! process shell — settings and the admin endpoint — that the xDS client, listeners and
-//! per-RPC stack will plug into.
+//! weft-proxy: a gRPC-native sidecar configured over xDS.
+//!
+//! The wiring, in the order one RPC meets it: `settings` (flags), `xds` (the ADS client that
+//! turns the controller's resources into a typed [`config::ProxyConfig`] and publishes it on a
+//! watch channel), `proxy` (listeners and the outbound and inbound stacks that read the
+//! config once per RPC), `admin` (`/ready`, `/metrics`, `/config_dump`).
 
+pub mod admin;
 pub mod config;
 pub mod proxy;
 mod settings;
@@ -9,42 +13,132 @@ pub mod xds;
 
 pub use settings::{Settings, XdsProtocol};
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use http::StatusCode;
-use weft_common::admin::{AdminServer, Reply};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weft_common::admin::AdminServer;
 
-/// Runs the proxy until SIGINT or SIGTERM.
+use crate::config::ProxyConfig;
+use crate::proxy::inbound::Inbound;
+use crate::proxy::listener::{self, ListenerSettings};
+use crate::proxy::metrics::ProxyMetrics;
+use crate::proxy::outbound::Outbound;
+use crate::proxy::pool::Upstreams;
+use crate::proxy::retry::RetryBudget;
+
+/// Runs the proxy until SIGINT or SIGTERM, then drains: stops accepting, sends GOAWAY, and
+/// lets in-flight RPCs finish for up to `--drain-timeout`.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin = AdminServer::bind("--admin-addr", settings.admin_addr).await?;
     let admin_addr = admin.local_addr()?;
+    let outbound_listener = bind("--outbound-addr", settings.outbound_addr).await?;
+    let inbound_listener = bind("--inbound-addr", settings.inbound_addr).await?;
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(ProxyMetrics::register(&mut registry));
+    let xds_metrics = Arc::new(xds::XdsMetrics::register(&mut registry));
+    let (config_tx, config_rx) = watch::channel(Arc::new(ProxyConfig::default()));
+    let xds_client = xds::spawn(
+        xds::XdsSettings::from_settings(&settings),
+        config_tx,
+        xds_metrics,
+    );
+
+    let upstreams = Upstreams::new();
+    tokio::spawn(forget_removed_endpoints(
+        config_rx.clone(),
+        upstreams.clone(),
+        settings.app_addr,
+    ));
+    let outbound = Arc::new(Outbound {
+        config: config_rx.clone(),
+        upstreams: upstreams.clone(),
+        metrics: metrics.clone(),
+        retry_budget: RetryBudget::new(0.2, 10, std::time::Duration::from_secs(10)),
+    });
+    let inbound = Arc::new(Inbound::new(
+        settings.app_addr,
+        config_rx.clone(),
+        upstreams,
+        metrics,
+    ));
+    let admin_handler = admin::handler(config_rx, Arc::new(Mutex::new(registry)));
+    tokio::spawn(async move {
+        if let Err(err) = admin.serve(admin_handler).await {
+            tracing::error!(%err, "admin server stopped");
+        }
+    });
+
+    let listener_settings = ListenerSettings {
+        max_concurrent_streams: settings.max_concurrent_streams,
+        drain_timeout: settings.drain_timeout,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let outbound_server = tokio::spawn(listener::serve(
+        outbound_listener,
+        move |request| outbound.clone().handle(request),
+        listener_settings.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let inbound_server = tokio::spawn(listener::serve(
+        inbound_listener,
+        move |request| inbound.clone().handle(request),
+        listener_settings,
+        stopped(stop_rx),
+    ));
+
     tracing::info!(node = %settings.node_id, %admin_addr, "weft-proxy started");
     eprintln!(
-        "weft-proxy {}: admin on http://{admin_addr}; the xDS client ({}) and listeners are not \
-         built yet, so /ready answers 503",
-        settings.node_id, settings.xds_addr
+        "weft-proxy {}: outbound {}, inbound {} → app {}, admin http://{admin_addr}, xDS {}",
+        settings.node_id,
+        settings.outbound_addr,
+        settings.inbound_addr,
+        settings.app_addr,
+        settings.xds_addr
     );
-    tokio::select! {
-        result = admin.serve(Arc::new(admin_response)) => result?,
-        () = weft_common::shutdown_signal() => tracing::info!("shutting down"),
+    weft_common::shutdown_signal().await;
+    eprintln!(
+        "weft-proxy: draining (up to {:?})",
+        settings.drain_timeout
+    );
+    let _ = stop_tx.send(true);
+    let cut = outbound_server.await.unwrap_or(0) + inbound_server.await.unwrap_or(0);
+    xds_client.abort();
+    if cut > 0 {
+        eprintln!("weft-proxy: drain timeout; closed {cut} connections with RPCs still open");
     }
     Ok(())
 }
 
-/// The proxy is ready only once it holds a complete config from xDS.
-fn admin_response(path: &str) -> Reply {
-    match path {
-        "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
-        "/ready" => Reply::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no config received from xDS\n",
-        ),
-        "/metrics" => Reply::metrics(format!(
-            "# HELP weft_proxy_build_info Build of the running proxy.\n\
-             # TYPE weft_proxy_build_info gauge\n\
-             weft_proxy_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
-        )),
-        _ => Reply::not_found("/healthz, /ready or /metrics"),
+async fn bind(flag: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("{flag} {addr}: cannot listen: {err}"))
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Drops pooled connections to endpoints that left every cluster (in-flight RPCs keep
+/// theirs until they end).
+async fn forget_removed_endpoints(
+    mut config: watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: Upstreams,
+    app_addr: std::net::SocketAddr,
+) {
+    while config.changed().await.is_ok() {
+        let config = config.borrow_and_update().clone();
+        let mut live: HashSet<_> = config
+            .endpoints
+            .values()
+            .flat_map(|set| set.addrs.iter().copied())
+            .collect();
+        live.insert(app_addr);
+        upstreams.retain(&live);
     }
 }

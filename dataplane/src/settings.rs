@@ -47,6 +47,11 @@ pub struct Settings {
     #[arg(long, env = "WEFT_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
     pub max_concurrent_streams: u32,
 
+    /// Threads that serve RPCs. One (the default, like a sidecar pinned to one core) runs
+    /// everything on a single-threaded runtime, which is also the fastest per core.
+    #[arg(long, env = "WEFT_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+
     /// The admin server (/ready, /metrics, /config_dump).
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,

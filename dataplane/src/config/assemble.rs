@@ -1,10 +1,129 @@
-//! (being written)
+//! Joins the converted resources into the [`ProxyConfig`] the data path reads: the outbound
+//! route table (from the listener named `outbound`, or the only listener), clusters and
+//! their endpoints by cluster name, and whether everything referenced has arrived
+//! ([`ProxyConfig::missing`] says what has not, for `/ready`).
 
-use super::{ProxyConfig, Resources};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::{EndpointSet, ListenerConfig, ProxyConfig, Resources, RouteTable};
+
+/// The name of the listener whose routes the outbound path uses.
+const OUTBOUND_LISTENER: &str = "outbound";
+
+/// At most this many missing resources are listed; the rest are counted.
+const MAX_LISTED: usize = 10;
 
 pub fn assemble(resources: Resources) -> ProxyConfig {
+    let outbound = outbound_listener(&resources)
+        .and_then(|listener| resources.routes.get(&listener.route_config_name))
+        .cloned();
+    let clusters: HashMap<_, _> = resources
+        .clusters
+        .iter()
+        .map(|(name, cluster)| (name.clone(), Arc::clone(cluster)))
+        .collect();
+    let endpoints: HashMap<String, Arc<EndpointSet>> = resources
+        .clusters
+        .iter()
+        .filter_map(|(name, cluster)| {
+            let set = match &cluster.inline_endpoints {
+                Some(inline) => Arc::new(inline.clone()),
+                None => Arc::clone(resources.endpoints.get(&cluster.eds_name)?),
+            };
+            Some((name.clone(), set))
+        })
+        .collect();
+    let complete = missing_resources(&resources).is_empty();
     ProxyConfig {
+        outbound,
+        clusters,
+        endpoints,
+        complete,
         resources,
-        ..ProxyConfig::default()
     }
 }
+
+/// The listener named `outbound`, or the only listener there is.
+fn outbound_listener(resources: &Resources) -> Option<&ListenerConfig> {
+    resources.listeners.get(OUTBOUND_LISTENER).or_else(|| {
+        let mut all = resources.listeners.values();
+        match (all.next(), all.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    })
+}
+
+impl ProxyConfig {
+    /// What is still missing before the config is complete, one line each (empty when it
+    /// is complete): the listener, its RouteConfiguration, clusters its routes name, and
+    /// endpoints of clusters. Long lists end with a count of the rest.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = missing_resources(&self.resources);
+        if missing.len() > MAX_LISTED {
+            let rest = missing.len() - MAX_LISTED;
+            missing.truncate(MAX_LISTED);
+            missing.push(format!("and {rest} more"));
+        }
+        missing
+    }
+}
+
+fn missing_resources(resources: &Resources) -> Vec<String> {
+    let mut missing = Vec::new();
+    match outbound_listener(resources) {
+        None if resources.listeners.is_empty() => {
+            missing.push(format!("Listener {OUTBOUND_LISTENER}"));
+        }
+        None => {
+            let names: Vec<&str> = resources.listeners.keys().map(String::as_str).collect();
+            missing.push(format!(
+                "Listener {OUTBOUND_LISTENER} (have {})",
+                names.join(", ")
+            ));
+        }
+        Some(listener) => match resources.routes.get(&listener.route_config_name) {
+            None => missing.push(format!(
+                "RouteConfiguration {} (of Listener {})",
+                listener.route_config_name, listener.name
+            )),
+            Some(table) => {
+                for cluster in referenced_clusters(table) {
+                    if !resources.clusters.contains_key(cluster) {
+                        missing.push(format!(
+                            "Cluster {cluster} (routed to by RouteConfiguration {})",
+                            table.name
+                        ));
+                    }
+                }
+            }
+        },
+    }
+    for (name, cluster) in &resources.clusters {
+        let has_endpoints = cluster.inline_endpoints.is_some()
+            || resources.endpoints.contains_key(&cluster.eds_name);
+        if !has_endpoints {
+            missing.push(format!(
+                "ClusterLoadAssignment {} (of Cluster {name})",
+                cluster.eds_name
+            ));
+        }
+    }
+    missing
+}
+
+/// Every cluster a route of `table` sends RPCs to, sorted.
+fn referenced_clusters(table: &RouteTable) -> BTreeSet<&str> {
+    table
+        .virtual_hosts
+        .iter()
+        .flat_map(|vhost| &vhost.routes)
+        .flat_map(|route| &route.action.backends)
+        .map(|backend| backend.cluster.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "assemble_tests.rs"]
+mod tests;

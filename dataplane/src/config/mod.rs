@@ -8,10 +8,16 @@
 
 mod assemble;
 mod cluster;
+mod convert;
 mod endpoints;
+mod fault;
 mod listener;
 mod matching;
+mod route_action;
 mod routes;
+mod string_match;
+#[cfg(test)]
+mod test_protos;
 
 pub use assemble::assemble;
 pub use cluster::parse_cluster;
@@ -59,9 +65,7 @@ impl ResourceKind {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
             }
             ResourceKind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            ResourceKind::Route => {
-                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-            }
+            ResourceKind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         }
     }
 
@@ -211,6 +215,9 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// The EDS resource name to subscribe to (usually the cluster name).
     pub eds_name: String,
+    /// Endpoints given inline (a `STATIC` cluster's `load_assignment`); such a cluster needs
+    /// no EDS resource, and `assemble` uses these instead.
+    pub inline_endpoints: Option<EndpointSet>,
 }
 
 /// Endpoints of one cluster from a ClusterLoadAssignment (healthy or unknown health only).

@@ -1,1 +1,118 @@
-//! (being written) The xDS client.
+//! The xDS client: one ADS stream to the controller (Delta by default, State-of-the-World
+//! when asked or when the server lacks Delta), subscribing LDS and CDS by wildcard and RDS
+//! and EDS by the names the listeners and clusters refer to. Every accepted update is
+//! converted (`config::parse_*`), assembled and published on a `watch`; a bad update is
+//! NACKed with the reason and the last good config stays in force, also while the
+//! controller is unreachable.
+//!
+//! `state` holds the converted resources; `delta` and `sotw` are the protocol logic as
+//! plain synchronous code; `client` is the thin tonic loop around them; `backoff` paces
+//! reconnects; `metrics` reports connection and update counts.
+
+mod backoff;
+mod client;
+mod delta;
+mod metrics;
+mod sotw;
+mod state;
+#[cfg(test)]
+mod testutil;
+
+pub use client::spawn;
+pub use metrics::{ConfigInfoLabels, UpdateLabels, XdsMetrics};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{Struct, Value};
+
+use crate::{Settings, XdsProtocol};
+
+/// Where and how the client talks xDS.
+#[derive(Debug, Clone)]
+pub struct XdsSettings {
+    /// The controller's ADS endpoint, e.g. `http://127.0.0.1:15010`.
+    pub server: http::Uri,
+    /// Who this proxy is (sent in the first request of every stream).
+    pub node: Node,
+    pub protocol: XdsProtocol,
+}
+
+impl XdsSettings {
+    /// The xDS settings from the proxy's flags.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            server: settings.xds_addr.clone(),
+            node: node_from(settings),
+            protocol: settings.xds_protocol,
+        }
+    }
+}
+
+/// The xDS `Node` of this proxy: id `<pod>.<namespace>`, user agent `weft-proxy` and its
+/// version, and metadata the controller translates with (namespace, serviceAccount and the
+/// outbound, inbound and app addresses, all strings).
+pub fn node_from(settings: &Settings) -> Node {
+    let metadata = [
+        ("namespace", settings.namespace().to_string()),
+        ("serviceAccount", settings.service_account.clone()),
+        ("outboundAddr", settings.outbound_addr.to_string()),
+        ("inboundAddr", settings.inbound_addr.to_string()),
+        ("appAddr", settings.app_addr.to_string()),
+    ];
+    Node {
+        id: settings.node_id.clone(),
+        user_agent_name: "weft-proxy".into(),
+        user_agent_version_type: Some(UserAgentVersionType::UserAgentVersion(
+            env!("CARGO_PKG_VERSION").into(),
+        )),
+        metadata: Some(Struct {
+            fields: metadata
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = Value {
+                        kind: Some(Kind::StringValue(value)),
+                    };
+                    (key.to_string(), value)
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn node_carries_identity_and_addresses() {
+        let settings = Settings::try_parse_from([
+            "weft-proxy",
+            "--node-id",
+            "greeter-1.shop",
+            "--service-account",
+            "greeter",
+            "--outbound-addr",
+            "127.0.0.1:7001",
+        ])
+        .unwrap();
+        let node = node_from(&settings);
+        assert_eq!(node.id, "greeter-1.shop");
+        assert_eq!(node.user_agent_name, "weft-proxy");
+        let fields = &node.metadata.as_ref().unwrap().fields;
+        let get = |key: &str| match fields.get(key).and_then(|v| v.kind.as_ref()) {
+            Some(Kind::StringValue(s)) => s.clone(),
+            other => panic!("{key}: {other:?}"),
+        };
+        assert_eq!(get("namespace"), "shop");
+        assert_eq!(get("serviceAccount"), "greeter");
+        assert_eq!(get("outboundAddr"), "127.0.0.1:7001");
+        assert_eq!(get("inboundAddr"), "127.0.0.1:15006");
+        assert_eq!(get("appAddr"), "127.0.0.1:8080");
+        let xds = XdsSettings::from_settings(&settings);
+        assert_eq!(xds.protocol, XdsProtocol::Auto);
+        assert_eq!(xds.server, "http://127.0.0.1:15010");
+    }
+}

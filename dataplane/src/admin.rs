@@ -1,0 +1,168 @@
+//! The proxy's admin endpoint (DESIGN.md §5, port 15000): `/ready` (200 only once a complete
+//! config from xDS is held; otherwise 503 naming what is missing), `/metrics` (the process's
+//! one Prometheus registry), `/config_dump` (the config in force, as JSON) and `/healthz`.
+
+use std::sync::{Arc, Mutex};
+
+use http::StatusCode;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use weft_common::admin::{Handler, Reply};
+
+use crate::config::{PathMatch, ProxyConfig, Route, RouteTable, StringMatch};
+
+/// The admin handler over the live config and the metrics registry.
+pub fn handler(
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    registry: Arc<Mutex<Registry>>,
+) -> Handler {
+    Arc::new(move |path: &str| {
+        let config = config.borrow().clone();
+        match path {
+            "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
+            "/ready" => ready(&config),
+            "/metrics" => metrics(&registry),
+            "/config_dump" => Reply::json(config_dump(&config).to_string()),
+            _ => Reply::not_found("/ready, /metrics, /config_dump or /healthz"),
+        }
+    })
+}
+
+fn ready(config: &ProxyConfig) -> Reply {
+    if config.complete {
+        return Reply::text(StatusCode::OK, "ready\n");
+    }
+    let missing = config.missing();
+    let missing = if missing.is_empty() {
+        "no config received from xDS yet".to_owned()
+    } else {
+        missing.join("; ")
+    };
+    Reply::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: {missing}\n"),
+    )
+}
+
+fn metrics(registry: &Mutex<Registry>) -> Reply {
+    let mut text = String::new();
+    let encoded = match registry.lock() {
+        Ok(registry) => prometheus_client::encoding::text::encode(&mut text, &registry),
+        Err(_) => return Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "registry poisoned\n"),
+    };
+    match encoded {
+        Ok(()) => Reply::metrics(text),
+        Err(err) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
+    }
+}
+
+/// The config in force: versions, the outbound routes, clusters and their endpoints.
+pub fn config_dump(config: &ProxyConfig) -> Value {
+    let versions: serde_json::Map<String, Value> = config
+        .resources
+        .versions
+        .iter()
+        .map(|(kind, version)| (format!("{kind:?}"), json!(version)))
+        .collect();
+    let listeners: Vec<Value> = config
+        .resources
+        .listeners
+        .values()
+        .map(|l| json!({"name": l.name, "route_config_name": l.route_config_name}))
+        .collect();
+    let mut clusters: Vec<Value> = config
+        .clusters
+        .values()
+        .map(|cluster| {
+            let endpoints: Vec<String> = config
+                .endpoints
+                .get(&cluster.name)
+                .map(|set| set.addrs.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            json!({
+                "name": cluster.name,
+                "service": cluster.service,
+                "connect_timeout_ms": cluster.connect_timeout.as_millis() as u64,
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({
+        "complete": config.complete,
+        "versions": versions,
+        "listeners": listeners,
+        "outbound_routes": config.outbound.as_deref().map(route_table),
+        "clusters": clusters,
+    })
+}
+
+fn route_table(table: &RouteTable) -> Value {
+    let virtual_hosts: Vec<Value> = table
+        .virtual_hosts
+        .iter()
+        .map(|vhost| {
+            json!({
+                "name": vhost.name,
+                "domains": vhost.domains,
+                "routes": vhost.routes.iter().map(route).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"name": table.name, "virtual_hosts": virtual_hosts})
+}
+
+fn route(route: &Route) -> Value {
+    let path = match &route.matcher.path {
+        PathMatch::Prefix(prefix) => json!({"prefix": prefix}),
+        PathMatch::Exact(path) => json!({"path": path}),
+        PathMatch::Regex(regex) => json!({"regex": regex.as_str()}),
+    };
+    let headers: Vec<Value> = route
+        .matcher
+        .headers
+        .iter()
+        .map(|header| {
+            let value = match &header.value {
+                StringMatch::Exact(v) => json!({"exact": v}),
+                StringMatch::Prefix(v) => json!({"prefix": v}),
+                StringMatch::Suffix(v) => json!({"suffix": v}),
+                StringMatch::Contains(v) => json!({"contains": v}),
+                StringMatch::Regex(r) => json!({"regex": r.as_str()}),
+                StringMatch::Present => json!("present"),
+            };
+            json!({"name": header.name, "match": value, "invert": header.invert})
+        })
+        .collect();
+    let action = &route.action;
+    let backends: Vec<Value> = action
+        .backends
+        .iter()
+        .map(|b| json!({"cluster": b.cluster, "weight": b.weight}))
+        .collect();
+    let retry = action.retry.as_ref().map(|retry| {
+        json!({
+            "codes": retry.codes,
+            "retries": retry.retries,
+            "per_try_timeout_ms": retry.per_try_timeout.map(|t| t.as_millis() as u64),
+            "backoff_ms": retry.backoff.as_millis() as u64,
+        })
+    });
+    let fault = route.fault.as_ref().map(|fault| {
+        json!({
+            "delay": fault.delay.as_ref().map(|d| json!({
+                "delay_ms": d.delay.as_millis() as u64, "per_million": d.per_million})),
+            "abort": fault.abort.as_ref().map(|a| json!({
+                "grpc_status": a.grpc_status, "message": a.message, "per_million": a.per_million})),
+        })
+    });
+    json!({
+        "name": route.name,
+        "match": {"path": path, "headers": headers},
+        "backends": backends,
+        "timeout_ms": action.timeout.map(|t| t.as_millis() as u64),
+        "retry": retry,
+        "fault": fault,
+    })
+}

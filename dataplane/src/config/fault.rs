@@ -1,0 +1,152 @@
+//! Envoy's fault filter config (`envoy.extensions.filters.http.fault.v3.HTTPFault`) →
+//! [`FaultConfig`]: a fixed delay and an abort with a gRPC status and message, each on a
+//! fraction of RPCs. Header-controlled faults, fault limits and node or header scoping are
+//! not implemented and are errors, so a config that relies on them is NACKed.
+
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::FaultDelay;
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::fault_abort::ErrorType;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{FaultAbort, HttpFault};
+use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
+
+use super::convert::{FieldError, FieldResult, duration, unsupported};
+use super::{AbortFault, DelayFault, FaultConfig};
+
+const MILLION: u32 = 1_000_000;
+
+/// gRPC status codes (numeric) used by the HTTP → gRPC mapping.
+mod code {
+    pub const UNKNOWN: u32 = 2;
+    pub const PERMISSION_DENIED: u32 = 7;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const INTERNAL: u32 = 13;
+    pub const UNAVAILABLE: u32 = 14;
+    pub const UNAUTHENTICATED: u32 = 16;
+}
+
+/// One route's fault config. `None` when it sets neither a delay nor an abort.
+pub(super) fn fault_config(fault: &HttpFault) -> FieldResult<Option<FaultConfig>> {
+    reject_unsupported(fault)?;
+    let delay = fault
+        .delay
+        .as_ref()
+        .map(delay_fault)
+        .transpose()
+        .map_err(|e| e.within("delay"))?;
+    let abort = fault
+        .abort
+        .as_ref()
+        .map(abort_fault)
+        .transpose()
+        .map_err(|e| e.within("abort"))?;
+    Ok((delay.is_some() || abort.is_some()).then_some(FaultConfig { delay, abort }))
+}
+
+/// Whether a fault config does nothing (what the listener-level filter config must be).
+pub(super) fn is_empty_fault(fault: &HttpFault) -> bool {
+    *fault == HttpFault::default()
+}
+
+fn reject_unsupported(fault: &HttpFault) -> FieldResult<()> {
+    if !fault.headers.is_empty() {
+        return Err(unsupported("headers"));
+    }
+    if !fault.downstream_nodes.is_empty() {
+        return Err(unsupported("downstream_nodes"));
+    }
+    if fault.max_active_faults.is_some() {
+        return Err(unsupported("max_active_faults"));
+    }
+    if fault.response_rate_limit.is_some() {
+        return Err(unsupported("response_rate_limit"));
+    }
+    if !fault.upstream_cluster.is_empty() {
+        return Err(unsupported("upstream_cluster"));
+    }
+    // The `*_runtime` keys only rename runtime overrides, which weft-proxy does not have;
+    // `disable_downstream_cluster_stats` and `filter_metadata` only concern Envoy's stats.
+    Ok(())
+}
+
+fn delay_fault(delay: &FaultDelay) -> FieldResult<DelayFault> {
+    let fixed = match &delay.fault_delay_secifier {
+        None => return Err(FieldError::new("fixed_delay", "missing")),
+        Some(FaultDelaySecifier::HeaderDelay(_)) => return Err(unsupported("header_delay")),
+        Some(FaultDelaySecifier::FixedDelay(fixed)) => {
+            duration(fixed).map_err(|problem| FieldError::new("fixed_delay", problem))?
+        }
+    };
+    Ok(DelayFault {
+        delay: fixed,
+        per_million: per_million(delay.percentage.as_ref()).map_err(|e| e.within("percentage"))?,
+    })
+}
+
+fn abort_fault(abort: &FaultAbort) -> FieldResult<AbortFault> {
+    let grpc_status = match abort.error_type {
+        None => return Err(FieldError::new("error_type", "missing")),
+        Some(ErrorType::HeaderAbort(_)) => return Err(unsupported("header_abort")),
+        Some(ErrorType::GrpcStatus(status)) if (1..=16).contains(&status) => status,
+        Some(ErrorType::GrpcStatus(status)) => {
+            return Err(FieldError::new(
+                "grpc_status",
+                format!("{status} is not a gRPC error status (1..=16)"),
+            ));
+        }
+        Some(ErrorType::HttpStatus(status)) if (200..600).contains(&status) => {
+            grpc_status_of_http(status)
+        }
+        Some(ErrorType::HttpStatus(status)) => {
+            return Err(FieldError::new(
+                "http_status",
+                format!("{status} is not an HTTP status (200..=599)"),
+            ));
+        }
+    };
+    Ok(AbortFault {
+        grpc_status,
+        // Envoy sends a gRPC local reply's body as `grpc-message`.
+        message: abort.response_body.clone(),
+        per_million: per_million(abort.percentage.as_ref()).map_err(|e| e.within("percentage"))?,
+    })
+}
+
+/// The gRPC status a client sees for an HTTP status, per gRPC's
+/// `doc/http-grpc-status-mapping.md`.
+pub(super) fn grpc_status_of_http(status: u32) -> u32 {
+    match status {
+        400 => code::INTERNAL,
+        401 => code::UNAUTHENTICATED,
+        403 => code::PERMISSION_DENIED,
+        404 => code::UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => code::UNAVAILABLE,
+        _ => code::UNKNOWN,
+    }
+}
+
+/// A FractionalPercent as parts per million, capped at 100 %. Absent means 0, as in Envoy
+/// (an unset message is `0/100`).
+pub(super) fn per_million(percent: Option<&FractionalPercent>) -> FieldResult<u32> {
+    let Some(percent) = percent else {
+        return Ok(0);
+    };
+    let scale: u64 = match DenominatorType::try_from(percent.denominator) {
+        Ok(DenominatorType::Hundred) => 10_000,
+        Ok(DenominatorType::TenThousand) => 100,
+        Ok(DenominatorType::Million) => 1,
+        Err(_) => {
+            return Err(FieldError::new(
+                "denominator",
+                format!("unknown denominator {}", percent.denominator),
+            ));
+        }
+    };
+    let parts = (u64::from(percent.numerator) * scale).min(u64::from(MILLION));
+    // Capped at one million just above, so it fits.
+    Ok(u32::try_from(parts).unwrap_or(MILLION))
+}
+
+#[cfg(test)]
+#[path = "fault_tests.rs"]
+mod tests;

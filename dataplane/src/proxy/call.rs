@@ -1,0 +1,122 @@
+//! One RPC's bookkeeping from the moment it is routed to the moment its response stream
+//! ends: the per-RPC metrics (count, latency, messages each way, final `grpc_code`), the
+//! in-flight gauge, and the upstream endpoint's outstanding count all end together, whether
+//! the proxy answered itself (Trailers-Only) or streamed the upstream's answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::Response;
+use hyper::body::Incoming;
+
+use super::body::{ProxyBody, boxed};
+use super::counting::{CountingBody, StreamEnd};
+use super::deadline::DeadlineBody;
+use super::grpc;
+use super::metrics::{Direction, InFlightGauge, ProxyMetrics, RpcLabels};
+use super::pool::InFlight;
+
+/// An RPC being served; consumed by [`Call::fail`] or [`Call::respond`].
+pub struct Call {
+    start: Instant,
+    labels: RpcLabels,
+    metrics: Arc<ProxyMetrics>,
+    request_messages: Arc<AtomicU64>,
+    in_flight: InFlightGauge,
+}
+
+impl Call {
+    pub fn new(
+        metrics: &Arc<ProxyMetrics>,
+        direction: Direction,
+        destination_service: &str,
+        (grpc_service, grpc_method): (&str, &str),
+    ) -> Self {
+        Self {
+            start: Instant::now(),
+            in_flight: metrics.in_flight(direction),
+            labels: RpcLabels {
+                direction,
+                destination_service: destination_service.to_owned(),
+                grpc_service: grpc_service.to_owned(),
+                grpc_method: grpc_method.to_owned(),
+                grpc_code: String::new(),
+                fault_injected: false,
+            },
+            metrics: metrics.clone(),
+            request_messages: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Marks the RPC as one a fault was injected into (delay or abort).
+    pub fn fault_injected(&mut self) {
+        self.labels.fault_injected = true;
+    }
+
+    pub fn destination_service(&self) -> &str {
+        &self.labels.destination_service
+    }
+
+    pub fn metrics(&self) -> &Arc<ProxyMetrics> {
+        &self.metrics
+    }
+
+    /// Counts the request's messages as they stream upstream.
+    pub fn count_request(&self, body: ProxyBody) -> ProxyBody {
+        let counter = self.request_messages.clone();
+        boxed(CountingBody::new(body, move |end: StreamEnd| {
+            counter.store(end.messages, Ordering::Relaxed);
+        }))
+    }
+
+    /// The proxy answers the RPC itself: a Trailers-Only response with `code` and `message`.
+    pub fn fail(self, code: u32, message: &str) -> Response<ProxyBody> {
+        tracing::debug!(code = grpc::code_name(code), message, "rpc answered by the proxy");
+        self.finish(Some(code), 0);
+        grpc::trailers_only(code, message)
+    }
+
+    /// Streams the upstream's response back, ending it at `deadline` if one is set; the
+    /// metrics are recorded when the stream ends (or the client goes away).
+    pub fn respond(
+        self,
+        response: Response<Incoming>,
+        endpoint: InFlight,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Response<ProxyBody> {
+        let header_status = grpc::status_of(response.headers());
+        let (parts, body) = response.into_parts();
+        let mut body = boxed(body);
+        if let Some(deadline) = deadline {
+            body = boxed(DeadlineBody::new(
+                body,
+                deadline,
+                "deadline exceeded while the response was streaming (weft-proxy)",
+            ));
+        }
+        let counted = CountingBody::new(body, move |end: StreamEnd| {
+            drop(endpoint);
+            let code = end.grpc_status.or(header_status).or(if end.error {
+                Some(grpc::code::CANCELLED)
+            } else {
+                None
+            });
+            self.finish(code, end.messages);
+        });
+        Response::from_parts(parts, boxed(counted))
+    }
+
+    fn finish(mut self, code: Option<u32>, response_messages: u64) {
+        let code = code.unwrap_or(grpc::code::UNKNOWN);
+        self.labels.grpc_code = grpc::code_name(code).to_owned();
+        let request_messages = self.request_messages.load(Ordering::Relaxed);
+        self.metrics.record(
+            &self.labels,
+            self.start.elapsed(),
+            request_messages,
+            response_messages,
+        );
+        drop(self.in_flight);
+    }
+}

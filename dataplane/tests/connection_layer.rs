@@ -1,0 +1,444 @@
+//! The connection layer over loopback against the real tonic test backend: pooled upstream
+//! HTTP/2 (`Endpoint::send`: a hand-built unary call, one shared connect under concurrency,
+//! reconnecting after a backend restart, refused connects and refused streams classified as
+//! before-request), and the listener (`listener::serve` with a tiny forwarding service:
+//! unary and all streaming shapes through it, status trailers passed through, in-flight
+//! streams surviving endpoint removal, the graceful drain and its deadline).
+
+#![allow(clippy::unwrap_used)] // a panic is how a failed step is reported
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use prost::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use weft_proxy::config::EndpointSet;
+use weft_proxy::proxy::body::{ProxyBody, boxed};
+use weft_proxy::proxy::grpc;
+use weft_proxy::proxy::listener::{ListenerSettings, serve};
+use weft_proxy::proxy::pool::{UpstreamError, Upstreams};
+use weft_tests::backend::pb::{EchoReply, EchoRequest};
+use weft_tests::backend::{Backend, INSTANCE_HEADER, connect};
+
+const CONNECT: Duration = Duration::from_secs(2);
+
+fn set_of(addr: SocketAddr) -> EndpointSet {
+    EndpointSet {
+        name: "test".into(),
+        addrs: vec![addr],
+    }
+}
+
+fn echo(message: &str, delay_ms: u32) -> EchoRequest {
+    EchoRequest {
+        message: message.into(),
+        delay_ms,
+        ..Default::default()
+    }
+}
+
+/// A gRPC unary request for `/weft.test.Echo/Unary`, origin-form like a hand-written client.
+fn unary_request(message: &str) -> Request<ProxyBody> {
+    let encoded = echo(message, 0).encode_to_vec();
+    let mut frame = BytesMut::with_capacity(5 + encoded.len());
+    frame.put_u8(0);
+    frame.put_u32(encoded.len() as u32);
+    frame.put_slice(&encoded);
+    Request::post("/weft.test.Echo/Unary")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(boxed(Full::new(frame.freeze())))
+        .unwrap()
+}
+
+/// The reply and `grpc-status` of a unary response.
+async fn read_unary(response: Response<Incoming>) -> (EchoReply, String) {
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.unwrap();
+    let status = collected.trailers().unwrap()["grpc-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body: Bytes = collected.to_bytes();
+    let _compressed = body.get_u8();
+    let len = body.get_u32() as usize;
+    (EchoReply::decode(&body[..len]).unwrap(), status)
+}
+
+/// Forwards every request to the one endpoint at `target`, keeping it counted outstanding
+/// until the response body ends (as the real stacks do).
+fn forwarder(
+    upstreams: Upstreams,
+    target: SocketAddr,
+) -> impl Fn(Request<Incoming>) -> BoxFuture<'static, Response<ProxyBody>> + Clone {
+    let set = Arc::new(set_of(target));
+    move |request: Request<Incoming>| {
+        let (upstreams, set) = (upstreams.clone(), set.clone());
+        Box::pin(async move {
+            let endpoint = upstreams.pick(&set).unwrap();
+            let in_flight = endpoint.start();
+            let (parts, body) = request.into_parts();
+            match endpoint
+                .send(Request::from_parts(parts, boxed(body)), CONNECT)
+                .await
+            {
+                Ok(response) => response.map(|body| {
+                    boxed(body.map_frame(move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    }))
+                }),
+                Err(err) => grpc::trailers_only(grpc::code::UNAVAILABLE, &err.message()),
+            }
+        })
+    }
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<usize>,
+}
+
+impl Proxy {
+    async fn start(upstreams: Upstreams, target: SocketAddr, drain_timeout: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let settings = ListenerSettings {
+            max_concurrent_streams: 100,
+            drain_timeout,
+        };
+        let service = forwarder(upstreams, target);
+        let serving = tokio::spawn(serve(listener, service, settings, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            serving,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn begin_shutdown(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+    }
+
+    /// Shuts down (if not begun) and returns how many connections the drain cut.
+    async fn stop(mut self) -> usize {
+        if self.stop.is_some() {
+            self.begin_shutdown();
+        }
+        self.serving.await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn unary_sent_on_an_endpoint_reaches_the_backend() {
+    let backend = Backend::start("a").await.unwrap();
+    let upstreams = Upstreams::new();
+    assert!(upstreams.pick(&EndpointSet::default()).is_none());
+    let endpoint = upstreams.pick(&set_of(backend.addr())).unwrap();
+    assert_eq!(endpoint.addr(), backend.addr());
+    let in_flight = endpoint.start();
+    assert_eq!(endpoint.outstanding(), 1);
+    let response = endpoint.send(unary_request("hi"), CONNECT).await.unwrap();
+    assert_eq!(response.headers()[INSTANCE_HEADER], "a");
+    let (reply, status) = read_unary(response).await;
+    assert_eq!(
+        (reply.message, reply.instance, status),
+        ("hi".into(), "a".into(), "0".into())
+    );
+    drop(in_flight);
+    assert_eq!(endpoint.outstanding(), 0);
+    assert_eq!(backend.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_sends_share_one_connection() {
+    let backend = Backend::start("a").await.unwrap();
+    let relay = Relay::start(backend.addr()).await;
+    let endpoint = Upstreams::new().pick(&set_of(relay.addr)).unwrap();
+    let sends = (0..32).map(|i| {
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move { endpoint.send(unary_request(&i.to_string()), CONNECT).await })
+    });
+    for sent in futures::future::join_all(sends).await {
+        assert_eq!(read_unary(sent.unwrap().unwrap()).await.1, "0");
+    }
+    let connections = relay.accepted.load(Ordering::SeqCst);
+    assert_eq!(connections, 1, "one TCP connection for all sends");
+    relay.task.abort();
+}
+
+/// A TCP relay to a target that counts the connections it accepts.
+struct Relay {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                relays.spawn(async move {
+                    let mut outbound = TcpStream::connect(target).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_backend_is_reconnected() {
+    let first = Backend::start("first").await.unwrap();
+    let addr = first.addr();
+    let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
+    let (reply, _) = read_unary(endpoint.send(unary_request("1"), CONNECT).await.unwrap()).await;
+    assert_eq!(reply.instance, "first");
+    drop(first);
+    let second = loop {
+        // The stopped server releases the port asynchronously.
+        match Backend::start_on("second", addr).await {
+            Ok(backend) => break backend,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    // Let the old server's GOAWAY reach the idle pooled connection (tonic drains gracefully).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (reply, status) =
+        read_unary(endpoint.send(unary_request("2"), CONNECT).await.unwrap()).await;
+    assert_eq!((reply.instance.as_str(), status.as_str()), ("second", "0"));
+    assert_eq!(second.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_refused_before_the_request() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
+    let err = endpoint
+        .send(unary_request("x"), CONNECT)
+        .await
+        .unwrap_err();
+    assert_eq!(err, UpstreamError::ConnectRefused { addr });
+    assert!(err.is_before_request());
+    assert_eq!(
+        err.message(),
+        format!("upstream {addr}: connection refused")
+    );
+}
+
+#[tokio::test]
+async fn stream_resets_are_classified() {
+    for (reason, before_request) in [
+        (h2::Reason::REFUSED_STREAM, true),
+        (h2::Reason::INTERNAL_ERROR, false),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut connection = h2::server::handshake(socket).await.unwrap();
+            while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                respond.send_reset(reason);
+            }
+        });
+        let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
+        let err = endpoint
+            .send(unary_request("x"), CONNECT)
+            .await
+            .unwrap_err();
+        assert_eq!(err.is_before_request(), before_request, "{reason:?}: {err}");
+        assert!(
+            err.message().starts_with(&format!("upstream {addr}: ")),
+            "{err}"
+        );
+        server.abort();
+    }
+}
+
+#[tokio::test]
+async fn unary_and_streaming_calls_pass_through_the_listener() {
+    let backend = Backend::start("a").await.unwrap();
+    let proxy = Proxy::start(Upstreams::new(), backend.addr(), Duration::from_secs(5)).await;
+    let mut client = connect(&proxy.uri()).await.unwrap();
+
+    let reply = client.unary(echo("hello", 0)).await.unwrap();
+    assert_eq!(reply.metadata().get(INSTANCE_HEADER).unwrap(), "a");
+    assert_eq!(reply.into_inner().message, "hello");
+
+    let failing = EchoRequest {
+        fail_code: 5,
+        fail_message: "no such thing".into(),
+        ..echo("", 0)
+    };
+    let status = client.unary(failing).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::NotFound, "no such thing")
+    );
+
+    let streamed = EchoRequest {
+        count: 3,
+        ..echo("s", 0)
+    };
+    let mut replies = client.server_stream(streamed).await.unwrap().into_inner();
+    let mut received = Vec::new();
+    while let Some(reply) = replies.message().await.unwrap() {
+        received.push(reply.message);
+    }
+    assert_eq!(received, ["s 0", "s 1", "s 2"]);
+
+    let uploads = futures::stream::iter([echo("1", 0), echo("2", 0), echo("3", 0)]);
+    let reply = client.client_stream(uploads).await.unwrap().into_inner();
+    assert_eq!((reply.message.as_str(), reply.received), ("3", 3));
+
+    // Each reply arrives before the next message is sent: nothing is buffered either way.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(echo("one", 0)).await.unwrap();
+    let mut replies = client
+        .bidi_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replies.message().await.unwrap().unwrap().message, "one");
+    tx.send(echo("two", 0)).await.unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().received, 2);
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+
+    assert_eq!(proxy.stop().await, 0);
+}
+
+#[tokio::test]
+async fn an_in_flight_stream_survives_its_endpoint_leaving_the_pool() {
+    let backend = Backend::start("a").await.unwrap();
+    let upstreams = Upstreams::new();
+    let proxy = Proxy::start(upstreams.clone(), backend.addr(), Duration::from_secs(5)).await;
+    let mut client = connect(&proxy.uri()).await.unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(echo("one", 0)).await.unwrap();
+    let mut replies = client
+        .bidi_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replies.message().await.unwrap().unwrap().message, "one");
+
+    upstreams.retain(&HashSet::new());
+    assert!(
+        upstreams.contains(backend.addr()),
+        "kept while a stream is in flight"
+    );
+    tx.send(echo("two", 0)).await.unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().message, "two");
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+
+    let forgotten = async {
+        while upstreams.contains(backend.addr()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), forgotten)
+        .await
+        .unwrap();
+    assert_eq!(proxy.stop().await, 0);
+}
+
+#[tokio::test]
+async fn drain_lets_in_flight_calls_finish_and_refuses_new_connections() {
+    let backend = Backend::start("a").await.unwrap();
+    let mut proxy = Proxy::start(Upstreams::new(), backend.addr(), Duration::from_secs(10)).await;
+    let mut client = connect(&proxy.uri()).await.unwrap();
+    let call = tokio::spawn(async move { client.unary(echo("slow", 1500)).await });
+    while backend.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    proxy.begin_shutdown();
+    let refused = async {
+        while TcpStream::connect(proxy.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), refused)
+        .await
+        .unwrap();
+    assert!(
+        !call.is_finished(),
+        "the slow call is still in flight when connects are refused"
+    );
+
+    assert_eq!(call.await.unwrap().unwrap().into_inner().message, "slow");
+    assert_eq!(proxy.stop().await, 0);
+}
+
+#[tokio::test]
+async fn drain_deadline_cuts_what_is_left() {
+    let backend = Backend::start("a").await.unwrap();
+    let proxy = Proxy::start(Upstreams::new(), backend.addr(), Duration::from_millis(200)).await;
+    let mut client = connect(&proxy.uri()).await.unwrap();
+    let call = tokio::spawn(async move { client.unary(echo("too slow", 30_000)).await });
+    while backend.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(proxy.stop().await, 1);
+    let failed = tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(failed.is_err());
+}
+
+#[tokio::test]
+async fn http1_is_not_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("a").await.unwrap();
+    let proxy = Proxy::start(Upstreams::new(), backend.addr(), Duration::from_secs(1)).await;
+    let mut socket = TcpStream::connect(proxy.addr).await.unwrap();
+    socket
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = socket.read_to_end(&mut answer);
+    let _ = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .unwrap();
+    assert!(!answer.starts_with(b"HTTP/"), "answered HTTP/1: {answer:?}");
+    assert_eq!(backend.calls(), 0);
+    assert_eq!(proxy.stop().await, 0);
+}
