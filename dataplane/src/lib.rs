@@ -100,10 +100,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.xds_addr
     );
     weft_common::shutdown_signal().await;
-    eprintln!(
-        "weft-proxy: draining (up to {:?})",
-        settings.drain_timeout
-    );
+    eprintln!("weft-proxy: draining (up to {:?})", settings.drain_timeout);
     let _ = stop_tx.send(true);
     let cut = outbound_server.await.unwrap_or(0) + inbound_server.await.unwrap_or(0);
     xds_client.abort();

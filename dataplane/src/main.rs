@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     };
     weft_common::init_logging(&settings.log_level);
     let runtime = match settings.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
         threads => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(usize::from(threads))
             .enable_all()

@@ -14,6 +14,7 @@ const OUTBOUND_LISTENER: &str = "outbound";
 /// At most this many missing resources are listed; the rest are counted.
 const MAX_LISTED: usize = 10;
 
+/// The config in force for `resources` (which it keeps, for `/config_dump`).
 pub fn assemble(resources: Resources) -> ProxyConfig {
     let outbound = outbound_listener(&resources)
         .and_then(|listener| resources.routes.get(&listener.route_config_name))

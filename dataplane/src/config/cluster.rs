@@ -17,7 +17,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 use envoy_types::pb::google::protobuf::Any;
 
 use super::convert::{
-    FieldError, FieldResult, check_config_source, decode_resource, duration, unsupported,
+    FieldError, FieldResult, check_config_source, decode_resource, duration, reject_set,
+    unsupported,
 };
 use super::endpoints::endpoint_set;
 use super::{ClusterConfig, ConfigError};
@@ -32,6 +33,7 @@ const ACCEPTED_LB_POLICY_TYPES: [&str; 3] = [
     "type.googleapis.com/envoy.extensions.load_balancing_policies.random.v3.Random",
 ];
 
+/// Converts one Cluster (`any` must hold one); errors name the resource and the field.
 pub fn parse_cluster(any: &Any) -> Result<ClusterConfig, ConfigError> {
     let cluster: Cluster = decode_resource(any, "Cluster")?;
     let resource = format!("Cluster {}", cluster.name);
@@ -59,9 +61,7 @@ fn cluster_config(cluster: &Cluster) -> FieldResult<ClusterConfig> {
         ),
         ("filters", !cluster.filters.is_empty()),
     ];
-    if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
-        return Err(unsupported(field));
-    }
+    reject_set(&set)?;
     check_lb_policy(cluster)?;
     let (eds_name, inline_endpoints) = discovery(cluster)?;
     let connect_timeout = match &cluster.connect_timeout {

@@ -59,6 +59,15 @@ pub(super) fn unsupported(field: &str) -> FieldError {
     FieldError::new(field, "not supported by weft-proxy")
 }
 
+/// Error for the first field in `set` that is set (`(name, is set)` pairs): fields the
+/// proxy does not implement.
+pub(super) fn reject_set(set: &[(&str, bool)]) -> FieldResult<()> {
+    match set.iter().find(|(_, is_set)| *is_set) {
+        Some((field, _)) => Err(unsupported(field)),
+        None => Ok(()),
+    }
+}
+
 /// Decodes a top-level resource of type `M`, or says why it cannot be: the wrong type URL
 /// or bytes that do not decode. `kind` names the resource type in the error
 /// (`"RouteConfiguration"`).

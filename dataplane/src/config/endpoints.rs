@@ -18,6 +18,8 @@ use envoy_types::pb::google::protobuf::Any;
 use super::convert::{FieldError, FieldResult, decode_resource, unsupported};
 use super::{ConfigError, EndpointSet};
 
+/// Converts one ClusterLoadAssignment (`any` must hold one); errors name the resource and
+/// the field.
 pub fn parse_endpoints(any: &Any) -> Result<EndpointSet, ConfigError> {
     let assignment: ClusterLoadAssignment = decode_resource(any, "ClusterLoadAssignment")?;
     let resource = format!("ClusterLoadAssignment {}", assignment.cluster_name);

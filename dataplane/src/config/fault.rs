@@ -1,17 +1,29 @@
 //! Envoy's fault filter config (`envoy.extensions.filters.http.fault.v3.HTTPFault`) →
 //! [`FaultConfig`]: a fixed delay and an abort with a gRPC status and message, each on a
-//! fraction of RPCs. Header-controlled faults, fault limits and node or header scoping are
+//! fraction of RPCs; and finding it in a `typed_per_filter_config` map. Header-controlled faults, fault limits and node or header scoping are
 //! not implemented and are errors, so a config that relies on them is NACKed.
 
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::FaultDelay;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::fault_abort::ErrorType;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{FaultAbort, HttpFault};
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::route::v3::FilterConfig;
 use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Name;
 
-use super::convert::{FieldError, FieldResult, duration, unsupported};
+use super::convert::{FieldError, FieldResult, decode_any, duration, unsupported};
 use super::{AbortFault, DelayFault, FaultConfig};
+
+/// The conventional name of Envoy's fault filter (a key of `typed_per_filter_config`).
+pub(super) const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+/// A level's fault setting: `None` inherits from the enclosing level, `Some(None)` turns
+/// faults off, `Some(Some(_))` sets one.
+pub(super) type FaultSetting = Option<Option<FaultConfig>>;
 
 const MILLION: u32 = 1_000_000;
 
@@ -147,6 +159,58 @@ pub(super) fn per_million(percent: Option<&FractionalPercent>) -> FieldResult<u3
     Ok(u32::try_from(parts).unwrap_or(MILLION))
 }
 
+/// The fault setting of one level's `typed_per_filter_config` (route, virtual host or
+/// route configuration). The fault config is known by its type (`HTTPFault`), possibly
+/// wrapped in a `FilterConfig`: `disabled: true` turns faults off at this level,
+/// `is_optional: true` lets the config of a filter weft-proxy does not run be ignored. Any
+/// other filter's config is an error: weft-proxy runs no other filter.
+pub(super) fn fault_setting(configs: &HashMap<String, Any>) -> FieldResult<FaultSetting> {
+    // Sorted, so the same config always reports the same error first.
+    let mut entries: Vec<(&String, &Any)> = configs.iter().collect();
+    entries.sort_by_key(|(name, _)| *name);
+    let mut setting = None;
+    for (name, any) in entries {
+        let field = format!("typed_per_filter_config[{name:?}]");
+        let (inner, optional, disabled) = if any.type_url == FilterConfig::type_url() {
+            let wrapper: FilterConfig = decode_any(any).map_err(|e| e.within(&field))?;
+            (wrapper.config, wrapper.is_optional, wrapper.disabled)
+        } else {
+            (Some(any.clone()), false, false)
+        };
+        // Known by its type; under the fault filter's name any other type is a mistake,
+        // reported by decoding it as a fault.
+        let is_fault = name == FAULT_FILTER
+            || inner
+                .as_ref()
+                .is_some_and(|a| a.type_url == HttpFault::type_url());
+        match inner {
+            _ if disabled && is_fault => setting = Some(None),
+            // Turning off a filter weft-proxy does not run changes nothing.
+            _ if disabled => {}
+            Some(any) if is_fault => {
+                let fault: HttpFault = decode_any(&any).map_err(|e| e.within(&field))?;
+                setting = Some(fault_config(&fault).map_err(|e| e.within(&field))?);
+            }
+            _ if optional => {}
+            None => return Err(FieldError::new(format!("{field}.config"), "missing")),
+            Some(any) => {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "config of type {:?}: weft-proxy runs no such filter (only {FAULT_FILTER})",
+                        any.type_url
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(setting)
+}
+
 #[cfg(test)]
 #[path = "fault_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fault_setting_tests.rs"]
+mod setting_tests;

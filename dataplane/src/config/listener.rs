@@ -29,14 +29,14 @@ use prost::Name;
 use super::convert::{
     FieldError, FieldResult, check_config_source, decode_any, decode_resource, unsupported,
 };
-use super::fault::is_empty_fault;
-use super::routes::FAULT_FILTER;
+use super::fault::{FAULT_FILTER, is_empty_fault};
 use super::{ConfigError, ListenerConfig};
 
 /// Conventional names, used only for filters that carry no typed config.
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 const ROUTER_FILTER: &str = "envoy.filters.http.router";
 
+/// Converts one Listener (`any` must hold one); errors name the resource and the field.
 pub fn parse_listener(any: &Any) -> Result<ListenerConfig, ConfigError> {
     let listener: Listener = decode_resource(any, "Listener")?;
     let resource = format!("Listener {}", listener.name);

@@ -41,6 +41,8 @@ impl RouteTable {
         let request = Request {
             authority,
             path,
+            // Path matchers ignore the query string, as Envoy's do.
+            path_only: path.split_once('?').map_or(path, |(path, _)| path),
             headers,
         };
         let route = virtual_host
@@ -126,17 +128,16 @@ pub(super) fn strip_port(host: &str) -> &str {
 /// What a route match looks at in one RPC.
 struct Request<'a> {
     authority: &'a str,
+    /// As sent (what a `:path` header matcher sees).
     path: &'a str,
+    /// Without the query string (what path matchers see).
+    path_only: &'a str,
     headers: &'a HeaderMap,
 }
 
 impl Request<'_> {
     fn accepts(&self, route: &Route) -> bool {
-        // Path matchers ignore the query string, as Envoy's do.
-        let path = self
-            .path
-            .split_once('?')
-            .map_or(self.path, |(path, _)| path);
+        let path = self.path_only;
         let path_ok = match &route.matcher.path {
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
             PathMatch::Exact(exact) => path == exact,

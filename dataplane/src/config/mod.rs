@@ -8,12 +8,15 @@
 
 mod assemble;
 mod cluster;
+#[cfg(test)]
+mod controller_output_tests;
 mod convert;
 mod endpoints;
 mod fault;
 mod listener;
 mod matching;
 mod route_action;
+mod route_match;
 mod routes;
 mod string_match;
 #[cfg(test)]
@@ -220,7 +223,8 @@ pub struct ClusterConfig {
     pub inline_endpoints: Option<EndpointSet>,
 }
 
-/// Endpoints of one cluster from a ClusterLoadAssignment (healthy or unknown health only).
+/// Endpoints of one cluster from a ClusterLoadAssignment (health unknown, healthy or
+/// degraded; the lowest priority that has any).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EndpointSet {
     pub name: String,

@@ -21,7 +21,9 @@ use envoy_types::pb::envoy::config::route::v3::WeightedCluster;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
 
-use super::convert::{FieldError, FieldResult, duration, nonzero_duration, unsupported};
+use super::convert::{
+    FieldError, FieldResult, duration, nonzero_duration, reject_set, unsupported,
+};
 use super::{RetryPolicy, RouteAction, WeightedBackend};
 
 /// Envoy's default retry back-off base interval.
@@ -101,9 +103,7 @@ fn reject_unsupported(action: &EnvoyRouteAction) -> FieldResult<()> {
         ),
         ("upgrade_configs", !action.upgrade_configs.is_empty()),
     ];
-    if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
-        return Err(unsupported(field));
-    }
+    reject_set(&set)?;
     let offsets = [
         ("grpc_timeout_offset", action.grpc_timeout_offset.as_ref()),
         (
@@ -190,9 +190,7 @@ fn cluster_weight(cluster: &ClusterWeight) -> FieldResult<u32> {
         ),
         ("host_rewrite", cluster.host_rewrite_specifier.is_some()),
     ];
-    if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
-        return Err(unsupported(field));
-    }
+    reject_set(&set)?;
     cluster
         .weight
         .map(|w| w.value)
@@ -254,9 +252,7 @@ pub(super) fn retry_policy(policy: &EnvoyRetryPolicy) -> FieldResult<Option<Retr
             !policy.retriable_request_headers.is_empty(),
         ),
     ];
-    if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
-        return Err(unsupported(field));
-    }
+    reject_set(&set)?;
     let codes = retry_codes(&policy.retry_on)?;
     let retries = policy.num_retries.map_or(1, |n| n.value);
     let per_try_timeout = nonzero_duration(policy.per_try_timeout.as_ref(), "per_try_timeout")?;

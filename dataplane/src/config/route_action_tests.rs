@@ -94,7 +94,9 @@ fn pick_backend_follows_cumulative_weights() {
     let action = convert(&weighted(&[("v1", Some(90)), ("v2", Some(10))]));
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     for draw in 0..action.total_weight {
-        *counts.entry(action.pick_backend(draw).cluster.as_str()).or_default() += 1;
+        *counts
+            .entry(action.pick_backend(draw).cluster.as_str())
+            .or_default() += 1;
     }
     assert_eq!(counts, BTreeMap::from([("v1", 90), ("v2", 10)]));
     assert_eq!(action.pick_backend(89).cluster, "v1");
@@ -103,7 +105,9 @@ fn pick_backend_follows_cumulative_weights() {
     assert_eq!(action.pick_backend(u64::MAX).cluster, "v2");
 
     let three = convert(&weighted(&[("a", Some(1)), ("b", Some(0)), ("c", Some(2))]));
-    let picks: Vec<&str> = (0..3).map(|d| three.pick_backend(d).cluster.as_str()).collect();
+    let picks: Vec<&str> = (0..3)
+        .map(|d| three.pick_backend(d).cluster.as_str())
+        .collect();
     assert_eq!(picks, ["a", "c", "c"]);
 }
 
@@ -141,15 +145,27 @@ fn with_timeouts(
 #[test]
 fn timeout_is_the_smallest_nonzero_cap() {
     let timeout = |action: EnvoyRouteAction| convert(&action).timeout;
-    // The controller's shapes.
-    assert_eq!(timeout(stream_timeouts(None)), None);
-    assert_eq!(timeout(stream_timeouts(Some(MS(2000)))), Some(MS(2000)));
-    assert_eq!(timeout(with_timeouts(None, Some(300), Some(200))), Some(MS(200)));
-    assert_eq!(timeout(with_timeouts(None, Some(300), Some(0))), Some(MS(300)));
+    let controller = |cap| EnvoyRouteAction {
+        cluster_specifier: to_cluster("c").cluster_specifier,
+        ..stream_timeouts(cap)
+    };
+    assert_eq!(timeout(controller(None)), None);
+    assert_eq!(timeout(controller(Some(MS(2000)))), Some(MS(2000)));
+    assert_eq!(
+        timeout(with_timeouts(None, Some(300), Some(200))),
+        Some(MS(200))
+    );
+    assert_eq!(
+        timeout(with_timeouts(None, Some(300), Some(0))),
+        Some(MS(300))
+    );
     // The route timeout counts only when the client's grpc-timeout is not in use.
     assert_eq!(timeout(with_timeouts(Some(100), None, None)), Some(MS(100)));
     assert_eq!(timeout(with_timeouts(Some(100), None, Some(0))), None);
-    assert_eq!(timeout(with_timeouts(Some(100), Some(50), None)), Some(MS(50)));
+    assert_eq!(
+        timeout(with_timeouts(Some(100), Some(50), None)),
+        Some(MS(50))
+    );
     assert_eq!(timeout(with_timeouts(Some(0), None, None)), None);
     #[allow(deprecated)]
     let legacy = EnvoyRouteAction {
@@ -264,7 +280,10 @@ fn retry_defaults_and_no_op_policies() {
 fn unknown_retry_conditions_are_errors_naming_the_token() {
     let err = retry_policy(&retry("unavailable,5xx", 1, None)).unwrap_err();
     assert_eq!(err.field, "retry_on");
-    assert!(err.problem.starts_with("\"5xx\" is not supported"), "{err:?}");
+    assert!(
+        err.problem.starts_with("\"5xx\" is not supported"),
+        "{err:?}"
+    );
     let err = route_action(
         &EnvoyRouteAction {
             retry_policy: Some(retry("reset", 1, None)),

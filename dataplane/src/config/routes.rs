@@ -1,43 +1,30 @@
 //! `RouteConfiguration` → [`RouteTable`]: virtual hosts and their domains, each route's match
 //! (path, headers), action and fault, and the gRPC methods the routes name (metric labels).
 //!
-//! Per-filter config (the fault) is read at the route, virtual host and route configuration
-//! level, the most specific winning, as in Envoy. It is recognised by its type
-//! (`HTTPFault`), possibly wrapped in a `FilterConfig` (`disabled: true` turns the fault off,
-//! `is_optional: true` lets an unknown filter's config be ignored); other filters' configs
-//! are errors. Fields that would change routing and are not implemented are errors; fields
-//! that only concern Envoy's stats, tracing or HTTP/1 are ignored.
+//! Per-filter config (the fault, read by `fault::fault_setting`) is taken from the route,
+//! virtual host and route configuration levels, the most specific winning, as in Envoy; a
+//! virtual host's retry policy applies to its routes without one. Domains are lower-cased
+//! and must be unique across virtual hosts (as Envoy requires). Fields that would change
+//! routing and are not implemented are errors; fields that only concern Envoy's stats,
+//! tracing or HTTP/1 are ignored.
 
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
-use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
-    FilterConfig, Route as EnvoyRoute, RouteConfiguration, RouteMatch as EnvoyMatch,
-    VirtualHost as EnvoyVirtualHost,
+    Route as EnvoyRoute, RouteConfiguration, VirtualHost as EnvoyVirtualHost,
 };
-use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::google::protobuf::Any;
-use prost::Name;
 
-use super::convert::{FieldError, FieldResult, decode_any, decode_resource, unsupported};
-use super::fault::fault_config;
-use super::matching::split_method_path;
+use super::convert::{FieldError, FieldResult, decode_resource, reject_set};
+use super::fault::fault_setting;
 use super::route_action::{retry_policy, route_action};
-use super::string_match::{caseless_literal, header_matcher, regex_matcher};
-use super::{
-    ConfigError, FaultConfig, NamedMethods, PathMatch, RetryPolicy, Route, RouteMatch, RouteTable,
-    StringMatch, VirtualHost,
-};
+use super::route_match::{name_methods, route_match};
+use super::{ConfigError, FaultConfig, NamedMethods, RetryPolicy, Route, RouteTable, VirtualHost};
 
-/// The conventional name of Envoy's fault filter (a key of `typed_per_filter_config`).
-pub(super) const FAULT_FILTER: &str = "envoy.filters.http.fault";
-
-/// A level's fault setting: `None` inherits from the enclosing level, `Some(None)` turns
-/// faults off, `Some(Some(_))` sets one.
-type FaultSetting = Option<Option<FaultConfig>>;
-
+/// Converts one RouteConfiguration (`any` must hold one); errors name the resource and the
+/// field, e.g. `virtual_hosts[0].routes[2].match.safe_regex.regex`.
 pub fn parse_route_config(any: &Any) -> Result<RouteTable, ConfigError> {
     let config: RouteConfiguration = decode_resource(any, "RouteConfiguration")?;
     let resource = format!("RouteConfiguration {}", config.name);
@@ -114,13 +101,6 @@ fn route_table(config: &RouteConfiguration) -> FieldResult<RouteTable> {
         domains,
         named,
     })
-}
-
-fn reject_set(set: &[(&str, bool)]) -> FieldResult<()> {
-    match set.iter().find(|(_, is_set)| *is_set) {
-        Some((field, _)) => Err(unsupported(field)),
-        None => Ok(()),
-    }
 }
 
 fn virtual_host(
@@ -276,142 +256,6 @@ fn not_forwarding(field: &str) -> FieldError {
         field,
         "not supported by weft-proxy, which only forwards RPCs (use a `route` action)",
     )
-}
-
-fn route_match(matcher: &EnvoyMatch) -> FieldResult<RouteMatch> {
-    let set = [
-        ("runtime_fraction", matcher.runtime_fraction.is_some()),
-        ("query_parameters", !matcher.query_parameters.is_empty()),
-        ("cookies", !matcher.cookies.is_empty()),
-        ("tls_context", matcher.tls_context.is_some()),
-        ("dynamic_metadata", !matcher.dynamic_metadata.is_empty()),
-        ("filter_state", !matcher.filter_state.is_empty()),
-    ];
-    // `grpc` (match gRPC requests only) is ignored: every request is one.
-    reject_set(&set)?;
-    let case_sensitive = matcher.case_sensitive.is_none_or(|c| c.value);
-    let caseless = |field: &str, before: &str, literal: &str, after: &str| {
-        caseless_literal(before, literal, after)
-            .map(PathMatch::Regex)
-            .map_err(|problem| FieldError::new(field, problem))
-    };
-    let path = match &matcher.path_specifier {
-        None => return Err(FieldError::new("path_specifier", "missing")),
-        Some(PathSpecifier::Prefix(prefix)) if case_sensitive => PathMatch::Prefix(prefix.clone()),
-        Some(PathSpecifier::Prefix(prefix)) => caseless("prefix", "^", prefix, "")?,
-        Some(PathSpecifier::Path(path)) if case_sensitive => PathMatch::Exact(path.clone()),
-        Some(PathSpecifier::Path(path)) => caseless("path", "^", path, "$")?,
-        // Envoy: `case_sensitive` does not apply to regexes.
-        Some(PathSpecifier::SafeRegex(regex)) => {
-            PathMatch::Regex(regex_matcher(regex).map_err(|e| e.within("safe_regex"))?)
-        }
-        Some(PathSpecifier::PathSeparatedPrefix(prefix)) => {
-            let field = "path_separated_prefix";
-            if prefix.contains(['?', '#']) || prefix.ends_with('/') {
-                return Err(FieldError::new(
-                    field,
-                    "must not contain ? or # nor end with /",
-                ));
-            }
-            if case_sensitive {
-                let pattern = format!("{}(?:/(?s:.*))?", regex::escape(prefix));
-                super::string_match::whole_match_regex(&pattern)
-                    .map(PathMatch::Regex)
-                    .map_err(|problem| FieldError::new(field, problem))?
-            } else {
-                caseless(field, "^", prefix, "(?:/(?s:.*))?$")?
-            }
-        }
-        Some(PathSpecifier::ConnectMatcher(_)) => return Err(unsupported("connect_matcher")),
-        Some(PathSpecifier::PathMatchPolicy(_)) => return Err(unsupported("path_match_policy")),
-    };
-    let headers = matcher
-        .headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| header_matcher(h).map_err(|e| e.within(&format!("headers[{i}]"))))
-        .collect::<FieldResult<Vec<_>>>()?;
-    Ok(RouteMatch { path, headers })
-}
-
-/// Records the services and methods a match names: a prefix `/pkg.Svc/` names the service,
-/// an exact `/pkg.Svc/M` (as the path or as a `:path` header) the method and its service.
-fn name_methods(matcher: &RouteMatch, named: &mut NamedMethods) {
-    let mut name = |path: &str, exact: bool| {
-        if exact {
-            if let Some((service, method)) = split_method_path(path)
-                && !path.contains('?')
-            {
-                named.services.insert(service.to_owned());
-                named.methods.insert(format!("{service}/{method}"));
-            }
-        } else if let Some(service) = path.strip_prefix('/').and_then(|s| s.strip_suffix('/'))
-            && !service.is_empty()
-            && !service.contains('/')
-        {
-            named.services.insert(service.to_owned());
-        }
-    };
-    match &matcher.path {
-        PathMatch::Prefix(prefix) => name(prefix, false),
-        PathMatch::Exact(path) => name(path, true),
-        PathMatch::Regex(_) => {}
-    }
-    for header in matcher
-        .headers
-        .iter()
-        .filter(|h| h.name == ":path" && !h.invert)
-    {
-        match &header.value {
-            StringMatch::Exact(path) => name(path, true),
-            StringMatch::Prefix(prefix) => name(prefix, false),
-            _ => {}
-        }
-    }
-}
-
-/// The fault setting of one level's `typed_per_filter_config` (see the module comment).
-fn fault_setting(configs: &HashMap<String, Any>) -> FieldResult<FaultSetting> {
-    // Sorted, so the same config always reports the same error first.
-    let mut entries: Vec<(&String, &Any)> = configs.iter().collect();
-    entries.sort_by_key(|(name, _)| *name);
-    let mut setting = None;
-    for (name, any) in entries {
-        let field = format!("typed_per_filter_config[{name:?}]");
-        let (inner, optional, disabled) = if any.type_url == FilterConfig::type_url() {
-            let wrapper: FilterConfig = decode_any(any).map_err(|e| e.within(&field))?;
-            (wrapper.config, wrapper.is_optional, wrapper.disabled)
-        } else {
-            (Some(any.clone()), false, false)
-        };
-        // Known by its type; under the fault filter's name any other type is a mistake,
-        // reported by decoding it as a fault.
-        let is_fault = name == FAULT_FILTER
-            || inner
-                .as_ref()
-                .is_some_and(|a| a.type_url == HttpFault::type_url());
-        match inner {
-            _ if disabled && is_fault => setting = Some(None),
-            // Turning off a filter weft-proxy does not run changes nothing.
-            _ if disabled => {}
-            Some(any) if is_fault => {
-                let fault: HttpFault = decode_any(&any).map_err(|e| e.within(&field))?;
-                setting = Some(fault_config(&fault).map_err(|e| e.within(&field))?);
-            }
-            _ if optional => {}
-            None => return Err(FieldError::new(format!("{field}.config"), "missing")),
-            Some(any) => {
-                return Err(FieldError::new(
-                    field,
-                    format!(
-                        "config of type {:?}: weft-proxy runs no such filter (only {FAULT_FILTER})",
-                        any.type_url
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(setting)
 }
 
 #[cfg(test)]

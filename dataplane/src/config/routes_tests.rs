@@ -1,22 +1,16 @@
-//! Tests of `RouteConfiguration` conversion: the controller's shapes, per-filter fault
-//! config at each level, method naming, and that every error names its field.
+//! Tests of `RouteConfiguration` conversion: the controller's shapes, domains, virtual host
+//! retry policies, and that every error names its field.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::config::route::v3::route::Action;
-use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, FilterConfig, QueryParameterMatcher, RedirectAction, RouteConfiguration,
+    DirectResponseAction, QueryParameterMatcher, RedirectAction, RouteConfiguration,
 };
-use envoy_types::pb::envoy::extensions::filters::http::fault::v3::fault_abort::{
-    ErrorType, HeaderAbort,
-};
-use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{FaultAbort, HttpFault};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 
 use super::parse_route_config;
@@ -266,177 +260,6 @@ fn match_errors_name_the_field() {
         error_of(vec![mutation]).field,
         "virtual_hosts[0].routes[0].request_headers_to_add"
     );
-}
-
-#[test]
-fn case_insensitive_and_path_separated_prefixes_become_regexes() {
-    let mut caseless = prefix("/Pkg.Svc/");
-    caseless.case_sensitive = Some(BoolValue { value: false });
-    let separated = envoy_types::pb::envoy::config::route::v3::RouteMatch {
-        path_specifier: Some(PathSpecifier::PathSeparatedPrefix("/api".into())),
-        ..Default::default()
-    };
-    let table = parse(route_config(
-        "r",
-        vec![vhost(
-            "v",
-            &["a"],
-            vec![
-                route("caseless", caseless, to_cluster("c")),
-                route("separated", separated, to_cluster("c")),
-            ],
-        )],
-    ))
-    .unwrap();
-    let regex = |i: usize| match &table.virtual_hosts[0].routes[i].matcher.path {
-        PathMatch::Regex(re) => re.clone(),
-        other => panic!("{other:?}"),
-    };
-    assert!(regex(0).is_match("/pkg.svc/M"));
-    assert!(!regex(0).is_match("/x/pkg.svc/M"));
-    assert!(regex(1).is_match("/api"));
-    assert!(regex(1).is_match("/api/v1"));
-    assert!(!regex(1).is_match("/apiv1"));
-    // Case-insensitive routes name nothing: labels are looked up case-sensitively.
-    assert!(table.named.services.is_empty());
-}
-
-#[test]
-fn names_services_and_methods_from_paths_and_path_headers() {
-    let mut header_named = regex_path("/[^/]+/Check");
-    header_named.headers.push(exact_header(":path", "/a.B/Get"));
-    let mut inverted = prefix("/");
-    inverted
-        .headers
-        .push(string_header(":path", MatchPattern::Prefix("/c.D/".into())));
-    inverted.headers[0].invert_match = true;
-    let mut prefix_header = prefix("/");
-    prefix_header
-        .headers
-        .push(string_header(":path", MatchPattern::Prefix("/e.F/".into())));
-    let routes = vec![
-        route("1", exact_path("/x.Y/Z"), to_cluster("c")),
-        route("2", prefix("/s.T/"), to_cluster("c")),
-        route(
-            "3",
-            regex_path("/(?:helloworld\\..*)/(?:Say.*)"),
-            to_cluster("c"),
-        ),
-        route("4", header_named, to_cluster("c")),
-        route("5", inverted, to_cluster("c")),
-        route("6", prefix_header, to_cluster("c")),
-        route("7", prefix("/not/a/service/"), to_cluster("c")),
-        route("8", exact_path("/malformed"), to_cluster("c")),
-    ];
-    let table = parse(route_config("r", vec![vhost("v", &["a"], routes)])).unwrap();
-    let set = |items: &[&str]| {
-        items
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect::<BTreeSet<_>>()
-    };
-    assert_eq!(table.named.services, set(&["a.B", "e.F", "s.T", "x.Y"]));
-    assert_eq!(table.named.methods, set(&["a.B/Get", "x.Y/Z"]));
-}
-
-fn fault_route(
-    name: &str,
-    configs: HashMap<String, envoy_types::pb::google::protobuf::Any>,
-) -> envoy_types::pb::envoy::config::route::v3::Route {
-    let mut r = route(name, prefix("/"), to_cluster("c"));
-    r.typed_per_filter_config = configs;
-    r
-}
-
-#[test]
-fn the_most_specific_fault_config_wins() {
-    let abort = |status| controller_fault(Some((status, "m", 1_000_000)), None);
-    let disabled = FilterConfig {
-        config: None,
-        is_optional: false,
-        disabled: true,
-    };
-    let mut v = vhost(
-        "v",
-        &["a"],
-        vec![
-            fault_route("inherits", HashMap::new()),
-            with_fault(route("own", prefix("/"), to_cluster("c")), abort(7)),
-            fault_route(
-                "off",
-                HashMap::from([(FAULT.to_owned(), pack_any(disabled))]),
-            ),
-        ],
-    );
-    v.typed_per_filter_config = HashMap::from([(FAULT.to_owned(), pack_any(abort(14)))]);
-    let mut config = route_config("r", vec![v, vhost("w", &["b"], vec![ok_route()])]);
-    config.typed_per_filter_config = HashMap::from([(FAULT.to_owned(), pack_any(abort(2)))]);
-    let table = parse(config).unwrap();
-    let status = |vh: usize, r: usize| {
-        table.virtual_hosts[vh].routes[r]
-            .fault
-            .as_ref()
-            .and_then(|f| f.abort.as_ref())
-            .map(|a| a.grpc_status)
-    };
-    assert_eq!(status(0, 0), Some(14));
-    assert_eq!(status(0, 1), Some(7));
-    assert_eq!(status(0, 2), None);
-    assert_eq!(status(1, 0), Some(2));
-}
-
-#[test]
-fn other_filters_per_route_config_is_an_error_unless_optional() {
-    let router = pack_any(Router::default());
-    let err = error_of(vec![fault_route(
-        "r",
-        HashMap::from([("envoy.filters.http.rbac".to_owned(), router.clone())]),
-    )]);
-    assert_eq!(
-        err.field,
-        r#"virtual_hosts[0].routes[0].typed_per_filter_config["envoy.filters.http.rbac"]"#
-    );
-    let optional = FilterConfig {
-        config: Some(router.clone()),
-        is_optional: true,
-        disabled: false,
-    };
-    let table = parse(route_config(
-        "r",
-        vec![vhost(
-            "v",
-            &["a"],
-            vec![fault_route(
-                "r",
-                HashMap::from([("x".to_owned(), pack_any(optional))]),
-            )],
-        )],
-    ))
-    .unwrap();
-    assert_eq!(table.virtual_hosts[0].routes[0].fault, None);
-    // A non-fault config under the fault filter's name.
-    let err = error_of(vec![fault_route(
-        "r",
-        HashMap::from([(FAULT.to_owned(), router)]),
-    )]);
-    assert!(err.problem.contains("HTTPFault"), "{err}");
-}
-
-#[test]
-fn fault_errors_name_the_field_inside_the_fault() {
-    let fault = HttpFault {
-        abort: Some(FaultAbort {
-            error_type: Some(ErrorType::HeaderAbort(HeaderAbort {})),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let err = error_of(vec![with_fault(ok_route(), fault)]);
-    assert_eq!(
-        err.field,
-        r#"virtual_hosts[0].routes[0].typed_per_filter_config["envoy.filters.http.fault"].abort.header_abort"#
-    );
-    assert_eq!(err.problem, "not supported by weft-proxy");
 }
 
 #[test]

@@ -72,7 +72,11 @@ impl Call {
 
     /// The proxy answers the RPC itself: a Trailers-Only response with `code` and `message`.
     pub fn fail(self, code: u32, message: &str) -> Response<ProxyBody> {
-        tracing::debug!(code = grpc::code_name(code), message, "rpc answered by the proxy");
+        tracing::debug!(
+            code = grpc::code_name(code),
+            message,
+            "rpc answered by the proxy"
+        );
         self.finish(Some(code), 0);
         grpc::trailers_only(code, message)
     }

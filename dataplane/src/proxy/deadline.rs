@@ -90,16 +90,27 @@ mod tests {
         tx.send(Ok(Frame::data(Bytes::from_static(b"hello"))))
             .await
             .unwrap();
-        let inner = boxed(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
+        let inner = boxed(StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ));
         let deadline = Instant::now() + Duration::from_millis(50);
         let mut body = DeadlineBody::new(inner, deadline, "deadline exceeded in weft-proxy");
         let first = body.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"hello"));
-        let trailers = body.frame().await.unwrap().unwrap().into_trailers().unwrap();
+        let trailers = body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_trailers()
+            .unwrap();
         assert_eq!(trailers["grpc-status"], "4");
         assert_eq!(trailers["grpc-message"], "deadline exceeded in weft-proxy");
         assert!(body.frame().await.is_none());
-        assert!(tx.is_closed(), "the upstream stream is dropped at the deadline");
+        assert!(
+            tx.is_closed(),
+            "the upstream stream is dropped at the deadline"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,7 +60,9 @@ where
         .max_concurrent_streams(settings.max_concurrent_streams)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_header_list_size(MAX_HEADER_LIST);
+        .max_header_list_size(MAX_HEADER_LIST)
+        // gRPC has no use for `date`; an upstream's own is passed through untouched.
+        .auto_date_header(false);
     let builder = Arc::new(builder);
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();

@@ -6,15 +6,15 @@
 //! and `listener` (accepting, stream limits, graceful drain).
 
 pub mod body;
-pub mod grpc;
-pub mod fault;
-pub mod retry;
+pub mod call;
 pub mod counting;
-pub mod metrics;
-pub mod pool;
+pub mod deadline;
+pub mod fault;
+pub mod grpc;
+pub mod inbound;
 pub mod lb;
 pub mod listener;
-pub mod call;
-pub mod deadline;
-pub mod inbound;
+pub mod metrics;
 pub mod outbound;
+pub mod pool;
+pub mod retry;

@@ -46,8 +46,13 @@ impl Outbound {
         let path = request.uri().path();
         let Some(decision) = table.select(authority, path, request.headers()) else {
             let message = format!("weft-proxy: no route for {path} on authority {authority:?}");
-            return Call::new(&self.metrics, Direction::Outbound, "unknown", ("other", "other"))
-                .fail(code::UNIMPLEMENTED, &message);
+            return Call::new(
+                &self.metrics,
+                Direction::Outbound,
+                "unknown",
+                ("other", "other"),
+            )
+            .fail(code::UNIMPLEMENTED, &message);
         };
         let mut call = Call::new(
             &self.metrics,
@@ -60,10 +65,8 @@ impl Outbound {
             return call.fail(code::INTERNAL, "weft-proxy forwards gRPC only");
         }
 
-        let timeout = grpc::effective_timeout(
-            grpc::parse_timeout(request.headers()),
-            route.action.timeout,
-        );
+        let timeout =
+            grpc::effective_timeout(grpc::parse_timeout(request.headers()), route.action.timeout);
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
 
         if let Some(fault) = &route.fault {
@@ -147,9 +150,17 @@ impl Outbound {
                             .ok_or((failed, message))
                     } else {
                         let status = grpc::status_of(response.headers());
-                        let retry = status.filter(|status| *status != code::OK).and_then(|status| {
-                            self.next_attempt(policy, attempt, Some(status), replay.as_ref())
-                        });
+                        let retry =
+                            status
+                                .filter(|status| *status != code::OK)
+                                .and_then(|status| {
+                                    self.next_attempt(
+                                        policy,
+                                        attempt,
+                                        Some(status),
+                                        replay.as_ref(),
+                                    )
+                                });
                         match retry {
                             Some(next) => Ok(next),
                             None => return call.respond(response, in_flight, deadline),
@@ -254,7 +265,10 @@ fn pick_endpoint(
         .and_then(|set| upstreams.pick(set));
     match endpoint {
         Some(endpoint) => Ok((endpoint, cluster.connect_timeout)),
-        None => Err(format!("weft-proxy: no healthy endpoint for {}", cluster.service)),
+        None => Err(format!(
+            "weft-proxy: no healthy endpoint for {}",
+            cluster.service
+        )),
     }
 }
 

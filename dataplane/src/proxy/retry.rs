@@ -199,6 +199,14 @@ impl ReplayHandle {
     }
 }
 
+impl Drop for ReplayHandle {
+    /// No retry can follow: stop recording, so a long stream does not keep its first `limit`
+    /// bytes alive (frames already recorded stay for an attempt still replaying them).
+    fn drop(&mut self) {
+        lock(&self.shared).replayable = false;
+    }
+}
+
 /// One attempt's view of a replayable request body.
 pub struct ReplayBody {
     shared: Arc<Mutex<Replay>>,

@@ -286,3 +286,19 @@ async fn an_empty_body_replays_as_empty() {
     assert!(collected.trailers().is_none());
     assert!(collected.to_bytes().is_empty());
 }
+
+#[tokio::test]
+async fn recording_stops_once_no_retry_can_follow() {
+    let (tx, source) = channel_body();
+    let (mut first, handle) = replayable(source, 1024);
+    tx.send(data("kept")).await.unwrap();
+    assert_eq!(next_data(&mut first).await, "kept");
+    let mut second = handle.retry_body().unwrap();
+    drop(handle);
+    // The attempt still replays what was recorded, then streams on without recording.
+    assert_eq!(next_data(&mut second).await, "kept");
+    tx.send(data("streamed")).await.unwrap();
+    assert_eq!(next_data(&mut second).await, "streamed");
+    assert_eq!(lock(&second.shared).frames.len(), 1);
+    assert!(first.frame().await.unwrap().is_err());
+}

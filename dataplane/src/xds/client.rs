@@ -107,7 +107,7 @@ fn falls_back(protocol: XdsProtocol, on_delta: bool, ended: &Ended) -> bool {
     protocol == XdsProtocol::Auto
         && on_delta
         && !ended.received
-        && matches!(&ended.error, StreamError::Status(status) if status.code() == Code::Unimplemented)
+        && matches!(&ended.error, StreamError::Status(s) if s.code() == Code::Unimplemented)
 }
 
 enum Session {
@@ -136,7 +136,10 @@ async fn run(
             Session::Delta(mut state) => {
                 let ended = run_stream(&settings, &mut state, &out).await;
                 if falls_back(settings.protocol, true, &ended) {
-                    tracing::info!(server = %settings.server, "the xDS server does not implement Delta; using State-of-the-World");
+                    tracing::info!(
+                        server = %settings.server,
+                        "the xDS server does not implement Delta; using State-of-the-World"
+                    );
                     let state = SotwState::new(node.clone(), state.into_held());
                     session = Session::Sotw(state);
                     continue;
@@ -154,12 +157,15 @@ async fn run(
             backoff.reset();
         }
         let delay = backoff.next_delay();
+        let (server, reason) = (&settings.server, &ended.error);
         if ended.connected {
-            tracing::info!(server = %settings.server, protocol = name, reason = %ended.error, retry_in = ?delay, "disconnected from the xDS server; the last config stays in force");
+            tracing::info!(%server, protocol = name, %reason, retry_in = ?delay,
+                "disconnected from the xDS server; the last config stays in force");
         } else if !failing {
-            tracing::info!(server = %settings.server, protocol = name, reason = %ended.error, retry_in = ?delay, "cannot reach the xDS server; retrying");
+            tracing::info!(%server, protocol = name, %reason, retry_in = ?delay,
+                "cannot reach the xDS server; retrying");
         } else {
-            tracing::debug!(server = %settings.server, reason = %ended.error, retry_in = ?delay, "xDS server still unreachable");
+            tracing::debug!(%server, %reason, retry_in = ?delay, "xDS server still unreachable");
         }
         failing = !ended.connected || !ended.received;
         tokio::time::sleep(delay).await;
@@ -234,9 +240,11 @@ impl Publisher {
         let verdict = &outcome.verdict;
         self.metrics.record_verdict(verdict);
         match &verdict.rejected {
-            Some(reason) => {
-                tracing::warn!(r#type = verdict.type_name, %reason, "rejected an xDS update; the last good config stays in force")
-            }
+            Some(reason) => tracing::warn!(
+                r#type = verdict.type_name,
+                %reason,
+                "rejected an xDS update; the last good config stays in force"
+            ),
             None => tracing::debug!(r#type = verdict.type_name, "applied an xDS update"),
         }
         if outcome.changed {

@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use super::state::{
-    Held, Outcome, Protocol, Verdict, Wanted, nack_status, short_name, unknown_type,
+    Converted, Held, Outcome, Protocol, Verdict, Wanted, nack_status, short_name, unknown_type,
 };
 use crate::config::{ConfigError, ResourceKind};
 
@@ -83,7 +83,7 @@ impl DeltaState {
         &self,
         kind: ResourceKind,
         response: &DeltaDiscoveryResponse,
-    ) -> Result<Vec<(String, String, super::state::Converted)>, Vec<String>> {
+    ) -> Result<Vec<(String, String, Converted)>, Vec<String>> {
         let mut converted = Vec::new();
         let mut errors = Vec::new();
         for resource in &response.resources {
@@ -97,7 +97,11 @@ impl DeltaState {
             };
             match result {
                 Ok(value) => {
-                    converted.push((resource.name.clone(), resource.version.clone(), value))
+                    let name = match resource.name.as_str() {
+                        "" => value.name().to_string(),
+                        name => name.to_string(),
+                    };
+                    converted.push((name, resource.version.clone(), value))
                 }
                 Err(err) => errors.push(err.to_string()),
             }

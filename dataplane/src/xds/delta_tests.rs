@@ -235,3 +235,56 @@ fn resource_of_the_wrong_type_or_without_a_body_is_nacked() {
     assert_eq!(message, "Cluster c3: resource: missing");
     assert_eq!(names(state.held(), CDS), ["c1", "c2"]);
 }
+
+#[test]
+fn real_parser_errors_reach_the_nack_verbatim() {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+    };
+    use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    use envoy_types::pb::envoy::config::core::v3::{AggregatedConfigSource, ConfigSource};
+    use envoy_types::util::pack_any;
+
+    let cluster = |name: &str, lb_policy: LbPolicy| Resource {
+        name: name.into(),
+        version: "1".into(),
+        resource: Some(pack_any(Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                eds_config: Some(ConfigSource {
+                    config_source_specifier: Some(ConfigSourceSpecifier::Ads(
+                        AggregatedConfigSource::default(),
+                    )),
+                    ..Default::default()
+                }),
+                service_name: String::new(),
+            }),
+            lb_policy: lb_policy as i32,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let mut state = DeltaState::new(node(), Held::new(crate::xds::state::Parsers::default()));
+    state.start();
+    let mut good = response(CDS, "1", &[], &[]);
+    good.resources = vec![cluster("good", LbPolicy::RoundRobin)];
+    let outcome = state.handle(&good);
+    assert_eq!(outcome.verdict.rejected, None);
+    assert_eq!(outcome.requests[1].resource_names_subscribe, ["good"]);
+
+    let mut bad = response(CDS, "2", &[], &[]);
+    bad.resources = vec![
+        cluster("next", LbPolicy::RoundRobin),
+        cluster("bad", LbPolicy::RingHash),
+    ];
+    let outcome = state.handle(&bad);
+    let message = &outcome.requests[0].error_detail.as_ref().unwrap().message;
+    assert!(message.starts_with("Cluster bad: lb_policy: "), "{message}");
+    assert!(
+        !message.contains(';'),
+        "only the bad resource is named: {message}"
+    );
+    assert_eq!(names(state.held(), CDS), ["good"]);
+}

@@ -58,7 +58,7 @@ impl XdsMetrics {
         );
         registry.register(
             "weft_proxy_xds_updates",
-            "xDS responses by type and result (ack: applied; nack: rejected, last good config kept)",
+            "xDS responses by type and result (ack: applied; nack: rejected, old config kept)",
             metrics.updates.clone(),
         );
         registry.register(

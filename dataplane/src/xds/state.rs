@@ -241,7 +241,8 @@ pub fn nack_status(message: &str) -> Status {
 /// The error for a response of a type the proxy does not use.
 pub fn unknown_type(type_url: &str) -> String {
     format!(
-        "unknown type URL {type_url:?}: weft-proxy uses only Listener, RouteConfiguration, Cluster and ClusterLoadAssignment"
+        "unknown type URL {type_url:?}: weft-proxy uses only Listener, RouteConfiguration, \
+         Cluster and ClusterLoadAssignment"
     )
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A fake resource is an `Any` of the real type URL whose bytes are text:
 //! `name` or `name=ref` (a listener's route config, a cluster's EDS name, or `static` for a
-//! cluster with inline endpoints); a name starting with `!` fails to convert with a `ConfigError` naming it.
+//! cluster with inline endpoints); a name starting with `!` fails to convert with a
+//! `ConfigError` naming it.
 
 use std::collections::HashMap;
 use std::time::Duration;
