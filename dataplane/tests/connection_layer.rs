@@ -260,31 +260,38 @@ async fn a_closed_port_is_refused_before_the_request() {
     );
 }
 
+/// A raw HTTP/2 server that resets every stream with `reason`.
+async fn resetting_server(reason: h2::Reason) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let mut connection = h2::server::handshake(socket).await.unwrap();
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    respond.send_reset(reason);
+                }
+            });
+        }
+    });
+    (addr, server)
+}
+
 #[tokio::test]
-async fn stream_resets_are_classified() {
-    for (reason, before_request) in [
+async fn refused_streams_and_resets_are_classified() {
+    let cases = [
         (h2::Reason::REFUSED_STREAM, true),
         (h2::Reason::INTERNAL_ERROR, false),
-    ] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.unwrap();
-            let mut connection = h2::server::handshake(socket).await.unwrap();
-            while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                respond.send_reset(reason);
-            }
-        });
+    ];
+    for (reason, before_request) in cases {
+        let (addr, server) = resetting_server(reason).await;
         let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
-        let err = endpoint
-            .send(unary_request("x"), CONNECT)
-            .await
-            .unwrap_err();
+        let sent = endpoint.send(unary_request("x"), CONNECT).await;
+        let err = sent.unwrap_err();
         assert_eq!(err.is_before_request(), before_request, "{reason:?}: {err}");
-        assert!(
-            err.message().starts_with(&format!("upstream {addr}: ")),
-            "{err}"
-        );
+        let prefix = format!("upstream {addr}: ");
+        assert!(err.message().starts_with(&prefix), "{err}");
         server.abort();
     }
 }

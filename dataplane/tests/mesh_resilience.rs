@@ -36,11 +36,7 @@ async fn controller_loss_and_restart_do_not_disturb_traffic() {
         mesh.start_proxy(ProxyOptions::new("client-0"));
     });
     let port = mesh.proxy(0).outbound.port();
-    let connected = |mesh: &Mesh| {
-        mesh.proxy(0)
-            .metrics()
-            .sum("weft_proxy_xds_connected", &[])
-    };
+    let connected = |mesh: &Mesh| mesh.proxy(0).metrics().sum("weft_proxy_xds_connected", &[]);
     blocking(|| {
         mesh.proxy(0).wait_metric(
             "weft_proxy_xds_connected",
@@ -68,7 +64,9 @@ async fn controller_loss_and_restart_do_not_disturb_traffic() {
                 let message = format!("client {i} call {n}");
                 match unary(&mut client, request(&message), Duration::from_secs(5)).await {
                     Ok(reply) if reply.instance == "v1" => ok += 1,
-                    Ok(reply) => failures.push(format!("{message}: answered by {}", reply.instance)),
+                    Ok(reply) => {
+                        failures.push(format!("{message}: answered by {}", reply.instance))
+                    }
                     Err(status) => failures.push(format!(
                         "{message} at {:?}: {:?} {}",
                         started.elapsed(),
@@ -137,7 +135,12 @@ async fn controller_loss_and_restart_do_not_disturb_traffic() {
         failures.is_empty(),
         "{} calls failed while the controller was lost and restarted:\n{}",
         failures.len(),
-        failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(total >= 100, "only {total} calls in the whole run");
     let connections: Vec<usize> = connection_counts
@@ -188,7 +191,17 @@ fn bad_route() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rejected_update_is_nacked_and_the_last_good_config_stays() {
+async fn a_rejected_update_is_nacked_and_the_last_good_config_stays_over_delta() {
+    rejected_update("delta", "Delta").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejected_update_is_nacked_and_the_last_good_config_stays_over_sotw() {
+    rejected_update("sotw", "Sotw").await;
+}
+
+/// The NACK scenario with the proxy speaking `protocol` (the controller shows `shown`).
+async fn rejected_update(protocol: &str, shown: &str) {
     let v1 = Backend::start("v1").await.unwrap();
     let v2 = Backend::start("v2").await.unwrap();
     let mut mesh = Mesh::new();
@@ -196,8 +209,10 @@ async fn a_rejected_update_is_nacked_and_the_last_good_config_stays() {
     mesh.write("route.yaml", &weighted_route(100, 0));
     blocking(|| {
         mesh.start_controller();
-        mesh.start_proxy(ProxyOptions::new("client-0"));
+        mesh.start_proxy(ProxyOptions::new("client-0").xds_protocol(protocol));
     });
+    let status = blocking(|| mesh.controller().proxy_status("client-0.default")).unwrap();
+    assert_eq!(status["protocol"], shown, "{status:#}");
     let port = mesh.proxy(0).outbound.port();
     let mut client = client(port, GREETER).await;
     let split = unary_split(&mut client, 10).await;
@@ -209,7 +224,9 @@ async fn a_rejected_update_is_nacked_and_the_last_good_config_stays() {
     blocking(|| {
         let controller = mesh.controller();
         wait_until("the proxy's NACK at the controller", CONFIG_TIMEOUT, || {
-            last = controller.proxy_status("client-0.default").unwrap_or_default();
+            last = controller
+                .proxy_status("client-0.default")
+                .unwrap_or_default();
             Ok(!last["types"]["RDS"]["last_nack"].is_null())
         })
     })

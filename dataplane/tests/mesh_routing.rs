@@ -111,9 +111,15 @@ async fn calls_reach_the_right_backend_by_service_and_method() {
         "{status:?}"
     );
     assert!(status.message().contains("nosuch"), "{status:?}");
-    let raw = raw_unary(g.port, authority, "/weft.test.Echo/Unary", &request("x"), &[])
-        .await
-        .unwrap();
+    let raw = raw_unary(
+        g.port,
+        authority,
+        "/weft.test.Echo/Unary",
+        &request("x"),
+        &[],
+    )
+    .await
+    .unwrap();
     assert!(raw.is_trailers_only(), "{raw:?}");
 }
 
@@ -170,7 +176,10 @@ async fn a_delay_fault_slows_only_matched_calls() {
             elapsed >= Duration::from_millis(500),
             "matched call not delayed: {elapsed:?}"
         );
-        assert!(elapsed < Duration::from_secs(3), "delayed far too long: {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "delayed far too long: {elapsed:?}"
+        );
     }
     for _ in 0..2 {
         let start = Instant::now();
@@ -201,7 +210,9 @@ async fn a_delay_fault_slows_only_matched_calls() {
 async fn an_abort_fault_returns_its_code_and_message_until_removed() {
     let g = greeter(Some(weighted_route(100, 0))).await;
     let mut client = client(g.port, GREETER).await;
-    unary(&mut client, request("before"), DEADLINE).await.unwrap();
+    unary(&mut client, request("before"), DEADLINE)
+        .await
+        .unwrap();
 
     g.mesh.write(
         "fault.yaml",
@@ -225,12 +236,22 @@ async fn an_abort_fault_returns_its_code_and_message_until_removed() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(status.message(), "injected by weft", "{status:?}");
     // On the wire: Trailers-Only, exact status and message.
-    let raw = raw_unary(g.port, GREETER, "/weft.test.Echo/Unary", &request("raw"), &[])
-        .await
-        .unwrap();
+    let raw = raw_unary(
+        g.port,
+        GREETER,
+        "/weft.test.Echo/Unary",
+        &request("raw"),
+        &[],
+    )
+    .await
+    .unwrap();
     assert!(raw.is_trailers_only(), "{raw:?}");
     assert_eq!(raw.grpc_status().as_deref(), Some("8"), "{raw:?}");
-    assert_eq!(raw.grpc_message().as_deref(), Some("injected by weft"), "{raw:?}");
+    assert_eq!(
+        raw.grpc_message().as_deref(),
+        Some("injected by weft"),
+        "{raw:?}"
+    );
     assert_eq!(
         g.v1.calls() + g.v2.calls(),
         calls_before,
@@ -250,11 +271,13 @@ async fn an_abort_fault_returns_its_code_and_message_until_removed() {
         ),
     );
     blocking(|| {
-        g.mesh.proxy(0).wait_config("the UNAVAILABLE abort", |dump| {
-            routes(dump)
-                .iter()
-                .any(|r| r["fault"]["abort"]["grpc_status"] == 14)
-        });
+        g.mesh
+            .proxy(0)
+            .wait_config("the UNAVAILABLE abort", |dump| {
+                routes(dump)
+                    .iter()
+                    .any(|r| r["fault"]["abort"]["grpc_status"] == 14)
+            });
     });
     let status = unary(&mut client, request("aborted"), DEADLINE)
         .await
@@ -265,9 +288,9 @@ async fn an_abort_fault_returns_its_code_and_message_until_removed() {
     // Removing the fault restores normal calls.
     g.mesh.remove("fault.yaml");
     blocking(|| {
-        g.mesh
-            .proxy(0)
-            .wait_config("no fault", |dump| !has_fault(dump) && !routes(dump).is_empty());
+        g.mesh.proxy(0).wait_config("no fault", |dump| {
+            !has_fault(dump) && !routes(dump).is_empty()
+        });
     });
     let reply = unary(&mut client, request("back"), DEADLINE).await.unwrap();
     assert_eq!(reply.instance, "v1");
@@ -282,9 +305,11 @@ async fn a_route_timeout_caps_a_long_client_deadline() {
     );
     let g = greeter(Some(route)).await;
     blocking(|| {
-        g.mesh.proxy(0).wait_config("the 300 ms route timeout", |dump| {
-            routes(dump).iter().any(|r| r["timeout_ms"] == 300)
-        });
+        g.mesh
+            .proxy(0)
+            .wait_config("the 300 ms route timeout", |dump| {
+                routes(dump).iter().any(|r| r["timeout_ms"] == 300)
+            });
     });
     let mut client = client(g.port, GREETER).await;
     // Within the timeout: fine.
@@ -304,6 +329,22 @@ async fn a_route_timeout_caps_a_long_client_deadline() {
             "DEADLINE_EXCEEDED after {elapsed:?}, expected near the route's 300 ms"
         );
     }
+    // A client that sets no deadline gets the route's timeout as its deadline.
+    let raw = raw_unary(
+        g.port,
+        GREETER,
+        "/weft.test.Echo/Unary",
+        &slow_request("no deadline", 3000),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw.grpc_status().as_deref(), Some("4"), "{raw:?}");
+    assert!(
+        raw.elapsed >= Duration::from_millis(300) && raw.elapsed < Duration::from_millis(1500),
+        "DEADLINE_EXCEEDED after {:?} without a client deadline, expected near 300 ms",
+        raw.elapsed
+    );
     // ServerStream is not under the rule: no cap.
     let start = Instant::now();
     let mut stream = client
@@ -326,7 +367,10 @@ async fn retries_on_unavailable_reach_a_healthy_backend() {
          backendRefs: [{name: greeter, port: 50051}]\n",
     );
     let mut mesh = Mesh::new();
-    mesh.write("services.yaml", &service_yaml("greeter", &[good.addr(), bad.addr()]));
+    mesh.write(
+        "services.yaml",
+        &service_yaml("greeter", &[good.addr(), bad.addr()]),
+    );
     mesh.write("route.yaml", &no_retry);
     blocking(|| {
         mesh.start_controller();
@@ -368,8 +412,14 @@ async fn retries_on_unavailable_reach_a_healthy_backend() {
     let split = unary_split(&mut client, calls).await;
     println!("10 retries: {split:?}");
     let ok = split.get("good").copied().unwrap_or(0);
-    assert!(ok >= calls - 1, "retries did not reach the healthy backend: {split:?}");
-    assert!(bad.calls() > bad_before, "no attempt reached the failing instance");
+    assert!(
+        ok >= calls - 1,
+        "retries did not reach the healthy backend: {split:?}"
+    );
+    assert!(
+        bad.calls() > bad_before,
+        "no attempt reached the failing instance"
+    );
     let retries = blocking(|| mesh.proxy(0).metrics().sum("weft_proxy_retries_total", &[]));
     println!("weft_proxy_retries_total {retries_before} → {retries}");
     assert!(
@@ -378,7 +428,10 @@ async fn retries_on_unavailable_reach_a_healthy_backend() {
         retries - retries_before,
         bad.calls() - bad_before
     );
-    assert!(retries > retries_before, "weft_proxy_retries_total did not grow");
+    assert!(
+        retries > retries_before,
+        "weft_proxy_retries_total did not grow"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -386,7 +439,9 @@ async fn per_method_metric_series_have_the_right_labels() {
     let g = greeter(Some(weighted_route(100, 0))).await;
     let mut client = client(g.port, GREETER).await;
     for _ in 0..3 {
-        unary(&mut client, request("named"), DEADLINE).await.unwrap();
+        unary(&mut client, request("named"), DEADLINE)
+            .await
+            .unwrap();
     }
     let failed = EchoRequest {
         fail_code: Code::NotFound as i32,
@@ -428,7 +483,11 @@ async fn per_method_metric_series_have_the_right_labels() {
     );
     wait(
         "weft_proxy_rpcs_total",
-        vec![("direction", "outbound"), ("grpc_method", "other"), ("grpc_code", "OK")],
+        vec![
+            ("direction", "outbound"),
+            ("grpc_method", "other"),
+            ("grpc_code", "OK"),
+        ],
         2.0,
     );
     wait(
@@ -462,7 +521,9 @@ async fn per_method_metric_series_have_the_right_labels() {
         "destination_service={destination:?}"
     );
     assert!(
-        metrics.series("weft_proxy_rpcs_total", &[("grpc_method", "ClientStream")]).is_empty(),
+        metrics
+            .series("weft_proxy_rpcs_total", &[("grpc_method", "ClientStream")])
+            .is_empty(),
         "a method no route names got its own series:\n{}",
         metrics.text
     );

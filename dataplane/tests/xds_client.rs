@@ -132,12 +132,15 @@ async fn wait_for(
     what: &str,
     check: impl FnMut(&Arc<ProxyConfig>) -> bool,
 ) {
-    let waited = tokio::time::timeout(WAIT, rx.wait_for(check)).await;
-    assert!(
-        matches!(waited, Ok(Ok(_))),
-        "timed out waiting for {what}; config now: {:#?}",
-        rx.borrow().resources
-    );
+    let waited = tokio::time::timeout(WAIT, rx.wait_for(check))
+        .await
+        .map(|result| result.is_ok());
+    if !matches!(waited, Ok(true)) {
+        panic!(
+            "timed out waiting for {what}; config now: {:#?}",
+            rx.borrow().resources
+        );
+    }
 }
 
 fn metrics_text(registry: &Registry) -> String {
@@ -175,7 +178,7 @@ async fn scenario(protocol: XdsProtocol, front: Option<(u16, u16)>) {
     let client = spawn(settings, tx, metrics.clone());
 
     wait_for(&mut rx, "greeter", |c| serves(c, GREETER, v1)).await;
-    let versions = &rx.borrow().resources.versions;
+    let versions = rx.borrow().resources.versions.clone();
     assert_eq!(versions.len(), 4, "a version per type: {versions:?}");
     let text = metrics_text(&registry);
     assert!(text.contains("weft_proxy_xds_connected 1"), "{text}");

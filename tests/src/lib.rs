@@ -7,4 +7,5 @@ pub mod envoy;
 pub mod interop;
 pub mod kube;
 pub mod process;
+pub mod prometheus;
 pub mod tools;

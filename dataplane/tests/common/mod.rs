@@ -71,7 +71,14 @@ fn build_controller() -> PathBuf {
     let profile = profile_dir.file_name().unwrap().to_str().unwrap();
     let mut command = Command::new(env!("CARGO"));
     command
-        .args(["build", "--bin", "weft-controller", "-p", "weft-controller", "--locked"])
+        .args([
+            "build",
+            "--bin",
+            "weft-controller",
+            "-p",
+            "weft-controller",
+            "--locked",
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -109,6 +116,19 @@ fn build_controller() -> PathBuf {
     bin
 }
 
+/// Keeps the caller's environment from configuring a process behind the test's back: every
+/// `WEFT_*` setting (each flag has one) and `RUST_LOG` (it overrides `--log-level`).
+fn clean_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("WEFT_") || n == "RUST_LOG")
+        {
+            command.env_remove(name);
+        }
+    }
+}
+
 // ---------------------------------------------------------------- admin HTTP
 
 fn agent() -> ureq::Agent {
@@ -121,7 +141,10 @@ fn agent() -> ureq::Agent {
 
 fn http_get(agent: &ureq::Agent, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let url = format!("http://{addr}{path}");
-    let mut response = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+    let mut response = agent
+        .get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status().as_u16();
     Ok((status, response.body_mut().read_to_string()?))
 }
@@ -150,7 +173,9 @@ impl Controller {
             .arg(config_dir)
             .args(["--xds-addr", &xds_addr.to_string()])
             .args(["--admin-addr", &admin_addr.to_string()])
-            .args(["--log-level", "info"]);
+            .args(["--log-level", "info"])
+            .env("NO_COLOR", "1");
+        clean_env(&mut command);
         let process = Process::spawn("weft-controller", command, log)?;
         let mut controller = Controller {
             process,
@@ -272,8 +297,11 @@ fn loopback(port: u16) -> SocketAddr {
 
 impl Proxy {
     fn spawn(options: &ProxyOptions, xds_url: &str, log: &Path) -> anyhow::Result<Proxy> {
-        let (outbound, inbound, admin_addr) =
-            (loopback(free_port()), loopback(free_port()), loopback(free_port()));
+        let (outbound, inbound, admin_addr) = (
+            loopback(free_port()),
+            loopback(free_port()),
+            loopback(free_port()),
+        );
         let app = options.app_addr.unwrap_or_else(|| loopback(free_port()));
         let mut command = Command::new(PROXY_BIN);
         command
@@ -286,7 +314,9 @@ impl Proxy {
             .args(["--drain-timeout", &options.drain_timeout])
             .args(["--xds-protocol", &options.xds_protocol])
             .args(["--log-level", "info"])
-            .args(&options.extra_args);
+            .args(&options.extra_args)
+            .env("NO_COLOR", "1");
+        clean_env(&mut command);
         let process = Process::spawn(&options.node_id, command, log)?;
         let mut proxy = Proxy {
             process,
@@ -382,12 +412,16 @@ impl Proxy {
         check: impl Fn(f64) -> bool,
     ) -> f64 {
         let mut last = None;
-        wait_until(&format!("{name}{labels:?} on {}", self.node_id), timeout, || {
-            let metrics = self.metrics();
-            let value = metrics.sum(name, labels);
-            last = Some(metrics);
-            Ok(check(value))
-        })
+        wait_until(
+            &format!("{name}{labels:?} on {}", self.node_id),
+            timeout,
+            || {
+                let metrics = self.metrics();
+                let value = metrics.sum(name, labels);
+                last = Some(metrics);
+                Ok(check(value))
+            },
+        )
         .unwrap_or_else(|err| {
             let text = last.map(|m| m.text).unwrap_or_default();
             panic!("{err:#}\n/metrics:\n{text}")
@@ -500,7 +534,9 @@ impl Mesh {
     }
 
     pub fn controller(&self) -> &Controller {
-        self.controller.as_ref().expect("the controller is not running")
+        self.controller
+            .as_ref()
+            .expect("the controller is not running")
     }
 
     /// Starts a proxy connected to the controller (or to `xds_url` when the controller is
@@ -589,7 +625,9 @@ pub fn service_yaml(name: &str, endpoints: &[SocketAddr]) -> String {
 
 /// Services `greeter` (→ v1), `greeter-v1` (→ v1) and `greeter-v2` (→ v2).
 pub fn greeter_services(v1: SocketAddr, v2: SocketAddr) -> String {
-    service_yaml("greeter", &[v1]) + &service_yaml("greeter-v1", &[v1]) + &service_yaml("greeter-v2", &[v2])
+    service_yaml("greeter", &[v1])
+        + &service_yaml("greeter-v1", &[v1])
+        + &service_yaml("greeter-v2", &[v2])
 }
 
 /// GrpcRoute `name` on Service `greeter` with `rules` (YAML list items, indented 2).
@@ -718,7 +756,9 @@ impl Metrics {
 
     /// The sum of those samples (0 when there are none).
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.series(name, labels).iter().map(|s| s.value).sum()
+        self.series(name, labels)
+            .iter()
+            .fold(0.0, |sum, s| sum + s.value)
     }
 
     /// Whether any sample named `name` exists.
@@ -841,7 +881,9 @@ pub async fn unary(
     let call = client.unary(with_deadline(message, deadline));
     match tokio::time::timeout(deadline + Duration::from_secs(5), call).await {
         Ok(result) => result.map(tonic::Response::into_inner),
-        Err(_) => Err(tonic::Status::unknown("test: the call hung past its deadline")),
+        Err(_) => Err(tonic::Status::unknown(
+            "test: the call hung past its deadline",
+        )),
     }
 }
 
@@ -852,7 +894,12 @@ pub async fn unary_split(
 ) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for i in 0..calls {
-        let key = match unary(client, request(&format!("split {i}")), Duration::from_secs(10)).await
+        let key = match unary(
+            client,
+            request(&format!("split {i}")),
+            Duration::from_secs(10),
+        )
+        .await
         {
             Ok(reply) => reply.instance,
             Err(status) => format!("error: {:?}", status.code()),
