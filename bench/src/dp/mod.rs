@@ -1,0 +1,289 @@
+//! The data-plane benchmark: start the rig (`rig`), check each topology with a real gRPC
+//! call (`client`), read the proxies' idle RSS, calibrate the saturation point, then run
+//! every workload on every topology in interleaved rounds (`model::schedule`), measuring
+//! each run (`measure`). Figures are computed later from the runs (`figures`).
+
+pub mod client;
+pub mod envoy;
+pub mod figures;
+pub mod measure;
+pub mod model;
+pub mod openloop;
+pub mod rig;
+pub mod server;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weft_tests::tools;
+
+use crate::meshconfig::{self, DATA_NAMESPACE};
+use crate::procfs::ProcessProbe;
+use measure::{RunFiles, Target, Timing};
+use model::{RunResult, TopoId, Workload};
+use rig::{Bins, Rig};
+
+/// How the data-plane benchmark runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rounds: u32,
+    pub timing: Timing,
+    /// Fixed open-loop rates; a higher one is added when calibration shows room for it.
+    pub rates: Vec<u32>,
+    pub calibration: Duration,
+}
+
+/// Everything the data-plane benchmark measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub topologies: Vec<TopoId>,
+    /// Topologies that could not be measured, and why.
+    pub unavailable: Vec<(TopoId, String)>,
+    /// Each proxy's RSS (bytes) with its config loaded, before any traffic.
+    pub idle_rss: Vec<(String, f64)>,
+    /// Closed-loop calls per second in the calibration run, per topology.
+    pub calibration: Vec<(TopoId, f64)>,
+    pub workloads: Vec<Workload>,
+    pub runs: Vec<RunResult>,
+    pub notes: Vec<String>,
+    pub rounds: u32,
+    pub warmup_secs: f64,
+    pub duration_secs: f64,
+}
+
+/// Runs the whole data-plane benchmark.
+pub fn run(bins: &Bins, options: &Options) -> anyhow::Result<Report> {
+    eprintln!("[data plane] starting the server, weft-controller, weft-proxy ×2 and Envoy ×2");
+    let rig = Rig::start(bins)?;
+    let mut unavailable = Vec::new();
+    let mut targets = vec![Target {
+        topo: TopoId::Direct,
+        addr: rig.backend,
+        authority: meshconfig::authority("echo", DATA_NAMESPACE),
+        proxies: vec![],
+    }];
+    let mut idle_rss = Vec::new();
+    std::thread::sleep(Duration::from_secs(2));
+    for (pair, hop, two, name) in [
+        (&rig.weft, TopoId::WeftHop, TopoId::WeftPair, "weft"),
+        (&rig.envoy, TopoId::EnvoyHop, TopoId::EnvoyPair, "envoy"),
+    ] {
+        match pair {
+            Ok(pair) => {
+                let a = ProcessProbe::new(pair.hop.pid());
+                let b = ProcessProbe::new(pair.inbound_side.pid());
+                idle_rss.push((format!("{name}-a"), a.rss()? as f64));
+                idle_rss.push((format!("{name}-b"), b.rss()? as f64));
+                let addr = ([127, 0, 0, 1], pair.hop_outbound).into();
+                targets.push(Target {
+                    topo: hop,
+                    addr,
+                    authority: meshconfig::authority("echo", DATA_NAMESPACE),
+                    proxies: vec![a],
+                });
+                targets.push(Target {
+                    topo: two,
+                    addr,
+                    authority: meshconfig::authority(&format!("echo-{name}-pair"), DATA_NAMESPACE),
+                    proxies: vec![a, b],
+                });
+            }
+            Err(why) => {
+                eprintln!("[data plane] {name} proxies did not start: {why}");
+                unavailable.push((hop, why.clone()));
+                unavailable.push((two, why.clone()));
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    targets.retain(
+        |t| match runtime.block_on(client::probe(t.addr, &t.authority)) {
+            Ok(()) => true,
+            Err(err) => {
+                eprintln!(
+                    "[data plane] {} fails its probe call: {err:#}",
+                    t.topo.label()
+                );
+                unavailable.push((t.topo, format!("probe call failed: {err:#}")));
+                false
+            }
+        },
+    );
+    drop(runtime);
+
+    let files = RunFiles {
+        h2load: tools::tool("h2load"),
+        body: rig.work.path().join("request.bin"),
+        dir: rig.work.path().to_path_buf(),
+        bins: bins.clone(),
+    };
+    std::fs::write(
+        &files.body,
+        crate::h2load::grpc_frame(&crate::h2load::unary_request()),
+    )?;
+
+    let calibration_timing = Timing {
+        warmup: Duration::from_secs(1),
+        duration: options.calibration,
+    };
+    let mut calibration = Vec::new();
+    for target in &targets {
+        let run = measure::unary(&files, target, Workload::Closed, 0, calibration_timing)?;
+        eprintln!(
+            "[data plane] calibration {}: {:.0} calls/s closed loop",
+            target.topo.label(),
+            run.rps
+        );
+        calibration.push((target.topo, run.rps));
+    }
+    let (workloads, notes) = workloads(options, &calibration);
+
+    let topos: Vec<TopoId> = targets.iter().map(|t| t.topo).collect();
+    let plan = model::schedule(options.rounds, &workloads, &topos);
+    let mut runs = Vec::new();
+    for (i, (round, workload, topo)) in plan.iter().copied().enumerate() {
+        let Some(target) = targets.iter().find(|t| t.topo == topo) else {
+            continue;
+        };
+        if let Workload::Open(rate) = workload
+            && !within_capacity(rate, topo, &calibration)
+        {
+            continue;
+        }
+        let run = match workload {
+            Workload::Closed => measure::unary(&files, target, workload, round, options.timing)?,
+            _ => measure::rig_client(&files, target, workload, round, options.timing)?,
+        };
+        eprintln!("[data plane] {}/{} {}", i + 1, plan.len(), describe(&run));
+        runs.push(run);
+    }
+    Ok(Report {
+        topologies: topos,
+        unavailable,
+        idle_rss,
+        calibration,
+        workloads,
+        runs,
+        notes,
+        rounds: options.rounds,
+        warmup_secs: options.timing.warmup.as_secs_f64(),
+        duration_secs: options.timing.duration.as_secs_f64(),
+    })
+}
+
+/// An open-loop rate is run on a topology only below 85% of its calibrated saturation
+/// (above it, latency measures the queue, not the proxy).
+fn within_capacity(rate: u32, topo: TopoId, calibration: &[(TopoId, f64)]) -> bool {
+    calibration
+        .iter()
+        .find(|(t, _)| *t == topo)
+        .is_none_or(|(_, sat)| f64::from(rate) <= 0.85 * sat)
+}
+
+/// The workloads to run: the fixed rates, a higher rate if every one-hop proxy has room
+/// for it (60% of the slowest one's saturation, in thousands), closed loop, ping-pong.
+pub fn workloads(options: &Options, calibration: &[(TopoId, f64)]) -> (Vec<Workload>, Vec<String>) {
+    let mut workloads: Vec<Workload> = options.rates.iter().map(|r| Workload::Open(*r)).collect();
+    let mut notes = Vec::new();
+    let slowest_hop = calibration
+        .iter()
+        .filter(|(t, _)| matches!(t, TopoId::WeftHop | TopoId::EnvoyHop))
+        .map(|(_, rps)| *rps)
+        .fold(f64::INFINITY, f64::min);
+    let highest = options.rates.iter().copied().max().unwrap_or(0);
+    if slowest_hop.is_finite() {
+        let high = ((0.6 * slowest_hop) / 1000.0).floor() as u32 * 1000;
+        if high > highest {
+            workloads.push(Workload::Open(high));
+            notes.push(format!("Higher open-loop rate: {high} rps (60% of the slowest one-hop proxy's calibrated saturation, {slowest_hop:.0} calls/s)."));
+        } else {
+            notes.push(format!("No rate above {highest} rps: the slowest one-hop proxy saturates at {slowest_hop:.0} calls/s in calibration."));
+        }
+    }
+    for (topo, rps) in calibration {
+        for w in &workloads {
+            if let Workload::Open(rate) = w
+                && f64::from(*rate) > 0.85 * rps
+            {
+                notes.push(format!("{} is not run at {rate} rps: above 85% of its calibrated saturation ({rps:.0} calls/s).", topo.label()));
+            }
+        }
+    }
+    workloads.push(Workload::Closed);
+    workloads.push(Workload::PingPong);
+    (workloads, notes)
+}
+
+fn describe(run: &RunResult) -> String {
+    let latency = run.latency.map_or("no latency".to_string(), |p| {
+        format!(
+            "p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs",
+            p.p50, p.p99, p.p999
+        )
+    });
+    format!(
+        "round {} · {} · {}: {:.0}/s, {latency}, proxy {:.2} cores{}",
+        run.round + 1,
+        run.workload.label(),
+        run.topo.label(),
+        run.rps,
+        run.proxy_cores,
+        run.note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            rounds: 1,
+            timing: Timing {
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(1),
+            },
+            rates: vec![1000, 5000],
+            calibration: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_higher_rate_when_there_is_room() {
+        let calibration = [
+            (TopoId::WeftHop, 40_000.0),
+            (TopoId::EnvoyHop, 20_500.0),
+            (TopoId::EnvoyPair, 9000.0),
+        ];
+        let (workloads, notes) = workloads(&options(), &calibration);
+        assert_eq!(
+            workloads,
+            [
+                Workload::Open(1000),
+                Workload::Open(5000),
+                Workload::Open(12000),
+                Workload::Closed,
+                Workload::PingPong
+            ]
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("T2 Envoy pair is not run at 12000"))
+        );
+        assert!(!within_capacity(12000, TopoId::EnvoyPair, &calibration));
+        assert!(within_capacity(12000, TopoId::Direct, &calibration));
+    }
+
+    #[test]
+    fn no_higher_rate_on_a_slow_machine() {
+        let (workloads, notes) = workloads(&options(), &[(TopoId::EnvoyHop, 7000.0)]);
+        assert_eq!(workloads.len(), 4);
+        assert!(notes[0].starts_with("No rate above 5000"));
+    }
+}
