@@ -42,6 +42,7 @@ fn bad_flag_is_one_line_and_non_zero() {
 fn runs_and_answers_on_its_admin_port_until_terminated() {
     let mut child = Command::new(BIN)
         .args(["--node-id", "test-0.default", "--admin-addr", "127.0.0.1:0"])
+        .args(["--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -50,9 +51,9 @@ fn runs_and_answers_on_its_admin_port_until_terminated() {
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
     let admin = line
-        .split("admin on ")
+        .split(", admin ")
         .nth(1)
-        .and_then(|rest| rest.split(';').next())
+        .and_then(|rest| rest.split(',').next())
         .unwrap_or_else(|| panic!("no admin address in {line:?}"));
 
     assert_eq!(

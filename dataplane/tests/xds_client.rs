@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a failed step is reported
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,15 +27,11 @@ use tonic::{Request, Response, Status, Streaming};
 use weft_proxy::XdsProtocol;
 use weft_proxy::config::ProxyConfig;
 use weft_proxy::xds::{XdsMetrics, XdsSettings, node_from, spawn};
+use weft_tests::process::free_port;
 
 const GREETER: &str = "outbound|50051||greeter.default.svc.cluster.local";
 const WEATHER: &str = "outbound|50051||weather.default.svc.cluster.local";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// The controller on its own thread and runtime: stopping it drops every task, so its
 /// connections close as if the process had died.
