@@ -26,10 +26,13 @@
 //! - A name (kind, namespace, name) defined in two files belongs to the file that already
 //!   had it, else to the first file in path order; the other definition is reported as an
 //!   error on its own file and ignored, while the rest of that file applies.
-//! - Change detection polls every 250 ms (no `notify` dependency; robust with editors'
-//!   rename-on-save and ConfigMap symlink swaps). A change, or a removal, is acted on once it
-//!   has looked the same on two polls in a row, so a half-written file or the gap in a
-//!   non-atomic save is not loaded; a change is in the index within about half a second.
+//! - Change detection: the directory is watched (inotify), and polled every 250 ms as a
+//!   fallback (a symlinked file's target outside the directory, a file system without
+//!   notifications). A change, or a removal, is acted on once it has looked the same on two
+//!   polls in a row, so a half-written file or the gap in a non-atomic save is not loaded.
+//!   A notification triggers a poll at once and, while something is settling, polls follow
+//!   every 10 ms: a saved file is in the index within a few tens of milliseconds (about
+//!   half a second without notifications).
 
 mod error;
 mod parse;

@@ -4,6 +4,10 @@
 //! A plain thread rather than a task: the work is blocking file I/O, the loop needs no
 //! runtime (it works under any tokio flavour, or none), and dropping the handle ends it at
 //! once. Subscribers learn about changes through a `tokio::sync::watch` revision counter.
+//!
+//! The thread sleeps on a channel: a directory notification (from `notify`) wakes it for a
+//! poll at once, the poll interval is the fallback, and while a changed file is settling
+//! the next poll comes after [`SETTLE_INTERVAL`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,8 +23,21 @@ use super::scan::DirScanner;
 use super::state::{LocalState, Update};
 use crate::source::SharedIndex;
 
-/// How often the directory is polled: a change is in the index within two polls.
+/// How often the directory is polled without notifications: a change is in the index
+/// within two polls.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The next poll after one that saw a change: the change is read once it looks the same.
+const SETTLE_INTERVAL: Duration = Duration::from_millis(10);
+/// Notifications this close together are one wake-up (an editor's save is several).
+const NOTIFY_COALESCE: Duration = Duration::from_millis(2);
+
+/// What wakes the source thread.
+enum Wake {
+    /// Something in the directory changed.
+    Changed,
+    /// The handle was dropped or stopped.
+    Stop,
+}
 
 /// The local source, before it starts.
 #[derive(Debug, Clone)]
@@ -58,7 +75,7 @@ impl LocalSource {
     /// listed. Broken files are not a failure: they are in [`LocalSourceHandle::current_errors`].
     pub async fn start(self, index: SharedIndex) -> Result<LocalSourceHandle, LocalSourceError> {
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (stop_tx, stop_rx) = mpsc::channel();
+        let (wake_tx, wake_rx) = mpsc::channel();
         let (revision_tx, mut revision) = watch::channel(0);
         let errors = Arc::new(Mutex::new(Vec::new()));
         let mut worker = Worker {
@@ -70,16 +87,36 @@ impl LocalSource {
             dir_error: None,
         };
         let interval = self.poll_interval;
+        let watcher = watch_dir(&self.dir, wake_tx.clone());
         let thread = std::thread::Builder::new()
             .name("weft-local-source".into())
             .spawn(move || {
+                let _watcher = watcher; // notifications stop when the thread ends
                 let synced = worker.first_sync();
                 let failed = synced.is_err();
                 if ready_tx.send(synced).is_err() || failed {
                     return;
                 }
-                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                let mut next_poll = interval;
+                loop {
+                    match wake_rx.recv_timeout(next_poll) {
+                        Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Ok(Wake::Changed) => {
+                            // Let a burst of notifications end; a stop still ends the thread.
+                            while let Ok(wake) = wake_rx.recv_timeout(NOTIFY_COALESCE) {
+                                if let Wake::Stop = wake {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
                     worker.poll();
+                    next_poll = if worker.scanner.settling() {
+                        SETTLE_INTERVAL
+                    } else {
+                        interval
+                    };
                 }
             })
             .map_err(LocalSourceError::Thread)?;
@@ -98,7 +135,7 @@ impl LocalSource {
             dir: self.dir,
             revision,
             errors,
-            stop: Some(stop_tx),
+            stop: wake_tx,
             thread: Some(thread),
         })
     }
@@ -110,7 +147,7 @@ pub struct LocalSourceHandle {
     dir: PathBuf,
     revision: watch::Receiver<u64>,
     errors: Arc<Mutex<Vec<FileError>>>,
-    stop: Option<mpsc::Sender<()>>,
+    stop: mpsc::Sender<Wake>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -137,7 +174,7 @@ impl LocalSourceHandle {
 
     /// Stops polling and waits for the thread to end (at most one poll's work).
     pub fn stop(mut self) {
-        self.stop.take();
+        let _ = self.stop.send(Wake::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -146,7 +183,33 @@ impl LocalSourceHandle {
 
 impl Drop for LocalSourceHandle {
     fn drop(&mut self) {
-        self.stop.take(); // the thread sees the channel close and ends
+        let _ = self.stop.send(Wake::Stop); // the thread ends at its next wake-up, at once
+    }
+}
+
+/// Watches `dir` (not its subdirectories) and sends [`Wake::Changed`] on every change (an
+/// error too: a poll then finds out what happened).
+/// Without notifications (none on this file system, or the inotify limit reached) the
+/// source still works by polling, so this only warns.
+fn watch_dir(dir: &Path, wake: mpsc::Sender<Wake>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Opening a file is reported too, and this source's own reads would wake it again.
+        let access = matches!(&event, Ok(e) if matches!(e.kind, notify::EventKind::Access(_)));
+        if !access {
+            let _ = wake.send(Wake::Changed);
+        }
+    })
+    .and_then(|mut watcher| {
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(watcher)
+    });
+    match watcher {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), %err, "no change notifications; polling only");
+            None
+        }
     }
 }
 

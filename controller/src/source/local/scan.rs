@@ -39,6 +39,8 @@ struct Tracked {
 pub struct DirScanner {
     dir: PathBuf,
     tracked: BTreeMap<PathBuf, Tracked>,
+    /// The last poll saw a file change: it is read once it looks the same on the next.
+    settling: bool,
 }
 
 impl DirScanner {
@@ -46,11 +48,18 @@ impl DirScanner {
         Self {
             dir: dir.into(),
             tracked: BTreeMap::new(),
+            settling: false,
         }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the last poll saw a file change that the next poll will act on once the
+    /// file looks the same again (so the next poll should come soon).
+    pub fn settling(&self) -> bool {
+        self.settling
     }
 
     /// Reads every file now (the first full sync): no waiting for files to settle.
@@ -76,11 +85,13 @@ impl DirScanner {
         let paths: BTreeSet<PathBuf> = listed.keys().chain(self.tracked.keys()).cloned().collect();
         let now = SystemTime::now();
         let mut events = Vec::new();
+        self.settling = false;
         for path in paths {
             let current = listed.get(&path).copied();
             let tracked = self.tracked.entry(path.clone()).or_default();
             let previous = std::mem::replace(&mut tracked.polled, current);
             if current != previous {
+                self.settling = true;
                 continue; // changed since the last poll: wait for it to settle
             }
             match current {
