@@ -15,9 +15,9 @@ use crate::model::Index;
 use crate::xds::{self, ResourceReport};
 
 /// How long the index must be quiet before a push.
-pub const QUIET: Duration = Duration::from_millis(30);
+pub const QUIET: Duration = Duration::from_millis(10);
 /// The most a push waits after the first change of a burst.
-pub const MAX_DELAY: Duration = Duration::from_millis(150);
+pub const MAX_DELAY: Duration = Duration::from_millis(100);
 
 /// The latest translation: the snapshot served, and a report per user resource.
 #[derive(Debug, Default, Clone)]
@@ -65,7 +65,10 @@ fn publish(
         xds::translate_for(&index, client_namespaces.iter().map(String::as_str))
     };
     let snapshot = Arc::new(translation.snapshot);
-    let is_new = snapshots.borrow().as_deref() != Some(&snapshot);
+    let is_new = !snapshots
+        .borrow()
+        .as_deref()
+        .is_some_and(|current| current.same_content(&snapshot));
     if is_new {
         snapshots.send_replace(Some(snapshot.clone()));
     }
@@ -107,7 +110,7 @@ mod tests {
         let (tx, mut rx) = watch::channel(0u64);
         let ticker = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(QUIET / 2).await; // never quiet for long enough
                 tx.send_modify(|revision| *revision += 1);
             }
         });

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use super::progress::{ClientEvent, Nack, NonceSource, TypeProgress};
-use super::snapshot::{Snapshot, VersionedResource};
+use super::snapshot::{Snapshot, TypeResources, VersionedResource};
 use super::types::ResourceType;
 
 /// The result of handling one request.
@@ -34,28 +34,36 @@ pub struct DeltaStream {
 }
 
 /// What the client holds under a name: a version, or our word that it does not exist.
+/// Names and versions are `Arc<str>` shared with the snapshot (see [`Interner`]): with a
+/// thousand proxies each holding thousands of resources, owned strings per stream would
+/// make the controller's memory grow with proxies × resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Held {
-    Version(String),
+    Version(Arc<str>),
     Absent,
 }
 
 #[derive(Debug)]
 struct Pending {
     system_version: String,
-    changes: Vec<(String, Held)>,
+    changes: Vec<(Arc<str>, Held)>,
 }
 
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
-    names: BTreeSet<String>,
+    names: BTreeSet<Arc<str>>,
     /// ACKed (or announced on reconnect) state of the client.
-    acked: BTreeMap<String, Held>,
+    acked: BTreeMap<Arc<str>, Held>,
     /// Sent, not yet ACKed, in nonce order.
     pending: BTreeMap<u64, Pending>,
     /// Versions the client rejected, by name.
-    rejected: BTreeMap<String, String>,
+    rejected: BTreeMap<Arc<str>, Arc<str>>,
+    /// The resource set the last diff covered. While the snapshot's set has its version and
+    /// nothing but ACKs happened since, there is nothing to send; when only the snapshot
+    /// moved on, only what differs between the two sets needs a look. With a thousand
+    /// proxies holding thousands of resources each, that is most of a push's cost.
+    diffed: Option<Arc<TypeResources>>,
     progress: TypeProgress,
 }
 
@@ -69,14 +77,14 @@ impl TypeState {
                 p.changes
                     .iter()
                     .rev()
-                    .find(|(n, _)| n == name)
+                    .find(|(n, _)| **n == *name)
                     .map(|(_, h)| h)
             })
             .or_else(|| self.acked.get(name))
     }
 
-    fn held_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.acked.keys().cloned().collect();
+    fn held_names(&self) -> BTreeSet<Arc<str>> {
+        let mut names: BTreeSet<Arc<str>> = self.acked.keys().cloned().collect();
         for pending in self.pending.values() {
             names.extend(pending.changes.iter().map(|(n, _)| n.clone()));
         }
@@ -87,12 +95,46 @@ impl TypeState {
         self.wildcard || self.names.contains(name)
     }
 
+    /// What `diff` would say, when the client was brought up to `prev` by the last diff
+    /// and only the snapshot changed since: looks only at resources whose version differs
+    /// between `prev` and `all` (one ordered walk over both sets).
+    fn diff_since(
+        &self,
+        prev: &TypeResources,
+        all: &TypeResources,
+    ) -> (Vec<Arc<VersionedResource>>, Vec<Arc<str>>) {
+        let (mut changed, mut gone) = (Vec::new(), Vec::new());
+        let mut old = prev.iter().peekable();
+        for resource in all.iter() {
+            while let Some(o) = old.next_if(|o| o.name < resource.name) {
+                gone.push(o.name.clone());
+            }
+            match old.next_if(|o| o.name == resource.name) {
+                Some(o) if o.version == resource.version => {}
+                _ => changed.push(resource),
+            }
+        }
+        gone.extend(old.map(|o| o.name.clone()));
+        let upserts = changed
+            .into_iter()
+            .filter(|r| self.subscribed(&r.name))
+            .filter(|r| !matches!(self.held(&r.name), Some(Held::Version(v)) if *v == r.version))
+            .filter(|r| self.rejected.get(&*r.name) != Some(&r.version))
+            .cloned()
+            .collect();
+        let removals = gone
+            .into_iter()
+            .filter(|n| self.subscribed(n) && matches!(self.held(n), Some(Held::Version(_))))
+            .collect();
+        (upserts, removals)
+    }
+
     /// Resources to send (new or changed, not rejected) and names to remove.
     fn diff(
         &self,
         ty: ResourceType,
         snapshot: &Snapshot,
-    ) -> (Vec<Arc<VersionedResource>>, Vec<String>) {
+    ) -> (Vec<Arc<VersionedResource>>, Vec<Arc<str>>) {
         let all = snapshot.resources(ty);
         let candidates: Vec<&Arc<VersionedResource>> = if self.wildcard {
             all.iter().collect()
@@ -101,11 +143,11 @@ impl TypeState {
         };
         let upserts = candidates
             .into_iter()
-            .filter(|r| self.held(&r.name) != Some(&Held::Version(r.version.clone())))
-            .filter(|r| self.rejected.get(&r.name) != Some(&r.version))
+            .filter(|r| !matches!(self.held(&r.name), Some(Held::Version(v)) if *v == r.version))
+            .filter(|r| self.rejected.get(&*r.name) != Some(&r.version))
             .cloned()
             .collect();
-        let mut removals: BTreeSet<String> = self
+        let mut removals: BTreeSet<Arc<str>> = self
             .held_names()
             .into_iter()
             .filter(|n| all.get(n).is_none() && self.subscribed(n))
@@ -119,6 +161,26 @@ impl TypeState {
                 .cloned(),
         );
         (upserts, removals.into_iter().collect())
+    }
+}
+
+/// Hands out the snapshot's own `Arc<str>` for a name (and for a version the client says it
+/// holds, when it is the snapshot's), so per-stream state shares strings instead of
+/// copying them; names the snapshot does not have get a fresh allocation.
+struct Interner<'a>(&'a TypeResources);
+
+impl Interner<'_> {
+    fn name(&self, name: &str) -> Arc<str> {
+        self.0
+            .get(name)
+            .map_or_else(|| Arc::from(name), |r| r.name.clone())
+    }
+
+    fn version(&self, name: &str, version: &str) -> Arc<str> {
+        match self.0.get(name) {
+            Some(r) if *r.version == *version => r.version.clone(),
+            _ => Arc::from(version),
+        }
     }
 }
 
@@ -165,31 +227,48 @@ impl DeltaStream {
 
         if first {
             st.wildcard = ty.empty_means_wildcard() && req.resource_names_subscribe.is_empty();
+            let interner = Interner(snapshot.resources(ty));
             for (name, version) in &req.initial_resource_versions {
-                st.acked
-                    .insert(name.clone(), Held::Version(version.clone()));
+                st.acked.insert(
+                    interner.name(name),
+                    Held::Version(interner.version(name, version)),
+                );
             }
         }
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 st.wildcard = true;
             } else {
-                st.names.insert(name.clone());
+                st.names.insert(Interner(snapshot.resources(ty)).name(name));
             }
         }
         for name in &req.resource_names_unsubscribe {
             if name == "*" {
                 st.wildcard = false;
             } else {
-                st.names.remove(name);
-                st.acked.remove(name);
-                st.rejected.remove(name);
+                st.names.remove(name.as_str());
+                st.acked.remove(name.as_str());
+                st.rejected.remove(name.as_str());
             }
         }
 
+        // A plain ACK changes nothing the client should get: skip the diff.
+        let subscriptions_changed = first
+            || !req.resource_names_subscribe.is_empty()
+            || !req.resource_names_unsubscribe.is_empty();
+        let all = snapshot.shared_resources(ty);
+        if !subscriptions_changed
+            && st
+                .diffed
+                .as_ref()
+                .is_some_and(|d| d.version() == all.version())
+        {
+            return reply;
+        }
         let (upserts, removals) = st.diff(ty, snapshot);
+        st.diffed = Some(all.clone());
         if first || !upserts.is_empty() || !removals.is_empty() {
-            reply.responses.push(respond(
+            reply.responses.extend(respond(
                 ty,
                 st,
                 snapshot,
@@ -210,9 +289,15 @@ impl DeltaStream {
             let Some(st) = self.types.get_mut(&ty) else {
                 continue;
             };
-            let (upserts, removals) = st.diff(ty, snapshot);
+            let all = snapshot.shared_resources(ty);
+            let (upserts, removals) = match &st.diffed {
+                Some(prev) if prev.version() == all.version() => continue,
+                Some(prev) => st.diff_since(prev, all),
+                None => st.diff(ty, snapshot),
+            };
+            st.diffed = Some(all.clone());
             if !upserts.is_empty() {
-                responses.push(respond(
+                responses.extend(respond(
                     ty,
                     st,
                     snapshot,
@@ -227,7 +312,7 @@ impl DeltaStream {
         }
         for (ty, removals) in removals_by_type.into_iter().rev() {
             if let Some(st) = self.types.get_mut(&ty) {
-                responses.push(respond(
+                responses.extend(respond(
                     ty,
                     st,
                     snapshot,
@@ -250,6 +335,7 @@ fn settle(
 ) -> ClientEvent {
     match &req.error_detail {
         Some(error) => {
+            st.diffed = None; // what the client holds is not what was diffed against
             for (name, held) in pending.changes {
                 if let Held::Version(version) = held {
                     st.rejected.insert(name, version);
@@ -276,17 +362,62 @@ fn settle(
     }
 }
 
+/// Upserts of one type go out in responses of at most about this many bytes of resources
+/// (a larger resource goes alone). tonic's encoder keeps the allocation its buffer grew to
+/// for as long as the stream lives, so a single 1 MB initial response would pin about 1 MB
+/// per connected proxy; the client applies each response as it comes, in order.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// One or more responses (see [`MAX_RESPONSE_BYTES`]) carrying `upserts`, then `removals`
+/// in the last; always at least one response.
 fn respond(
     ty: ResourceType,
     st: &mut TypeState,
     snapshot: &Snapshot,
     upserts: Vec<Arc<VersionedResource>>,
-    removals: Vec<String>,
+    removals: Vec<Arc<str>>,
+    nonces: &mut NonceSource,
+) -> Vec<DeltaDiscoveryResponse> {
+    let mut chunks: Vec<Vec<Arc<VersionedResource>>> = vec![Vec::new()];
+    let mut size = 0;
+    for resource in upserts {
+        let len = resource.body.value.len();
+        if size + len > MAX_RESPONSE_BYTES && chunks.last().is_some_and(|c| !c.is_empty()) {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push(resource);
+        }
+    }
+    let mut removals = Some(removals);
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let removals = if i == last {
+                removals.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            respond_once(ty, st, snapshot, chunk, removals, nonces)
+        })
+        .collect()
+}
+
+fn respond_once(
+    ty: ResourceType,
+    st: &mut TypeState,
+    snapshot: &Snapshot,
+    upserts: Vec<Arc<VersionedResource>>,
+    removals: Vec<Arc<str>>,
     nonces: &mut NonceSource,
 ) -> DeltaDiscoveryResponse {
     let (number, nonce) = nonces.next();
     let system_version = snapshot.resources(ty).version().to_string();
-    let mut changes: Vec<(String, Held)> = upserts
+    let mut changes: Vec<(Arc<str>, Held)> = upserts
         .iter()
         .map(|r| (r.name.clone(), Held::Version(r.version.clone())))
         .collect();
@@ -304,14 +435,14 @@ fn respond(
         resources: upserts
             .iter()
             .map(|r| Resource {
-                name: r.name.clone(),
-                version: r.version.clone(),
+                name: r.name.to_string(),
+                version: r.version.to_string(),
                 resource: Some(r.body.clone()),
                 ..Default::default()
             })
             .collect(),
         type_url: ty.type_url().to_string(),
-        removed_resources: removals,
+        removed_resources: removals.iter().map(|n| n.to_string()).collect(),
         nonce,
         ..Default::default()
     }

@@ -69,6 +69,31 @@ fn ack_then_only_changes_are_sent() {
 }
 
 #[test]
+fn an_unchanged_type_is_skipped_and_going_back_is_a_change() {
+    let first = snapshot(&[(Cluster, "a", "a1"), (Listener, "l", "l1")]);
+    let mut stream = settled(Cluster, &[], &first);
+    let second = snapshot(&[(Cluster, "a", "a2"), (Listener, "l", "l2")]);
+    let pushed = stream.handle_snapshot(&second).remove(0);
+    assert!(
+        stream
+            .handle_request(&ack(Cluster, &pushed.nonce), &second)
+            .responses
+            .is_empty()
+    );
+    assert!(stream.handle_snapshot(&second).is_empty());
+    // Same content, rebuilt: nothing to send either.
+    let rebuilt = snapshot(&[(Cluster, "a", "a2"), (Listener, "l", "l3")]);
+    assert!(stream.handle_snapshot(&rebuilt).is_empty());
+    let back = stream.handle_snapshot(&first);
+    assert_eq!(back.len(), 1);
+    assert_eq!(sent(&back[0]), ["a"]);
+    assert_eq!(
+        back[0].resources[0].version,
+        *first.resources(Cluster).get("a").unwrap().version
+    );
+}
+
+#[test]
 fn nacked_resource_is_not_resent_until_it_changes() {
     let snap = snapshot(&[(Cluster, "a", "a1")]);
     let mut stream = settled(Cluster, &[], &snap);
@@ -147,7 +172,12 @@ fn unsubscribe_stops_updates() {
 #[test]
 fn reconnect_with_initial_versions_resends_nothing_unchanged() {
     let snap = snapshot(&[(Cluster, "a", "a1"), (Cluster, "b", "b1")]);
-    let a_version = snap.resources(Cluster).get("a").unwrap().version.clone();
+    let a_version = snap
+        .resources(Cluster)
+        .get("a")
+        .unwrap()
+        .version
+        .to_string();
     let mut stream = DeltaStream::new();
     let mut req = subscribe(Cluster, &[]);
     req.initial_resource_versions.insert("a".into(), a_version);
@@ -212,4 +242,24 @@ fn unknown_type_is_reported_and_ignored() {
         &reply.events[..],
         [ClientEvent::UnknownType { .. }]
     ));
+}
+
+#[test]
+fn large_pushes_are_split_and_each_part_is_acked_on_its_own() {
+    let big = "x".repeat(MAX_RESPONSE_BYTES / 2 + 1);
+    let snap = snapshot(&[
+        (Cluster, "a", &big),
+        (Cluster, "b", &big),
+        (Cluster, "c", "c1"),
+    ]);
+    let mut stream = DeltaStream::new();
+    let reply = stream.handle_request(&subscribe(Cluster, &[]), &snap);
+    let parts: Vec<Vec<&str>> = reply.responses.iter().map(sent).collect();
+    assert_eq!(parts, [vec!["a"], vec!["b", "c"]]);
+    for part in &reply.responses {
+        let ack = stream.handle_request(&ack(Cluster, &part.nonce), &snap);
+        assert!(ack.responses.is_empty());
+        assert!(matches!(&ack.events[..], [ClientEvent::Ack { .. }]));
+    }
+    assert!(stream.handle_snapshot(&snap).is_empty());
 }

@@ -13,8 +13,8 @@ use super::types::ResourceType;
 /// One named resource and its content version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionedResource {
-    pub name: String,
-    pub version: String,
+    pub name: Arc<str>,
+    pub version: Arc<str>,
     pub body: Any,
 }
 
@@ -22,7 +22,7 @@ pub struct VersionedResource {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TypeResources {
     version: String,
-    resources: BTreeMap<String, Arc<VersionedResource>>,
+    resources: BTreeMap<Arc<str>, Arc<VersionedResource>>,
 }
 
 impl TypeResources {
@@ -55,9 +55,11 @@ pub struct Snapshot {
     types: BTreeMap<ResourceType, Arc<TypeResources>>,
 }
 
-static EMPTY: std::sync::LazyLock<TypeResources> = std::sync::LazyLock::new(|| TypeResources {
-    version: content_hash([]),
-    resources: BTreeMap::new(),
+static EMPTY: std::sync::LazyLock<Arc<TypeResources>> = std::sync::LazyLock::new(|| {
+    Arc::new(TypeResources {
+        version: content_hash([]),
+        resources: BTreeMap::new(),
+    })
 });
 
 impl Snapshot {
@@ -66,9 +68,20 @@ impl Snapshot {
     }
 
     pub fn resources(&self, ty: ResourceType) -> &TypeResources {
-        self.types
-            .get(&ty)
-            .map_or(&EMPTY, |resources| resources.as_ref())
+        self.shared_resources(ty).as_ref()
+    }
+
+    /// The resources of `ty` as the shared set itself (to keep it, cheaply).
+    pub fn shared_resources(&self, ty: ResourceType) -> &Arc<TypeResources> {
+        self.types.get(&ty).unwrap_or(&EMPTY)
+    }
+
+    /// Whether both hold the same resources, judged by content versions alone: with
+    /// thousands of resources, comparing bodies would cost more than the translation.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        ResourceType::PUSH_ORDER
+            .into_iter()
+            .all(|ty| self.resources(ty).version() == other.resources(ty).version())
     }
 
     /// This snapshot with the resources of `ty` replaced (e.g. one proxy's listeners).
@@ -87,10 +100,11 @@ impl Snapshot {
 }
 
 fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
-    let resources: BTreeMap<String, Arc<VersionedResource>> = bodies
+    let resources: BTreeMap<Arc<str>, Arc<VersionedResource>> = bodies
         .into_iter()
         .map(|(name, body)| {
-            let version = content_hash([body.type_url.as_bytes(), &body.value]);
+            let version = content_hash([body.type_url.as_bytes(), &body.value]).into();
+            let name: Arc<str> = name.into();
             (
                 name.clone(),
                 Arc::new(VersionedResource {
@@ -182,6 +196,7 @@ pub(crate) mod tests {
             (ResourceType::Cluster, "a", "1"),
         ]);
         assert_eq!(a, b);
+        assert!(a.same_content(&b));
     }
 
     #[test]
@@ -199,6 +214,7 @@ pub(crate) mod tests {
             b.resources(ResourceType::Cluster),
         );
         assert_ne!(ca.version(), cb.version());
+        assert!(!a.same_content(&b));
         assert_ne!(ca.get("a").unwrap().version, cb.get("a").unwrap().version);
         assert_eq!(
             a.resources(ResourceType::Listener).version(),

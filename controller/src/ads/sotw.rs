@@ -65,7 +65,9 @@ impl TypeState {
     fn view(&self, ty: ResourceType, snapshot: &Snapshot) -> View {
         let all = snapshot.resources(ty);
         let resources = if self.wildcard {
-            all.iter().map(|r| (r.name.clone(), r.clone())).collect()
+            all.iter()
+                .map(|r| (r.name.to_string(), r.clone()))
+                .collect()
         } else {
             self.names
                 .iter()

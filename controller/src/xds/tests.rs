@@ -36,7 +36,7 @@ fn a_cluster_and_endpoints_per_service_port_and_routes_per_namespace() {
         t.snapshot
             .resources(ty)
             .iter()
-            .map(|r| r.name.clone())
+            .map(|r| r.name.to_string())
             .collect()
     };
     let clusters = [

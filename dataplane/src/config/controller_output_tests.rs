@@ -40,7 +40,7 @@ fn proxy_config(translation: &Translation, namespace: &str) -> ProxyConfig {
     let snapshot = &translation.snapshot;
     for resource in snapshot.resources(ResourceType::Route).iter() {
         let table = parse_route_config(&resource.body).unwrap();
-        assert_eq!(table.name, resource.name);
+        assert_eq!(table.name, *resource.name);
         resources.routes.insert(table.name.clone(), Arc::new(table));
     }
     for resource in snapshot.resources(ResourceType::Cluster).iter() {

@@ -151,7 +151,7 @@ fn route_configurations_for_service_route_and_client_namespaces() {
         t.snapshot
             .resources(crate::ads::ResourceType::Route)
             .iter()
-            .map(|r| r.name.clone())
+            .map(|r| r.name.to_string())
             .collect()
     };
     assert_eq!(
