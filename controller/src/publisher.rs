@@ -57,6 +57,7 @@ fn publish(
     snapshots: &watch::Sender<Option<Arc<Snapshot>>>,
     published: &watch::Sender<Published>,
 ) {
+    let started = std::time::Instant::now();
     let translation = {
         let index = index.lock().unwrap_or_else(|p| p.into_inner());
         if !index.is_synced() {
@@ -76,7 +77,11 @@ fn publish(
         p.snapshot = Some(snapshot);
         p.reports = Arc::new(translation.reports);
     });
-    tracing::debug!(new = is_new, "translated the index");
+    tracing::debug!(
+        new = is_new,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "translated the index"
+    );
 }
 
 /// Returns once no change arrived for `QUIET`, or `MAX_DELAY` after the start.

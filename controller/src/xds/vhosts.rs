@@ -2,7 +2,7 @@
 //! Service port, answering to the names a client may use, with the GrpcRoute rules that
 //! apply to that client, faults, and a default route to the Service itself.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
@@ -26,12 +26,16 @@ pub(super) fn route_configuration(
     routes: &[AttachedRoute],
     faults: &[AppliedFault],
 ) -> RouteConfiguration {
+    let by_parent = routes_by_parent(routes);
     let mut taken = HashSet::new();
     let mut virtual_hosts = Vec::new();
     for service in catalog.iter() {
         for (i, port) in service.ports.iter().enumerate() {
             let domains = domains(service, port.port, i == 0, namespace, &mut taken);
-            let entries = entries(service, port.port, namespace, routes);
+            let attached = by_parent
+                .get(&(service.namespace.as_str(), service.name.as_str(), port.port))
+                .map_or(&[][..], Vec::as_slice);
+            let entries = entries(service, port.port, namespace, attached);
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", service.fqdn(), port.port),
                 domains,
@@ -81,26 +85,43 @@ fn domains(
         .collect()
 }
 
+/// The routes attached to each Service port (namespace, name, port), in `routes` order:
+/// built once per RouteConfiguration, so a virtual host does not scan every route (with a
+/// thousand Services, that scan was most of a translation).
+fn routes_by_parent(routes: &[AttachedRoute]) -> HashMap<(&str, &str, u16), Vec<&AttachedRoute>> {
+    let mut by_parent: HashMap<_, Vec<&AttachedRoute>> = HashMap::new();
+    for route in routes {
+        for (namespace, name, port) in &route.parents {
+            let attached = by_parent
+                .entry((namespace.as_str(), name.as_str(), *port))
+                .or_default();
+            // A route naming the same parent twice still applies once.
+            if !attached.iter().any(|r| std::ptr::eq(*r, route)) {
+                attached.push(route);
+            }
+        }
+    }
+    by_parent
+}
+
 /// The route entries of one virtual host before faults, each with the GrpcRoute it comes
 /// from: consumer routes (the client's namespace, when that is not the Service's), then
-/// producer routes (the Service's namespace), then the default route.
+/// producer routes (the Service's namespace), then the default route. `attached` are the
+/// routes whose parents include this Service port.
 fn entries<'a>(
     service: &ServiceEntry,
     port: u16,
     client_namespace: &str,
-    routes: &'a [AttachedRoute],
+    attached: &[&'a AttachedRoute],
 ) -> Vec<(Route, Option<&'a ObjectKey>)> {
-    let parent = (service.namespace.clone(), service.name.clone(), port);
-    let attached = |route: &&AttachedRoute| route.parents.contains(&parent);
-    let consumer = routes
+    let consumer = attached
         .iter()
         .filter(|r| client_namespace != service.namespace && r.key.namespace == client_namespace);
-    let producer = routes
+    let producer = attached
         .iter()
         .filter(|r| r.key.namespace == service.namespace);
     let mut entries: Vec<(Route, Option<&ObjectKey>)> = consumer
         .chain(producer)
-        .filter(attached)
         .flat_map(|route| {
             route
                 .entries

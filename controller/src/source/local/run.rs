@@ -267,6 +267,7 @@ impl Worker {
         if events.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let update = self.state.update(events);
         self.log(&update);
         if !update.changed {
@@ -279,6 +280,7 @@ impl Worker {
             tracing::info!(
                 changed = change.changed.len(),
                 deleted = change.deleted.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "local config changed"
             );
             self.revision.send_modify(|revision| *revision += 1);
