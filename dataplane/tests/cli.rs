@@ -42,7 +42,12 @@ fn bad_flag_is_one_line_and_non_zero() {
 fn runs_and_answers_on_its_admin_port_until_terminated() {
     let mut child = Command::new(BIN)
         .args(["--node-id", "test-0.default", "--admin-addr", "127.0.0.1:0"])
-        .args(["--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0"])
+        .args([
+            "--outbound-addr",
+            "127.0.0.1:0",
+            "--inbound-addr",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
