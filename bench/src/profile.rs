@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use weft_tests::process::{Process, free_port};
-use weft_tests::tools;
 
 use crate::dp::measure::{self, RunFiles, Target, Timing};
 use crate::dp::model::{TopoId, Workload};
@@ -72,16 +71,7 @@ pub fn tidy(line: &str) -> String {
 pub fn proxies(bins: &Bins) -> anyhow::Result<Vec<(String, String)>> {
     eprintln!("[profile] one-hop proxies at saturation");
     let rig = Rig::start(bins)?;
-    let files = RunFiles {
-        h2load: tools::tool("h2load"),
-        body: rig.work.path().join("request.bin"),
-        dir: rig.work.path().to_path_buf(),
-        bins: bins.clone(),
-    };
-    std::fs::write(
-        &files.body,
-        crate::h2load::grpc_frame(&crate::h2load::unary_request()),
-    )?;
+    let files = RunFiles::new(rig.work.path(), bins)?;
     let mut out = Vec::new();
     for (pair, topo, name) in [
         (&rig.weft, TopoId::WeftHop, "weft-proxy"),

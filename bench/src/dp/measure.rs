@@ -55,6 +55,21 @@ pub struct RunFiles {
     pub bins: Bins,
 }
 
+impl RunFiles {
+    /// The files of runs in `dir`, with h2load's request body (one framed 1 KB unary
+    /// request) written there.
+    pub fn new(dir: &Path, bins: &Bins) -> anyhow::Result<Self> {
+        let files = Self {
+            h2load: weft_tests::tools::tool("h2load"),
+            body: dir.join("request.bin"),
+            dir: dir.to_path_buf(),
+            bins: bins.clone(),
+        };
+        std::fs::write(&files.body, h2load::grpc_frame(&h2load::unary_request()))?;
+        Ok(files)
+    }
+}
+
 /// A child process killed if still running when dropped.
 struct Bounded(Child);
 

@@ -15,7 +15,6 @@ pub mod server;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weft_tests::tools;
 
 use crate::meshconfig::{self, DATA_NAMESPACE};
 use crate::procfs::ProcessProbe;
@@ -113,16 +112,7 @@ pub fn run(bins: &Bins, options: &Options) -> anyhow::Result<Report> {
     );
     drop(runtime);
 
-    let files = RunFiles {
-        h2load: tools::tool("h2load"),
-        body: rig.work.path().join("request.bin"),
-        dir: rig.work.path().to_path_buf(),
-        bins: bins.clone(),
-    };
-    std::fs::write(
-        &files.body,
-        crate::h2load::grpc_frame(&crate::h2load::unary_request()),
-    )?;
+    let files = RunFiles::new(rig.work.path(), bins)?;
 
     let calibration_timing = Timing {
         warmup: Duration::from_secs(1),
