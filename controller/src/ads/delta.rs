@@ -129,6 +129,32 @@ impl TypeState {
         (upserts, removals)
     }
 
+    /// What `diff` would say for just `names` (newly subscribed): each one the client does
+    /// not hold at the snapshot's version is sent, or answered as absent.
+    fn diff_names(
+        &self,
+        names: &[String],
+        all: &TypeResources,
+    ) -> (Vec<Arc<VersionedResource>>, Vec<Arc<str>>) {
+        let (mut upserts, mut removals) = (Vec::new(), Vec::new());
+        let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        for name in names {
+            match all.get(name) {
+                Some(r) => {
+                    let held = matches!(self.held(name), Some(Held::Version(v)) if *v == r.version);
+                    if !held && self.rejected.get(name) != Some(&r.version) {
+                        upserts.push(r.clone());
+                    }
+                }
+                None if self.held(name) != Some(&Held::Absent) => {
+                    removals.push(Interner(all).name(name));
+                }
+                None => {}
+            }
+        }
+        (upserts, removals)
+    }
+
     /// Resources to send (new or changed, not rejected) and names to remove.
     fn diff(
         &self,
@@ -257,15 +283,27 @@ impl DeltaStream {
             || !req.resource_names_subscribe.is_empty()
             || !req.resource_names_unsubscribe.is_empty();
         let all = snapshot.shared_resources(ty);
-        if !subscriptions_changed
-            && st
-                .diffed
-                .as_ref()
-                .is_some_and(|d| d.version() == all.version())
-        {
+        let synced = st
+            .diffed
+            .as_ref()
+            .is_some_and(|d| d.version() == all.version());
+        if !subscriptions_changed && synced {
             return reply;
         }
-        let (upserts, removals) = st.diff(ty, snapshot);
+        // Names added to (or dropped from) a stream that is up to date concern only those
+        // names: a proxy subscribing to one new cluster's endpoints is not diffed over the
+        // thousand it already holds. A wildcard change, or a snapshot that moved on, gets
+        // the full diff.
+        let wildcard_changed = req
+            .resource_names_subscribe
+            .iter()
+            .chain(&req.resource_names_unsubscribe)
+            .any(|n| n == "*");
+        let (upserts, removals) = if synced && !first && !wildcard_changed {
+            st.diff_names(&req.resource_names_subscribe, all)
+        } else {
+            st.diff(ty, snapshot)
+        };
         st.diffed = Some(all.clone());
         if first || !upserts.is_empty() || !removals.is_empty() {
             reply.responses.extend(respond(

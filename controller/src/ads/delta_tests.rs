@@ -263,3 +263,22 @@ fn large_pushes_are_split_and_each_part_is_acked_on_its_own() {
     }
     assert!(stream.handle_snapshot(&snap).is_empty());
 }
+
+#[test]
+fn a_new_subscription_on_an_up_to_date_stream_gets_just_that_name() {
+    let snap = snapshot(&[(Endpoint, "a", "a1"), (Endpoint, "b", "b1")]);
+    let mut stream = settled(Endpoint, &["a"], &snap);
+    let reply = stream.handle_request(&subscribe(Endpoint, &["b", "missing"]), &snap);
+    assert_eq!(reply.responses.len(), 1);
+    assert_eq!(sent(&reply.responses[0]), ["b"]);
+    assert_eq!(reply.responses[0].removed_resources, ["missing"]);
+    // Subscribing again to what the client holds sends nothing.
+    let ack_b = ack(Endpoint, &reply.responses[0].nonce);
+    assert!(stream.handle_request(&ack_b, &snap).responses.is_empty());
+    assert!(
+        stream
+            .handle_request(&subscribe(Endpoint, &["a", "b"]), &snap)
+            .responses
+            .is_empty()
+    );
+}
