@@ -28,8 +28,8 @@ use crate::stats::Percentiles;
 const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait for one change to reach every proxy.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause between changes: longer than the local source's two-poll stability check plus the
-/// debounce, so each change is detected on its own.
+/// Pause between changes: longer than the local source's stability check when it falls back
+/// to polling (two polls 250 ms apart) plus the debounce, so each change is detected on its own.
 const CHANGE_GAP: Duration = Duration::from_millis(800);
 
 /// The updates one proxy must receive for a change.

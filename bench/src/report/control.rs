@@ -1,6 +1,6 @@
 //! The control-plane section of RESULTS.md: per number of simulated proxies, the initial
 //! sync and the controller at rest, then each kind of change from the file write to the
-//! last ACK (split into detection — polling, debounce, translation — and fan-out).
+//! last ACK (split into detection — noticing the file, debounce, translation — and fan-out).
 
 use super::data::Headline;
 use super::table::{MB, Table, num, summary};
@@ -68,8 +68,8 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
         report.repeats
     );
     out += "*change → last ACK*: from the file rename to the last proxy's ACK. *detection*: from the \
-            rename to the first response at any proxy (the local source polls every 250 ms and waits for \
-            two identical polls, then 30 ms debounce and translation). *fan-out*: from that first \
+            rename to the first response at any proxy (the local source wakes on inotify and waits 10 ms \
+            for the file to settle, then 10 ms debounce and translation). *fan-out*: from that first \
             response to the last ACK. *per proxy*: every proxy's own time to its ACK, over all changes. \
             Bytes are encoded xDS responses a proxy received for the change.\n\n";
     let mut t = Table::new([

@@ -33,17 +33,18 @@ fn run_notes(run: &LoadReport) -> Vec<String> {
         }
         if detect.is_finite() {
             notes.push(format!(
-                "{} proxies: detection alone (file rename → first response) is {detect:.0} ms at the median: local mode \
-                 polls every 250 ms and needs two identical polls, so no local-mode change can reach every proxy \
-                 within 50 ms.",
+                "{} proxies: detection alone (file rename → first response) is {detect:.0} ms at the median: the \
+                 local source wakes on inotify and reads the file once it looked the same for 10 ms, then 10 ms of \
+                 debounce, a full translation of the index and the first stream's diff, all while the controller \
+                 shares its core with the other streams.",
                 run.proxies
             ));
         }
     }
     let per_proxy = (run.rss_connected - run.rss_empty) / run.proxies.max(1) as f64;
     notes.push(format!(
-        "{} proxies: controller RSS grows by {:.0} KB per connected proxy, about the {:.0} KB of initial config each \
-         proxy is sent.",
+        "{} proxies: controller RSS grows by {:.0} KB per connected proxy (each proxy is sent {:.0} KB of initial \
+         config).",
         run.proxies,
         per_proxy / 1e3,
         run.initial_bytes_per_proxy / 1e3
