@@ -91,6 +91,14 @@ impl TypeState {
         names
     }
 
+    /// Whether `resource` should be sent: the client will not hold this version once what
+    /// is in flight lands, and has not rejected it.
+    fn lacks(&self, resource: &VersionedResource) -> bool {
+        let held =
+            matches!(self.held(&resource.name), Some(Held::Version(v)) if *v == resource.version);
+        !held && self.rejected.get(&*resource.name) != Some(&resource.version)
+    }
+
     fn subscribed(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
@@ -117,9 +125,7 @@ impl TypeState {
         gone.extend(old.map(|o| o.name.clone()));
         let upserts = changed
             .into_iter()
-            .filter(|r| self.subscribed(&r.name))
-            .filter(|r| !matches!(self.held(&r.name), Some(Held::Version(v)) if *v == r.version))
-            .filter(|r| self.rejected.get(&*r.name) != Some(&r.version))
+            .filter(|r| self.subscribed(&r.name) && self.lacks(r))
             .cloned()
             .collect();
         let removals = gone
@@ -140,12 +146,8 @@ impl TypeState {
         let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
         for name in names {
             match all.get(name) {
-                Some(r) => {
-                    let held = matches!(self.held(name), Some(Held::Version(v)) if *v == r.version);
-                    if !held && self.rejected.get(name) != Some(&r.version) {
-                        upserts.push(r.clone());
-                    }
-                }
+                Some(r) if self.lacks(r) => upserts.push(r.clone()),
+                Some(_) => {}
                 None if self.held(name) != Some(&Held::Absent) => {
                     removals.push(Interner(all).name(name));
                 }
@@ -169,8 +171,7 @@ impl TypeState {
         };
         let upserts = candidates
             .into_iter()
-            .filter(|r| !matches!(self.held(&r.name), Some(Held::Version(v)) if *v == r.version))
-            .filter(|r| self.rejected.get(&*r.name) != Some(&r.version))
+            .filter(|r| self.lacks(r))
             .cloned()
             .collect();
         let mut removals: BTreeSet<Arc<str>> = self
