@@ -141,28 +141,64 @@ fn measured(
     Ok((cpu_secs / wall, foreign, peak))
 }
 
+/// What a run's load generator reported.
+struct Outcome {
+    rps: f64,
+    ok: u64,
+    errors: u64,
+    latency: Option<Percentiles>,
+    /// Why calls failed, if any did (worded by the load generator's reader).
+    failure_note: Option<String>,
+}
+
+/// A run's result from its outcome and the proxies' `(cores, foreign cores, peak RSS)`,
+/// with notes for an unsustained open-loop rate, failed calls and a busy proxy core.
 fn result(
     target: &Target,
     workload: Workload,
     round: u32,
-    rps: f64,
-    ok: u64,
-    errors: u64,
+    outcome: Outcome,
+    (cores, foreign, peak): (f64, f64, f64),
 ) -> RunResult {
+    let rps = outcome.rps;
+    let mut notes = Vec::new();
+    if let Workload::Open(rate) = workload
+        && rps < 0.97 * f64::from(rate)
+    {
+        notes.push(format!("rate not sustained: {rps:.0} of {rate} rps"));
+    }
+    notes.extend(outcome.failure_note);
+    if foreign > FOREIGN_LIMIT {
+        notes.push(format!(
+            "other processes used {:.0}% of the proxy core",
+            foreign * 100.0
+        ));
+    }
     RunResult {
         topo: target.topo,
         workload,
         round,
         rps,
-        ok,
-        errors,
-        latency: None,
-        proxy_cores: 0.0,
-        cpu_per_call_us: f64::NAN,
-        peak_rss: 0.0,
-        foreign_cores: 0.0,
-        note: None,
+        ok: outcome.ok,
+        errors: outcome.errors,
+        latency: outcome.latency,
+        proxy_cores: cores,
+        cpu_per_call_us: if !target.proxies.is_empty() && rps > 0.0 {
+            cores / rps * 1e6
+        } else {
+            f64::NAN
+        },
+        peak_rss: peak,
+        foreign_cores: foreign,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
     }
+}
+
+/// Where a run's files go: `<dir>/<topology>-<workload>-<round>.*`.
+fn run_stem(files: &RunFiles, target: &Target, workload: Workload, round: u32) -> PathBuf {
+    files
+        .dir
+        .join(format!("{:?}-{:?}-{round}", target.topo, workload).replace(['(', ')'], ""))
 }
 
 /// A closed-loop unary run with h2load (`workload` is only recorded; open loop is
@@ -183,16 +219,14 @@ pub fn unary(
         warmup: timing.warmup,
         duration: timing.duration,
     };
-    let stem = files
-        .dir
-        .join(format!("{:?}-{:?}-{round}", target.topo, workload).replace(['(', ')'], ""));
+    let stem = run_stem(files, target, workload, round);
     let log = stem.with_extension("log");
     // h2load appends to its log: start each run with none.
     let _ = std::fs::remove_file(&log);
     let mut command = pinned(LOAD_CORE, &files.h2load);
     command.args(spec.args(&files.body, &log));
     let (out, err) = (stem.with_extension("out"), stem.with_extension("err"));
-    let (cores, foreign, peak) = measured(command, &out, &err, &target.proxies, timing)?;
+    let usage = measured(command, &out, &err, &target.proxies, timing)?;
     let text = std::fs::read_to_string(&out)?;
     let summary = h2load::parse_summary(&text)
         .with_context(|| format!("cannot read h2load's output:\n{text}"))?;
@@ -202,44 +236,17 @@ pub fn unary(
     let mut measured_latencies = latencies.split_off(latencies.len() - keep);
     let short = summary.data_bytes < summary.succeeded * PAYLOAD_BYTES as u64;
     let errors = summary.failed + summary.errored + if short { summary.succeeded } else { 0 };
-    let mut run = result(
-        target,
-        workload,
-        round,
-        summary.rps,
-        summary.succeeded,
+    let outcome = Outcome {
+        rps: summary.rps,
+        ok: summary.succeeded,
         errors,
-    );
-    run.latency = Percentiles::of(&mut measured_latencies);
-    run.proxy_cores = cores;
-    run.peak_rss = peak;
-    run.foreign_cores = foreign;
-    if !target.proxies.is_empty() && summary.rps > 0.0 {
-        run.cpu_per_call_us = cores / summary.rps * 1e6;
-    }
-    let mut notes = Vec::new();
-    if let Workload::Open(rate) = workload
-        && summary.rps < 0.97 * f64::from(rate)
-    {
-        notes.push(format!(
-            "rate not sustained: {:.0} of {rate} rps",
-            summary.rps
-        ));
-    }
-    if errors > 0 || bad > 0 {
-        notes.push(format!(
-            "{errors} failed calls{}",
-            if short { " (short replies)" } else { "" }
-        ));
-    }
-    if foreign > FOREIGN_LIMIT {
-        notes.push(format!(
-            "other processes used {:.0}% of the proxy core",
-            foreign * 100.0
-        ));
-    }
-    run.note = (!notes.is_empty()).then(|| notes.join("; "));
-    Ok(run)
+        latency: Percentiles::of(&mut measured_latencies),
+        failure_note: (errors > 0 || bad > 0).then(|| {
+            let short = if short { " (short replies)" } else { "" };
+            format!("{errors} failed calls{short}")
+        }),
+    };
+    Ok(result(target, workload, round, outcome, usage))
 }
 
 /// A run of the rig's own client: open-loop unary calls or bidi ping-pong.
@@ -266,40 +273,18 @@ pub fn rig_client(
         .args(["--authority", &target.authority])
         .args(["--warmup-ms", &timing.warmup.as_millis().to_string()])
         .args(["--duration-ms", &timing.duration.as_millis().to_string()]);
-    let stem = files
-        .dir
-        .join(format!("{:?}-{:?}-{round}", target.topo, workload).replace(['(', ')'], ""));
+    let stem = run_stem(files, target, workload, round);
     let (out, err) = (stem.with_extension("out"), stem.with_extension("err"));
-    let (cores, foreign, peak) = measured(command, &out, &err, &target.proxies, timing)?;
+    let usage = measured(command, &out, &err, &target.proxies, timing)?;
     let text = std::fs::read_to_string(&out)?;
     let report: ClientRun = serde_json::from_str(text.trim())
         .with_context(|| format!("cannot read the client's report: {text}"))?;
-    let rate = report.calls as f64 / report.seconds.max(1e-9);
-    let mut run = result(target, workload, round, rate, report.calls, report.errors);
-    run.latency = report.latency;
-    run.proxy_cores = cores;
-    run.peak_rss = peak;
-    run.foreign_cores = foreign;
-    if !target.proxies.is_empty() && rate > 0.0 {
-        run.cpu_per_call_us = cores / rate * 1e6;
-    }
-    let mut notes = Vec::new();
-    if let Workload::Open(target_rate) = workload
-        && rate < 0.97 * f64::from(target_rate)
-    {
-        notes.push(format!(
-            "rate not sustained: {rate:.0} of {target_rate} rps"
-        ));
-    }
-    if report.errors > 0 {
-        notes.push(format!("{} failed calls", report.errors));
-    }
-    if foreign > FOREIGN_LIMIT {
-        notes.push(format!(
-            "other processes used {:.0}% of the proxy core",
-            foreign * 100.0
-        ));
-    }
-    run.note = (!notes.is_empty()).then(|| notes.join("; "));
-    Ok(run)
+    let outcome = Outcome {
+        rps: report.calls as f64 / report.seconds.max(1e-9),
+        ok: report.calls,
+        errors: report.errors,
+        latency: report.latency,
+        failure_note: (report.errors > 0).then(|| format!("{} failed calls", report.errors)),
+    };
+    Ok(result(target, workload, round, outcome, usage))
 }
