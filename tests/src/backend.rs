@@ -249,3 +249,11 @@ fn async_stream_replies(service: EchoService, inbound: Streaming<EchoRequest>) -
         }
     }))
 }
+
+/// An Echo request carrying `message`, answered at once.
+pub fn request(message: &str) -> pb::EchoRequest {
+    pb::EchoRequest {
+        message: message.into(),
+        ..Default::default()
+    }
+}

@@ -188,12 +188,7 @@ pub async fn client(outbound_port: u16) -> pb::echo_client::EchoClient<Channel> 
     pb::echo_client::EchoClient::new(channel)
 }
 
-pub fn request(message: &str) -> pb::EchoRequest {
-    pb::EchoRequest {
-        message: message.into(),
-        ..Default::default()
-    }
-}
+pub use weft_tests::backend::request;
 
 /// Calls Unary `calls` times and counts answers per instance.
 pub async fn unary_split(

@@ -820,12 +820,7 @@ fn parse_sample(line: &str) -> Option<Sample> {
 
 // ---------------------------------------------------------------- clients
 
-pub fn request(message: &str) -> EchoRequest {
-    EchoRequest {
-        message: message.into(),
-        ..Default::default()
-    }
-}
+pub use weft_tests::backend::request;
 
 /// A request the backend answers after `delay_ms`.
 pub fn slow_request(message: &str, delay_ms: u32) -> EchoRequest {
