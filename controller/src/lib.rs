@@ -27,7 +27,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use weft_common::admin::AdminServer;
 
-use crate::ads::{AdsMetrics, AdsService, NodeSnapshotFn, ProxyRegistry, ResourceType, Snapshot};
+use crate::ads::{
+    AdsMetrics, AdsService, NodeResourcesFn, ProxyRegistry, ResourceType, TypeResources,
+};
 use crate::model::Index;
 use crate::source::local::LocalSource;
 
@@ -50,7 +52,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let proxies = ProxyRegistry::new();
     let ads = AdsService::new(
         snapshot_rx,
-        node_snapshot_fn(),
+        node_resources_fn(),
         proxies.clone(),
         ads_metrics,
     );
@@ -128,12 +130,10 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
 }
 
 /// Each proxy gets the shared snapshot plus its own outbound listener.
-fn node_snapshot_fn() -> NodeSnapshotFn {
-    Arc::new(|node: &Node, global: &Arc<Snapshot>| {
+fn node_resources_fn() -> NodeResourcesFn {
+    Arc::new(|node: &Node| {
         let info = xds::NodeInfo::from_node(node)?;
-        let (name, listener) = xds::outbound_listener(&info);
-        Ok(Arc::new(
-            global.with_type(ResourceType::Listener, [(name, listener)]),
-        ))
+        let listeners = TypeResources::from_bodies([xds::outbound_listener(&info)]);
+        Ok(vec![(ResourceType::Listener, Arc::new(listeners))])
     })
 }

@@ -23,7 +23,7 @@ type SnapshotSender = watch::Sender<Option<Arc<Snapshot>>>;
 async fn serve() -> (String, SnapshotSender) {
     let (tx, rx) = watch::channel(None);
     let metrics = Arc::new(AdsMetrics::register(&mut Registry::default()));
-    let identity: weft_controller::ads::NodeSnapshotFn = Arc::new(|_, global| Ok(global.clone()));
+    let identity: weft_controller::ads::NodeResourcesFn = Arc::new(|_| Ok(Vec::new()));
     let service = AdsService::new(rx, identity, ProxyRegistry::new(), metrics);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -104,33 +104,25 @@ impl TypeState {
     }
 
     /// What `diff` would say, when the client was brought up to `prev` by the last diff
-    /// and only the snapshot changed since: looks only at resources whose version differs
-    /// between `prev` and `all` (one ordered walk over both sets).
+    /// and only the snapshot changed since: looks only at what changed between `prev` and
+    /// `all`, which every stream shares ([`TypeResources::changes_since`]).
     fn diff_since(
         &self,
         prev: &TypeResources,
         all: &TypeResources,
     ) -> (Vec<Arc<VersionedResource>>, Vec<Arc<str>>) {
-        let (mut changed, mut gone) = (Vec::new(), Vec::new());
-        let mut old = prev.iter().peekable();
-        for resource in all.iter() {
-            while let Some(o) = old.next_if(|o| o.name < resource.name) {
-                gone.push(o.name.clone());
-            }
-            match old.next_if(|o| o.name == resource.name) {
-                Some(o) if o.version == resource.version => {}
-                _ => changed.push(resource),
-            }
-        }
-        gone.extend(old.map(|o| o.name.clone()));
-        let upserts = changed
-            .into_iter()
+        let changes = all.changes_since(prev);
+        let upserts = changes
+            .changed
+            .iter()
             .filter(|r| self.subscribed(&r.name) && self.lacks(r))
             .cloned()
             .collect();
-        let removals = gone
-            .into_iter()
+        let removals = changes
+            .gone
+            .iter()
             .filter(|n| self.subscribed(n) && matches!(self.held(n), Some(Held::Version(_))))
+            .cloned()
             .collect();
         (upserts, removals)
     }

@@ -17,7 +17,7 @@ pub use delta::{DeltaReply, DeltaStream};
 pub use metrics::AdsMetrics;
 pub use progress::{ClientEvent, Nack, TypeProgress};
 pub use registry::{Protocol, ProxyRegistry, ProxyStatus};
-pub use server::{AdsService, NodeSnapshotFn, SnapshotReceiver};
+pub use server::{AdsService, NodeResourcesFn, SnapshotReceiver};
 pub use snapshot::{Snapshot, SnapshotBuilder, TypeResources, VersionedResource};
 pub use sotw::{SotwReply, SotwStream};
 pub use types::ResourceType;

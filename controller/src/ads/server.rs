@@ -28,7 +28,7 @@ use super::delta::DeltaStream;
 use super::metrics::AdsMetrics;
 use super::progress::{ClientEvent, TypeProgress};
 use super::registry::{Protocol, ProxyRegistry};
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, TypeResources};
 use super::sotw::SotwStream;
 use super::types::ResourceType;
 
@@ -38,16 +38,17 @@ pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
 /// Responses buffered per stream before back-pressure applies.
 const STREAM_BUFFER: usize = 16;
 
-/// Turns the shared snapshot into what one proxy is served (its own listeners), or says
-/// why the node is unacceptable (the stream is then closed with INVALID_ARGUMENT).
-pub type NodeSnapshotFn =
-    Arc<dyn Fn(&Node, &Arc<Snapshot>) -> Result<Arc<Snapshot>, String> + Send + Sync>;
+/// The resource sets one proxy gets instead of the shared snapshot's (its own listeners),
+/// or why the node is unacceptable (the stream is then closed with INVALID_ARGUMENT).
+/// Worked out once per stream: they depend on the node alone.
+pub type NodeResourcesFn =
+    Arc<dyn Fn(&Node) -> Result<Vec<(ResourceType, Arc<TypeResources>)>, String> + Send + Sync>;
 
 /// The ADS gRPC service.
 #[derive(Clone)]
 pub struct AdsService {
     snapshots: SnapshotReceiver,
-    for_node: NodeSnapshotFn,
+    for_node: NodeResourcesFn,
     registry: Arc<ProxyRegistry>,
     metrics: Arc<AdsMetrics>,
 }
@@ -55,7 +56,7 @@ pub struct AdsService {
 impl AdsService {
     pub fn new(
         snapshots: SnapshotReceiver,
-        for_node: NodeSnapshotFn,
+        for_node: NodeResourcesFn,
         registry: Arc<ProxyRegistry>,
         metrics: Arc<AdsMetrics>,
     ) -> Self {
@@ -209,7 +210,8 @@ impl AdsService {
             Ok(current) => current.clone().unwrap_or_default(),
             Err(_) => return Err(Status::unavailable("the controller is shutting down")),
         };
-        let mut snapshot = (self.for_node)(&node, &global).map_err(Status::invalid_argument)?;
+        let own = (self.for_node)(&node).map_err(Status::invalid_argument)?;
+        let mut snapshot = global.with_types(&own);
         let guard = self.registry.connect(&node_id, P::PROTOCOL);
         self.metrics.connected_proxies.inc();
         let _connected = scopeguard(&self.metrics);
@@ -236,7 +238,7 @@ impl AdsService {
                     changed = snapshots.changed() => {
                         if changed.is_err() { break; }
                         let global = snapshots.borrow_and_update().clone().unwrap_or_default();
-                        snapshot = (self.for_node)(&node, &global).map_err(Status::invalid_argument)?;
+                        snapshot = global.with_types(&own);
                         (state.handle_snapshot(&snapshot), Vec::new())
                     }
                 }

@@ -4,7 +4,7 @@
 //! and nothing is pushed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::Any;
 
@@ -19,13 +19,63 @@ pub struct VersionedResource {
 }
 
 /// The resources of one type and the version of the whole set.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct TypeResources {
     version: String,
     resources: BTreeMap<Arc<str>, Arc<VersionedResource>>,
+    /// What differs from the set this one replaced, by that set's version: worked out by
+    /// the first stream that needs it and shared by all the others (see [`Self::changes_since`]).
+    since: OnceLock<(String, Arc<TypeChanges>)>,
+}
+
+impl PartialEq for TypeResources {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.resources == other.resources
+    }
+}
+
+/// What differs between two sets of one type.
+#[derive(Debug, Default, PartialEq)]
+pub struct TypeChanges {
+    /// Resources that are new or have another version, in name order.
+    pub changed: Vec<Arc<VersionedResource>>,
+    /// Names that are gone, in order.
+    pub gone: Vec<Arc<str>>,
 }
 
 impl TypeResources {
+    /// The set of `bodies`, each resource versioned by a hash of its content.
+    pub fn from_bodies(bodies: impl IntoIterator<Item = (String, Any)>) -> Self {
+        type_resources(bodies.into_iter().collect())
+    }
+
+    /// What differs from `prev` (one ordered walk over both sets). Every Delta stream
+    /// brought up to the previous set asks the same question after a change; with a
+    /// thousand proxies and thousands of resources, answering it once per stream was most
+    /// of a push, so the answer for the first `prev` asked about is kept and shared.
+    pub fn changes_since(&self, prev: &TypeResources) -> Arc<TypeChanges> {
+        if let Some((version, changes)) = self.since.get()
+            && *version == prev.version
+        {
+            return changes.clone();
+        }
+        let mut changes = TypeChanges::default();
+        let mut old = prev.iter().peekable();
+        for resource in self.iter() {
+            while let Some(o) = old.next_if(|o| o.name < resource.name) {
+                changes.gone.push(o.name.clone());
+            }
+            match old.next_if(|o| o.name == resource.name) {
+                Some(o) if o.version == resource.version => {}
+                _ => changes.changed.push(resource.clone()),
+            }
+        }
+        changes.gone.extend(old.map(|o| o.name.clone()));
+        let changes = Arc::new(changes);
+        let _ = self.since.set((prev.version.clone(), changes.clone()));
+        changes
+    }
+
     /// The version of the whole set (what State-of-the-World sends as `version_info`).
     pub fn version(&self) -> &str {
         &self.version
@@ -55,12 +105,8 @@ pub struct Snapshot {
     types: BTreeMap<ResourceType, Arc<TypeResources>>,
 }
 
-static EMPTY: std::sync::LazyLock<Arc<TypeResources>> = std::sync::LazyLock::new(|| {
-    Arc::new(TypeResources {
-        version: content_hash([]),
-        resources: BTreeMap::new(),
-    })
-});
+static EMPTY: std::sync::LazyLock<Arc<TypeResources>> =
+    std::sync::LazyLock::new(|| Arc::new(TypeResources::from_bodies([])));
 
 impl Snapshot {
     pub fn builder() -> SnapshotBuilder {
@@ -84,17 +130,12 @@ impl Snapshot {
             .all(|ty| self.resources(ty).version() == other.resources(ty).version())
     }
 
-    /// This snapshot with the resources of `ty` replaced (e.g. one proxy's listeners).
-    pub fn with_type(
-        &self,
-        ty: ResourceType,
-        resources: impl IntoIterator<Item = (String, Any)>,
-    ) -> Snapshot {
+    /// This snapshot with the sets of some types replaced (one proxy's own listeners).
+    pub fn with_types(&self, own: &[(ResourceType, Arc<TypeResources>)]) -> Snapshot {
         let mut types = self.types.clone();
-        types.insert(
-            ty,
-            Arc::new(type_resources(resources.into_iter().collect())),
-        );
+        for (ty, resources) in own {
+            types.insert(*ty, resources.clone());
+        }
         Snapshot { types }
     }
 }
@@ -120,7 +161,11 @@ fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
             .values()
             .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
     );
-    TypeResources { version, resources }
+    TypeResources {
+        version,
+        resources,
+        since: OnceLock::new(),
+    }
 }
 
 /// Collects resources, then computes every version once in `build`.
@@ -223,12 +268,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn with_type_replaces_one_type_only() {
+    fn with_types_replaces_those_types_only() {
         let base = snapshot(&[
             (ResourceType::Cluster, "c", "1"),
             (ResourceType::Listener, "l", "a"),
         ]);
-        let node = base.with_type(ResourceType::Listener, [("l".to_string(), any("x", "b"))]);
+        let listeners = TypeResources::from_bodies([("l".to_string(), any("x", "b"))]);
+        let node = base.with_types(&[(ResourceType::Listener, Arc::new(listeners))]);
         assert_eq!(
             node.resources(ResourceType::Cluster),
             base.resources(ResourceType::Cluster)
@@ -237,6 +283,39 @@ pub(crate) mod tests {
             node.resources(ResourceType::Listener).version(),
             base.resources(ResourceType::Listener).version()
         );
+    }
+
+    #[test]
+    fn changes_since_lists_changed_and_gone_names_and_is_shared() {
+        fn names(changes: &TypeChanges) -> (Vec<&str>, Vec<&str>) {
+            let changed = changes.changed.iter().map(|r| &*r.name).collect();
+            let gone = changes.gone.iter().map(|n| &**n).collect();
+            (changed, gone)
+        }
+        let old = snapshot(&[
+            (ResourceType::Cluster, "a", "1"),
+            (ResourceType::Cluster, "b", "1"),
+            (ResourceType::Cluster, "d", "1"),
+        ]);
+        let new = snapshot(&[
+            (ResourceType::Cluster, "b", "2"),
+            (ResourceType::Cluster, "c", "1"),
+            (ResourceType::Cluster, "d", "1"),
+        ]);
+        let (old, new) = (
+            old.resources(ResourceType::Cluster),
+            new.resources(ResourceType::Cluster),
+        );
+        let first = new.changes_since(old);
+        assert_eq!(names(&first), (vec!["b", "c"], vec!["a"]));
+        assert!(
+            Arc::ptr_eq(&first, &new.changes_since(old)),
+            "computed once"
+        );
+        // Another starting point is answered too, just not kept.
+        let from_empty = new.changes_since(&TypeResources::default());
+        assert_eq!(names(&from_empty), (vec!["b", "c", "d"], vec![]));
+        assert!(Arc::ptr_eq(&first, &new.changes_since(old)));
     }
 
     #[test]

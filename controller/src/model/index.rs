@@ -19,7 +19,8 @@ impl IndexChange {
         self.changed.is_empty() && self.deleted.is_empty()
     }
 
-    fn merge(&mut self, other: IndexChange) {
+    /// Adds what `other` changed.
+    pub fn merge(&mut self, other: IndexChange) {
         self.changed.extend(other.changed);
         self.deleted.extend(other.deleted);
     }

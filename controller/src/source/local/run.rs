@@ -273,9 +273,10 @@ impl Worker {
         if !update.changed {
             return;
         }
-        let change = self
-            .state
-            .apply_to(&mut self.index.lock().unwrap_or_else(PoisonError::into_inner));
+        let change = self.state.apply_keys(
+            &update.touched,
+            &mut self.index.lock().unwrap_or_else(PoisonError::into_inner),
+        );
         if !change.is_empty() {
             tracing::info!(
                 changed = change.changed.len(),

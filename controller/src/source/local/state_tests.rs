@@ -205,3 +205,51 @@ fn apply_to_syncs_every_kind_and_reports_differences() {
         (vec![key("b")], vec![key("a")])
     );
 }
+
+#[test]
+fn apply_keys_writes_only_what_an_update_touched() {
+    let mut state = LocalState::new();
+    state.update([
+        read("a.yaml", &service("a", 1)),
+        read(
+            "b.yaml",
+            &format!("{}---\n{}", service("b", 1), service("c", 1)),
+        ),
+        read("dup.yaml", &service("c", 9)),
+    ]);
+    let mut index = Index::new();
+    state.apply_to(&mut index);
+
+    // An edit: only that file's names are touched, and only the real difference reported.
+    let update = state.update([read(
+        "b.yaml",
+        &format!("{}---\n{}", service("b", 2), service("c", 1)),
+    )]);
+    assert_eq!(update.touched, [key("b"), key("c")].into());
+    let change = state.apply_keys(&update.touched, &mut index);
+    assert_eq!((change.changed, change.deleted), (vec![key("b")], vec![]));
+
+    // A removed file: its names go, or pass to the file that also defines them.
+    let update = state.update([removed("b.yaml")]);
+    let change = state.apply_keys(&update.touched, &mut index);
+    assert_eq!(
+        (change.changed, change.deleted),
+        (vec![key("c")], vec![key("b")])
+    );
+    assert_eq!(services(&state), ["a:1", "c:9"]);
+
+    // Whatever happened, the index holds what a full rewrite would hold.
+    let mut rewritten = Index::new();
+    state.apply_to(&mut rewritten);
+    assert!(state.apply_to(&mut index).is_empty());
+    assert_eq!(index.len(), rewritten.len());
+}
+
+#[test]
+fn a_broken_edit_touches_nothing() {
+    let mut state = LocalState::new();
+    state.update([read("a.yaml", &service("a", 1))]);
+    let update = state.update([read("a.yaml", "kind: [")]);
+    assert!(update.changed, "the error is new");
+    assert!(update.touched.is_empty(), "the last good objects stay");
+}
