@@ -185,9 +185,9 @@ pub fn translate_for<'a>(
     let mut namespaces: BTreeSet<String> = catalog.iter().map(|s| s.namespace.clone()).collect();
     namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
     namespaces.extend(client_namespaces.into_iter().map(str::to_owned));
-    for namespace in &namespaces {
-        let config = vhosts::route_configuration(namespace, &catalog, &attached, &faults);
-        builder.add(ResourceType::Route, config.name.clone(), pack_any(config));
+    let namespaces = namespaces.iter().map(String::as_str);
+    for (name, config) in vhosts::route_configurations(namespaces, &catalog, &attached, &faults) {
+        builder.add(ResourceType::Route, name, config);
     }
 
     Translation {

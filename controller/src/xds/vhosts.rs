@@ -1,7 +1,15 @@
 //! The RouteConfiguration `outbound/<ns>` for clients in one namespace: a virtual host per
 //! Service port, answering to the names a client may use, with the GrpcRoute rules that
 //! apply to that client, faults, and a default route to the Service itself.
+//!
+//! Most virtual hosts look the same from every namespace but the Service's own: only short
+//! names (own namespace) and consumer routes (the client's namespace) tell namespaces apart.
+//! Such a shared host is built and encoded once per translation and its bytes are reused in
+//! every RouteConfiguration; with a thousand Services in ten namespaces, building and
+//! encoding each host per namespace was most of a translation. The RouteConfiguration is
+//! assembled from encoded hosts exactly as prost would encode the whole message.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
@@ -9,6 +17,10 @@ use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, VirtualHost,
 };
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message as _;
+use prost::Name as _;
+use prost::encoding::{WireType, encode_key, encode_varint};
 
 use super::fault::{AppliedFault, with_faults};
 use super::matching;
@@ -19,47 +31,163 @@ use crate::model::ObjectKey;
 /// The name of the last route of every virtual host (to the Service itself).
 pub(super) const DEFAULT_ROUTE: &str = "default";
 
-/// The RouteConfiguration serving clients in `namespace`.
-pub(super) fn route_configuration(
-    namespace: &str,
+/// A virtual host's domains and its encoding.
+struct EncodedHost {
+    domains: Vec<String>,
+    bytes: Vec<u8>,
+}
+
+/// The RouteConfigurations serving clients in each of `namespaces`, as (name, `Any`).
+pub(super) fn route_configurations<'n>(
+    namespaces: impl IntoIterator<Item = &'n str>,
     catalog: &Catalog,
     routes: &[AttachedRoute],
     faults: &[AppliedFault],
-) -> RouteConfiguration {
-    let by_parent = routes_by_parent(routes);
-    let mut taken = HashSet::new();
-    let mut virtual_hosts = Vec::new();
-    for service in catalog.iter() {
-        for (i, port) in service.ports.iter().enumerate() {
-            let domains = domains(service, port.port, i == 0, namespace, &mut taken);
-            let attached = by_parent
-                .get(&(service.namespace.as_str(), service.name.as_str(), port.port))
-                .map_or(&[][..], Vec::as_slice);
-            let entries = entries(service, port.port, namespace, attached);
-            virtual_hosts.push(VirtualHost {
-                name: format!("{}:{}", service.fqdn(), port.port),
-                domains,
-                routes: with_faults(entries, &service.namespace, &service.name, faults),
-                ..Default::default()
-            });
+) -> Vec<(String, Any)> {
+    let hosts_of = Hosts {
+        by_parent: routes_by_parent(routes),
+        faults,
+    };
+    // Each Service port as seen from any other namespace, built on first use.
+    let mut shared: HashMap<(&str, &str, u16), EncodedHost> = HashMap::new();
+    let mut configs = Vec::new();
+    for namespace in namespaces {
+        // Which namespace-specific hosts to build (in order), so the shared ones exist first.
+        for service in catalog.iter() {
+            for (i, port) in service.ports.iter().enumerate() {
+                let key = (service.namespace.as_str(), service.name.as_str(), port.port);
+                if is_shared_view(service, namespace, hosts_of.attached(service, port.port))
+                    && !shared.contains_key(&key)
+                {
+                    shared.insert(key, hosts_of.build(service, i, namespace, |_| false));
+                }
+            }
         }
+        let mut taken: HashSet<Cow<'_, str>> = HashSet::new();
+        let mut own: Vec<EncodedHost> = Vec::new();
+        let mut hosts: Vec<HostRef> = Vec::new();
+        for service in catalog.iter() {
+            for (i, port) in service.ports.iter().enumerate() {
+                let key = (service.namespace.as_str(), service.name.as_str(), port.port);
+                let reusable = shared.get(&key).filter(|shared| {
+                    is_shared_view(service, namespace, hosts_of.attached(service, port.port))
+                        && shared.domains.iter().all(|d| !taken.contains(d.as_str()))
+                });
+                match reusable {
+                    Some(shared_host) => {
+                        taken.extend(
+                            shared_host
+                                .domains
+                                .iter()
+                                .map(|d| Cow::Borrowed(d.as_str())),
+                        );
+                        hosts.push(HostRef::Shared(key));
+                    }
+                    None => {
+                        let built = hosts_of.build(service, i, namespace, |d| taken.contains(d));
+                        taken.extend(built.domains.iter().cloned().map(Cow::Owned));
+                        hosts.push(HostRef::Own(own.len()));
+                        own.push(built);
+                    }
+                }
+            }
+        }
+        let encoded = hosts.iter().map(|h| match h {
+            HostRef::Shared(key) => shared[key].bytes.as_slice(),
+            HostRef::Own(i) => own[*i].bytes.as_slice(),
+        });
+        let name = route_config_name(namespace);
+        let value = encode_route_configuration(&name, encoded);
+        configs.push((
+            name,
+            Any {
+                type_url: RouteConfiguration::type_url(),
+                value,
+            },
+        ));
     }
-    RouteConfiguration {
-        name: route_config_name(namespace),
-        virtual_hosts,
-        ..Default::default()
+    configs
+}
+
+/// Builds virtual hosts.
+struct Hosts<'a> {
+    by_parent: HashMap<(&'a str, &'a str, u16), Vec<&'a AttachedRoute>>,
+    faults: &'a [AppliedFault],
+}
+
+impl<'a> Hosts<'a> {
+    /// The routes attached to a Service port.
+    fn attached<'s>(&'s self, service: &'s ServiceEntry, port: u16) -> &'s [&'s AttachedRoute] {
+        self.by_parent
+            .get(&(service.namespace.as_str(), service.name.as_str(), port))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The virtual host of `service.ports[i]` for clients in `namespace`, without the
+    /// domains `taken` says an earlier host has.
+    fn build(
+        &self,
+        service: &ServiceEntry,
+        i: usize,
+        namespace: &str,
+        taken: impl Fn(&str) -> bool,
+    ) -> EncodedHost {
+        let port = service.ports[i].port;
+        let domains = domains(service, port, i == 0, namespace)
+            .into_iter()
+            .filter(|d| !taken(d))
+            .collect();
+        let entries = entries(service, port, namespace, self.attached(service, port));
+        let host = VirtualHost {
+            name: format!("{}:{}", service.fqdn(), port),
+            domains,
+            routes: with_faults(entries, &service.namespace, &service.name, self.faults),
+            ..Default::default()
+        };
+        let bytes = host.encode_to_vec();
+        EncodedHost {
+            domains: host.domains,
+            bytes,
+        }
     }
 }
 
+/// Where a RouteConfiguration's host comes from.
+enum HostRef<'a> {
+    Shared((&'a str, &'a str, u16)),
+    Own(usize),
+}
+
+/// Whether clients in `namespace` see the Service port as every other namespace does: not
+/// the Service's own namespace (short names), and no consumer route from `namespace`.
+fn is_shared_view(service: &ServiceEntry, namespace: &str, attached: &[&AttachedRoute]) -> bool {
+    service.namespace != namespace && !attached.iter().any(|r| r.key.namespace == namespace)
+}
+
+/// `RouteConfiguration { name, virtual_hosts }` encoded from already encoded hosts: the
+/// bytes prost writes for the whole message (fields in number order, each host length
+/// delimited), so versions do not depend on how the message was put together.
+fn encode_route_configuration<'h>(name: &str, hosts: impl Iterator<Item = &'h [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if !name.is_empty() {
+        prost::encoding::string::encode(1, &name.to_owned(), &mut out);
+    }
+    for host in hosts {
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(host.len() as u64, &mut out);
+        out.extend_from_slice(host);
+    }
+    out
+}
+
 /// The host names of one Service port as seen from `client_namespace`, each with the port,
-/// and also without it for the Service's first port; a name already `taken` by an earlier
-/// virtual host is left out (Envoy rejects a RouteConfiguration that repeats a domain).
+/// and also without it for the Service's first port. (The caller leaves out names an earlier
+/// virtual host took: Envoy rejects a RouteConfiguration that repeats a domain.)
 fn domains(
     service: &ServiceEntry,
     port: u16,
     first_port: bool,
     client_namespace: &str,
-    taken: &mut HashSet<String>,
 ) -> Vec<String> {
     let (name, ns) = (&service.name, &service.namespace);
     let mut hosts = vec![
@@ -77,12 +205,11 @@ fn domains(
             ip.to_string()
         });
     }
-    let with_port = hosts.iter().map(|host| format!("{host}:{port}"));
-    let without_port = hosts.iter().filter(|_| first_port).cloned();
-    with_port
-        .chain(without_port)
-        .filter(|domain| taken.insert(domain.clone()))
-        .collect()
+    let mut domains: Vec<String> = hosts.iter().map(|host| format!("{host}:{port}")).collect();
+    if first_port {
+        domains.extend(hosts);
+    }
+    domains
 }
 
 /// The routes attached to each Service port (namespace, name, port), in `routes` order:

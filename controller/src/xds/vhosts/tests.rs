@@ -163,3 +163,55 @@ fn route_configurations_for_service_route_and_client_namespaces() {
         ["outbound/default", "outbound/team-b", "outbound/team-c"]
     );
 }
+
+#[test]
+fn hosts_shared_across_namespaces_keep_each_view_and_prosts_encoding() {
+    // greeter (default) seen from default (short names), team-b (a consumer route) and
+    // team-c (the shared view); `dup` in team-c claims greeter's cluster IP, so in team-c the
+    // shared greeter host comes first and `dup` loses the IP.
+    let consumer = "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\nmetadata: {name: r, namespace: team-b}\n\
+                    spec:\n  parentRefs: [{name: greeter, namespace: default}]\n  rules:\n  \
+                    - backendRefs: [{name: greeter, namespace: default, port: 50051}]\n";
+    let dup = "apiVersion: v1\nkind: Service\nmetadata: {name: dup, namespace: team-c}\n\
+               spec: {clusterIP: 10.96.0.10, ports: [{name: grpc, port: 50051}]}\n";
+    let greeter = "apiVersion: v1\nkind: Service\nmetadata: {name: greeter, namespace: default}\n\
+                   spec: {clusterIP: 10.96.0.10, ports: [{name: grpc, port: 50051}]}\n";
+    let t = translate_for_all(&[greeter, consumer, dup], &["default", "team-b", "team-c"]);
+    for resource in t.snapshot.resources(crate::ads::ResourceType::Route).iter() {
+        let decoded: RouteConfiguration = crate::xds::testutil::decode(&resource.body);
+        assert_eq!(
+            decoded.encode_to_vec(),
+            resource.body.value,
+            "{}: assembled bytes differ from prost's",
+            resource.name
+        );
+    }
+    let host = "greeter.default.svc.cluster.local:50051";
+    let names = |ns: &str| route_names(&t.vhost(ns, host).routes).join(",");
+    assert_eq!(
+        names("team-b"),
+        "grpcroute:team-b/r:rules[0].matches[0],default"
+    );
+    assert_eq!(names("team-c"), "default");
+    assert!(
+        t.vhost("default", host)
+            .domains
+            .contains(&"greeter".to_string())
+    );
+    assert!(
+        !t.vhost("team-c", host)
+            .domains
+            .contains(&"greeter".to_string())
+    );
+    let dup = t.vhost("team-c", "dup.team-c.svc.cluster.local:50051");
+    assert!(dup.domains.contains(&"dup".to_string()));
+    assert!(
+        !dup.domains.iter().any(|d| d.starts_with("10.96.0.10")),
+        "{:?}",
+        dup.domains
+    );
+}
+
+fn translate_for_all(yaml: &[&str], namespaces: &[&str]) -> crate::xds::Translation {
+    crate::xds::translate_for(&index(&yaml.join("---\n")), namespaces.iter().copied())
+}
