@@ -1,8 +1,9 @@
 //! One file's text → its objects, or the first problem found, with its line and column.
 //!
-//! Each document is read in three passes, each of which can fail on its own terms: as any
-//! YAML (syntax), as a header (`apiVersion`, `kind`: which type, if any), then as its type
-//! (field errors with the field path, unknown fields, a missing name).
+//! Each document is read in up to three passes, each of which can fail on its own terms: as
+//! any YAML (syntax; only to explain a failed header pass), as a header (`apiVersion`,
+//! `kind`: which type, if any), then as its type (field errors with the field path, unknown
+//! fields, a missing name).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -100,10 +101,12 @@ fn parse_document(document: &DocumentText) -> Result<Parsed, Located> {
         ),
         None => at_start(problem),
     };
-    if let Err(err) = serde_saphyr::from_str::<IgnoredAny>(&document.text) {
-        return Err(located(Problem::Syntax(message(&err)), &err));
-    }
+    // The syntax pass runs only when the header pass fails, to tell which it was: the
+    // header pass reads the whole document too, and a good file is most of what is read.
     let header: Header = serde_saphyr::from_str(&document.text).map_err(|err| {
+        if let Err(err) = serde_saphyr::from_str::<IgnoredAny>(&document.text) {
+            return located(Problem::Syntax(message(&err)), &err);
+        }
         let what = format!(
             "expected a mapping with apiVersion, kind and metadata ({})",
             message(&err)
