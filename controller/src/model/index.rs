@@ -30,6 +30,8 @@ impl IndexChange {
 pub struct Index {
     objects: BTreeMap<ObjectKey, Object>,
     synced: BTreeSet<Kind>,
+    /// Per kind, how many writes changed an object of that kind.
+    revisions: BTreeMap<Kind, u64>,
 }
 
 impl Index {
@@ -44,6 +46,7 @@ impl Index {
             return IndexChange::default();
         }
         self.objects.insert(key.clone(), object);
+        *self.revisions.entry(key.kind).or_default() += 1;
         IndexChange {
             changed: vec![key],
             deleted: vec![],
@@ -52,10 +55,13 @@ impl Index {
 
     pub fn delete(&mut self, key: &ObjectKey) -> IndexChange {
         match self.objects.remove(key) {
-            Some(_) => IndexChange {
-                changed: vec![],
-                deleted: vec![key.clone()],
-            },
+            Some(_) => {
+                *self.revisions.entry(key.kind).or_default() += 1;
+                IndexChange {
+                    changed: vec![],
+                    deleted: vec![key.clone()],
+                }
+            }
             None => IndexChange::default(),
         }
     }
@@ -79,6 +85,12 @@ impl Index {
         }
         self.synced.insert(kind);
         change
+    }
+
+    /// A number that moves on whenever an object of `kind` changes: translation reuses what
+    /// depends only on kinds that did not move.
+    pub fn revision(&self, kind: Kind) -> u64 {
+        self.revisions.get(&kind).copied().unwrap_or(0)
     }
 
     /// Marks a kind synced without listing it (for sources that do not provide it).
@@ -196,6 +208,21 @@ mod tests {
             [ObjectKey::new(Kind::Service, "default", "b")]
         );
         assert!(change.changed.is_empty());
+    }
+
+    #[test]
+    fn a_kind_revision_moves_only_on_real_changes_of_that_kind() {
+        let mut index = Index::new();
+        index.apply(service("a", 1));
+        let before = index.revision(Kind::Service);
+        assert!(index.apply(service("a", 1)).is_empty());
+        index.reset(Kind::Service, vec![service("a", 1)]);
+        assert_eq!(index.revision(Kind::Service), before, "nothing changed");
+        index.apply(service("a", 2));
+        assert_eq!(index.revision(Kind::Service), before + 1);
+        index.delete(&ObjectKey::new(Kind::Service, "default", "a"));
+        assert_eq!(index.revision(Kind::Service), before + 2);
+        assert_eq!(index.revision(Kind::EndpointSlice), 0);
     }
 
     #[test]

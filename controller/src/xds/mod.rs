@@ -87,13 +87,15 @@ mod envoy_check;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
-use crate::ads::{ResourceType, Snapshot};
+use crate::ads::{ResourceType, Snapshot, TypeResources};
 use crate::model::{Index, ObjectKey};
 
 pub use listener::{OUTBOUND_LISTENER, outbound_listener};
@@ -164,18 +166,15 @@ pub fn translate_for<'a>(
     let catalog = services::Catalog::build(index, &mut warnings);
     let mut builder = Snapshot::builder();
 
-    let slices = endpoints::SlicesByService::build(index, &mut warnings);
     for service in catalog.iter() {
         for port in &service.ports {
             let name = service.cluster(port.port);
-            builder.add(
-                ResourceType::Cluster,
-                name.clone(),
-                pack_any(cluster::cluster(&name)),
-            );
-            let assignment = endpoints::load_assignment(&name, service, port, &slices);
-            builder.add(ResourceType::Endpoint, name, pack_any(assignment));
+            let cluster = pack_any(cluster::cluster(&name));
+            builder.add(ResourceType::Cluster, name, cluster);
         }
+    }
+    for (name, assignment) in load_assignments(index, &catalog, &mut warnings) {
+        builder.add(ResourceType::Endpoint, name, assignment);
     }
 
     let attached = routes::translate_routes(index, &catalog, &mut reports);
@@ -195,6 +194,41 @@ pub fn translate_for<'a>(
         reports,
         warnings,
     }
+}
+
+/// `previous`, a translation of this index made before only EndpointSlices changed, with
+/// its ClusterLoadAssignments made again: nothing else depends on an EndpointSlice, and
+/// endpoint changes (pods coming and going) are the most frequent change there is.
+pub fn retranslate_endpoints(index: &Index, previous: &Translation) -> Translation {
+    let mut warnings = Vec::new();
+    let catalog = services::Catalog::build(index, &mut warnings);
+    let assignments = load_assignments(index, &catalog, &mut warnings);
+    let endpoints = Arc::new(TypeResources::from_bodies(assignments));
+    Translation {
+        snapshot: previous
+            .snapshot
+            .with_types(&[(ResourceType::Endpoint, endpoints)]),
+        reports: previous.reports.clone(),
+        warnings,
+    }
+}
+
+/// A ClusterLoadAssignment per Service port, by cluster name.
+fn load_assignments(
+    index: &Index,
+    catalog: &services::Catalog,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, Any)> {
+    let slices = endpoints::SlicesByService::build(index, warnings);
+    let mut assignments = Vec::new();
+    for service in catalog.iter() {
+        for port in &service.ports {
+            let name = service.cluster(port.port);
+            let assignment = pack_any(endpoints::load_assignment(&name, service, port, &slices));
+            assignments.push((name, assignment));
+        }
+    }
+    assignments
 }
 
 #[cfg(test)]
