@@ -33,10 +33,10 @@ fn run_notes(run: &LoadReport) -> Vec<String> {
         }
         if detect.is_finite() {
             notes.push(format!(
-                "{} proxies: detection alone (file rename → first response) is {detect:.0} ms at the median: the \
-                 local source wakes on inotify and reads the file once it looked the same for 10 ms, then 10 ms of \
-                 debounce, a full translation of the index and the first stream's diff, all while the controller \
-                 shares its core with the other streams.",
+                "{} proxies, route change: detection alone (file rename → first response) is {detect:.0} ms at \
+                 the median: the local source wakes on inotify and reads the file once it looked the same for \
+                 10 ms, then 10 ms of debounce and a translation of the whole index (an endpoint change remakes \
+                 only the ClusterLoadAssignments), all while the controller shares its core with the other streams.",
                 run.proxies
             ));
         }
