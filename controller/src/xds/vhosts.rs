@@ -48,11 +48,11 @@ pub(super) fn route_configurations<'n>(
         by_parent: routes_by_parent(routes),
         faults,
     };
-    // Each Service port as seen from any other namespace, built on first use.
+    // Each Service port as seen from the namespaces that share a view of it (first use).
     let mut shared: HashMap<(&str, &str, u16), EncodedHost> = HashMap::new();
     let mut configs = Vec::new();
     for namespace in namespaces {
-        // Which namespace-specific hosts to build (in order), so the shared ones exist first.
+        // The shared hosts this namespace uses, built before `taken` borrows their domains.
         for service in catalog.iter() {
             for (i, port) in service.ports.iter().enumerate() {
                 let key = (service.namespace.as_str(), service.name.as_str(), port.port);
