@@ -124,7 +124,7 @@ fn publish(
     }
     published.send_modify(|p| {
         p.snapshot = Some(snapshot);
-        p.reports = Arc::new(translation.reports);
+        p.reports = translation.reports;
     });
     tracing::debug!(
         new = is_new,

@@ -223,7 +223,7 @@ fn render_type(translation: &Translation, ty: ResourceType) -> String {
 
 fn render_reports(translation: &Translation) -> String {
     let mut out = String::new();
-    for (key, report) in &translation.reports {
+    for (key, report) in translation.reports.iter() {
         let _ = writeln!(out, "{key} (generation {:?})", report.generation);
         let _ = writeln!(out, "  accepted: {:?}", report.accepted);
         let _ = writeln!(out, "  resolved_refs: {:?}", report.resolved_refs);

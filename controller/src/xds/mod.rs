@@ -108,8 +108,9 @@ pub struct Translation {
     /// Clusters, ClusterLoadAssignments and RouteConfigurations (listeners are per proxy:
     /// [`outbound_listener`]).
     pub snapshot: Snapshot,
-    /// One report per GrpcRoute, FaultInjection and MtlsPolicy in the index.
-    pub reports: BTreeMap<ObjectKey, ResourceReport>,
+    /// One report per GrpcRoute, FaultInjection and MtlsPolicy in the index (shared: an
+    /// endpoint-only retranslation and the publisher keep the same reports).
+    pub reports: Arc<BTreeMap<ObjectKey, ResourceReport>>,
     /// Objects that no report covers (Services, EndpointSlices) and that were skipped.
     pub warnings: Vec<String>,
 }
@@ -191,7 +192,7 @@ pub fn translate_for<'a>(
 
     Translation {
         snapshot: builder.build(),
-        reports,
+        reports: Arc::new(reports),
         warnings,
     }
 }

@@ -48,24 +48,25 @@ pub(super) fn route_configurations<'n>(
         by_parent: routes_by_parent(routes),
         faults,
     };
-    // Each Service port as seen from the namespaces that share a view of it (first use).
+    let namespaces: Vec<&str> = namespaces.into_iter().collect();
+    // Each Service port as seen from the namespaces that share a view of it, built once.
     let mut shared: HashMap<(&str, &str, u16), EncodedHost> = HashMap::new();
-    let mut configs = Vec::new();
-    for namespace in namespaces {
-        // The shared hosts this namespace uses, built before `taken` borrows their domains.
-        for service in catalog.iter() {
-            for (i, port) in service.ports.iter().enumerate() {
+    for service in catalog.iter() {
+        for (i, port) in service.ports.iter().enumerate() {
+            let attached = hosts_of.attached(service, port.port);
+            if let Some(namespace) = namespaces
+                .iter()
+                .find(|ns| is_shared_view(service, ns, attached))
+            {
                 let key = (service.namespace.as_str(), service.name.as_str(), port.port);
-                if is_shared_view(service, namespace, hosts_of.attached(service, port.port))
-                    && !shared.contains_key(&key)
-                {
-                    shared.insert(key, hosts_of.build(service, i, namespace, |_| false));
-                }
+                shared.insert(key, hosts_of.build(service, i, namespace, |_| false));
             }
         }
+    }
+    let mut configs = Vec::new();
+    for namespace in namespaces {
         let mut taken: HashSet<Cow<'_, str>> = HashSet::new();
-        let mut own: Vec<EncodedHost> = Vec::new();
-        let mut hosts: Vec<HostRef> = Vec::new();
+        let mut hosts: Vec<Cow<'_, [u8]>> = Vec::new();
         for service in catalog.iter() {
             for (i, port) in service.ports.iter().enumerate() {
                 let key = (service.namespace.as_str(), service.name.as_str(), port.port);
@@ -74,30 +75,20 @@ pub(super) fn route_configurations<'n>(
                         && shared.domains.iter().all(|d| !taken.contains(d.as_str()))
                 });
                 match reusable {
-                    Some(shared_host) => {
-                        taken.extend(
-                            shared_host
-                                .domains
-                                .iter()
-                                .map(|d| Cow::Borrowed(d.as_str())),
-                        );
-                        hosts.push(HostRef::Shared(key));
+                    Some(host) => {
+                        taken.extend(host.domains.iter().map(|d| Cow::Borrowed(d.as_str())));
+                        hosts.push(Cow::Borrowed(&host.bytes));
                     }
                     None => {
-                        let built = hosts_of.build(service, i, namespace, |d| taken.contains(d));
-                        taken.extend(built.domains.iter().cloned().map(Cow::Owned));
-                        hosts.push(HostRef::Own(own.len()));
-                        own.push(built);
+                        let host = hosts_of.build(service, i, namespace, |d| taken.contains(d));
+                        taken.extend(host.domains.into_iter().map(Cow::Owned));
+                        hosts.push(Cow::Owned(host.bytes));
                     }
                 }
             }
         }
-        let encoded = hosts.iter().map(|h| match h {
-            HostRef::Shared(key) => shared[key].bytes.as_slice(),
-            HostRef::Own(i) => own[*i].bytes.as_slice(),
-        });
         let name = route_config_name(namespace);
-        let value = encode_route_configuration(&name, encoded);
+        let value = encode_route_configuration(&name, &hosts);
         configs.push((
             name,
             Any {
@@ -152,12 +143,6 @@ impl<'a> Hosts<'a> {
     }
 }
 
-/// Where a RouteConfiguration's host comes from.
-enum HostRef<'a> {
-    Shared((&'a str, &'a str, u16)),
-    Own(usize),
-}
-
 /// Whether clients in `namespace` see the Service port as every other namespace does: not
 /// the Service's own namespace (short names), and no consumer route from `namespace`.
 fn is_shared_view(service: &ServiceEntry, namespace: &str, attached: &[&AttachedRoute]) -> bool {
@@ -165,19 +150,24 @@ fn is_shared_view(service: &ServiceEntry, namespace: &str, attached: &[&Attached
 }
 
 /// `RouteConfiguration { name, virtual_hosts }` encoded from already encoded hosts: the
-/// bytes prost writes for the whole message (fields in number order, each host length
+/// bytes prost writes for the whole message (fields in number order, each length
 /// delimited), so versions do not depend on how the message was put together.
-fn encode_route_configuration<'h>(name: &str, hosts: impl Iterator<Item = &'h [u8]>) -> Vec<u8> {
+fn encode_route_configuration(name: &str, hosts: &[Cow<'_, [u8]>]) -> Vec<u8> {
     let mut out = Vec::new();
     if !name.is_empty() {
-        prost::encoding::string::encode(1, &name.to_owned(), &mut out);
+        length_delimited(1, name.as_bytes(), &mut out);
     }
     for host in hosts {
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(host.len() as u64, &mut out);
-        out.extend_from_slice(host);
+        length_delimited(2, host, &mut out);
     }
     out
+}
+
+/// Field `number` holding `bytes` (a string or an encoded message), as protobuf writes it.
+fn length_delimited(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    encode_key(number, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
 }
 
 /// The host names of one Service port as seen from `client_namespace`, each with the port,
