@@ -1,7 +1,7 @@
 //! The control-plane benchmark's orchestration: for each number of simulated proxies, a
 //! fresh config directory (`meshconfig::ControlPlaneConfig`) and a fresh weft-controller
 //! in local mode pinned to one core, and `ads-load` pinned to the other; reads back
-//! `ads-load`'s JSON report.
+//! `ads-load`'s JSON report. The caller runs rounds interleaved with the data plane's.
 
 use std::fs::File;
 use std::process::Stdio;
@@ -26,35 +26,66 @@ pub struct Options {
     pub idle_secs: u64,
 }
 
-/// All control-plane runs.
+/// All control-plane runs: one per number of proxies per round.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub runs: Vec<LoadReport>,
     pub failures: Vec<String>,
+    /// Changes of each kind per run.
     pub repeats: u32,
+    /// Rounds run (each a fresh controller per number of proxies).
+    pub rounds: u32,
 }
 
-pub fn run(bins: &Bins, options: &Options) -> anyhow::Result<Report> {
-    let mut runs = Vec::new();
-    let mut failures = Vec::new();
-    for &n in &options.proxies {
-        eprintln!(
-            "[control plane] {n} simulated proxies, {} services",
-            options.config.total_services()
-        );
-        match one(bins, options, n) {
-            Ok(report) => runs.push(report),
-            Err(err) => {
-                eprintln!("[control plane] {n} proxies failed: {err:#}");
-                failures.push(format!("{n} proxies: {err:#}"));
+impl Report {
+    pub fn new(repeats: u32) -> Self {
+        Self {
+            runs: Vec::new(),
+            failures: Vec::new(),
+            repeats,
+            rounds: 0,
+        }
+    }
+
+    /// One round: for each number of proxies, a fresh controller and an `ads-load` run.
+    pub fn round(&mut self, bins: &Bins, options: &Options) {
+        self.rounds += 1;
+        for &n in &options.proxies {
+            eprintln!(
+                "[control plane] round {}: {n} simulated proxies, {} services",
+                self.rounds,
+                options.config.total_services()
+            );
+            match one(bins, options, n) {
+                Ok(report) => self.runs.push(report),
+                Err(err) => {
+                    eprintln!("[control plane] {n} proxies failed: {err:#}");
+                    self.failures
+                        .push(format!("round {}, {n} proxies: {err:#}", self.rounds));
+                }
             }
         }
     }
-    Ok(Report {
-        runs,
-        failures,
-        repeats: options.repeats,
-    })
+
+    /// The runs of every round pooled, one per number of proxies (ascending).
+    pub fn pooled(&self) -> Vec<LoadReport> {
+        let mut counts: Vec<usize> = self.runs.iter().map(|r| r.proxies).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+            .into_iter()
+            .filter_map(|n| LoadReport::pool(&self.runs_with(n)))
+            .collect()
+    }
+
+    /// Every round's run with `proxies` simulated proxies.
+    pub fn runs_with(&self, proxies: usize) -> Vec<LoadReport> {
+        self.runs
+            .iter()
+            .filter(|r| r.proxies == proxies)
+            .cloned()
+            .collect()
+    }
 }
 
 fn one(bins: &Bins, options: &Options, proxies: usize) -> anyhow::Result<LoadReport> {

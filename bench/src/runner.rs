@@ -20,11 +20,12 @@ use crate::{cp, dp, machine, profile};
 /// Options of `weft-bench run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Rounds of the data-plane benchmark (every workload on every topology per round).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds: each runs every data-plane workload on every topology, then the
+    /// control-plane scenario for each number of proxies.
+    #[arg(long, default_value_t = 5)]
     pub rounds: u32,
     /// Seconds each data-plane run is measured.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 10)]
     pub duration: u64,
     /// Seconds of warm-up before each run is measured.
     #[arg(long, default_value_t = 2)]
@@ -42,8 +43,8 @@ pub struct RunArgs {
     pub services_per_namespace: u32,
     #[arg(long, default_value_t = 10)]
     pub endpoints: u32,
-    /// Repetitions of each kind of config change.
-    #[arg(long, default_value_t = 10)]
+    /// Repetitions of each kind of config change, per round.
+    #[arg(long, default_value_t = 2)]
     pub repeats: u32,
     /// Record CPU profiles (perf) of each one-hop proxy at saturation and of the controller.
     #[arg(long)]
@@ -79,7 +80,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration),
     };
 
-    let dp_report = if args.skip_dataplane {
+    let config = ControlPlaneConfig {
+        namespaces: args.namespaces,
+        services_per_namespace: args.services_per_namespace,
+        endpoints: args.endpoints,
+    };
+    let cp_options = cp::Options {
+        proxies: args.proxies.clone(),
+        config,
+        repeats: args.repeats,
+        idle_secs: 5,
+    };
+    let mut data_plane = if args.skip_dataplane {
         None
     } else {
         let options = dp::Options {
@@ -88,8 +100,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             rates: args.rates.clone(),
             calibration: Duration::from_secs(3),
         };
-        match dp::run(&bins, &options) {
-            Ok(report) => Some(report),
+        match dp::DataPlane::start(&bins, &options) {
+            Ok(bench) => Some(bench),
             Err(err) => {
                 failed = true;
                 notes.push(format!("**The data-plane benchmark failed**: {err:#}"));
@@ -97,39 +109,34 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         }
     };
+    let mut control_plane = (!args.skip_controlplane).then(|| cp::Report::new(args.repeats));
+    // Rounds interleave the two benchmarks, so each one's spread over rounds covers the
+    // whole run (and whatever else the machine did meanwhile), not one stretch of it.
+    for round in 0..args.rounds {
+        eprintln!("[bench] round {} of {}", round + 1, args.rounds);
+        if let Some(bench) = &mut data_plane
+            && let Err(err) = bench.round(round)
+        {
+            failed = true;
+            notes.push(format!("**The data-plane benchmark failed**: {err:#}"));
+            data_plane = None;
+        }
+        if let Some(report) = &mut control_plane {
+            report.round(&bins, &cp_options);
+        }
+    }
+    let dp_report = data_plane.map(dp::DataPlane::finish);
+    if let Some(report) = &control_plane {
+        failed |= !report.failures.is_empty();
+    }
+    let cp_report = control_plane;
     let mut profiles = Vec::new();
-    if args.profile && !args.skip_dataplane {
+    if args.profile && dp_report.is_some() {
         match profile::proxies(&bins) {
             Ok(p) => profiles.extend(p),
             Err(err) => notes.push(format!("Proxy profiles failed: {err:#}")),
         }
     }
-    let config = ControlPlaneConfig {
-        namespaces: args.namespaces,
-        services_per_namespace: args.services_per_namespace,
-        endpoints: args.endpoints,
-    };
-    let cp_report = if args.skip_controlplane {
-        None
-    } else {
-        let options = cp::Options {
-            proxies: args.proxies.clone(),
-            config,
-            repeats: args.repeats,
-            idle_secs: 5,
-        };
-        match cp::run(&bins, &options) {
-            Ok(report) => {
-                failed |= !report.failures.is_empty();
-                Some(report)
-            }
-            Err(err) => {
-                failed = true;
-                notes.push(format!("**The control-plane benchmark failed**: {err:#}"));
-                None
-            }
-        }
-    };
     if args.profile && !args.skip_controlplane {
         let n = args.proxies.iter().copied().max().unwrap_or(100);
         match profile::controller(&bins, config, n) {
@@ -237,8 +244,9 @@ fn method(args: &RunArgs) -> Vec<String> {
             "Open loop (`weft-bench openloop`, tonic, 4 HTTP/2 connections): calls start on a fixed schedule at {} \
              rps whatever the replies do, paced by tokio's 1 ms timer (at 5000 rps five calls start each \
              millisecond); latency per call from its start to its reply, all calls kept (p99.9 included). h2load's \
-             `--rps` mode was tried first and reported ~1 ms for ~0.3 ms calls at 1000 rps. A higher rate is added \
-             when calibration (3 s closed loop per topology) shows room. Closed loop for saturation: h2load \
+             `--rps` mode was tried first and reported ~1 ms for ~0.3 ms calls at 1000 rps. Twice the highest rate \
+             is added when calibration (3 s closed loop per topology) shows room for it (at most 60% of the slowest \
+             one-hop proxy's saturation). Closed loop for saturation: h2load \
              (nghttp2), 4 connections × 16 streams, one HTTP/2 request per gRPC call; every reply is checked to carry \
              the 1 KB message. Each topology is probed with a real gRPC call before measuring.",
             args.rates.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
@@ -249,17 +257,19 @@ fn method(args: &RunArgs) -> Vec<String> {
         ),
         format!(
             "Runs: {} rounds; in each, every workload runs on every topology back to back, the topology order rotated \
-             each round. {} s warm-up, then {} s measured. Proxy CPU is utime+stime from /proc/<pid>/stat over the \
-             measured window; RSS is VmRSS from /proc/<pid>/status.",
+             each round, then the control-plane scenario (below) runs once for each number of proxies, so both \
+             benchmarks' rounds spread over the whole run. {} s warm-up, then {} s measured. Proxy CPU is \
+             utime+stime from /proc/<pid>/stat over the measured window; RSS is VmRSS from /proc/<pid>/status.",
             args.rounds, args.warmup, args.duration
         ),
         format!(
             "Control plane: weft-controller in local mode on {} namespaces × {} Services × {} endpoints (a GrpcRoute \
              for every tenth Service), pinned to core 1; `ads-load` on core 0 opens {} Delta ADS streams (one \
-             connection each) that subscribe like Envoy (wildcard CDS/LDS, EDS per cluster, RDS per listener) and \
-             ACK every response. Changes, {} of each: (a) one endpoint of one Service; (b) the weights of one \
-             GrpcRoute (every proxy's route configuration changes); (c) a new Service with its endpoints (every \
-             proxy gets a cluster, its endpoints and a route change).",
+             connection each, advertising Envoy's default 256 MiB HTTP/2 windows) that subscribe like Envoy \
+             (wildcard CDS/LDS, EDS per cluster, RDS per listener) and ACK every response, against a fresh \
+             controller each round. Changes, {} of each kind per round, the kinds taking turns: (a) one endpoint of \
+             one Service; (b) the weights of one GrpcRoute (every proxy's route configuration changes); (c) a new \
+             Service with its endpoints (every proxy gets a cluster, its endpoints and a route change).",
             args.namespaces,
             args.services_per_namespace,
             args.endpoints,

@@ -29,6 +29,23 @@ impl Percentiles {
     }
 }
 
+impl Percentiles {
+    /// Each percentile the median of `all`'s (for runs too many to pool sample by sample);
+    /// counts add up.
+    pub fn median_of(all: &[Percentiles]) -> Self {
+        let median = |f: fn(&Percentiles) -> f64| {
+            let values: Vec<f64> = all.iter().map(f).collect();
+            Summary::of(&values).map_or(f64::NAN, |s| s.median)
+        };
+        Self {
+            p50: median(|p| p.p50),
+            p99: median(|p| p.p99),
+            p999: median(|p| p.p999),
+            count: all.iter().map(|p| p.count).sum(),
+        }
+    }
+}
+
 /// The nearest-rank percentile `p` (0–100] of ascending `sorted` samples.
 pub fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

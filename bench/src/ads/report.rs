@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::Percentiles;
+use crate::stats::{Percentiles, Summary};
 
 /// One kind of change, repeated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,4 +48,125 @@ pub struct LoadReport {
     pub changes: Vec<ChangeReport>,
     /// Streams that ended during the run, with the reason (should be empty).
     pub stream_errors: Vec<String>,
+}
+
+impl LoadReport {
+    /// Runs of several rounds with the same number of proxies as one: each repeated change
+    /// pooled over the rounds, the scalar figures (sync time, RSS, idle CPU) their median
+    /// over the rounds, per-proxy percentiles the median of the rounds'. `None` when empty.
+    pub fn pool(rounds: &[LoadReport]) -> Option<LoadReport> {
+        let first = rounds.first()?;
+        let median = |f: fn(&LoadReport) -> f64| {
+            let values: Vec<f64> = rounds.iter().map(f).collect();
+            Summary::of(&values).map_or(f64::NAN, |s| s.median)
+        };
+        let mut changes: Vec<ChangeReport> = Vec::new();
+        let mut per_proxy: Vec<(String, Vec<Percentiles>)> = Vec::new();
+        for change in rounds.iter().flat_map(|r| &r.changes) {
+            match changes.iter_mut().find(|c| c.kind == change.kind) {
+                Some(pooled) => pooled.extend(change),
+                None => changes.push(ChangeReport {
+                    per_proxy_ms: None,
+                    ..change.clone()
+                }),
+            }
+            if let Some(p) = change.per_proxy_ms {
+                match per_proxy.iter_mut().find(|(kind, _)| *kind == change.kind) {
+                    Some((_, all)) => all.push(p),
+                    None => per_proxy.push((change.kind.clone(), vec![p])),
+                }
+            }
+        }
+        for change in &mut changes {
+            change.per_proxy_ms = per_proxy
+                .iter()
+                .find(|(kind, _)| *kind == change.kind)
+                .map(|(_, all)| Percentiles::median_of(all));
+        }
+        Some(LoadReport {
+            proxies: first.proxies,
+            services: first.services,
+            endpoints_per_service: first.endpoints_per_service,
+            sync_secs: median(|r| r.sync_secs),
+            initial_bytes_per_proxy: median(|r| r.initial_bytes_per_proxy),
+            rss_empty: median(|r| r.rss_empty),
+            cpu_empty_percent: median(|r| r.cpu_empty_percent),
+            rss_connected: median(|r| r.rss_connected),
+            cpu_connected_percent: median(|r| r.cpu_connected_percent),
+            changes,
+            stream_errors: rounds
+                .iter()
+                .flat_map(|r| r.stream_errors.iter().cloned())
+                .collect(),
+        })
+    }
+}
+
+impl ChangeReport {
+    /// Appends another round's repetitions of the same kind of change.
+    fn extend(&mut self, other: &ChangeReport) {
+        self.convergence_ms.extend(&other.convergence_ms);
+        self.first_response_ms.extend(&other.first_response_ms);
+        self.fanout_ms.extend(&other.fanout_ms);
+        self.bytes_per_proxy.extend(&other.bytes_per_proxy);
+        self.cpu_ms.extend(&other.cpu_ms);
+        self.peak_rss.extend(&other.peak_rss);
+        self.incomplete += other.incomplete;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(proxies: usize, rss: f64, convergence: &[f64], p50: f64) -> LoadReport {
+        LoadReport {
+            proxies,
+            services: 10,
+            endpoints_per_service: 2,
+            sync_secs: rss / 100.0,
+            initial_bytes_per_proxy: 1000.0,
+            rss_empty: 1.0,
+            cpu_empty_percent: 0.0,
+            rss_connected: rss,
+            cpu_connected_percent: 0.0,
+            changes: vec![ChangeReport {
+                kind: "route".into(),
+                convergence_ms: convergence.to_vec(),
+                first_response_ms: convergence.to_vec(),
+                fanout_ms: vec![0.0; convergence.len()],
+                per_proxy_ms: Some(Percentiles {
+                    p50,
+                    p99: p50 * 2.0,
+                    p999: p50 * 3.0,
+                    count: 10,
+                }),
+                bytes_per_proxy: vec![5.0; convergence.len()],
+                cpu_ms: vec![1.0; convergence.len()],
+                peak_rss: vec![rss; convergence.len()],
+                incomplete: 1,
+            }],
+            stream_errors: vec![format!("e{rss}")],
+        }
+    }
+
+    #[test]
+    fn pools_rounds() {
+        let pooled = LoadReport::pool(&[
+            run(100, 300.0, &[1.0, 2.0], 10.0),
+            run(100, 100.0, &[3.0], 30.0),
+            run(100, 200.0, &[4.0, 5.0], 20.0),
+        ])
+        .unwrap();
+        assert_eq!(pooled.rss_connected, 200.0);
+        assert_eq!(pooled.sync_secs, 2.0);
+        assert_eq!(pooled.changes.len(), 1);
+        let route = &pooled.changes[0];
+        assert_eq!(route.convergence_ms, [1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(route.incomplete, 3);
+        let p = route.per_proxy_ms.unwrap();
+        assert_eq!((p.p50, p.p99, p.count), (20.0, 40.0, 30));
+        assert_eq!(pooled.stream_errors.len(), 3);
+        assert!(LoadReport::pool(&[]).is_none());
+    }
 }

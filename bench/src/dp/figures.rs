@@ -3,7 +3,7 @@
 //! round and workload, so each difference pairs runs made back to back).
 
 use super::model::{RunResult, TopoId, Workload};
-use crate::stats::{Percentiles, Summary};
+use crate::stats::{self, Percentiles, Summary};
 
 /// `f` of each run of `topo` under `workload`, in round order.
 pub fn per_round(
@@ -72,14 +72,39 @@ pub fn added_latency(
     let diffs: Vec<f64> = runs
         .iter()
         .filter(|r| r.topo == topo && r.workload == workload)
-        .filter_map(|r| {
-            let direct = runs.iter().find(|d| {
-                d.topo == TopoId::Direct && d.workload == workload && d.round == r.round
-            })?;
-            Some(latency(r, pct) - latency(direct, pct))
-        })
+        .filter_map(|r| added(runs, r, pct))
         .collect();
     Summary::of(&diffs)
+}
+
+/// Round by round, `value` of `a`'s run over `value` of `b`'s (same workload, same
+/// round): the spread of a ratio whose two sides shared each round's conditions.
+pub fn ratio_by_round(
+    runs: &[RunResult],
+    a: TopoId,
+    b: TopoId,
+    workload: Workload,
+    value: impl Fn(&RunResult) -> Option<f64>,
+) -> Option<Summary> {
+    let ratios: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.topo == a && r.workload == workload)
+        .filter_map(|ra| {
+            let rb = runs
+                .iter()
+                .find(|r| r.topo == b && r.workload == workload && r.round == ra.round)?;
+            Some(stats::ratio(value(ra)?, value(rb)?))
+        })
+        .collect();
+    Summary::of(&ratios)
+}
+
+/// A run's latency percentile minus the direct run's of the same workload and round.
+pub fn added(runs: &[RunResult], run: &RunResult, pct: Pct) -> Option<f64> {
+    let direct = runs
+        .iter()
+        .find(|d| d.topo == TopoId::Direct && d.workload == run.workload && d.round == run.round)?;
+    Some(latency(run, pct) - latency(direct, pct))
 }
 
 #[cfg(test)]
@@ -132,5 +157,23 @@ mod tests {
         });
         assert_eq!(values, vec![1.0, 2.0]);
         assert!(summary(&runs, TopoId::EnvoyHop, Workload::Closed, |r| r.rps).is_none());
+    }
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_round() {
+        let runs = vec![
+            run(TopoId::WeftHop, 0, 50.0),
+            run(TopoId::EnvoyHop, 0, 100.0),
+            run(TopoId::WeftHop, 1, 90.0),
+            run(TopoId::EnvoyHop, 1, 100.0),
+            run(TopoId::WeftHop, 2, 10.0), // no Envoy run in round 2: left out
+        ];
+        let w = Workload::Open(1000);
+        let s = ratio_by_round(&runs, TopoId::WeftHop, TopoId::EnvoyHop, w, |r| {
+            Some(latency(r, Pct::P50))
+        })
+        .unwrap();
+        assert_eq!((s.min, s.max, s.rounds), (0.5, 0.9, 2));
+        assert!(ratio_by_round(&runs, TopoId::WeftHop, TopoId::EnvoyHop, w, |_| None).is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! The control-plane section of RESULTS.md: per number of simulated proxies, the initial
 //! sync and the controller at rest, then each kind of change from the file write to the
 //! last ACK (split into detection — noticing the file, debounce, translation — and fan-out).
+//! Rounds are pooled: a figure at rest is the median of the rounds [min–max], a change's
+//! percentiles are over every round's repetitions.
 
 use super::data::Headline;
 use super::table::{MB, Table, num, summary};
@@ -45,27 +47,36 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
         "idle CPU, no proxy (% of a core)",
         "idle CPU, all connected (%)",
     ]);
-    for run in &report.runs {
+    let pooled = report.pooled();
+    for run in &pooled {
+        let rounds = report.runs_with(run.proxies);
+        let over_rounds = |f: fn(&LoadReport) -> f64, scale: f64| {
+            let values: Vec<f64> = rounds.iter().map(f).collect();
+            summary(Summary::of(&values), scale)
+        };
         t.row([
             run.proxies.to_string(),
             format!("{} × {}", run.services, run.endpoints_per_service),
-            num(run.sync_secs),
+            over_rounds(|r| r.sync_secs, 1.0),
             num(run.initial_bytes_per_proxy / 1e3),
-            num(run.rss_empty * MB),
-            num(run.rss_connected * MB),
+            over_rounds(|r| r.rss_empty, MB),
+            over_rounds(|r| r.rss_connected, MB),
             num((run.rss_connected - run.rss_empty) / run.proxies.max(1) as f64 / 1e3),
-            num(run.cpu_empty_percent),
-            num(run.cpu_connected_percent),
+            over_rounds(|r| r.cpu_empty_percent, 1.0),
+            over_rounds(|r| r.cpu_connected_percent, 1.0),
         ]);
-        if let Some(s) = Summary::of(&[run.rss_connected]) {
+        let rss: Vec<f64> = rounds.iter().map(|r| r.rss_connected).collect();
+        if let Some(s) = Summary::of(&rss) {
             headlines.push((format!("controller RSS bytes, {} proxies", run.proxies), s));
         }
     }
     out += &t.render();
 
     out += &format!(
-        "\n### Changes ({} of each kind, ms unless noted; p50 / p99 / max over the changes)\n\n",
-        report.repeats
+        "\n### Changes ({} of each kind: {} per round × {} rounds; ms unless noted; p50 / p99 / max over the changes)\n\n",
+        report.repeats * report.rounds,
+        report.repeats,
+        report.rounds
     );
     out += "*change → last ACK*: from the file rename to the last proxy's ACK. *detection*: from the \
             rename to the first response at any proxy (the local source wakes on inotify and waits 10 ms \
@@ -84,7 +95,7 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
         "controller peak RSS (MB)",
         "incomplete",
     ]);
-    for run in &report.runs {
+    for run in &pooled {
         for change in &run.changes {
             t.row(change_row(run, change));
             for (what, values) in [
@@ -107,7 +118,7 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
             out += &format!("- {failure}\n");
         }
     }
-    for run in &report.runs {
+    for run in &pooled {
         if !run.stream_errors.is_empty() {
             out += &format!(
                 "\n{} proxies: {} streams ended during the run, first: {}\n",

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::repro::RATIO_PREFIX;
 use super::table::{MB, Table, num, ratio, summary};
 use crate::dp::Report;
 use crate::dp::figures::{self, Pct, added_latency, latency};
@@ -106,6 +107,16 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
                         added_latency(runs, peer, w, pct),
                         added_latency(runs, topo, w, pct),
                     )));
+                    if topo == TopoId::EnvoyHop
+                        && let Some(s) = figures::ratio_by_round(runs, peer, topo, w, |r| {
+                            figures::added(runs, r, pct)
+                        })
+                    {
+                        headlines.push((
+                            format!("{RATIO_PREFIX}, added {}, {}", pct.label(), w.label()),
+                            s,
+                        ));
+                    }
                 }
                 t.row(row);
             }
@@ -150,6 +161,11 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
         row.push(notes(runs, topo, w));
         t.row(row);
         if let Some(peer) = topo.weft_peer() {
+            if topo == TopoId::EnvoyHop
+                && let Some(s) = figures::ratio_by_round(runs, peer, topo, w, |r| Some(per_core(r)))
+            {
+                headlines.push((format!("{RATIO_PREFIX}, saturation calls/s per core"), s));
+            }
             t.row([
                 format!("ratio weft / Envoy ({})", &topo.label()[..2]),
                 ratio(ratio_of(
@@ -190,6 +206,12 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
                     figures::summary(runs, peer, w, |r| r.cpu_per_call_us),
                     s,
                 )));
+                if topo == TopoId::EnvoyHop
+                    && let Some(s) =
+                        figures::ratio_by_round(runs, peer, topo, w, |r| Some(r.cpu_per_call_us))
+                {
+                    headlines.push((format!("{RATIO_PREFIX}, CPU per call, {}", w.label()), s));
+                }
             }
         }
         t.row(row);

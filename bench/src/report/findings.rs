@@ -56,7 +56,8 @@ fn run_notes(run: &LoadReport) -> Vec<String> {
 /// symbol of each profile.
 pub fn notes(cp: Option<&cp::Report>, profiles: &[(String, String)]) -> Vec<String> {
     let mut notes = Vec::new();
-    if let Some(run) = cp.and_then(|c| c.runs.iter().max_by_key(|r| r.proxies)) {
+    let pooled = cp.map(cp::Report::pooled).unwrap_or_default();
+    if let Some(run) = pooled.iter().max_by_key(|r| r.proxies) {
         notes.extend(run_notes(run));
     }
     for (title, text) in profiles {
@@ -107,6 +108,7 @@ mod tests {
             runs: vec![run],
             failures: vec![],
             repeats: 1,
+            rounds: 1,
         };
         let profiles = vec![(
             "x".to_string(),

@@ -109,7 +109,8 @@ pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
         None => t.row(["idle RSS ≤ 8 MB", "not measured", "–"]),
     }
 
-    let run1000 = cp.and_then(|c| c.runs.iter().find(|r| r.proxies == 1000));
+    let pooled = cp.map(cp::Report::pooled).unwrap_or_default();
+    let run1000 = pooled.iter().find(|r| r.proxies == 1000);
     let route = run1000.and_then(|r| r.changes.iter().find(|c| c.kind == "route"));
     let pct = |values: &[f64], p: f64| {
         let mut v = values.to_vec();

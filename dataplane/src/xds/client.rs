@@ -36,6 +36,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 pings find a controller that vanished without closing the connection.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 receive window for the xDS stream and connection. With the protocol's default
+/// of 64 KiB a route configuration of a few hundred KB (one virtual host per Service)
+/// arrives in window-sized pieces, each waiting a round trip for a WINDOW_UPDATE; Envoy
+/// advertises 256 MiB. 16 MiB takes any realistic response in one go.
+const XDS_WINDOW: u32 = 16 << 20;
+/// Largest xDS response accepted (tonic's default is 4 MiB, which a mesh of ~15 000
+/// Services would pass with its route configuration alone).
+const MAX_XDS_MESSAGE: usize = 64 << 20;
 
 /// Starts the xDS client; it runs until the task is aborted.
 pub fn spawn(
@@ -183,7 +191,9 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(XDS_WINDOW)
+        .initial_connection_window_size(XDS_WINDOW);
     let channel = match endpoint.connect().await {
         Ok(channel) => channel,
         Err(err) => {
@@ -196,14 +206,18 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
     for request in state.start() {
         let _ = tx.send(request);
     }
-    let mut responses =
-        match P::open(AdsClient::new(channel), UnboundedReceiverStream::new(rx)).await {
-            Ok(responses) => responses,
-            Err(status) => {
-                ended.error = StreamError::Status(status);
-                return ended;
-            }
-        };
+    let mut responses = match P::open(
+        AdsClient::new(channel).max_decoding_message_size(MAX_XDS_MESSAGE),
+        UnboundedReceiverStream::new(rx),
+    )
+    .await
+    {
+        Ok(responses) => responses,
+        Err(status) => {
+            ended.error = StreamError::Status(status);
+            return ended;
+        }
+    };
     ended.connected = true;
     out.metrics.connected.set(1);
     out.metrics.connects.inc();
