@@ -77,15 +77,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         drain_timeout: settings.drain_timeout,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Each RPC's handler future is boxed: unboxed, its ~4 KB of state lives inside the
+    // per-stream task hyper spawns and is copied whole each time that task is moved
+    // (spawn, task cell, completion) — 14% of the proxy's CPU at saturation went to
+    // memcpy, most of it these moves. One allocation per RPC is far cheaper.
     let outbound_server = tokio::spawn(listener::serve(
         outbound_listener,
-        move |request| outbound.clone().handle(request),
+        move |request| Box::pin(outbound.clone().handle(request)),
         listener_settings.clone(),
         stopped(stop_rx.clone()),
     ));
     let inbound_server = tokio::spawn(listener::serve(
         inbound_listener,
-        move |request| inbound.clone().handle(request),
+        move |request| Box::pin(inbound.clone().handle(request)),
         listener_settings,
         stopped(stop_rx),
     ));
