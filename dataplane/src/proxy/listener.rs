@@ -42,8 +42,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// `settings.drain_timeout`, then closes what is left. Returns how many connections were
 /// cut at the deadline (0 when every connection drained).
 ///
-/// `service` is called once per request; a closure returning `BoxFuture<'static, _>` fits,
-/// as does any `Fn` returning a `Send` future (no boxing needed).
+/// `service` is called once per request; any `Fn` returning a `Send` future fits. A large
+/// future is better boxed by the caller (`crate::run` does): unboxed, it is copied whole
+/// every time hyper's per-stream task moves.
 pub async fn serve<S, F>(
     listener: TcpListener,
     service: S,
