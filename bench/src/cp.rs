@@ -79,12 +79,8 @@ impl Report {
     }
 
     /// Every round's run with `proxies` simulated proxies.
-    pub fn runs_with(&self, proxies: usize) -> Vec<LoadReport> {
-        self.runs
-            .iter()
-            .filter(|r| r.proxies == proxies)
-            .cloned()
-            .collect()
+    pub fn runs_with(&self, proxies: usize) -> Vec<&LoadReport> {
+        self.runs.iter().filter(|r| r.proxies == proxies).collect()
     }
 }
 

@@ -129,7 +129,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(report) = &control_plane {
         failed |= !report.failures.is_empty();
     }
-    let cp_report = control_plane;
     let mut profiles = Vec::new();
     if args.profile && dp_report.is_some() {
         match profile::proxies(&bins) {
@@ -161,7 +160,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let inputs = Inputs {
         context,
         dp: dp_report.as_ref(),
-        cp: cp_report.as_ref(),
+        cp: control_plane.as_ref(),
         previous,
         profiles,
         notes,

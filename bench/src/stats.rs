@@ -27,20 +27,14 @@ impl Percentiles {
             count: samples.len(),
         })
     }
-}
 
-impl Percentiles {
     /// Each percentile the median of `all`'s (for runs too many to pool sample by sample);
     /// counts add up.
     pub fn median_of(all: &[Percentiles]) -> Self {
-        let median = |f: fn(&Percentiles) -> f64| {
-            let values: Vec<f64> = all.iter().map(f).collect();
-            Summary::of(&values).map_or(f64::NAN, |s| s.median)
-        };
         Self {
-            p50: median(|p| p.p50),
-            p99: median(|p| p.p99),
-            p999: median(|p| p.p999),
+            p50: median_by(all, |p| p.p50),
+            p99: median_by(all, |p| p.p99),
+            p999: median_by(all, |p| p.p999),
             count: all.iter().map(|p| p.count).sum(),
         }
     }
@@ -87,12 +81,22 @@ impl Summary {
         })
     }
 
+    /// Summarises `f` of each item (one per round); `None` when none is finite.
+    pub fn by<T>(items: &[T], f: impl Fn(&T) -> f64) -> Option<Self> {
+        Self::of(&items.iter().map(f).collect::<Vec<_>>())
+    }
+
     /// Whether `value` lies within this summary's [min, max], widened by `slack` (a
     /// fraction of the median) to allow for a figure measured with few rounds.
     pub fn contains(&self, value: f64, slack: f64) -> bool {
         let pad = self.median.abs() * slack;
         value >= self.min - pad && value <= self.max + pad
     }
+}
+
+/// The median of `f` of each item, NaN when there is none.
+pub fn median_by<T>(items: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    Summary::by(items, f).map_or(f64::NAN, |s| s.median)
 }
 
 /// `a / b`, or NaN when `b` is zero or either is not finite.

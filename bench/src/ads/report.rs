@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{Percentiles, Summary};
+use crate::stats::{Percentiles, median_by};
 
 /// One kind of change, repeated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,45 +54,43 @@ impl LoadReport {
     /// Runs of several rounds with the same number of proxies as one: each repeated change
     /// pooled over the rounds, the scalar figures (sync time, RSS, idle CPU) their median
     /// over the rounds, per-proxy percentiles the median of the rounds'. `None` when empty.
-    pub fn pool(rounds: &[LoadReport]) -> Option<LoadReport> {
+    pub fn pool(rounds: &[&LoadReport]) -> Option<LoadReport> {
         let first = rounds.first()?;
-        let median = |f: fn(&LoadReport) -> f64| {
-            let values: Vec<f64> = rounds.iter().map(f).collect();
-            Summary::of(&values).map_or(f64::NAN, |s| s.median)
-        };
-        let mut changes: Vec<ChangeReport> = Vec::new();
-        let mut per_proxy: Vec<(String, Vec<Percentiles>)> = Vec::new();
-        for change in rounds.iter().flat_map(|r| &r.changes) {
-            match changes.iter_mut().find(|c| c.kind == change.kind) {
-                Some(pooled) => pooled.extend(change),
-                None => changes.push(ChangeReport {
+        let all_changes = || rounds.iter().flat_map(|r| &r.changes);
+        let mut kinds: Vec<&str> = Vec::new();
+        for change in all_changes() {
+            if !kinds.contains(&change.kind.as_str()) {
+                kinds.push(&change.kind);
+            }
+        }
+        let changes = kinds
+            .into_iter()
+            .filter_map(|kind| {
+                let mut same = all_changes().filter(|c| c.kind == kind);
+                let mut pooled = ChangeReport {
                     per_proxy_ms: None,
-                    ..change.clone()
-                }),
-            }
-            if let Some(p) = change.per_proxy_ms {
-                match per_proxy.iter_mut().find(|(kind, _)| *kind == change.kind) {
-                    Some((_, all)) => all.push(p),
-                    None => per_proxy.push((change.kind.clone(), vec![p])),
-                }
-            }
-        }
-        for change in &mut changes {
-            change.per_proxy_ms = per_proxy
-                .iter()
-                .find(|(kind, _)| *kind == change.kind)
-                .map(|(_, all)| Percentiles::median_of(all));
-        }
+                    ..same.next()?.clone()
+                };
+                same.for_each(|c| pooled.extend(c));
+                let per_proxy: Vec<Percentiles> = all_changes()
+                    .filter(|c| c.kind == kind)
+                    .filter_map(|c| c.per_proxy_ms)
+                    .collect();
+                pooled.per_proxy_ms =
+                    (!per_proxy.is_empty()).then(|| Percentiles::median_of(&per_proxy));
+                Some(pooled)
+            })
+            .collect();
         Some(LoadReport {
             proxies: first.proxies,
             services: first.services,
             endpoints_per_service: first.endpoints_per_service,
-            sync_secs: median(|r| r.sync_secs),
-            initial_bytes_per_proxy: median(|r| r.initial_bytes_per_proxy),
-            rss_empty: median(|r| r.rss_empty),
-            cpu_empty_percent: median(|r| r.cpu_empty_percent),
-            rss_connected: median(|r| r.rss_connected),
-            cpu_connected_percent: median(|r| r.cpu_connected_percent),
+            sync_secs: median_by(rounds, |r| r.sync_secs),
+            initial_bytes_per_proxy: median_by(rounds, |r| r.initial_bytes_per_proxy),
+            rss_empty: median_by(rounds, |r| r.rss_empty),
+            cpu_empty_percent: median_by(rounds, |r| r.cpu_empty_percent),
+            rss_connected: median_by(rounds, |r| r.rss_connected),
+            cpu_connected_percent: median_by(rounds, |r| r.cpu_connected_percent),
             changes,
             stream_errors: rounds
                 .iter()
@@ -153,9 +151,9 @@ mod tests {
     #[test]
     fn pools_rounds() {
         let pooled = LoadReport::pool(&[
-            run(100, 300.0, &[1.0, 2.0], 10.0),
-            run(100, 100.0, &[3.0], 30.0),
-            run(100, 200.0, &[4.0, 5.0], 20.0),
+            &run(100, 300.0, &[1.0, 2.0], 10.0),
+            &run(100, 100.0, &[3.0], 30.0),
+            &run(100, 200.0, &[4.0, 5.0], 20.0),
         ])
         .unwrap();
         assert_eq!(pooled.rss_connected, 200.0);

@@ -50,10 +50,8 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
     let pooled = report.pooled();
     for run in &pooled {
         let rounds = report.runs_with(run.proxies);
-        let over_rounds = |f: fn(&LoadReport) -> f64, scale: f64| {
-            let values: Vec<f64> = rounds.iter().map(f).collect();
-            summary(Summary::of(&values), scale)
-        };
+        let over_rounds =
+            |f: fn(&&LoadReport) -> f64, scale: f64| summary(Summary::by(&rounds, f), scale);
         t.row([
             run.proxies.to_string(),
             format!("{} × {}", run.services, run.endpoints_per_service),
@@ -65,8 +63,7 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
             over_rounds(|r| r.cpu_empty_percent, 1.0),
             over_rounds(|r| r.cpu_connected_percent, 1.0),
         ]);
-        let rss: Vec<f64> = rounds.iter().map(|r| r.rss_connected).collect();
-        if let Some(s) = Summary::of(&rss) {
+        if let Some(s) = Summary::by(&rounds, |r| r.rss_connected) {
             headlines.push((format!("controller RSS bytes, {} proxies", run.proxies), s));
         }
     }
