@@ -1,8 +1,16 @@
-//! What `weft-controller` and `weft-proxy` share as processes: one-line flag errors,
-//! quiet-by-default logging, waiting for SIGINT/SIGTERM, and a small HTTP/1 admin server.
-//! Nothing here knows about xDS or Kubernetes.
+//! What `weft-controller` and `weft-proxy` share: as processes, one-line flag errors,
+//! quiet-by-default logging, waiting for SIGINT/SIGTERM and a small HTTP/1 admin server; as
+//! a mesh, workload identities (`spiffe`) and the certificate service both speak (`ca_api`,
+//! generated from proto/weft/ca/v1/ca.proto).
 
 pub mod admin;
+pub mod spiffe;
+
+/// The certificate service (`weft.ca.v1.CertificateService`): messages, client and server.
+#[allow(clippy::all, missing_docs)]
+pub mod ca_api {
+    tonic::include_proto!("weft.ca.v1");
+}
 
 use std::process::ExitCode;
 

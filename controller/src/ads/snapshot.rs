@@ -103,7 +103,13 @@ impl TypeResources {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     types: BTreeMap<ResourceType, Arc<TypeResources>>,
+    /// Per node id: the sets that replace the shared ones for that proxy alone (its
+    /// listeners, which depend on its addresses and on the mTLS policy that selects it).
+    nodes: Arc<BTreeMap<String, NodeTypes>>,
 }
+
+/// One proxy's own sets, replacing the shared sets of the same types.
+pub type NodeTypes = Vec<(ResourceType, Arc<TypeResources>)>;
 
 static EMPTY: std::sync::LazyLock<Arc<TypeResources>> =
     std::sync::LazyLock::new(|| Arc::new(TypeResources::from_bodies([])));
@@ -125,18 +131,51 @@ impl Snapshot {
     /// Whether both hold the same resources, judged by content versions alone: with
     /// thousands of resources, comparing bodies would cost more than the translation.
     pub fn same_content(&self, other: &Snapshot) -> bool {
+        let node_version = |types: &NodeTypes| -> Vec<(ResourceType, String)> {
+            types
+                .iter()
+                .map(|(ty, set)| (*ty, set.version().to_owned()))
+                .collect()
+        };
         ResourceType::PUSH_ORDER
             .into_iter()
             .all(|ty| self.resources(ty).version() == other.resources(ty).version())
+            && self.nodes.len() == other.nodes.len()
+            && self.nodes.iter().zip(other.nodes.iter()).all(|(a, b)| {
+                a.0 == b.0 && node_version(a.1) == node_version(b.1)
+            })
     }
 
-    /// This snapshot with the sets of some types replaced (one proxy's own listeners).
+    /// This snapshot with the sets of some types replaced (one proxy's own resources).
     pub fn with_types(&self, own: &[(ResourceType, Arc<TypeResources>)]) -> Snapshot {
         let mut types = self.types.clone();
         for (ty, resources) in own {
             types.insert(*ty, resources.clone());
         }
-        Snapshot { types }
+        Snapshot {
+            types,
+            nodes: Arc::default(),
+        }
+    }
+
+    /// The sets made for proxy `node_id` alone, if the translation knew that proxy.
+    pub fn node_types(&self, node_id: &str) -> Option<&NodeTypes> {
+        self.nodes.get(node_id)
+    }
+
+    /// The snapshot as proxy `node_id` sees it: the shared sets with its own in place
+    /// (`None` until a translation has made that proxy's sets).
+    pub fn for_node(&self, node_id: &str) -> Option<Snapshot> {
+        self.node_types(node_id).map(|own| self.with_types(own))
+    }
+
+    /// This snapshot with the per-node sets of `other` (an endpoint-only retranslation
+    /// keeps the listeners it had).
+    pub fn with_nodes_of(&self, other: &Snapshot) -> Snapshot {
+        Snapshot {
+            types: self.types.clone(),
+            nodes: other.nodes.clone(),
+        }
     }
 }
 
@@ -172,12 +211,31 @@ fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     types: BTreeMap<ResourceType, BTreeMap<String, Any>>,
+    nodes: BTreeMap<String, BTreeMap<ResourceType, BTreeMap<String, Any>>>,
 }
 
 impl SnapshotBuilder {
     /// Adds a resource; a later resource of the same type and name replaces the earlier.
     pub fn add(&mut self, ty: ResourceType, name: impl Into<String>, body: Any) -> &mut Self {
         self.types.entry(ty).or_default().insert(name.into(), body);
+        self
+    }
+
+    /// Adds a resource that only proxy `node_id` gets: for that proxy, the node's set of
+    /// type `ty` replaces the shared one.
+    pub fn add_for_node(
+        &mut self,
+        node_id: &str,
+        ty: ResourceType,
+        name: impl Into<String>,
+        body: Any,
+    ) -> &mut Self {
+        self.nodes
+            .entry(node_id.to_owned())
+            .or_default()
+            .entry(ty)
+            .or_default()
+            .insert(name.into(), body);
         self
     }
 
@@ -191,7 +249,21 @@ impl SnapshotBuilder {
                 )
             })
             .collect();
-        Snapshot { types }
+        let nodes = self
+            .nodes
+            .into_iter()
+            .map(|(node, types)| {
+                let types = types
+                    .into_iter()
+                    .map(|(ty, bodies)| (ty, Arc::new(type_resources(bodies))))
+                    .collect();
+                (node, types)
+            })
+            .collect();
+        Snapshot {
+            types,
+            nodes: Arc::new(nodes),
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! The xDS resource types weft serves over ADS, their type URLs, and the order in which
-//! updates are pushed (make-before-break: clusters and endpoints before the listeners and
-//! routes that refer to them; removals in the reverse order, last).
+//! updates are pushed (make-before-break: secrets, clusters and endpoints before the
+//! listeners and routes that refer to them; removals in the reverse order, last).
 
 use std::fmt;
 
 /// A resource type served over ADS. The declaration order is the push order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceType {
+    /// SDS: a proxy's certificate and trust bundle (stock Envoy only; weft-proxy sends a CSR).
+    Secret,
     Cluster,
     Endpoint,
     Listener,
@@ -15,7 +17,8 @@ pub enum ResourceType {
 
 impl ResourceType {
     /// Upserts go out in this order; removals in the reverse.
-    pub const PUSH_ORDER: [ResourceType; 4] = [
+    pub const PUSH_ORDER: [ResourceType; 5] = [
+        ResourceType::Secret,
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
@@ -24,6 +27,9 @@ impl ResourceType {
 
     pub fn type_url(self) -> &'static str {
         match self {
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
             ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             ResourceType::Endpoint => {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -42,6 +48,7 @@ impl ResourceType {
     /// Short name used in metrics labels and debug output.
     pub fn short_name(self) -> &'static str {
         match self {
+            ResourceType::Secret => "SDS",
             ResourceType::Cluster => "CDS",
             ResourceType::Endpoint => "EDS",
             ResourceType::Listener => "LDS",
@@ -81,7 +88,8 @@ mod tests {
     fn push_order_is_make_before_break() {
         let order = ResourceType::PUSH_ORDER;
         assert!(order.windows(2).all(|pair| pair[0] < pair[1]));
-        assert_eq!(order[0], ResourceType::Cluster);
-        assert_eq!(order[3], ResourceType::Route);
+        assert_eq!(order[0], ResourceType::Secret);
+        assert_eq!(order[1], ResourceType::Cluster);
+        assert_eq!(order[4], ResourceType::Route);
     }
 }
