@@ -75,7 +75,9 @@ impl FromStr for SpiffeId {
             {
                 Ok(Self::new(trust_domain, namespace, service_account))
             }
-            _ => Err(fail("the path must be /ns/<namespace>/sa/<service-account>")),
+            _ => Err(fail(
+                "the path must be /ns/<namespace>/sa/<service-account>",
+            )),
         }
     }
 }

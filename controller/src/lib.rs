@@ -11,6 +11,10 @@
 pub mod admin;
 pub mod ads;
 pub mod api;
+pub mod auth;
+pub mod ca;
+pub mod certs;
+mod mesh_identity;
 pub mod model;
 pub mod publisher;
 mod settings;
@@ -22,26 +26,42 @@ pub use settings::{Settings, SettingsError, SourceMode};
 
 use std::sync::{Arc, Mutex};
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use weft_common::admin::AdminServer;
 
-use crate::ads::{
-    AdsMetrics, AdsService, NodeResourcesFn, ProxyRegistry, ResourceType, TypeResources,
-};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::ads::{AdsMetrics, AdsService, EnvoyCertificates, ProxyRegistry};
+use crate::certs::{CertificateService, IssuePolicy};
 use crate::model::Index;
 use crate::source::local::LocalSource;
 
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mode = settings.source_mode()?;
+    if settings.xds_addr.0.is_none() && settings.xds_tls_addr.0.is_none() {
+        anyhow::bail!("--xds-addr and --xds-tls-addr are both off: proxies could not connect");
+    }
     let admin = AdminServer::bind("--admin-addr", settings.admin_addr).await?;
     let admin_addr = admin.local_addr()?;
-    let xds_listener = tokio::net::TcpListener::bind(settings.xds_addr)
-        .await
-        .map_err(|err| anyhow::anyhow!("--xds-addr {}: cannot listen: {err}", settings.xds_addr))?;
-    let xds_addr = xds_listener.local_addr()?;
+    let plaintext_listener = bind("--xds-addr", settings.xds_addr.0).await?;
+
+    let client = match &mode {
+        SourceMode::Kubernetes(kubeconfig) => Some(kube_client(kubeconfig.as_deref()).await?),
+        SourceMode::Local(_) => None,
+    };
+    let auth = mesh_identity::authenticator(&settings, client.as_ref())?;
+    let auth_on = auth.is_enabled();
+    // Identity (the CA, certificates, xDS over TLS) needs proxies that prove who they are:
+    // without authentication (local development) none of it runs.
+    let (ca, tls_listener) = if auth_on {
+        let ca = mesh_identity::certificate_authority(&settings, &mode, client.as_ref()).await?;
+        let listener = bind("--xds-tls-addr", settings.xds_tls_addr.0).await?;
+        (Some(ca), listener)
+    } else {
+        (None, None)
+    };
 
     let index = Arc::new(Mutex::new(Index::new()));
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
@@ -50,19 +70,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ads_metrics = Arc::new(AdsMetrics::register(&mut metrics_registry));
     let resource_gauges = admin::register_resource_gauges(&mut metrics_registry);
     let proxies = ProxyRegistry::new();
+    let lifetime = settings.cert_lifetime;
+    let envoy_certs = ca.clone().map(|ca| EnvoyCertificates { ca, lifetime });
     let ads = AdsService::new(
         snapshot_rx,
-        node_resources_fn(),
         proxies.clone(),
         ads_metrics,
+        auth.clone(),
+        envoy_certs,
     );
+    let certificates = ca
+        .clone()
+        .map(|ca| CertificateService::new(ca, auth, IssuePolicy { lifetime }, proxies.clone()));
 
     let (revisions, source_errors, _source): (
         _,
         admin::SourceErrors,
         Box<dyn std::any::Any + Send>,
-    ) = match &mode {
-        SourceMode::Local(dir) => {
+    ) = match (&mode, client) {
+        (SourceMode::Local(dir), _) => {
             let source = Arc::new(LocalSource::new(dir.clone()).start(index.clone()).await?);
             let errors = source.clone();
             let errors: admin::SourceErrors = Arc::new(move || {
@@ -74,8 +100,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             });
             (source.subscribe(), errors, Box::new(source))
         }
-        SourceMode::Kubernetes(kubeconfig) => {
-            let client = kube_client(kubeconfig.as_deref()).await?;
+        (SourceMode::Kubernetes(_), client) => {
+            let client = client.ok_or_else(|| anyhow::anyhow!("no Kubernetes client"))?;
             eprintln!("weft-controller: {mode}; waiting for the first full listing");
             let source = source::kube::start(client.clone(), index.clone()).await;
             let writer =
@@ -87,7 +113,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(publisher::run(
         index,
         revisions,
-        proxies.namespaces(),
+        proxies.workloads(),
+        auth_on.then(|| settings.trust_domain.clone()),
         snapshot_tx,
         published_tx,
     ));
@@ -99,17 +126,51 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         resource_gauges,
     });
 
-    tracing::info!(%mode, %admin_addr, %xds_addr, "weft-controller started");
-    eprintln!("weft-controller: {mode}; admin on http://{admin_addr}; xDS (ADS) on {xds_addr}");
-    let xds_server = tonic::transport::Server::builder()
-        .add_service(ads.into_server())
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(xds_listener));
+    let mut servers = tokio::task::JoinSet::new();
+    let mut listening = Vec::new();
+    if let Some(listener) = plaintext_listener {
+        listening.push(format!("xDS (ADS) on {}", listener.local_addr()?));
+        let router = tonic::transport::Server::builder()
+            .add_service(ads.clone().into_server())
+            .add_optional_service(certificates.clone().map(CertificateService::into_server));
+        servers.spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    }
+    if let (Some(listener), Some(ca)) = (tls_listener, &ca) {
+        let addr = listener.local_addr()?;
+        listening.push(format!("xDS over TLS and certificates on {addr}"));
+        let serving = mesh_identity::serving_identity(&settings, ca, addr)?;
+        let incoming = certs::tls_incoming(listener, serving.server_config()?);
+        let router = tonic::transport::Server::builder()
+            .add_service(ads.into_server())
+            .add_optional_service(certificates.map(CertificateService::into_server));
+        servers.spawn(router.serve_with_incoming(incoming));
+    }
+
+    tracing::info!(%mode, %admin_addr, "weft-controller started");
+    eprintln!(
+        "weft-controller: {mode}; admin on http://{admin_addr}; {}",
+        listening.join("; ")
+    );
     tokio::select! {
         result = admin.serve(admin_handler) => result?,
-        result = xds_server => result?,
+        Some(result) = servers.join_next() => result??,
         () = weft_common::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// Binds an optional listener, naming the flag on failure.
+async fn bind(
+    flag: &str,
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("{flag} {addr}: cannot listen: {err}"))?;
+    Ok(Some(listener))
 }
 
 /// A client from `--kubeconfig`, or the ambient configuration (in-cluster or $KUBECONFIG).
@@ -127,13 +188,4 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
         })?,
     };
     Ok(kube::Client::try_from(config)?)
-}
-
-/// Each proxy gets the shared snapshot plus its own outbound listener.
-fn node_resources_fn() -> NodeResourcesFn {
-    Arc::new(|node: &Node| {
-        let info = xds::NodeInfo::from_node(node)?;
-        let listeners = TypeResources::from_bodies([xds::outbound_listener(&info)]);
-        Ok(vec![(ResourceType::Listener, Arc::new(listeners))])
-    })
 }

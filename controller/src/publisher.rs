@@ -2,9 +2,12 @@
 //! translation and one push (wait until the index has been quiet for `QUIET`, but never
 //! longer than `MAX_DELAY` after the first change), and nothing is published before the
 //! index has had its first full sync. When only EndpointSlices changed since the last
-//! translation, only the ClusterLoadAssignments are made again.
+//! translation, only the ClusterLoadAssignments are made again. The connected proxies
+//! (workloads) are an input like the index: each has its own listeners, so a proxy that
+//! connects, leaves or changes its node metadata means a new translation (debounced alike,
+//! so a burst of connecting proxies is translated once).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,44 +15,56 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::ads::Snapshot;
-use crate::model::{Index, Kind};
-use crate::xds::{self, ResourceReport, Translation};
+use crate::model::{Index, Kind, ObjectKey};
+use crate::xds::{self, Enforcing, ResourceReport, Translation, Workloads};
 
 /// How long the index must be quiet before a push.
 pub const QUIET: Duration = Duration::from_millis(10);
 /// The most a push waits after the first change of a burst.
 pub const MAX_DELAY: Duration = Duration::from_millis(100);
 
-/// The latest translation: the snapshot served, and a report per user resource.
+/// The latest translation: the snapshot served, a report per user resource, and which
+/// connected proxies each MtlsPolicy governs.
 #[derive(Debug, Default, Clone)]
 pub struct Published {
     pub snapshot: Option<Arc<Snapshot>>,
-    pub reports: Arc<std::collections::BTreeMap<crate::model::ObjectKey, ResourceReport>>,
+    pub reports: Arc<BTreeMap<ObjectKey, ResourceReport>>,
+    /// Per MtlsPolicy, the node ids of the proxies enforcing it ([`Translation::enforcing`]).
+    pub enforcing: Arc<Enforcing>,
 }
 
 /// Translates now, then after every (debounced) change of the index revision or of the
-/// set of namespaces proxies connect from, until the source goes away.
+/// connected proxies, until the source goes away. Clusters check servers against
+/// `trust_domain`; `None` when the mesh runs without mTLS (no proxy authentication).
 pub async fn run(
     index: Arc<Mutex<Index>>,
     mut revisions: watch::Receiver<u64>,
-    mut client_namespaces: watch::Receiver<BTreeSet<String>>,
+    mut workloads: watch::Receiver<Workloads>,
+    trust_domain: Option<String>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     published: watch::Sender<Published>,
 ) {
     let mut last = None;
     loop {
-        let namespaces = client_namespaces.borrow_and_update().clone();
-        publish(&index, &namespaces, &mut last, &snapshots, &published);
+        let current = workloads.borrow_and_update().clone();
+        publish(
+            &index,
+            &current,
+            trust_domain.as_deref(),
+            &mut last,
+            &snapshots,
+            &published,
+        );
         tokio::select! {
             changed = revisions.changed() => {
                 if changed.is_err() {
                     return;
                 }
             }
-            // A namespace's first proxy needs its `outbound/<ns>` route config.
-            Ok(()) = client_namespaces.changed() => {}
+            // A new proxy needs its listeners (and its namespace's `outbound/<ns>`).
+            Ok(()) = workloads.changed() => {}
         }
-        debounce(&mut revisions).await;
+        debounce(&mut revisions, &mut workloads).await;
     }
 }
 
@@ -59,23 +74,26 @@ struct LastTranslation {
     translation: Translation,
 }
 
-/// The inputs of everything but ClusterLoadAssignments: the revisions of every other kind
-/// and the namespaces proxies connect from.
+/// The inputs of everything but ClusterLoadAssignments: the revisions of every other kind,
+/// the connected proxies and the trust domain. (ClusterLoadAssignments depend on the
+/// proxies too, which the comparison covers.)
 #[derive(PartialEq)]
 struct Inputs {
     revisions: Vec<u64>,
-    client_namespaces: BTreeSet<String>,
+    workloads: Workloads,
+    trust_domain: Option<String>,
 }
 
 impl Inputs {
-    fn of(index: &Index, client_namespaces: &BTreeSet<String>) -> Self {
+    fn of(index: &Index, workloads: &Workloads, trust_domain: Option<&str>) -> Self {
         Inputs {
             revisions: Kind::ALL
                 .iter()
                 .filter(|kind| **kind != Kind::EndpointSlice)
                 .map(|kind| index.revision(*kind))
                 .collect(),
-            client_namespaces: client_namespaces.clone(),
+            workloads: workloads.clone(),
+            trust_domain: trust_domain.map(str::to_owned),
         }
     }
 }
@@ -84,13 +102,16 @@ impl Inputs {
 /// only remakes its ClusterLoadAssignments.
 fn translate(
     index: &Index,
-    client_namespaces: &BTreeSet<String>,
+    workloads: &Workloads,
+    trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
 ) -> Translation {
-    let inputs = Inputs::of(index, client_namespaces);
+    let inputs = Inputs::of(index, workloads, trust_domain);
     let translation = match last.take() {
-        Some(last) if last.inputs == inputs => xds::retranslate_endpoints(index, &last.translation),
-        _ => xds::translate_for(index, client_namespaces.iter().map(String::as_str)),
+        Some(last) if last.inputs == inputs => {
+            xds::retranslate_endpoints(index, workloads, trust_domain.is_some(), &last.translation)
+        }
+        _ => xds::translate_for(index, workloads, trust_domain),
     };
     *last = Some(LastTranslation {
         inputs,
@@ -101,7 +122,8 @@ fn translate(
 
 fn publish(
     index: &Mutex<Index>,
-    client_namespaces: &BTreeSet<String>,
+    workloads: &Workloads,
+    trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
     snapshots: &watch::Sender<Option<Arc<Snapshot>>>,
     published: &watch::Sender<Published>,
@@ -112,7 +134,7 @@ fn publish(
         if !index.is_synced() {
             return;
         }
-        translate(&index, client_namespaces, last)
+        translate(&index, workloads, trust_domain, last)
     };
     let snapshot = Arc::new(translation.snapshot);
     let is_new = !snapshots
@@ -125,6 +147,7 @@ fn publish(
     published.send_modify(|p| {
         p.snapshot = Some(snapshot);
         p.reports = translation.reports;
+        p.enforcing = translation.enforcing;
     });
     tracing::debug!(
         new = is_new,
@@ -133,8 +156,12 @@ fn publish(
     );
 }
 
-/// Returns once no change arrived for `QUIET`, or `MAX_DELAY` after the start.
-async fn debounce(revisions: &mut watch::Receiver<u64>) {
+/// Returns once no change (of the index or of the proxies) arrived for `QUIET`, or
+/// `MAX_DELAY` after the start.
+async fn debounce(
+    revisions: &mut watch::Receiver<u64>,
+    workloads: &mut watch::Receiver<Workloads>,
+) {
     let deadline = Instant::now() + MAX_DELAY;
     loop {
         let quiet_until = (Instant::now() + QUIET).min(deadline);
@@ -142,112 +169,15 @@ async fn debounce(revisions: &mut watch::Receiver<u64>) {
             changed = revisions.changed() => {
                 if changed.is_err() || Instant::now() >= deadline { return; }
             }
+            // A closed registry only disables this branch (`Ok` pattern).
+            Ok(()) = workloads.changed() => {
+                if Instant::now() >= deadline { return; }
+            }
             () = tokio::time::sleep_until(quiet_until) => return,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::xds::testutil::{greeters, index as index_of, objects, service_yaml};
-
-    fn slice(address: &str) -> String {
-        format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{name: greeter-1, namespace: default, labels: {{kubernetes.io/service-name: greeter}}}}\n\
-             addressType: IPv4\nports: [{{name: grpc, port: 50051}}]\n\
-             endpoints: [{{addresses: [\"{address}\"]}}]\n"
-        )
-    }
-
-    #[test]
-    fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
-        let mut index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
-        let namespaces = BTreeSet::from(["team-a".to_string()]);
-        let mut last = None;
-        let first = translate(&index, &namespaces, &mut last);
-        for object in objects(&slice("10.0.0.2")) {
-            index.apply(object);
-        }
-        let second = translate(&index, &namespaces, &mut last);
-        let full = xds::translate_for(&index, ["team-a"]);
-        assert_eq!(second.snapshot, full.snapshot);
-        assert_eq!(
-            (&second.reports, &second.warnings),
-            (&full.reports, &full.warnings)
-        );
-        for ty in [
-            crate::ads::ResourceType::Cluster,
-            crate::ads::ResourceType::Route,
-        ] {
-            assert!(
-                Arc::ptr_eq(
-                    first.snapshot.shared_resources(ty),
-                    second.snapshot.shared_resources(ty)
-                ),
-                "{ty} reused"
-            );
-        }
-        assert_ne!(
-            first
-                .snapshot
-                .resources(crate::ads::ResourceType::Endpoint)
-                .version(),
-            second
-                .snapshot
-                .resources(crate::ads::ResourceType::Endpoint)
-                .version()
-        );
-    }
-
-    #[test]
-    fn a_service_change_or_a_new_client_namespace_translates_everything() {
-        let mut index = index_of(&greeters());
-        let mut last = None;
-        let first = translate(&index, &BTreeSet::new(), &mut last);
-        let namespaces = BTreeSet::from(["team-a".to_string()]);
-        let second = translate(&index, &namespaces, &mut last);
-        assert_eq!(
-            second.snapshot,
-            xds::translate_for(&index, ["team-a"]).snapshot
-        );
-        assert_ne!(first.snapshot, second.snapshot, "outbound/team-a is new");
-        for object in objects(&service_yaml("default", "extra", &[("grpc", 80)])) {
-            index.apply(object);
-        }
-        let third = translate(&index, &namespaces, &mut last);
-        assert_eq!(
-            third.snapshot,
-            xds::translate_for(&index, ["team-a"]).snapshot
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn quiet_period_ends_a_debounce() {
-        let (_tx, mut rx) = watch::channel(0u64);
-        let start = Instant::now();
-        debounce(&mut rx).await;
-        assert_eq!(start.elapsed(), QUIET);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
-        let (tx, mut rx) = watch::channel(0u64);
-        let ticker = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(QUIET / 2).await; // never quiet for long enough
-                tx.send_modify(|revision| *revision += 1);
-            }
-        });
-        let start = Instant::now();
-        debounce(&mut rx).await;
-        ticker.abort();
-        let waited = start.elapsed();
-        assert!(
-            waited >= MAX_DELAY && waited < MAX_DELAY + QUIET,
-            "{waited:?}"
-        );
-    }
-}
+#[path = "publisher_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -22,9 +23,59 @@ pub struct Settings {
     #[arg(long, env = "WEFT_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Address of the plaintext xDS (ADS) gRPC server.
-    #[arg(long, env = "WEFT_XDS_ADDR", default_value = "127.0.0.1:15010")]
-    pub xds_addr: SocketAddr,
+    /// Address of the plaintext xDS (ADS) gRPC server, or `off`.
+    #[arg(long, env = "WEFT_XDS_ADDR", default_value = "127.0.0.1:15010", value_parser = parse_optional_addr)]
+    pub xds_addr: MaybeAddr,
+
+    /// Address of the xDS server over TLS (also serves certificates to proxies), or `off`.
+    #[arg(long, env = "WEFT_XDS_TLS_ADDR", default_value = "127.0.0.1:15012", value_parser = parse_optional_addr)]
+    pub xds_tls_addr: MaybeAddr,
+
+    /// DNS names the xDS serving certificate carries (besides the TLS address's IP), comma
+    /// separated.
+    #[arg(
+        long,
+        env = "WEFT_XDS_DNS_NAMES",
+        value_delimiter = ',',
+        default_value = "localhost"
+    )]
+    pub xds_dns_names: Vec<String>,
+
+    /// The SPIFFE trust domain of the mesh's identities.
+    #[arg(long, env = "WEFT_TRUST_DOMAIN", default_value = weft_common::spiffe::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// How long workload certificates live (they are renewed at about half).
+    #[arg(long, env = "WEFT_CERT_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub cert_lifetime: Duration,
+
+    /// Local mode: where the generated CA is kept (`ca.crt`, `ca.key`).
+    #[arg(long, env = "WEFT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Use this CA instead of generating one: a directory with `tls.crt`, `tls.key` and
+    /// `ca.crt` (cert-manager's shape; a root or an intermediate).
+    #[arg(long, env = "WEFT_CA_DIR", conflicts_with = "ca_secret")]
+    pub ca_dir: Option<PathBuf>,
+
+    /// Kubernetes mode: use this Secret (in --namespace, cert-manager's shape) as the CA
+    /// instead of generating `weft-ca`.
+    #[arg(long, env = "WEFT_CA_SECRET")]
+    pub ca_secret: Option<String>,
+
+    /// Kubernetes mode: the controller's own namespace (where the CA Secret lives).
+    #[arg(long, env = "WEFT_NAMESPACE", default_value = "weft-system")]
+    pub namespace: String,
+
+    /// Local mode: a file of `<token> <namespace>/<service-account>` lines that proxies
+    /// authenticate with (standing in for Kubernetes' TokenReview). Without it, local mode
+    /// serves config to any proxy and issues no certificates.
+    #[arg(long, env = "WEFT_TOKEN_FILE", conflicts_with = "kubeconfig")]
+    pub token_file: Option<PathBuf>,
+
+    /// The audience proxies' ServiceAccount tokens must be minted for.
+    #[arg(long, env = "WEFT_TOKEN_AUDIENCE", default_value = crate::auth::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
 
     /// Address of the admin server (/ready, /metrics, /debug/proxies).
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
@@ -33,6 +84,41 @@ pub struct Settings {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_controller=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "warn")]
     pub log_level: String,
+}
+
+/// A listen address, or none (`off`) for a server that should not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(value: &str) -> Result<MaybeAddr, String> {
+    if value == "off" {
+        return Ok(MaybeAddr(None));
+    }
+    value
+        .parse()
+        .map(|addr| MaybeAddr(Some(addr)))
+        .map_err(|_| format!("{value:?}: expected HOST:PORT or off"))
+}
+
+/// Durations in the Gateway API style used across weft: `20s`, `90m`, `24h`.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("{value:?}: expected a number then s, m or h"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{value:?}: unit must be s, m or h")),
+    };
+    match Duration::from_secs(amount.saturating_mul(seconds)) {
+        d if d < Duration::from_secs(10) => Err(format!("{value:?}: at least 10s")),
+        d => Ok(d),
+    }
 }
 
 /// Where resources come from.
@@ -115,6 +201,28 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn servers_can_be_turned_off_and_lifetimes_parse() {
+        let settings = Settings::try_parse_from([
+            "weft-controller",
+            "--xds-addr",
+            "off",
+            "--cert-lifetime",
+            "20s",
+        ])
+        .unwrap();
+        assert_eq!(settings.xds_addr, MaybeAddr(None));
+        assert_eq!(
+            settings.xds_tls_addr,
+            MaybeAddr(Some("127.0.0.1:15012".parse().unwrap()))
+        );
+        assert_eq!(settings.cert_lifetime, Duration::from_secs(20));
+        assert_eq!(settings.trust_domain, "cluster.local");
+        for bad in ["5s", "1d", "h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,14 +17,20 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::Streaming;
 use weft_controller::ads::{AdsMetrics, AdsService, ProxyRegistry, ResourceType, Snapshot};
+use weft_controller::auth::Authenticator;
 
 type SnapshotSender = watch::Sender<Option<Arc<Snapshot>>>;
 
 async fn serve() -> (String, SnapshotSender) {
     let (tx, rx) = watch::channel(None);
     let metrics = Arc::new(AdsMetrics::register(&mut Registry::default()));
-    let identity: weft_controller::ads::NodeResourcesFn = Arc::new(|_| Ok(Vec::new()));
-    let service = AdsService::new(rx, identity, ProxyRegistry::new(), metrics);
+    let service = AdsService::new(
+        rx,
+        ProxyRegistry::new(),
+        metrics,
+        Authenticator::Disabled,
+        None,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -42,6 +48,14 @@ fn snapshot(version: u32) -> Arc<Snapshot> {
         value: version.to_be_bytes().to_vec(),
     };
     builder.add(ResourceType::Cluster, "c", body);
+    // A stream is served once a translation knows its node: these are the nodes used here.
+    for node in ["a.default", "slow.default", "fast.default"] {
+        let listener = Any {
+            type_url: ResourceType::Listener.type_url().into(),
+            value: node.as_bytes().to_vec(),
+        };
+        builder.add_for_node(node, ResourceType::Listener, "outbound", listener);
+    }
     Arc::new(builder.build())
 }
 

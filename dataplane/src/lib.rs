@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod proxy;
 mod settings;
+pub mod tls;
 pub mod xds;
 
 pub use settings::{Settings, XdsProtocol};
@@ -41,8 +42,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(ProxyMetrics::register(&mut registry));
     let xds_metrics = Arc::new(xds::XdsMetrics::register(&mut registry));
     let (config_tx, config_rx) = watch::channel(Arc::new(ProxyConfig::default()));
+    let control_plane = settings.control_plane().map_err(anyhow::Error::msg)?;
     let xds_client = xds::spawn(
-        xds::XdsSettings::from_settings(&settings),
+        xds::XdsSettings::from_settings(&settings, control_plane.clone()),
         config_tx,
         xds_metrics,
     );

@@ -3,9 +3,12 @@
 //! outbound 15001, inbound 15006) and bind loopback unless told otherwise.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::xds::ControlPlane;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -17,6 +20,32 @@ pub struct Settings {
     /// The controller's xDS (ADS) address, e.g. `http://127.0.0.1:15010`.
     #[arg(long, env = "WEFT_XDS_ADDR", default_value = "http://127.0.0.1:15010", value_parser = parse_xds_addr)]
     pub xds_addr: http::Uri,
+
+    /// PEM file of the mesh trust bundle that signs the controller's certificate (needed for
+    /// an `https://` --xds-addr).
+    #[arg(long, env = "WEFT_XDS_ROOT_CERT")]
+    pub xds_root_cert: Option<PathBuf>,
+
+    /// The name the controller's certificate must carry; default: the host of --xds-addr.
+    #[arg(long, env = "WEFT_XDS_SERVER_NAME")]
+    pub xds_server_name: Option<String>,
+
+    /// The projected ServiceAccount token (audience `weft`) that proves who this proxy is.
+    /// With it the proxy also asks the controller for its mTLS certificate.
+    #[arg(long, env = "WEFT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// How long the proxy's certificate should live; default: what the controller issues.
+    #[arg(long, env = "WEFT_CERT_LIFETIME", value_parser = parse_duration)]
+    pub cert_lifetime: Option<Duration>,
+
+    /// The workload's pod labels, `key=value,...` (MtlsPolicy selectors match them).
+    #[arg(long, env = "WEFT_WORKLOAD_LABELS", value_parser = parse_label, value_delimiter = ',')]
+    pub workload_labels: Vec<(String, String)>,
+
+    /// The pod's IP: endpoints at this address are known to run this sidecar.
+    #[arg(long, env = "WEFT_POD_IP")]
+    pub pod_ip: Option<std::net::IpAddr>,
 
     /// The xDS node id: `<pod>.<namespace>`.
     #[arg(long, env = "WEFT_NODE_ID", value_parser = parse_node_id)]
@@ -77,6 +106,32 @@ impl Settings {
     /// The namespace part of the node id (`<pod>.<namespace>`).
     pub fn namespace(&self) -> &str {
         self.node_id.split_once('.').map_or("", |(_, ns)| ns)
+    }
+
+    /// How to reach the controller, with the trust bundle read from `--xds-root-cert`.
+    pub fn control_plane(&self) -> Result<ControlPlane, String> {
+        let root_cert_pem = match &self.xds_root_cert {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|err| format!("--xds-root-cert {}: {err}", path.display()))?,
+            ),
+            None => None,
+        };
+        let plane = ControlPlane {
+            server: self.xds_addr.clone(),
+            root_cert_pem,
+            server_name: self.xds_server_name.clone(),
+            token_file: self.token_file.clone(),
+        };
+        plane.endpoint().map_err(|err| err.to_string())?;
+        Ok(plane)
+    }
+}
+
+fn parse_label(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{value:?}: expected key=value")),
     }
 }
 
@@ -147,6 +202,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--xds-addr"), "{err}");
+    }
+
+    #[test]
+    fn workload_labels_and_mtls_flags() {
+        let settings = parse(&[
+            "--node-id",
+            "a.b",
+            "--workload-labels",
+            "app=web,tier=",
+            "--pod-ip",
+            "10.0.0.7",
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.workload_labels,
+            [("app".into(), "web".into()), ("tier".into(), String::new())]
+        );
+        assert!(parse(&["--node-id", "a.b", "--workload-labels", "=x"]).is_err());
+        let https = parse(&["--node-id", "a.b", "--xds-addr", "https://127.0.0.1:15012"]).unwrap();
+        assert!(
+            https
+                .control_plane()
+                .unwrap_err()
+                .contains("--xds-root-cert")
+        );
     }
 
     #[test]

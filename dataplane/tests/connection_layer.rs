@@ -37,6 +37,7 @@ fn set_of(addr: SocketAddr) -> EndpointSet {
     EndpointSet {
         name: "test".into(),
         addrs: vec![addr],
+        ..Default::default()
     }
 }
 

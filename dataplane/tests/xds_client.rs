@@ -26,7 +26,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use weft_proxy::XdsProtocol;
 use weft_proxy::config::ProxyConfig;
-use weft_proxy::xds::{XdsMetrics, XdsSettings, node_from, spawn};
+use weft_proxy::xds::{ControlPlane, XdsMetrics, XdsSettings, node_from, spawn};
 use weft_tests::process::free_port;
 
 const GREETER: &str = "outbound|50051||greeter.default.svc.cluster.local";
@@ -163,7 +163,9 @@ async fn scenario(protocol: XdsProtocol, front: Option<(u16, u16)>) {
         weft_proxy::Settings::try_parse_from(["weft-proxy", "--node-id", "proxy-0.default"])
             .unwrap();
     let settings = XdsSettings {
-        server: format!("http://127.0.0.1:{server_port}").parse().unwrap(),
+        control_plane: ControlPlane::plaintext(
+            format!("http://127.0.0.1:{server_port}").parse().unwrap(),
+        ),
         node: node_from(&proxy),
         protocol,
     };

@@ -5,6 +5,7 @@
 //! `registry` and `metrics` record what each connected proxy was sent, ACKed and NACKed.
 
 mod delta;
+mod envoy_sds;
 mod metrics;
 mod progress;
 mod registry;
@@ -14,10 +15,11 @@ mod sotw;
 mod types;
 
 pub use delta::{DeltaReply, DeltaStream};
+pub use envoy_sds::EnvoyCertificates;
 pub use metrics::AdsMetrics;
 pub use progress::{ClientEvent, Nack, TypeProgress};
 pub use registry::{Protocol, ProxyRegistry, ProxyStatus};
-pub use server::{AdsService, NodeResourcesFn, SnapshotReceiver};
-pub use snapshot::{Snapshot, SnapshotBuilder, TypeResources, VersionedResource};
+pub use server::{AdsService, SnapshotReceiver};
+pub use snapshot::{NodeTypes, Snapshot, SnapshotBuilder, TypeResources, VersionedResource};
 pub use sotw::{SotwReply, SotwStream};
 pub use types::ResourceType;

@@ -1,12 +1,15 @@
 //! Connected proxies and their per-type progress: the data behind `/debug/proxies`, the
 //! connected-proxies metric and the `Programmed` condition. Streams register on connect and
-//! are removed when their guard drops. The registry also publishes every namespace a proxy
-//! has connected from, so the publisher serves `outbound/<ns>` even to a namespace that holds
-//! no Service or route (the set only grows: a reconnect never churns route configs).
+//! are removed when their guard drops. The registry also publishes the connected workloads
+//! (one per node id, however many streams it has open), which the publisher translates each
+//! proxy's own listeners from, and it remembers the certificate last issued to each node
+//! (identity and expiry, shown at `/debug/proxies`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
+
+use crate::xds::{NodeInfo, Workload, Workloads};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -31,13 +34,21 @@ pub struct ProxyStatus {
     pub types: BTreeMap<&'static str, TypeProgress>,
     /// Type URLs the proxy asked for that weft does not serve.
     pub unknown_types: Vec<String>,
+    /// The SPIFFE id its token proved; `None` when authentication is off.
+    pub identity: Option<String>,
+    /// When its current certificate expires (Unix seconds), once one was issued.
+    pub certificate_expiry_unix: Option<u64>,
 }
 
 #[derive(Debug)]
 pub struct ProxyRegistry {
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_id: Mutex<u64>,
-    namespaces: watch::Sender<BTreeSet<String>>,
+    /// Connected workloads; each node id's count of open streams alongside.
+    workloads: watch::Sender<Workloads>,
+    open: Mutex<BTreeMap<String, usize>>,
+    /// Node id → expiry of the certificate last issued to it.
+    certificates: Mutex<BTreeMap<String, SystemTime>>,
 }
 
 impl ProxyRegistry {
@@ -45,17 +56,31 @@ impl ProxyRegistry {
         Arc::new(Self {
             streams: Mutex::default(),
             next_id: Mutex::default(),
-            namespaces: watch::Sender::new(BTreeSet::new()),
+            workloads: watch::Sender::new(Workloads::new()),
+            open: Mutex::default(),
+            certificates: Mutex::default(),
         })
     }
 
-    /// Every namespace a proxy has connected from (by node id `<pod>.<namespace>`).
-    pub fn namespaces(&self) -> watch::Receiver<BTreeSet<String>> {
-        self.namespaces.subscribe()
+    /// The connected workloads, by node id.
+    pub fn workloads(&self) -> watch::Receiver<Workloads> {
+        self.workloads.subscribe()
     }
 
-    /// Registers a stream; it is removed when the returned guard drops.
-    pub fn connect(self: &Arc<Self>, node_id: &str, protocol: Protocol) -> StreamGuard {
+    /// Notes the certificate just issued to `node_id`.
+    pub fn record_certificate(&self, node_id: &str, not_after: SystemTime) {
+        lock(&self.certificates).insert(node_id.to_owned(), not_after);
+    }
+
+    /// Registers a stream of proxy `node` (with the identity its token proved); it is
+    /// removed when the returned guard drops.
+    pub fn connect(
+        self: &Arc<Self>,
+        node: &NodeInfo,
+        protocol: Protocol,
+        identity: Option<String>,
+    ) -> StreamGuard {
+        let node_id = node.id.as_str();
         let id = {
             let mut next = lock(&self.next_id);
             *next += 1;
@@ -72,22 +97,34 @@ impl ProxyRegistry {
                 connected_at_unix,
                 types: BTreeMap::new(),
                 unknown_types: Vec::new(),
+                identity,
+                certificate_expiry_unix: None,
             },
         );
-        if let Some((_, namespace)) = node_id.rsplit_once('.') {
-            self.namespaces.send_if_modified(|namespaces| {
-                !namespaces.contains(namespace) && namespaces.insert(namespace.to_owned())
-            });
-        }
+        *lock(&self.open).entry(node_id.to_owned()).or_default() += 1;
+        let workload = Workload::from(node);
+        self.workloads.send_if_modified(|workloads| {
+            workloads.insert(node_id.to_owned(), workload.clone()) != Some(workload)
+        });
         StreamGuard {
             registry: self.clone(),
             id,
+            node_id: node_id.to_owned(),
         }
     }
 
     /// Every connected stream, ordered by node id.
     pub fn snapshot(&self) -> Vec<ProxyStatus> {
+        let certificates = lock(&self.certificates).clone();
         let mut all: Vec<ProxyStatus> = lock(&self.streams).values().cloned().collect();
+        for status in &mut all {
+            if let Some(expiry) = certificates.get(&status.node_id) {
+                status.certificate_expiry_unix = expiry
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs());
+            }
+        }
         all.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         all
     }
@@ -102,6 +139,7 @@ impl ProxyRegistry {
 pub struct StreamGuard {
     registry: Arc<ProxyRegistry>,
     id: u64,
+    node_id: String,
 }
 
 impl StreamGuard {
@@ -130,6 +168,21 @@ impl StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         lock(&self.registry.streams).remove(&self.id);
+        let mut open = lock(&self.registry.open);
+        let last = match open.get_mut(&self.node_id) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            _ => true,
+        };
+        if last {
+            open.remove(&self.node_id);
+            lock(&self.registry.certificates).remove(&self.node_id);
+            self.registry
+                .workloads
+                .send_if_modified(|workloads| workloads.remove(&self.node_id).is_some());
+        }
     }
 }
 
@@ -143,10 +196,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn node(id: &str) -> NodeInfo {
+        let (pod, namespace) = id.rsplit_once('.').unwrap();
+        NodeInfo::new(pod, namespace, "127.0.0.1:15001".parse().unwrap())
+    }
+
     #[test]
     fn streams_register_update_and_leave() {
         let registry = ProxyRegistry::new();
-        let guard = registry.connect("a.default", Protocol::Delta);
+        let guard = registry.connect(&node("a.default"), Protocol::Delta, None);
         let progress = TypeProgress {
             sent_version: Some("v1".into()),
             ..Default::default()
@@ -166,13 +224,31 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_of_connected_proxies_accumulate() {
+    fn workloads_follow_connected_nodes_across_overlapping_streams() {
         let registry = ProxyRegistry::new();
-        let namespaces = registry.namespaces();
-        drop(registry.connect("a.team-a", Protocol::Delta));
-        let _b = registry.connect("b.default", Protocol::Sotw);
-        let _c = registry.connect("c.default", Protocol::Sotw);
-        let seen: Vec<String> = namespaces.borrow().iter().cloned().collect();
-        assert_eq!(seen, ["default", "team-a"], "kept after a disconnect");
+        let workloads = registry.workloads();
+        let first = registry.connect(&node("a.team-a"), Protocol::Delta, None);
+        let second = registry.connect(&node("a.team-a"), Protocol::Delta, None);
+        let _b = registry.connect(
+            &node("b.default"),
+            Protocol::Sotw,
+            Some("spiffe://x".into()),
+        );
+        registry.record_certificate(
+            "b.default",
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7),
+        );
+        let seen: Vec<String> = workloads.borrow().keys().cloned().collect();
+        assert_eq!(seen, ["a.team-a", "b.default"]);
+        drop(first);
+        assert!(
+            workloads.borrow().contains_key("a.team-a"),
+            "a reconnect overlaps"
+        );
+        drop(second);
+        assert!(!workloads.borrow().contains_key("a.team-a"));
+        let b = registry.snapshot();
+        assert_eq!(b[0].identity.as_deref(), Some("spiffe://x"));
+        assert_eq!(b[0].certificate_expiry_unix, Some(7));
     }
 }

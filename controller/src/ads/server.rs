@@ -6,6 +6,11 @@
 //!   that cannot take responses as fast as changes come simply sees fewer, coalesced
 //!   updates, and its back-pressure blocks only its own task.
 //! - A stream whose first request has no node id is closed with INVALID_ARGUMENT.
+//! - With authentication on, a stream without a valid token is closed with UNAUTHENTICATED
+//!   before anything is read, and one whose node id names another namespace than its token
+//!   with PERMISSION_DENIED. A proxy sees its own listeners and only its own namespace's
+//!   route configuration; stock Envoy also gets its certificate and the trust bundle as SDS
+//!   secrets (`envoy_sds`), renewed at about half their lifetime on the open stream.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -25,12 +30,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::delta::DeltaStream;
+use super::envoy_sds::{EnvoyCertificates, EnvoySds};
 use super::metrics::AdsMetrics;
 use super::progress::{ClientEvent, TypeProgress};
 use super::registry::{Protocol, ProxyRegistry};
-use super::snapshot::{Snapshot, TypeResources};
+use super::snapshot::Snapshot;
 use super::sotw::SotwStream;
 use super::types::ResourceType;
+use crate::auth::{Authenticator, Identity};
+use crate::xds::{NodeInfo, route_config_name};
 
 /// The latest snapshot to serve; `None` until the first full sync.
 pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -38,33 +46,31 @@ pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
 /// Responses buffered per stream before back-pressure applies.
 const STREAM_BUFFER: usize = 16;
 
-/// The resource sets one proxy gets instead of the shared snapshot's (its own listeners),
-/// or why the node is unacceptable (the stream is then closed with INVALID_ARGUMENT).
-/// Worked out once per stream: they depend on the node alone.
-pub type NodeResourcesFn =
-    Arc<dyn Fn(&Node) -> Result<Vec<(ResourceType, Arc<TypeResources>)>, String> + Send + Sync>;
-
 /// The ADS gRPC service.
 #[derive(Clone)]
 pub struct AdsService {
     snapshots: SnapshotReceiver,
-    for_node: NodeResourcesFn,
     registry: Arc<ProxyRegistry>,
     metrics: Arc<AdsMetrics>,
+    auth: Authenticator,
+    /// Issues stock Envoy's certificates (SDS); `None` when authentication is off.
+    envoy_certs: Option<EnvoyCertificates>,
 }
 
 impl AdsService {
     pub fn new(
         snapshots: SnapshotReceiver,
-        for_node: NodeResourcesFn,
         registry: Arc<ProxyRegistry>,
         metrics: Arc<AdsMetrics>,
+        auth: Authenticator,
+        envoy_certs: Option<EnvoyCertificates>,
     ) -> Self {
         Self {
             snapshots,
-            for_node,
             registry,
             metrics,
+            auth,
+            envoy_certs,
         }
     }
 
@@ -159,8 +165,9 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let identity = self.auth.authenticate(request.metadata()).await?;
         Ok(Response::new(
-            self.start::<SotwStream>(request.into_inner()),
+            self.start::<SotwStream>(request.into_inner(), identity),
         ))
     }
 
@@ -168,8 +175,9 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let identity = self.auth.authenticate(request.metadata()).await?;
         Ok(Response::new(
-            self.start::<DeltaStream>(request.into_inner()),
+            self.start::<DeltaStream>(request.into_inner(), identity),
         ))
     }
 }
@@ -178,11 +186,12 @@ impl AdsService {
     fn start<P: ProtocolState>(
         &self,
         inbound: Streaming<P::Request>,
+        identity: Option<Identity>,
     ) -> ResponseStream<P::Response> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let service = self.clone();
         tokio::spawn(async move {
-            if let Err(status) = service.run_stream::<P>(inbound, &tx).await {
+            if let Err(status) = service.run_stream::<P>(inbound, identity, &tx).await {
                 let _ = tx.send(Err(status)).await;
             }
         });
@@ -193,6 +202,7 @@ impl AdsService {
     async fn run_stream<P: ProtocolState>(
         &self,
         mut inbound: Streaming<P::Request>,
+        identity: Option<Identity>,
         tx: &mpsc::Sender<Result<P::Response, Status>>,
     ) -> Result<(), Status> {
         let Some(first) = inbound.message().await? else {
@@ -205,14 +215,41 @@ impl AdsService {
                 "node.id is empty: a proxy must identify itself as <pod>.<namespace> in its first request",
             ));
         }
+        let info = NodeInfo::from_node(&node).map_err(Status::invalid_argument)?;
+        if let Some(identity) = &identity
+            && identity.namespace != info.namespace
+        {
+            return Err(Status::permission_denied(format!(
+                "node {node_id:?} is in namespace {:?}, but its token is for namespace {:?}",
+                info.namespace, identity.namespace
+            )));
+        }
+        let mut sds = match (&identity, &self.envoy_certs) {
+            (Some(identity), Some(certs)) if node.user_agent_name == "envoy" => {
+                Some(EnvoySds::issue(certs, identity).map_err(Status::internal)?)
+            }
+            _ => None,
+        };
+        let trust_domain = self.envoy_certs.as_ref().map(|c| c.ca.trust_domain());
+        let spiffe_id = identity
+            .as_ref()
+            .zip(trust_domain)
+            .map(|(identity, td)| identity.spiffe_id(td).to_string());
+        let guard = self.registry.connect(&info, P::PROTOCOL, spiffe_id);
+        if let Some(sds) = &sds {
+            self.registry.record_certificate(&node_id, sds.not_after);
+        }
         let mut snapshots = self.snapshots.clone();
-        let global = match snapshots.wait_for(Option::is_some).await {
+        // The node's own listeners come from a translation that knows it: the registry
+        // entry just made asks for one.
+        let global = match snapshots
+            .wait_for(|s| s.as_ref().is_some_and(|s| s.node_types(&node_id).is_some()))
+            .await
+        {
             Ok(current) => current.clone().unwrap_or_default(),
             Err(_) => return Err(Status::unavailable("the controller is shutting down")),
         };
-        let own = (self.for_node)(&node).map_err(Status::invalid_argument)?;
-        let mut snapshot = global.with_types(&own);
-        let guard = self.registry.connect(&node_id, P::PROTOCOL);
+        let mut snapshot = node_view(&global, &info, sds.as_ref());
         self.metrics.connected_proxies.inc();
         let _connected = scopeguard(&self.metrics);
         tracing::info!(node = %node_id, protocol = ?P::PROTOCOL, "proxy connected");
@@ -221,6 +258,7 @@ impl AdsService {
         let mut sent_at: BTreeMap<ResourceType, Instant> = BTreeMap::new();
         let mut next_request = Some(first);
         loop {
+            let renew_at = sds.as_ref().map(|s| s.renew_at);
             let (responses, events) = if let Some(request) = next_request.take() {
                 let (responses, events) = state.handle_request(&request, &snapshot);
                 self.record(&node_id, &events, &mut sent_at);
@@ -238,7 +276,31 @@ impl AdsService {
                     changed = snapshots.changed() => {
                         if changed.is_err() { break; }
                         let global = snapshots.borrow_and_update().clone().unwrap_or_default();
-                        snapshot = global.with_types(&own);
+                        if global.node_types(&node_id).is_none() {
+                            continue;
+                        }
+                        snapshot = node_view(&global, &info, sds.as_ref());
+                        (state.handle_snapshot(&snapshot), Vec::new())
+                    }
+                    () = sleep_until(renew_at) => {
+                        let (Some(identity), Some(certs)) = (&identity, &self.envoy_certs) else {
+                            continue;
+                        };
+                        match EnvoySds::issue(certs, identity) {
+                            Ok(renewed) => {
+                                self.registry.record_certificate(&node_id, renewed.not_after);
+                                sds = Some(renewed);
+                            }
+                            Err(err) => {
+                                tracing::warn!(node = %node_id, %err, "cannot renew Envoy's certificate; retrying in 5s");
+                                if let Some(sds) = sds.as_mut() {
+                                    sds.renew_at = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+                                }
+                                continue;
+                            }
+                        }
+                        let global = snapshots.borrow().clone().unwrap_or_default();
+                        snapshot = node_view(&global, &info, sds.as_ref());
                         (state.handle_snapshot(&snapshot), Vec::new())
                     }
                 }
@@ -283,6 +345,34 @@ impl AdsService {
                 }
             }
         }
+    }
+}
+
+/// What one proxy sees: the shared sets with its own listeners, only its namespace's route
+/// configuration, and (stock Envoy) its certificate and the trust bundle.
+fn node_view(global: &Snapshot, info: &NodeInfo, sds: Option<&EnvoySds>) -> Snapshot {
+    let own = global.for_node(&info.id).unwrap_or_else(|| global.clone());
+    let route_name = route_config_name(&info.namespace);
+    let routes = own
+        .resources(ResourceType::Route)
+        .subset([route_name.as_str()]);
+    let mut types = vec![(ResourceType::Route, Arc::new(routes))];
+    if let Some(sds) = sds {
+        types.push((ResourceType::Secret, sds.secrets.clone()));
+    }
+    own.with_types(&types)
+}
+
+/// Resolves at `at`, or never.
+async fn sleep_until(at: Option<std::time::SystemTime>) {
+    match at {
+        Some(at) => {
+            let wait = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -76,6 +76,21 @@ impl TypeResources {
         changes
     }
 
+    /// The resources of this set named in `names` (the others left out), sharing their
+    /// bodies: only the set's version is computed, from names and versions.
+    pub fn subset<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> TypeResources {
+        let resources: BTreeMap<Arc<str>, Arc<VersionedResource>> = names
+            .into_iter()
+            .filter_map(|name| self.resources.get_key_value(name))
+            .map(|(name, resource)| (name.clone(), resource.clone()))
+            .collect();
+        TypeResources {
+            version: set_version(&resources),
+            resources,
+            since: OnceLock::new(),
+        }
+    }
+
     /// The version of the whole set (what State-of-the-World sends as `version_info`).
     pub fn version(&self) -> &str {
         &self.version
@@ -141,9 +156,11 @@ impl Snapshot {
             .into_iter()
             .all(|ty| self.resources(ty).version() == other.resources(ty).version())
             && self.nodes.len() == other.nodes.len()
-            && self.nodes.iter().zip(other.nodes.iter()).all(|(a, b)| {
-                a.0 == b.0 && node_version(a.1) == node_version(b.1)
-            })
+            && self
+                .nodes
+                .iter()
+                .zip(other.nodes.iter())
+                .all(|(a, b)| a.0 == b.0 && node_version(a.1) == node_version(b.1))
     }
 
     /// This snapshot with the sets of some types replaced (one proxy's own resources).
@@ -195,16 +212,20 @@ fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
             )
         })
         .collect();
-    let version = content_hash(
-        resources
-            .values()
-            .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
-    );
     TypeResources {
-        version,
+        version: set_version(&resources),
         resources,
         since: OnceLock::new(),
     }
+}
+
+/// The version of a set: a hash of its names and their versions.
+fn set_version(resources: &BTreeMap<Arc<str>, Arc<VersionedResource>>) -> String {
+    content_hash(
+        resources
+            .values()
+            .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
+    )
 }
 
 /// Collects resources, then computes every version once in `build`.
@@ -355,6 +376,54 @@ pub(crate) mod tests {
             node.resources(ResourceType::Listener).version(),
             base.resources(ResourceType::Listener).version()
         );
+    }
+
+    #[test]
+    fn per_node_sets_replace_the_shared_ones_for_that_node_only() {
+        let mut builder = Snapshot::builder();
+        builder.add(ResourceType::Cluster, "c", any("x", "1"));
+        builder.add_for_node(
+            "a.default",
+            ResourceType::Listener,
+            "outbound",
+            any("x", "a"),
+        );
+        let built = builder.build();
+        assert!(built.resources(ResourceType::Listener).is_empty());
+        let node = built.for_node("a.default").unwrap();
+        assert_eq!(node.resources(ResourceType::Listener).len(), 1);
+        assert_eq!(node.resources(ResourceType::Cluster).len(), 1);
+        assert!(built.for_node("b.default").is_none());
+
+        let mut other = Snapshot::builder();
+        other.add(ResourceType::Cluster, "c", any("x", "1"));
+        other.add_for_node(
+            "a.default",
+            ResourceType::Listener,
+            "outbound",
+            any("x", "b"),
+        );
+        assert!(
+            !built.same_content(&other.build()),
+            "a node's own set counts"
+        );
+    }
+
+    #[test]
+    fn subset_shares_bodies_and_versions_by_name() {
+        let all = snapshot(&[
+            (ResourceType::Route, "outbound/a", "1"),
+            (ResourceType::Route, "outbound/b", "2"),
+        ]);
+        let routes = all.resources(ResourceType::Route);
+        let only_a = routes.subset(["outbound/a", "missing"]);
+        assert_eq!(only_a.len(), 1);
+        assert!(Arc::ptr_eq(
+            only_a.get("outbound/a").unwrap(),
+            routes.get("outbound/a").unwrap()
+        ));
+        assert_eq!(only_a.version(), routes.subset(["outbound/a"]).version());
+        assert_ne!(only_a.version(), routes.version());
     }
 
     #[test]

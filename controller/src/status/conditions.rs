@@ -189,6 +189,8 @@ mod tests {
             connected_at_unix: 0,
             types: BTreeMap::from([("RDS", progress)]),
             unknown_types: vec![],
+            identity: None,
+            certificate_expiry_unix: None,
         }
     }
 

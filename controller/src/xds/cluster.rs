@@ -1,7 +1,10 @@
 //! One Cluster per Service port: endpoints over EDS (ADS), least-request balancing, HTTP/2
-//! to the upstream, and circuit breakers raised out of the way of gRPC multiplexing.
+//! to the upstream, circuit breakers raised out of the way of gRPC multiplexing, and mutual
+//! TLS to endpoints run by a proxy (`tls.rs`). Also the `inbound|<app addr>` clusters the
+//! inbound listeners route to: the same, but STATIC (the one app address) and plaintext.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -12,12 +15,16 @@ use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifi
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, RoutingPriority,
 };
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
 };
-use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
+
+use super::endpoints::lb_endpoint;
+use super::tls::transport_socket_matches;
 
 /// The key of `typed_extension_protocol_options` that sets the upstream HTTP protocol.
 pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
@@ -37,11 +44,49 @@ pub(super) fn ads_config_source() -> ConfigSource {
 }
 
 /// The Cluster `name` (`outbound|<port>||<host>`), its endpoints served over EDS by the
-/// same name.
-pub(super) fn cluster(name: &str) -> Cluster {
-    let limit = Some(UInt32Value {
-        value: CIRCUIT_BREAKER_LIMIT,
-    });
+/// same name, mutual TLS to endpoints marked `{tlsMode: weft}` (checked against
+/// `trust_domain`), plaintext to the others; plaintext only when the mesh has no mTLS
+/// (`None`: nothing would serve Envoy the secrets the TLS socket waits for).
+pub(super) fn cluster(name: &str, trust_domain: Option<&str>) -> Cluster {
+    Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads_config_source()),
+            service_name: String::new(),
+        }),
+        lb_policy: LbPolicy::LeastRequest as i32,
+        transport_socket_matches: trust_domain
+            .map(transport_socket_matches)
+            .unwrap_or_default(),
+        ..http2_cluster(name)
+    }
+}
+
+/// The name of the cluster of the app at `app_addr`: `inbound|<addr>`.
+pub fn inbound_cluster_name(app_addr: SocketAddr) -> String {
+    format!("inbound|{app_addr}")
+}
+
+/// `inbound|<app_addr>`: a STATIC cluster of the one app address, plaintext (the app is
+/// local to its proxy), HTTP/2 like every other cluster.
+pub(super) fn inbound_cluster(app_addr: SocketAddr) -> Cluster {
+    let name = inbound_cluster_name(app_addr);
+    Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.clone(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![lb_endpoint(app_addr, false)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..http2_cluster(&name)
+    }
+}
+
+/// `typed_extension_protocol_options` that make the upstream explicitly HTTP/2.
+pub(super) fn http2_options() -> HashMap<String, Any> {
     let http2 = HttpProtocolOptions {
         upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
             ExplicitHttpConfig {
@@ -52,22 +97,21 @@ pub(super) fn cluster(name: &str) -> Cluster {
         )),
         ..Default::default()
     };
+    HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_owned(), pack_any(http2))])
+}
+
+/// What every cluster shares: the name, a 1 s connect timeout, HTTP/2, circuit breakers.
+fn http2_cluster(name: &str) -> Cluster {
+    let limit = Some(UInt32Value {
+        value: CIRCUIT_BREAKER_LIMIT,
+    });
     Cluster {
         name: name.to_owned(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ads_config_source()),
-            service_name: String::new(),
-        }),
         connect_timeout: Some(Duration {
             seconds: 1,
             nanos: 0,
         }),
-        lb_policy: LbPolicy::LeastRequest as i32,
-        typed_extension_protocol_options: HashMap::from([(
-            HTTP_PROTOCOL_OPTIONS.to_owned(),
-            pack_any(http2),
-        )]),
+        typed_extension_protocol_options: http2_options(),
         circuit_breakers: Some(CircuitBreakers {
             thresholds: vec![Thresholds {
                 priority: RoutingPriority::Default as i32,
@@ -90,7 +134,10 @@ mod tests {
 
     #[test]
     fn eds_over_ads_least_request_http2() {
-        let c = cluster("outbound|50051||greeter.default.svc.cluster.local");
+        let c = cluster(
+            "outbound|50051||greeter.default.svc.cluster.local",
+            Some("cluster.local"),
+        );
         assert_eq!(c.name, "outbound|50051||greeter.default.svc.cluster.local");
         assert_eq!(
             c.cluster_discovery_type,
@@ -137,5 +184,28 @@ mod tests {
             thresholds.max_retries,
             Some(UInt32Value { value: 1_000_000 })
         );
+        assert_eq!(
+            c.transport_socket_matches,
+            transport_socket_matches("cluster.local")
+        );
+    }
+
+    #[test]
+    fn the_inbound_cluster_is_static_plaintext_http2() {
+        let c = inbound_cluster("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.name, "inbound|127.0.0.1:8080");
+        assert_eq!(
+            c.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32))
+        );
+        let assignment = c.load_assignment.unwrap();
+        assert_eq!(assignment.cluster_name, "inbound|127.0.0.1:8080");
+        assert_eq!(
+            assignment.endpoints[0].lb_endpoints,
+            [lb_endpoint("127.0.0.1:8080".parse().unwrap(), false)]
+        );
+        assert!(c.transport_socket_matches.is_empty() && c.transport_socket.is_none());
+        assert_eq!(c.typed_extension_protocol_options, http2_options());
+        assert!(c.circuit_breakers.is_some());
     }
 }

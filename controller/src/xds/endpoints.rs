@@ -1,12 +1,15 @@
 //! One ClusterLoadAssignment per Service port, from the Service's EndpointSlices: ready
-//! endpoints (first address) with the slice port named like the Service port.
+//! endpoints (first address) with the slice port named like the Service port. An endpoint
+//! run by a connected proxy that accepts mutual TLS carries the metadata
+//! `envoy.transport_socket_match: {tlsMode: weft}`, which picks the cluster's mTLS transport
+//! socket (`tls.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+use envoy_types::pb::envoy::config::core::v3::{Address, Metadata, SocketAddress};
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -14,6 +17,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::services::{ServiceEntry, ServicePort};
+use super::tls::{TRANSPORT_SOCKET_MATCH, tls_mode_weft};
+use super::workloads::MtlsTargets;
 use crate::model::Index;
 
 /// The label that ties an EndpointSlice to its Service.
@@ -60,12 +65,13 @@ impl<'a> SlicesByService<'a> {
 
 /// The endpoints of `port` of `service`, sorted and without duplicates (so the same
 /// endpoints always encode the same). Empty when there are none: Envoy then has a cluster
-/// with no hosts, and RPCs to it fail with UNAVAILABLE.
+/// with no hosts, and RPCs to it fail with UNAVAILABLE. Endpoints in `mtls` are marked.
 pub(super) fn load_assignment(
     cluster: &str,
     service: &ServiceEntry,
     port: &ServicePort,
     slices: &SlicesByService<'_>,
+    mtls: &MtlsTargets,
 ) -> ClusterLoadAssignment {
     let mut addresses = BTreeSet::new();
     for slice in slices.of(service) {
@@ -83,7 +89,10 @@ pub(super) fn load_assignment(
             }
         }
     }
-    let lb_endpoints: Vec<LbEndpoint> = addresses.into_iter().map(lb_endpoint).collect();
+    let lb_endpoints: Vec<LbEndpoint> = addresses
+        .into_iter()
+        .map(|addr| lb_endpoint(addr, mtls.contains(addr)))
+        .collect();
     ClusterLoadAssignment {
         cluster_name: cluster.to_owned(),
         endpoints: if lb_endpoints.is_empty() {
@@ -125,12 +134,19 @@ pub(super) fn socket_address(addr: SocketAddr) -> Address {
     }
 }
 
-fn lb_endpoint(addr: SocketAddr) -> LbEndpoint {
+/// An endpoint at `addr`; `mtls`: marked `{tlsMode: weft}` (a proxy accepting mutual TLS
+/// runs there).
+pub(super) fn lb_endpoint(addr: SocketAddr, mtls: bool) -> LbEndpoint {
+    let metadata = mtls.then(|| Metadata {
+        filter_metadata: HashMap::from([(TRANSPORT_SOCKET_MATCH.to_owned(), tls_mode_weft())]),
+        typed_filter_metadata: HashMap::new(),
+    });
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(socket_address(addr)),
             ..Default::default()
         })),
+        metadata,
         ..Default::default()
     }
 }
@@ -160,7 +176,7 @@ mod tests {
             .ports
             .iter()
             .map(|port| {
-                let cla = load_assignment("c", service, port, &slices);
+                let cla = load_assignment("c", service, port, &slices, &MtlsTargets::default());
                 let addrs = cla
                     .endpoints
                     .iter()

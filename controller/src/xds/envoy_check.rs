@@ -1,8 +1,12 @@
 //! Stock Envoy must accept everything translation produces: the golden inputs are
-//! translated and put in a static bootstrap (binary protobuf, so nothing is re-encoded by
-//! hand) that `envoy --mode validate` checks: Clusters as they are (EDS over an ADS stub),
-//! each ClusterLoadAssignment as a static cluster's `load_assignment`, each
-//! RouteConfiguration inline in a listener of its own, and a proxy's outbound Listener.
+//! translated for three proxies (one per MtlsPolicy mode, their endpoints marked for mTLS)
+//! and put in a static bootstrap (binary protobuf, so nothing is re-encoded by hand) that
+//! `envoy --mode validate` checks: Clusters as they are (EDS over an ADS stub, with their
+//! transport socket matches; the `inbound|` clusters), each ClusterLoadAssignment as a
+//! static cluster's `load_assignment` under its cluster's transport socket matches, each
+//! RouteConfiguration inline in a listener of its own, a proxy's outbound Listener, each
+//! proxy's inbound Listener (renamed, so names stay unique), and the two SDS Secrets as
+//! static secrets.
 //!
 //! Needs the Envoy binary that `tests/env/setup.sh` installs (the test command runs it); a
 //! missing Envoy fails the test with the command to install it.
@@ -21,26 +25,63 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, UpstreamTlsContext};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::util::pack_any;
-use prost::Message;
+use prost::{Message, Name};
 
 use super::endpoints::socket_address;
 use super::listener::HCM_FILTER;
+use super::testutil::{DOMAIN, workloads};
 use super::testutil::{decode, index};
-use super::{NodeInfo, outbound_listener, translate};
+use super::{NodeInfo, certificate_secret, outbound_listener, translate_for, trust_bundle_secret};
 use crate::ads::ResourceType;
 
 fn envoy() -> PathBuf {
     weft_tests::tools::tool("envoy")
 }
 
+/// A namespace-wide `Disable` policy in namespace `legacy`, for the third proxy.
+const DISABLE_POLICY: &str = "---
+apiVersion: weft.dev/v1alpha1
+kind: MtlsPolicy
+metadata: {name: legacy, namespace: legacy}
+spec: {mode: Disable}
+";
+
 /// A static bootstrap holding every translated resource of `yaml`'s index.
 fn bootstrap(yaml: &str) -> Bootstrap {
-    let translation = translate(&index(yaml));
+    // `default` has a Strict policy in the golden inputs; `team-a` none (Permissive). They
+    // run endpoints of the inputs (the demo's 127.0.0.1:50051, the mesh's pod 10.1.0.1), so
+    // some endpoints are marked; the `Disable` one runs the demo's 127.0.0.1:50052.
+    let mut proxies = workloads(&[
+        ("strict", "default", "127.0.0.1:21001"),
+        ("permissive", "team-a", "127.0.0.1:50051"),
+        ("disable", "legacy", "127.0.0.1:50052"),
+    ]);
+    if let Some(strict) = proxies.get_mut("strict.default") {
+        strict.pod_ip = Some("10.1.0.1".parse().expect("ip"));
+    }
+    let translation = translate_for(
+        &index(&format!("{yaml}{DISABLE_POLICY}")),
+        &proxies,
+        Some(DOMAIN),
+    );
     let snapshot = &translation.snapshot;
-    let http2 = super::cluster::cluster("xds").typed_extension_protocol_options;
+    let marked = snapshot
+        .resources(ResourceType::Endpoint)
+        .iter()
+        .map(|r| decode::<ClusterLoadAssignment>(&r.body))
+        .flat_map(|a| a.endpoints)
+        .flat_map(|l| l.lb_endpoints)
+        .filter(|e| e.metadata.is_some())
+        .count();
+    assert!(marked > 0, "some endpoint is marked for mTLS");
+    let http2 = super::cluster::http2_options();
     let ads_stub = Cluster {
         name: "xds".into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
@@ -65,10 +106,17 @@ fn bootstrap(yaml: &str) -> Bootstrap {
     {
         let mut assignment: ClusterLoadAssignment = decode(&resource.body);
         assignment.cluster_name = format!("endpoints-{i}");
+        let of_cluster = snapshot
+            .resources(ResourceType::Cluster)
+            .get(&resource.name)
+            .map(|c| decode::<Cluster>(&c.body));
         clusters.push(Cluster {
             name: format!("endpoints-{i}"),
             cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
             load_assignment: Some(assignment),
+            transport_socket_matches: of_cluster
+                .map(|c| with_static_secrets(c.transport_socket_matches))
+                .unwrap_or_default(),
             ..Default::default()
         });
     }
@@ -78,6 +126,13 @@ fn bootstrap(yaml: &str) -> Bootstrap {
         "127.0.0.1:15001".parse().expect("address"),
     );
     let mut listeners = vec![decode::<Listener>(&outbound_listener(&node).1)];
+    for id in proxies.keys() {
+        let own = snapshot.for_node(id).expect("per-proxy listeners");
+        let inbound = own.resources(ResourceType::Listener).get("inbound");
+        let mut inbound: Listener = decode(&inbound.expect("an inbound listener").body);
+        inbound.name = format!("inbound-{id}");
+        listeners.push(inbound);
+    }
     for (i, resource) in snapshot.resources(ResourceType::Route).iter().enumerate() {
         let manager = HttpConnectionManager {
             stat_prefix: format!("routes-{i}"),
@@ -122,7 +177,7 @@ fn bootstrap(yaml: &str) -> Bootstrap {
         static_resources: Some(StaticResources {
             listeners,
             clusters,
-            secrets: vec![],
+            secrets: secrets(),
         }),
         dynamic_resources: Some(DynamicResources {
             ads_config: Some(ApiConfigSource {
@@ -141,6 +196,51 @@ fn bootstrap(yaml: &str) -> Bootstrap {
         }),
         ..Default::default()
     }
+}
+
+/// `matches` with every SDS secret read from the bootstrap's static secrets instead of ADS.
+/// Envoy (1.40 still) crashes on a bootstrap cluster with hosts whose TLS context fetches
+/// a secret over ADS: the ADS stream is set up after static clusters
+/// (envoyproxy/envoy#15517, #19618). Clusters from CDS, as the controller serves them, are
+/// not affected; the EDS clusters above keep ADS.
+fn with_static_secrets(mut matches: Vec<TransportSocketMatch>) -> Vec<TransportSocketMatch> {
+    for socket in matches
+        .iter_mut()
+        .filter_map(|m| m.transport_socket.as_mut())
+    {
+        let Some(SocketConfig::TypedConfig(any)) = &mut socket.config_type else {
+            continue;
+        };
+        if any.type_url != UpstreamTlsContext::type_url() {
+            continue;
+        }
+        let mut context: UpstreamTlsContext = decode(any);
+        let common = context
+            .common_tls_context
+            .as_mut()
+            .expect("common_tls_context");
+        for sds in &mut common.tls_certificate_sds_secret_configs {
+            sds.sds_config = None;
+        }
+        if let Some(ValidationContextType::CombinedValidationContext(combined)) =
+            &mut common.validation_context_type
+            && let Some(sds) = &mut combined.validation_context_sds_secret_config
+        {
+            sds.sds_config = None;
+        }
+        *any = pack_any(context);
+    }
+    matches
+}
+
+/// The SDS Secrets of a self-signed certificate (which is also the trust bundle).
+fn secrets() -> Vec<Secret> {
+    let key = rcgen::generate_simple_self_signed(vec!["check".to_owned()]).expect("certificate");
+    let pem = key.cert.pem();
+    vec![
+        decode(&certificate_secret(&pem, &key.signing_key.serialize_pem()).1),
+        decode(&trust_bundle_secret(&pem).1),
+    ]
 }
 
 fn validate(case: &str) {
@@ -164,10 +264,15 @@ fn validate(case: &str) {
         });
     // Envoy prints the whole bootstrap before the reason; keep the reason.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let reason: Vec<&str> = stderr
+    let mut reason: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("failed") || l.contains("error"))
         .collect();
+    if reason.is_empty() {
+        // No line says why: the last lines are the most likely to.
+        let lines: Vec<&str> = stderr.lines().collect();
+        reason = lines[lines.len().saturating_sub(5)..].to_vec();
+    }
     assert!(
         output.status.success(),
         "Envoy rejected the {case} translation:\n{}",

@@ -16,14 +16,20 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, UpstreamTlsContext,
+};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
-use super::testutil::index;
-use super::{NodeInfo, Translation, outbound_listener, translate};
+use super::testutil::{index, workload};
+use super::{NodeInfo, Translation, inbound_listener, outbound_listener, translate};
 use crate::ads::ResourceType;
+use crate::api::MtlsMode;
 
 /// Lines longer than this stay unfolded.
 const FOLD_WIDTH: usize = 100;
@@ -46,6 +52,10 @@ fn decode_pretty(type_url: &str, bytes: &[u8]) -> Option<String> {
         .or_else(|| pretty::<HttpFault>(type_url, bytes))
         .or_else(|| pretty::<Router>(type_url, bytes))
         .or_else(|| pretty::<HttpProtocolOptions>(type_url, bytes))
+        .or_else(|| pretty::<DownstreamTlsContext>(type_url, bytes))
+        .or_else(|| pretty::<UpstreamTlsContext>(type_url, bytes))
+        .or_else(|| pretty::<RawBuffer>(type_url, bytes))
+        .or_else(|| pretty::<TlsInspector>(type_url, bytes))
 }
 
 /// A packed resource, readably.
@@ -280,6 +290,33 @@ fn golden_listener() {
         "listener",
         "outbound.txt",
         &format!("## {name}\n{}", render_any(&listener)),
+    );
+}
+
+#[test]
+fn golden_inbound_listeners_and_cluster() {
+    let w = workload("greeter-0", "default", "127.0.0.1:15006");
+    for (mode, file) in [
+        (MtlsMode::Strict, "inbound.strict.txt"),
+        (MtlsMode::Permissive, "inbound.permissive.txt"),
+        (MtlsMode::Disable, "inbound.disable.txt"),
+    ] {
+        let (name, listener) = inbound_listener(&w, mode);
+        check(
+            "listener",
+            file,
+            &format!("## {name} ({mode:?})\n{}", render_any(&listener)),
+        );
+    }
+    let cluster = super::cluster::inbound_cluster(w.app_addr);
+    check(
+        "listener",
+        "inbound.cluster.txt",
+        &format!(
+            "## {}\n{}",
+            cluster.name,
+            render_any(&envoy_types::util::pack_any(cluster.clone()))
+        ),
     );
 }
 

@@ -1,6 +1,8 @@
 //! The per-proxy outbound Listener: one HTTP connection manager that reads the routes of the
 //! proxy's namespace over ADS, with the fault filter (configured per route) before the router.
 
+use std::net::SocketAddr;
+
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
@@ -32,12 +34,17 @@ pub(super) const ROUTER_FILTER: &str = "envoy.filters.http.router";
 
 /// The outbound Listener of one proxy: its name and the packed `Listener`.
 pub fn outbound_listener(node: &NodeInfo) -> (String, Any) {
+    outbound_listener_at(&node.namespace, node.outbound_addr)
+}
+
+/// The outbound Listener of a proxy in `namespace`, listening at `addr`.
+pub(super) fn outbound_listener_at(namespace: &str, addr: SocketAddr) -> (String, Any) {
     let manager = HttpConnectionManager {
         stat_prefix: OUTBOUND_LISTENER.into(),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: Some(ads_config_source()),
-            route_config_name: route_config_name(&node.namespace),
+            route_config_name: route_config_name(namespace),
         })),
         http_filters: vec![
             // Empty: faults come only from the per-route config.
@@ -51,7 +58,7 @@ pub fn outbound_listener(node: &NodeInfo) -> (String, Any) {
     };
     let listener = Listener {
         name: OUTBOUND_LISTENER.into(),
-        address: Some(socket_address(node.outbound_addr)),
+        address: Some(socket_address(addr)),
         traffic_direction: TrafficDirection::Outbound as i32,
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
@@ -65,7 +72,7 @@ pub fn outbound_listener(node: &NodeInfo) -> (String, Any) {
     (OUTBOUND_LISTENER.to_owned(), pack_any(listener))
 }
 
-fn http_filter(name: &str, config: Any) -> HttpFilter {
+pub(super) fn http_filter(name: &str, config: Any) -> HttpFilter {
     HttpFilter {
         name: name.into(),
         config_type: Some(HttpFilterConfig::TypedConfig(config)),

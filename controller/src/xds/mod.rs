@@ -12,8 +12,8 @@
 //!   slice port whose name equals the Service port's name (or the slice's only port when the
 //!   Service has one port). `targetPort` is not used: slice ports are the real ports.
 //! - **Routes** (`vhosts.rs`, `routes.rs`): one RouteConfiguration `outbound/<ns>` per client
-//!   namespace (every namespace holding a Service or a GrpcRoute, plus those the caller names
-//!   in [`translate_for`]). It has a virtual host per Service port, named
+//!   namespace (every namespace holding a Service or a GrpcRoute, plus those of the connected
+//!   proxies given to [`translate_for`]). It has a virtual host per Service port, named
 //!   `<name>.<ns>.svc.cluster.local:<port>`, answering to `<name>.<ns>.svc.cluster.local`,
 //!   `<name>.<ns>.svc`, `<name>.<ns>`, `<name>` (only in the Service's own namespace) and
 //!   `<clusterIP>`, each with `:<port>`, and without the port for the Service's first port.
@@ -49,9 +49,43 @@
 //!   gets only the first (the later ones get a note).
 //! - **Route names** say where an entry comes from: `grpcroute:<ns>/<name>:rules[i].matches[j]`,
 //!   `default` (to the Service), and `<name>+fault:<ns>/<fault>` for a faulted copy.
-//! - **Listener** (`listener.rs`): per proxy, `outbound` at the node's outbound address, one
+//! - **Listeners** are per proxy (`workloads.rs`): translation knows the connected proxies
+//!   (a [`Workload`] per node id, from its node metadata) and adds, for each alone
+//!   ([`Snapshot::for_node`]), `outbound` (`listener.rs`) at the node's outbound address: one
 //!   HttpConnectionManager reading `outbound/<node namespace>` over ADS, filters
-//!   `[envoy.filters.http.fault (empty), envoy.filters.http.router]`.
+//!   `[envoy.filters.http.fault (empty), envoy.filters.http.router]`; and `inbound`
+//!   (`inbound.rs`) at its inbound address, in its mTLS mode: chain `tls`
+//!   (`transport_protocol: tls`, DownstreamTlsContext requiring a client certificate) for
+//!   `Strict` and `Permissive`, chain `plaintext` (`transport_protocol: raw_buffer` when
+//!   beside `tls`, no match alone) for `Permissive` and `Disable`, the TLS inspector when a
+//!   chain matches on TLS. Both chains: one HttpConnectionManager with an inline route
+//!   configuration `inbound` sending everything to `inbound|<app addr>` (timeouts as the
+//!   outbound routes), and `x-forwarded-client-cert` replaced by the caller's URI SAN (its
+//!   SPIFFE id; `SANITIZE_SET`), so the app can trust it.
+//! - **Inbound clusters** (`cluster.rs`): a STATIC, plaintext, HTTP/2 `inbound|<app addr>`
+//!   per distinct app address of the connected proxies, shared.
+//!
+//! # Mutual TLS
+//! - **Modes** (`mtls.rs`): a proxy's mode comes from the accepted MtlsPolicies of its
+//!   namespace whose selector matches its labels: a selector beats a namespace-wide policy,
+//!   more `matchLabels` beat fewer, a remaining tie goes to the first by name (the losers
+//!   get a note). No policy: `Permissive`, as Istio's default: plaintext callers keep
+//!   working while every mesh caller already uses mTLS. [`Translation::enforcing`] lists the
+//!   proxies each policy governs.
+//! - **Outbound clusters** carry `transport_socket_matches` (`tls.rs`): `mtls` for endpoints
+//!   whose metadata `envoy.transport_socket_match` holds `{tlsMode: weft}` (UpstreamTlsContext
+//!   with ALPN h2, and the server's URI SAN checked against `spiffe://<trust domain>/`), then
+//!   `plaintext` (raw buffer) for every other endpoint. The server's exact identity is not
+//!   checked: endpoints do not say which service account runs them.
+//! - **Endpoint marking** (`endpoints.rs`): an endpoint gets `{tlsMode: weft}` when a connected
+//!   proxy runs there, i.e. its inbound address is the endpoint's `ip:port` (local mode:
+//!   endpoints list proxies' inbound addresses) or its pod IP is the endpoint's IP
+//!   (Kubernetes: the pod's traffic goes through its proxy), and that proxy's mode is not
+//!   `Disable` (which accepts plaintext only). Endpoints without a connected proxy stay
+//!   plaintext: a proxy that is not there yet cannot be asked for TLS.
+//! - **Certificates** are never in a translation: TLS contexts name two SDS secrets over ADS,
+//!   `default` (the proxy's certificate and key) and `ROOTCA` (the trust bundle), which the
+//!   ADS server packs per stream (`secrets.rs`).
 //!
 //! # Validation and status
 //! Each weft resource is checked in isolation (`validate.rs`); an invalid one is left out
@@ -64,7 +98,7 @@
 //! rules or the Service itself), unless the backend's weight is 0. A fault whose target is
 //! missing or not accepted is left out. Services whose name is not a DNS label, ExternalName
 //! Services and non-TCP ports are skipped and listed in [`Translation::warnings`].
-//! MtlsPolicies are checked and reported (`mtls.rs`) but not programmed yet.
+//! An MtlsPolicy with a bad selector is left out of mode resolution and reported.
 //!
 //! Envoy's map fields (`typed_per_filter_config`, ...) are `HashMap`s: each holds at most one
 //! entry here, so the encoding, and with it the content hash, is deterministic.
@@ -72,15 +106,19 @@
 mod cluster;
 mod endpoints;
 mod fault;
+mod inbound;
 mod listener;
 mod matching;
 mod mtls;
 mod node;
 mod re2;
 mod routes;
+mod secrets;
 mod services;
+mod tls;
 mod validate;
 mod vhosts;
+mod workloads;
 
 #[cfg(test)]
 mod envoy_check;
@@ -98,19 +136,30 @@ use envoy_types::util::pack_any;
 use crate::ads::{ResourceType, Snapshot, TypeResources};
 use crate::model::{Index, ObjectKey};
 
+pub use cluster::inbound_cluster_name;
+pub use inbound::{INBOUND_LISTENER, inbound_listener};
 pub use listener::{OUTBOUND_LISTENER, outbound_listener};
-pub use node::NodeInfo;
+pub use mtls::{ResolvedMode, resolve_mode};
+pub use node::{DEFAULT_APP_ADDR, DEFAULT_INBOUND_ADDR, DEFAULT_OUTBOUND_ADDR, NodeInfo};
+pub use secrets::{
+    CERTIFICATE_SECRET, TRUST_BUNDLE_SECRET, certificate_secret, trust_bundle_secret,
+};
 pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
+pub use tls::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
+pub use workloads::{Enforcing, Workload, Workloads};
 
 /// The result of translating an index.
 #[derive(Debug, Clone)]
 pub struct Translation {
-    /// Clusters, ClusterLoadAssignments and RouteConfigurations (listeners are per proxy:
-    /// [`outbound_listener`]).
+    /// Clusters, ClusterLoadAssignments and RouteConfigurations, shared; per connected
+    /// proxy (node id), its `outbound` and `inbound` Listeners ([`Snapshot::for_node`]).
     pub snapshot: Snapshot,
     /// One report per GrpcRoute, FaultInjection and MtlsPolicy in the index (shared: an
     /// endpoint-only retranslation and the publisher keep the same reports).
     pub reports: Arc<BTreeMap<ObjectKey, ResourceReport>>,
+    /// Per MtlsPolicy, the node ids of the connected proxies whose mode it sets (a policy
+    /// governing none is absent; so are proxies no policy selects).
+    pub enforcing: Arc<Enforcing>,
     /// Objects that no report covers (Services, EndpointSlices) and that were skipped.
     pub warnings: Vec<String>,
 }
@@ -150,41 +199,60 @@ fn problems(list: Vec<String>) -> Result<(), String> {
     }
 }
 
-/// Translates the index: every client namespace is one that holds a Service or a GrpcRoute.
+/// Translates the index with no proxy connected, in the default trust domain: every client
+/// namespace is one that holds a Service or a GrpcRoute.
 pub fn translate(index: &Index) -> Translation {
-    translate_for(index, std::iter::empty::<&str>())
+    translate_for(
+        index,
+        &Workloads::new(),
+        Some(weft_common::spiffe::DEFAULT_TRUST_DOMAIN),
+    )
 }
 
-/// [`translate`], with a RouteConfiguration also for each of `client_namespaces` (the
-/// namespaces of connected proxies), so a proxy in a namespace without Services still gets
-/// its `outbound/<ns>`.
-pub fn translate_for<'a>(
+/// [`translate`], for the connected proxies `workloads`: each gets its own listeners, its
+/// namespace its `outbound/<ns>` (even without Services there), its app an `inbound|<addr>`
+/// cluster, and the endpoints it runs the `tlsMode: weft` mark unless its mode is `Disable`.
+/// Clusters check servers' SPIFFE ids against `trust_domain`.
+///
+/// `trust_domain` is `None` when the mesh runs without mTLS (the controller authenticates no
+/// proxy, so none has a certificate): clusters are plaintext only, no endpoint is marked and
+/// inbound listeners are plaintext.
+pub fn translate_for(
     index: &Index,
-    client_namespaces: impl IntoIterator<Item = &'a str>,
+    workloads: &Workloads,
+    trust_domain: Option<&str>,
 ) -> Translation {
     let mut warnings = Vec::new();
     let mut reports = BTreeMap::new();
     let catalog = services::Catalog::build(index, &mut warnings);
+    let policies = mtls::PolicySet::build(index);
     let mut builder = Snapshot::builder();
 
     for service in catalog.iter() {
         for port in &service.ports {
             let name = service.cluster(port.port);
-            let cluster = pack_any(cluster::cluster(&name));
+            let cluster = pack_any(cluster::cluster(&name, trust_domain));
             builder.add(ResourceType::Cluster, name, cluster);
         }
     }
-    for (name, assignment) in load_assignments(index, &catalog, &mut warnings) {
+    let targets = match trust_domain {
+        Some(_) => workloads::MtlsTargets::build(workloads, &policies),
+        None => workloads::MtlsTargets::default(),
+    };
+    for (name, assignment) in load_assignments(index, &catalog, &targets, &mut warnings) {
         builder.add(ResourceType::Endpoint, name, assignment);
     }
 
     let attached = routes::translate_routes(index, &catalog, &mut reports);
     let faults = fault::translate_faults(index, &catalog, &attached, &mut reports);
     mtls::report_policies(index, &mut reports);
+    let mtls = trust_domain.is_some();
+    let enforcing =
+        workloads::add_workloads(&mut builder, workloads, &policies, mtls, &mut reports);
 
     let mut namespaces: BTreeSet<String> = catalog.iter().map(|s| s.namespace.clone()).collect();
     namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
-    namespaces.extend(client_namespaces.into_iter().map(str::to_owned));
+    namespaces.extend(workloads.values().map(|w| w.namespace.clone()));
     let namespaces = namespaces.iter().map(String::as_str);
     for (name, config) in vhosts::route_configurations(namespaces, &catalog, &attached, &faults) {
         builder.add(ResourceType::Route, name, config);
@@ -193,23 +261,36 @@ pub fn translate_for<'a>(
     Translation {
         snapshot: builder.build(),
         reports: Arc::new(reports),
+        enforcing: Arc::new(enforcing),
         warnings,
     }
 }
 
-/// `previous`, a translation of this index made before only EndpointSlices changed, with
-/// its ClusterLoadAssignments made again: nothing else depends on an EndpointSlice, and
-/// endpoint changes (pods coming and going) are the most frequent change there is.
-pub fn retranslate_endpoints(index: &Index, previous: &Translation) -> Translation {
+/// `previous`, a translation of this index for these `workloads` made before only
+/// EndpointSlices changed, with its ClusterLoadAssignments made again (marked for the same
+/// workloads): nothing else depends on an EndpointSlice, and endpoint changes (pods coming
+/// and going) are the most frequent change there is. The per-proxy listeners are kept.
+pub fn retranslate_endpoints(
+    index: &Index,
+    workloads: &Workloads,
+    mtls: bool,
+    previous: &Translation,
+) -> Translation {
     let mut warnings = Vec::new();
     let catalog = services::Catalog::build(index, &mut warnings);
-    let assignments = load_assignments(index, &catalog, &mut warnings);
+    let targets = match mtls {
+        true => workloads::MtlsTargets::build(workloads, &mtls::PolicySet::build(index)),
+        false => workloads::MtlsTargets::default(),
+    };
+    let assignments = load_assignments(index, &catalog, &targets, &mut warnings);
     let endpoints = Arc::new(TypeResources::from_bodies(assignments));
     Translation {
         snapshot: previous
             .snapshot
-            .with_types(&[(ResourceType::Endpoint, endpoints)]),
+            .with_types(&[(ResourceType::Endpoint, endpoints)])
+            .with_nodes_of(&previous.snapshot),
         reports: previous.reports.clone(),
+        enforcing: previous.enforcing.clone(),
         warnings,
     }
 }
@@ -218,6 +299,7 @@ pub fn retranslate_endpoints(index: &Index, previous: &Translation) -> Translati
 fn load_assignments(
     index: &Index,
     catalog: &services::Catalog,
+    targets: &workloads::MtlsTargets,
     warnings: &mut Vec<String>,
 ) -> Vec<(String, Any)> {
     let slices = endpoints::SlicesByService::build(index, warnings);
@@ -225,7 +307,9 @@ fn load_assignments(
     for service in catalog.iter() {
         for port in &service.ports {
             let name = service.cluster(port.port);
-            let assignment = pack_any(endpoints::load_assignment(&name, service, port, &slices));
+            let assignment = pack_any(endpoints::load_assignment(
+                &name, service, port, &slices, targets,
+            ));
             assignments.push((name, assignment));
         }
     }

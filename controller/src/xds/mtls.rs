@@ -1,16 +1,149 @@
-//! MtlsPolicy reports. Policies are checked (label selectors well formed) and conflicts are
-//! reported, but nothing is programmed yet: inbound listeners and certificates (SDS) are
-//! not translated, which each report says.
+//! MtlsPolicies: each is checked (label selectors well formed) and reported, and each
+//! workload's inbound mode is resolved from the accepted policies of its namespace.
+//!
+//! Resolution ([`resolve_mode`]): of the accepted policies in the workload's namespace whose
+//! selector matches all of its labels, one with a non-empty selector beats a namespace-wide
+//! one (empty selector); among selector policies, the one with more `matchLabels` wins; a
+//! remaining tie goes to the first by name, and the losers get a note naming the proxies
+//! concerned (identical selectors are noted once, whatever the proxies). No policy at all:
+//! `Permissive`, as Istio's default, so a mesh can adopt mTLS without breaking plaintext
+//! clients, while every client proxy already uses mTLS towards it.
 
 use std::collections::BTreeMap;
 
 use super::validate::Problems;
 use super::{ResourceReport, problems};
+use crate::api::{MtlsMode, MtlsPolicy};
 use crate::model::{Index, Kind, Object, ObjectKey};
 
-/// Said on every accepted policy until inbound mTLS is translated.
-pub(super) const NOT_PROGRAMMED: &str = "not enforced yet: the controller does not serve \
-     inbound listeners or certificates, so no proxy applies this mode";
+/// The inbound mode of one workload, and the policy that set it (`None`: no policy selects
+/// the workload, and the mode is the default, `Permissive`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedMode {
+    pub mode: MtlsMode,
+    pub policy: Option<ObjectKey>,
+}
+
+/// The mode of a workload in `namespace` with `labels`, from the index's accepted policies.
+pub fn resolve_mode(
+    index: &Index,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> ResolvedMode {
+    PolicySet::build(index).resolve(namespace, labels).resolved
+}
+
+/// A resolution, and the policies that tied with the winner (same rank, other selector).
+pub(super) struct Resolution {
+    pub resolved: ResolvedMode,
+    pub tied: Vec<ObjectKey>,
+}
+
+/// One accepted policy.
+struct Accepted<'a> {
+    key: ObjectKey,
+    policy: &'a MtlsPolicy,
+}
+
+impl Accepted<'_> {
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.policy.spec.selector.match_labels
+    }
+
+    /// Higher wins: (has a selector, how many labels it names).
+    fn rank(&self) -> (bool, usize) {
+        (!self.labels().is_empty(), self.labels().len())
+    }
+
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels()
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    }
+}
+
+/// The accepted policies of an index by namespace, in name order: built once per
+/// translation, asked once per workload.
+pub(super) struct PolicySet<'a> {
+    by_namespace: BTreeMap<&'a str, Vec<Accepted<'a>>>,
+}
+
+impl<'a> PolicySet<'a> {
+    pub fn build(index: &'a Index) -> Self {
+        let mut by_namespace: BTreeMap<&'a str, Vec<Accepted<'a>>> = BTreeMap::new();
+        for object in index.of_kind(Kind::MtlsPolicy) {
+            let Object::MtlsPolicy(policy) = object else {
+                continue;
+            };
+            if !check_policy(policy).0.is_empty() {
+                continue;
+            }
+            let namespace = policy.metadata.namespace.as_deref().unwrap_or("default");
+            let key = object.key();
+            // `of_kind` is in key order: name order within a namespace.
+            by_namespace
+                .entry(namespace)
+                .or_default()
+                .push(Accepted { key, policy });
+        }
+        Self { by_namespace }
+    }
+
+    pub fn resolve(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Resolution {
+        let candidates = self
+            .by_namespace
+            .get(namespace)
+            .map_or(&[][..], Vec::as_slice);
+        let mut winner: Option<&Accepted<'_>> = None;
+        for candidate in candidates.iter().filter(|p| p.selects(labels)) {
+            // Strictly greater: an equal rank keeps the earlier name.
+            if winner.is_none_or(|w| candidate.rank() > w.rank()) {
+                winner = Some(candidate);
+            }
+        }
+        let Some(winner) = winner else {
+            return Resolution {
+                resolved: ResolvedMode {
+                    mode: MtlsMode::Permissive,
+                    policy: None,
+                },
+                tied: Vec::new(),
+            };
+        };
+        let tied = candidates
+            .iter()
+            .filter(|p| {
+                p.key != winner.key
+                    && p.rank() == winner.rank()
+                    && p.labels() != winner.labels()
+                    && p.selects(labels)
+            })
+            .map(|p| p.key.clone())
+            .collect();
+        Resolution {
+            resolved: ResolvedMode {
+                mode: winner.policy.spec.mode,
+                policy: Some(winner.key.clone()),
+            },
+            tied,
+        }
+    }
+}
+
+/// What is wrong with a policy's selector (empty: it is accepted).
+fn check_policy(policy: &MtlsPolicy) -> Problems {
+    let mut found = Problems::default();
+    for (label, value) in &policy.spec.selector.match_labels {
+        let path = format!("spec.selector.matchLabels[{label:?}]");
+        if !is_label_key(label) {
+            found.add(&path, format!("{label:?} is not a label key"));
+        }
+        if !(value.is_empty() || is_label_name(value)) {
+            found.add(&path, format!("{value:?} is not a label value"));
+        }
+    }
+    found
+}
 
 /// Reports every MtlsPolicy: its selector checked, and a note when an earlier policy (by
 /// name) in the namespace has the same selector, which then wins.
@@ -22,17 +155,7 @@ pub(super) fn report_policies(index: &Index, reports: &mut BTreeMap<ObjectKey, R
         };
         let key = object.key();
         let mut report = ResourceReport::new(object.generation());
-        let mut found = Problems::default();
-        for (label, value) in &policy.spec.selector.match_labels {
-            let path = format!("spec.selector.matchLabels[{label:?}]");
-            if !is_label_key(label) {
-                found.add(&path, format!("{label:?} is not a label key"));
-            }
-            if !(value.is_empty() || is_label_name(value)) {
-                found.add(&path, format!("{value:?} is not a label value"));
-            }
-        }
-        report.accepted = problems(found.0);
+        report.accepted = problems(check_policy(policy).0);
         if report.accepted.is_ok() {
             let labels: Vec<(String, String)> = policy
                 .spec
@@ -50,7 +173,6 @@ pub(super) fn report_policies(index: &Index, reports: &mut BTreeMap<ObjectKey, R
                     seen.insert((key.namespace.clone(), labels), key.name.clone());
                 }
             }
-            report.notes.push(NOT_PROGRAMMED.into());
         }
         reports.insert(key, report);
     }
@@ -84,62 +206,4 @@ fn is_label_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::xds::testutil::{index, key};
-
-    #[test]
-    fn policies_are_checked_noted_and_deduplicated() {
-        let yaml = "
-apiVersion: weft.dev/v1alpha1
-kind: MtlsPolicy
-metadata: {name: a, namespace: default, generation: 3}
-spec: {mode: Strict}
----
-apiVersion: weft.dev/v1alpha1
-kind: MtlsPolicy
-metadata: {name: b, namespace: default}
-spec: {mode: Permissive}
----
-apiVersion: weft.dev/v1alpha1
-kind: MtlsPolicy
-metadata: {name: c, namespace: default}
-spec: {mode: Strict, selector: {matchLabels: {app.kubernetes.io/name: greeter, 'bad key!': x}}}
----
-apiVersion: weft.dev/v1alpha1
-kind: MtlsPolicy
-metadata: {name: d, namespace: other}
-spec: {mode: Disable, selector: {matchLabels: {app: greeter}}}
-";
-        let mut reports = BTreeMap::new();
-        report_policies(&index(yaml), &mut reports);
-        let a = &reports[&key(Kind::MtlsPolicy, "default", "a")];
-        assert_eq!(a.generation, Some(3));
-        assert_eq!(a.accepted, Ok(()));
-        assert_eq!(a.notes, [NOT_PROGRAMMED]);
-        let b = &reports[&key(Kind::MtlsPolicy, "default", "b")];
-        assert!(
-            b.notes[0].contains("MtlsPolicy default/a has the same selector"),
-            "{b:?}"
-        );
-        let c = &reports[&key(Kind::MtlsPolicy, "default", "c")];
-        assert_eq!(
-            c.accepted,
-            Err(r#"spec.selector.matchLabels["bad key!"]: "bad key!" is not a label key"#.into())
-        );
-        assert_eq!(
-            reports[&key(Kind::MtlsPolicy, "other", "d")].accepted,
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn label_syntax() {
-        assert!(is_label_key("app"));
-        assert!(is_label_key("app.kubernetes.io/name"));
-        assert!(!is_label_key("App.io/name"));
-        assert!(!is_label_key("-app"));
-        assert!(is_label_name("v1.2_x-y"));
-        assert!(!is_label_name(&"a".repeat(64)));
-    }
-}
+mod tests;

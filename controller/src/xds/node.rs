@@ -1,9 +1,9 @@
 //! Who a proxy says it is: its xDS `Node` (`id` = `<pod>.<namespace>`, metadata with the
-//! namespace, service account, workload labels and listener addresses) read into
-//! [`NodeInfo`]. Errors name the field at fault.
+//! namespace, service account, workload labels, listener addresses, the app's address and
+//! the pod IP) read into [`NodeInfo`]. Errors name the field at fault.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
@@ -13,6 +13,10 @@ use super::services::is_dns_label;
 
 /// The outbound listener address when the node does not name one.
 pub const DEFAULT_OUTBOUND_ADDR: &str = "127.0.0.1:15001";
+/// The inbound listener address when the node does not name one.
+pub const DEFAULT_INBOUND_ADDR: &str = "127.0.0.1:15006";
+/// The local app's address when the node does not name one (weft-proxy's `--app-addr`).
+pub const DEFAULT_APP_ADDR: &str = "127.0.0.1:8080";
 
 /// What translation needs to know about one proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +32,21 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
     /// Metadata `outboundAddr`, default 127.0.0.1:15001.
     pub outbound_addr: SocketAddr,
+    /// Metadata `inboundAddr`, default 127.0.0.1:15006: where the proxy accepts RPCs for
+    /// its app (in local mode, what the Services' endpoints list).
+    pub inbound_addr: SocketAddr,
+    /// Whether the proxy said where its inbound listener is (metadata `inboundAddr`): only
+    /// then does it get an `inbound` listener (a client-only Envoy never sends it).
+    pub serves_inbound: bool,
+    /// Metadata `appAddr`, default 127.0.0.1:8080: where the proxy's app listens.
+    pub app_addr: SocketAddr,
+    /// Metadata `podIP`, if sent (Kubernetes: endpoints list pod IPs).
+    pub pod_ip: Option<IpAddr>,
 }
 
 impl NodeInfo {
-    /// A node with id `<pod>.<namespace>`, no labels and no service account.
+    /// A node with id `<pod>.<namespace>`, no labels, no service account, no pod IP and
+    /// the default inbound and app addresses.
     pub fn new(pod: &str, namespace: &str, outbound_addr: SocketAddr) -> Self {
         Self {
             id: format!("{pod}.{namespace}"),
@@ -40,6 +55,10 @@ impl NodeInfo {
             service_account: None,
             labels: BTreeMap::new(),
             outbound_addr,
+            inbound_addr: default_addr(DEFAULT_INBOUND_ADDR),
+            serves_inbound: true,
+            app_addr: default_addr(DEFAULT_APP_ADDR),
+            pod_ip: None,
         }
     }
 
@@ -72,20 +91,40 @@ impl NodeInfo {
                 "node.metadata.namespace: {namespace:?} is not a namespace name"
             ));
         }
-        let addr = string_field(metadata, "outboundAddr")?;
-        let addr = addr.as_deref().unwrap_or(DEFAULT_OUTBOUND_ADDR);
-        let outbound_addr = addr.parse().map_err(|_| {
-            format!("node.metadata.outboundAddr: {addr:?} is not an address like {DEFAULT_OUTBOUND_ADDR}")
-        })?;
+        let pod_ip = match string_field(metadata, "podIP")? {
+            None => None,
+            Some(ip) => Some(
+                ip.parse()
+                    .map_err(|_| format!("node.metadata.podIP: {ip:?} is not an IP address"))?,
+            ),
+        };
         Ok(Self {
             id,
             pod,
             namespace,
             service_account: string_field(metadata, "serviceAccount")?,
             labels: labels(metadata)?,
-            outbound_addr,
+            outbound_addr: addr_field(metadata, "outboundAddr", DEFAULT_OUTBOUND_ADDR)?,
+            inbound_addr: addr_field(metadata, "inboundAddr", DEFAULT_INBOUND_ADDR)?,
+            serves_inbound: string_field(metadata, "inboundAddr")?.is_some(),
+            app_addr: addr_field(metadata, "appAddr", DEFAULT_APP_ADDR)?,
+            pod_ip,
         })
     }
+}
+
+/// One of the `DEFAULT_*_ADDR` constants, which are valid addresses.
+fn default_addr(addr: &str) -> SocketAddr {
+    addr.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// The address in metadata `field`, or `default` when absent.
+fn addr_field(metadata: &Struct, field: &str, default: &str) -> Result<SocketAddr, String> {
+    let addr = string_field(metadata, field)?;
+    let addr = addr.as_deref().unwrap_or(default);
+    addr.parse()
+        .map_err(|_| format!("node.metadata.{field}: {addr:?} is not an address like {default}"))
 }
 
 fn string_field(metadata: &Struct, field: &str) -> Result<Option<String>, String> {
@@ -145,11 +184,14 @@ mod tests {
         let info = NodeInfo::from_node(&node("greeter-7d4f.default", &[])).unwrap();
         assert_eq!(
             info,
-            NodeInfo::new(
-                "greeter-7d4f",
-                "default",
-                DEFAULT_OUTBOUND_ADDR.parse().unwrap()
-            )
+            NodeInfo {
+                serves_inbound: false,
+                ..NodeInfo::new(
+                    "greeter-7d4f",
+                    "default",
+                    DEFAULT_OUTBOUND_ADDR.parse().unwrap()
+                )
+            }
         );
         let dotted = NodeInfo::from_node(&node("web.v2.team-a", &[])).unwrap();
         assert_eq!(
@@ -170,6 +212,9 @@ mod tests {
             &[
                 ("namespace", string("team-a")),
                 ("outboundAddr", string("127.0.0.2:16001")),
+                ("inboundAddr", string("127.0.0.2:16006")),
+                ("appAddr", string("127.0.0.2:9090")),
+                ("podIP", string("10.1.2.3")),
                 ("serviceAccount", string("web")),
                 ("labels", labels),
             ],
@@ -178,6 +223,9 @@ mod tests {
         assert_eq!(info.pod, "web-1");
         assert_eq!(info.namespace, "team-a");
         assert_eq!(info.outbound_addr, "127.0.0.2:16001".parse().unwrap());
+        assert_eq!(info.inbound_addr, "127.0.0.2:16006".parse().unwrap());
+        assert_eq!(info.app_addr, "127.0.0.2:9090".parse().unwrap());
+        assert_eq!(info.pod_ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(info.service_account.as_deref(), Some("web"));
         assert_eq!(
             info.labels,
@@ -198,6 +246,17 @@ mod tests {
         assert!(
             bad_addr.starts_with("node.metadata.outboundAddr: \"localhost\""),
             "{bad_addr}"
+        );
+        for field in ["inboundAddr", "appAddr"] {
+            let bad = err(node("a.default", &[(field, string(":80"))]));
+            assert!(
+                bad.starts_with(&format!("node.metadata.{field}: \":80\"")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(node("a.default", &[("podIP", string("10.0.0.1:80"))])),
+            "node.metadata.podIP: \"10.0.0.1:80\" is not an IP address"
         );
         let number = Value {
             kind: Some(Kind::NumberValue(1.0)),

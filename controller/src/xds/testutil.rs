@@ -113,3 +113,35 @@ pub(crate) fn route_names(routes: &[Route]) -> Vec<&str> {
 
 /// `greeter.default.svc.cluster.local:50051`
 pub(crate) const GREETER: &str = "greeter.default.svc.cluster.local:50051";
+
+/// A proxy `<pod>.<namespace>` whose inbound listener is at `inbound` (other addresses
+/// default).
+pub(crate) fn workload(pod: &str, namespace: &str, inbound: &str) -> super::Workload {
+    let mut node = super::NodeInfo::new(pod, namespace, "127.0.0.1:15001".parse().unwrap());
+    node.inbound_addr = inbound.parse().unwrap();
+    super::Workload::from(&node)
+}
+
+/// Proxies given as (pod, namespace, inbound address), by node id.
+pub(crate) fn workloads(list: &[(&str, &str, &str)]) -> super::Workloads {
+    list.iter()
+        .map(|(pod, namespace, inbound)| {
+            let w = workload(pod, namespace, inbound);
+            (w.node_id.clone(), w)
+        })
+        .collect()
+}
+
+/// One proxy (`client.<ns>`) in each of `namespaces`.
+pub(crate) fn clients(namespaces: &[&str]) -> super::Workloads {
+    let list: Vec<(&str, &str, String)> = namespaces
+        .iter()
+        .zip(16000u16..)
+        .map(|(ns, port)| ("client", *ns, format!("127.0.0.1:{port}")))
+        .collect();
+    let list: Vec<(&str, &str, &str)> = list.iter().map(|(p, n, a)| (*p, *n, a.as_str())).collect();
+    workloads(&list)
+}
+
+/// The trust domain of test translations.
+pub(crate) const DOMAIN: &str = weft_common::spiffe::DEFAULT_TRUST_DOMAIN;

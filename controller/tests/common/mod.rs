@@ -21,6 +21,9 @@ pub struct Controller {
     pub process: Process,
     pub xds_port: u16,
     pub admin_port: u16,
+    /// Kubernetes mode: a token of ServiceAccount `default/envoy` (audience `weft`) that
+    /// proxies authenticate with.
+    pub token: Option<String>,
 }
 
 impl Controller {
@@ -30,6 +33,21 @@ impl Controller {
         let (xds_port, admin_port) = (free_port(), free_port());
         let mut command = Command::new(BIN);
         command.args(source_args);
+        // Kubernetes mode authenticates proxies and runs the CA (its Secret in `default`,
+        // xDS over TLS on a free port); tests' proxies get a real ServiceAccount token.
+        let kubeconfig = source_args
+            .iter()
+            .position(|arg| *arg == "--kubeconfig")
+            .and_then(|i| source_args.get(i + 1));
+        let token = kubeconfig.map(|kubeconfig| {
+            command.args([
+                "--namespace",
+                "default",
+                "--xds-tls-addr",
+                &format!("127.0.0.1:{}", free_port()),
+            ]);
+            service_account_token(kubeconfig, "envoy")
+        });
         command.args([
             "--xds-addr",
             &format!("127.0.0.1:{xds_port}"),
@@ -43,6 +61,7 @@ impl Controller {
             process,
             xds_port,
             admin_port,
+            token,
         };
         wait_until("controller /ready", Duration::from_secs(20), || {
             Ok(controller
@@ -58,11 +77,12 @@ impl Controller {
     /// returns it with its outbound listener port. Blocking.
     pub fn start_envoy(&self, delta: bool) -> (Envoy, u16) {
         let outbound = free_port();
-        let envoy = Envoy::start(&bootstrap(
+        let envoy = Envoy::start(&bootstrap_with_token(
             "envoy-0.default",
             outbound,
             self.xds_port,
             delta,
+            self.token.as_deref(),
         ))
         .unwrap();
         (envoy, outbound)
@@ -79,8 +99,53 @@ impl Controller {
     }
 }
 
+/// A token for ServiceAccount `default/<name>` (created if missing), audience `weft`.
+pub fn service_account_token(kubeconfig: &str, name: &str) -> String {
+    let kubectl = || {
+        let mut command = Command::new(weft_tests::tools::tool("kubectl"));
+        command.args(["--kubeconfig", kubeconfig, "-n", "default"]);
+        command
+    };
+    let created = kubectl()
+        .args(["create", "serviceaccount", name])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        created.status.success() || stderr.contains("AlreadyExists"),
+        "kubectl create serviceaccount {name}: {stderr}"
+    );
+    let token = kubectl()
+        .args(["create", "token", name, "--audience", "weft"])
+        .output()
+        .unwrap();
+    assert!(
+        token.status.success(),
+        "kubectl create token: {}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    String::from_utf8(token.stdout).unwrap().trim().to_owned()
+}
+
 pub fn bootstrap(node_id: &str, outbound_port: u16, xds_port: u16, delta: bool) -> String {
+    bootstrap_with_token(node_id, outbound_port, xds_port, delta, None)
+}
+
+/// The bootstrap, sending `token` (if any) as `authorization: Bearer` on the ADS stream.
+pub fn bootstrap_with_token(
+    node_id: &str,
+    outbound_port: u16,
+    xds_port: u16,
+    delta: bool,
+    token: Option<&str>,
+) -> String {
     let api_type = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let metadata = match token {
+        Some(token) => {
+            format!(", initial_metadata: [{{key: authorization, value: \"Bearer {token}\"}}]")
+        }
+        None => String::new(),
+    };
     format!(
         r#"
 node:
@@ -91,7 +156,7 @@ dynamic_resources:
   ads_config:
     api_type: {api_type}
     transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}{metadata}}}]
   cds_config: {{ads: {{}}, resource_api_version: V3}}
   lds_config: {{ads: {{}}, resource_api_version: V3}}
 static_resources:

@@ -1,15 +1,14 @@
 //! Joins the converted resources into the [`ProxyConfig`] the data path reads: the outbound
-//! route table (from the listener named `outbound`, or the only listener), clusters and
-//! their endpoints by cluster name, and whether everything referenced has arrived
-//! ([`ProxyConfig::missing`] says what has not, for `/ready`).
+//! route table (from the listener named `outbound`, or the only listener but `inbound`), the
+//! `inbound` listener's mode, clusters and their endpoints by cluster name, and whether
+//! everything referenced has arrived ([`ProxyConfig::missing`] says what has not, for
+//! `/ready`). The `inbound` listener is not required: without it the proxy is `Permissive`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::listener::{INBOUND_LISTENER, OUTBOUND_LISTENER};
 use super::{EndpointSet, ListenerConfig, ProxyConfig, Resources, RouteTable};
-
-/// The name of the listener whose routes the outbound path uses.
-const OUTBOUND_LISTENER: &str = "outbound";
 
 /// At most this many missing resources are listed; the rest are counted.
 const MAX_LISTED: usize = 10;
@@ -35,9 +34,14 @@ pub fn assemble(resources: Resources) -> ProxyConfig {
             Some((name.clone(), set))
         })
         .collect();
+    let inbound = resources
+        .listeners
+        .get(INBOUND_LISTENER)
+        .and_then(|listener| listener.inbound);
     let complete = missing_resources(&resources).is_empty();
     ProxyConfig {
         outbound,
+        inbound,
         clusters,
         endpoints,
         complete,
@@ -45,10 +49,14 @@ pub fn assemble(resources: Resources) -> ProxyConfig {
     }
 }
 
-/// The listener named `outbound`, or the only listener there is.
+/// The listener named `outbound`, or the only listener there is besides `inbound` (which
+/// has no routes).
 fn outbound_listener(resources: &Resources) -> Option<&ListenerConfig> {
     resources.listeners.get(OUTBOUND_LISTENER).or_else(|| {
-        let mut all = resources.listeners.values();
+        let mut all = resources
+            .listeners
+            .values()
+            .filter(|listener| listener.name != INBOUND_LISTENER);
         match (all.next(), all.next()) {
             (Some(only), None) => Some(only),
             _ => None,

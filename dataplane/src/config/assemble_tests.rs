@@ -197,3 +197,32 @@ fn long_lists_are_cut() {
     assert_eq!(missing.len(), 11);
     assert_eq!(missing[10], "and 13 more");
 }
+
+#[test]
+fn the_inbound_listener_gives_the_mode_and_is_not_required() {
+    use crate::config::InboundMode;
+    let mut resources = demo();
+    let config = assemble(resources.clone());
+    assert_eq!(
+        (config.inbound, config.inbound_mode()),
+        (None, InboundMode::Permissive)
+    );
+    assert!(config.complete);
+
+    let workload =
+        crate::config::controller_mtls_tests::workload("g", "default", "127.0.0.1:15006", &[]);
+    let strict =
+        weft_controller::xds::inbound_listener(&workload, weft_controller::api::MtlsMode::Strict);
+    let parsed = parse_listener(&strict.1).unwrap();
+    resources.listeners.insert(parsed.name.clone(), parsed);
+    let config = assemble(resources.clone());
+    assert_eq!(config.inbound_mode(), InboundMode::Strict);
+    assert!(config.complete, "{:?}", config.missing());
+    assert_eq!(config.outbound.as_ref().unwrap().name, "outbound/default");
+
+    // Without `outbound`, `inbound` is not taken for the outbound listener.
+    resources.listeners.remove("outbound");
+    let config = assemble(resources);
+    assert!(config.outbound.is_none());
+    assert_eq!(config.missing(), ["Listener outbound (have inbound)"]);
+}

@@ -3,8 +3,9 @@
 //!
 //! weft-proxy always balances with power-of-two-choices over the endpoints, which stands in
 //! for `ROUND_ROBIN`, `LEAST_REQUEST` and `RANDOM`; policies that pin RPCs to hosts
-//! (`RING_HASH`, `MAGLEV`, subsets) are errors. TLS towards the upstream is not configured
-//! from the cluster (a `transport_socket` is an error rather than silently plaintext).
+//! (`RING_HASH`, `MAGLEV`, subsets) are errors. TLS towards the upstream is mutual TLS to
+//! the endpoints marked `{tlsMode: weft}`, from `transport_socket_matches` (`transport.rs`);
+//! a cluster-wide `transport_socket` is an error rather than silently plaintext.
 //! Circuit breakers, protocol options (the upstream is always HTTP/2), outlier detection and
 //! health checks are ignored.
 
@@ -21,6 +22,7 @@ use super::convert::{
     unsupported,
 };
 use super::endpoints::endpoint_set;
+use super::transport::transport_socket_matches;
 use super::{ClusterConfig, ConfigError};
 
 /// Envoy's default connect timeout.
@@ -47,10 +49,6 @@ fn cluster_config(cluster: &Cluster) -> FieldResult<ClusterConfig> {
     let set = [
         ("transport_socket", cluster.transport_socket.is_some()),
         (
-            "transport_socket_matches",
-            !cluster.transport_socket_matches.is_empty(),
-        ),
-        (
             "transport_socket_matcher",
             cluster.transport_socket_matcher.is_some(),
         ),
@@ -63,6 +61,7 @@ fn cluster_config(cluster: &Cluster) -> FieldResult<ClusterConfig> {
     ];
     reject_set(&set)?;
     check_lb_policy(cluster)?;
+    let mtls = transport_socket_matches(&cluster.transport_socket_matches)?;
     let (eds_name, inline_endpoints) = discovery(cluster)?;
     let connect_timeout = match &cluster.connect_timeout {
         None => DEFAULT_CONNECT_TIMEOUT,
@@ -81,6 +80,7 @@ fn cluster_config(cluster: &Cluster) -> FieldResult<ClusterConfig> {
         connect_timeout,
         eds_name,
         inline_endpoints,
+        mtls,
     })
 }
 

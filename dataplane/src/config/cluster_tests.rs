@@ -37,6 +37,7 @@ fn converts_the_controllers_cluster() {
             connect_timeout: Duration::from_secs(1),
             eds_name: GREETER.into(),
             inline_endpoints: None,
+            mtls: None,
         }
     );
 }
@@ -158,6 +159,7 @@ fn static_clusters_carry_their_endpoints() {
                 "127.0.0.1:1".parse().unwrap(),
                 "127.0.0.2:2".parse().unwrap()
             ],
+            mtls: Default::default(),
         })
     );
     assert_eq!(field_of(static_cluster(None)), "load_assignment");

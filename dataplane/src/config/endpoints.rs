@@ -5,7 +5,11 @@
 //! as usable). Priorities are failover tiers, so the set is the lowest priority that has a
 //! usable endpoint. Addresses must be IP literals with a port: weft-proxy resolves no names.
 //! Load-balancing weights and localities are ignored (the balancer is power-of-two-choices).
+//! An endpoint whose metadata `envoy.transport_socket_match` has `tlsMode: weft` is run by a
+//! mesh proxy that accepts mutual TLS ([`EndpointSet::mtls`]); other `tlsMode` values (no
+//! transport socket match of weft's applies to them) and other metadata are ignored.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
@@ -14,8 +18,10 @@ use envoy_types::pb::envoy::config::core::v3::{Address, HealthStatus};
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LbEndpoint};
 use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::value::Kind;
 
 use super::convert::{FieldError, FieldResult, decode_resource, unsupported};
+use super::transport::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
 use super::{ConfigError, EndpointSet};
 
 /// Converts one ClusterLoadAssignment (`any` must hold one); errors name the resource and
@@ -38,28 +44,59 @@ pub(super) fn endpoint_set(assignment: &ClusterLoadAssignment) -> FieldResult<En
     {
         return Err(unsupported("policy.drop_overloads"));
     }
-    // (priority, address) of every usable endpoint, each checked even when unused.
-    let mut usable: Vec<(u32, SocketAddr)> = Vec::new();
+    // (priority, address, marked for mTLS) of every usable endpoint, each checked even when
+    // unused.
+    let mut usable: Vec<(u32, SocketAddr, bool)> = Vec::new();
     for (i, locality) in assignment.endpoints.iter().enumerate() {
         for (j, endpoint) in locality.lb_endpoints.iter().enumerate() {
-            let addr = endpoint_addr(endpoint)
-                .map_err(|e| e.within(&format!("endpoints[{i}].lb_endpoints[{j}]")))?;
+            let position = format!("endpoints[{i}].lb_endpoints[{j}]");
+            let addr = endpoint_addr(endpoint).map_err(|e| e.within(&position))?;
+            let mtls = is_marked(endpoint).map_err(|e| e.within(&position))?;
             if is_usable(endpoint.health_status) {
-                usable.push((locality.priority, addr));
+                usable.push((locality.priority, addr, mtls));
             }
         }
     }
-    let best = usable.iter().map(|(priority, _)| *priority).min();
+    let best = usable.iter().map(|(priority, _, _)| *priority).min();
     let mut addrs: Vec<SocketAddr> = Vec::new();
-    for (_, addr) in usable.iter().filter(|(p, _)| Some(*p) == best) {
+    let mut marked = BTreeSet::new();
+    for (_, addr, mtls) in usable.iter().filter(|(p, _, _)| Some(*p) == best) {
         if !addrs.contains(addr) {
             addrs.push(*addr);
+        }
+        // The same address listed twice: marked once is enough (the proxy is there).
+        if *mtls {
+            marked.insert(*addr);
         }
     }
     Ok(EndpointSet {
         name: assignment.cluster_name.clone(),
         addrs,
+        mtls: marked,
     })
+}
+
+/// Whether the endpoint's metadata says `envoy.transport_socket_match: {tlsMode: weft}`.
+fn is_marked(endpoint: &LbEndpoint) -> FieldResult<bool> {
+    let Some(matched) = endpoint
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get(TRANSPORT_SOCKET_MATCH))
+    else {
+        return Ok(false);
+    };
+    match matched
+        .fields
+        .get(TLS_MODE_KEY)
+        .and_then(|v| v.kind.as_ref())
+    {
+        None => Ok(false),
+        Some(Kind::StringValue(mode)) => Ok(mode == TLS_MODE_WEFT),
+        Some(_) => Err(FieldError::new(
+            format!("metadata.filter_metadata[{TRANSPORT_SOCKET_MATCH:?}].{TLS_MODE_KEY}"),
+            "must be a string",
+        )),
+    }
 }
 
 fn is_usable(health: i32) -> bool {

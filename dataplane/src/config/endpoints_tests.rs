@@ -180,3 +180,72 @@ fn other_errors_name_the_field() {
     bad.endpoints[0].lb_endpoints[1].health_status = HealthStatus::Unhealthy as i32;
     assert!(parse(bad).is_err());
 }
+
+/// `endpoint` with metadata `envoy.transport_socket_match: {tlsMode: <value>}`.
+fn marked(addr: &str, value: envoy_types::pb::google::protobuf::Value) -> LbEndpoint {
+    use envoy_types::pb::envoy::config::core::v3::Metadata;
+    use envoy_types::pb::google::protobuf::Struct;
+    let matched = Struct {
+        fields: [("tlsMode".to_owned(), value)].into(),
+    };
+    LbEndpoint {
+        metadata: Some(Metadata {
+            filter_metadata: [("envoy.transport_socket_match".to_owned(), matched)].into(),
+            ..Default::default()
+        }),
+        ..endpoint(addr, HealthStatus::Unknown)
+    }
+}
+
+fn string(s: &str) -> envoy_types::pb::google::protobuf::Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    envoy_types::pb::google::protobuf::Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+
+#[test]
+fn endpoints_marked_tls_mode_weft_are_mtls() {
+    let assignment = ClusterLoadAssignment {
+        cluster_name: "c".into(),
+        endpoints: vec![locality(
+            0,
+            vec![
+                marked("10.0.0.1:80", string("weft")),
+                endpoint("10.0.0.2:80", HealthStatus::Healthy),
+                marked("10.0.0.3:80", string("istio")),
+                // Listed again, marked this time: the proxy is there.
+                marked("10.0.0.2:80", string("weft")),
+            ],
+        )],
+        ..Default::default()
+    };
+    let set = parse(assignment).unwrap();
+    assert_eq!(
+        set.addrs,
+        addrs(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"])
+    );
+    assert_eq!(
+        set.mtls.iter().copied().collect::<Vec<_>>(),
+        addrs(&["10.0.0.1:80", "10.0.0.2:80"])
+    );
+}
+
+#[test]
+fn a_tls_mode_that_is_not_a_string_names_the_field() {
+    let number = envoy_types::pb::google::protobuf::Value {
+        kind: Some(envoy_types::pb::google::protobuf::value::Kind::NumberValue(
+            1.0,
+        )),
+    };
+    let assignment = ClusterLoadAssignment {
+        cluster_name: "c".into(),
+        endpoints: vec![locality(0, vec![marked("10.0.0.1:80", number)])],
+        ..Default::default()
+    };
+    let err = parse(assignment).unwrap_err();
+    assert_eq!(
+        err.field,
+        "endpoints[0].lb_endpoints[0].metadata.filter_metadata[\"envoy.transport_socket_match\"].tlsMode"
+    );
+}

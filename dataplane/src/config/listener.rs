@@ -1,6 +1,7 @@
 //! `Listener` → [`ListenerConfig`]: the outbound listener's one HTTP connection manager,
 //! which must read its routes over RDS and run only the fault filter (configured per route)
-//! and the router.
+//! and the router. The listener named `inbound` is converted by `inbound.rs` instead (its
+//! mTLS mode); a listener of any other name is read as an outbound one, as it always was.
 //!
 //! Filters are recognised by the type of their config, not by name (names are free-form in
 //! Envoy); a filter without config is recognised by its conventional name. Choices where
@@ -30,7 +31,12 @@ use super::convert::{
     FieldError, FieldResult, check_config_source, decode_any, decode_resource, unsupported,
 };
 use super::fault::{FAULT_FILTER, is_empty_fault};
-use super::{ConfigError, ListenerConfig};
+use super::{ConfigError, ListenerConfig, inbound};
+
+/// The listener whose routes the outbound path uses.
+pub const OUTBOUND_LISTENER: &str = "outbound";
+/// The listener in front of the app, whose filter chains say the mTLS mode.
+pub const INBOUND_LISTENER: &str = "inbound";
 
 /// Conventional names, used only for filters that carry no typed config.
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -40,10 +46,17 @@ const ROUTER_FILTER: &str = "envoy.filters.http.router";
 pub fn parse_listener(any: &Any) -> Result<ListenerConfig, ConfigError> {
     let listener: Listener = decode_resource(any, "Listener")?;
     let resource = format!("Listener {}", listener.name);
-    listener_config(&listener).map_err(|err| err.of_resource(&resource))
+    let config = if listener.name == INBOUND_LISTENER {
+        inbound::inbound_config(&listener)
+    } else {
+        listener_config(&listener)
+    };
+    config.map_err(|err| err.of_resource(&resource))
 }
 
-fn listener_config(listener: &Listener) -> FieldResult<ListenerConfig> {
+/// What no listener may use: a name is needed, and chains are listed (not discovered or
+/// picked by a matcher).
+pub(super) fn check_listener(listener: &Listener) -> FieldResult<()> {
     if listener.name.is_empty() {
         return Err(FieldError::new("name", "empty"));
     }
@@ -56,6 +69,11 @@ fn listener_config(listener: &Listener) -> FieldResult<ListenerConfig> {
     if listener.filter_chain_matcher.is_some() {
         return Err(unsupported("filter_chain_matcher"));
     }
+    Ok(())
+}
+
+fn listener_config(listener: &Listener) -> FieldResult<ListenerConfig> {
+    check_listener(listener)?;
     let (chain, position) = match (&listener.filter_chains[..], &listener.default_filter_chain) {
         ([chain], None) => (chain, "filter_chains[0]"),
         ([], Some(chain)) => (chain, "default_filter_chain"),
@@ -71,6 +89,7 @@ fn listener_config(listener: &Listener) -> FieldResult<ListenerConfig> {
     Ok(ListenerConfig {
         name: listener.name.clone(),
         route_config_name,
+        inbound: None,
     })
 }
 
@@ -82,6 +101,12 @@ fn filter_chain(chain: &FilterChain) -> FieldResult<String> {
     if chain.transport_socket.is_some() {
         return Err(unsupported("transport_socket"));
     }
+    let manager = chain_manager(chain)?;
+    connection_manager(&manager).map_err(|e| e.within("filters[0].typed_config"))
+}
+
+/// The chain's one network filter, which must be an HTTP connection manager.
+pub(super) fn chain_manager(chain: &FilterChain) -> FieldResult<HttpConnectionManager> {
     let [filter] = &chain.filters[..] else {
         return Err(FieldError::new(
             "filters",
@@ -112,7 +137,7 @@ fn filter_chain(chain: &FilterChain) -> FieldResult<String> {
             ));
         }
     };
-    connection_manager(&manager).map_err(|e| e.within("filters[0].typed_config"))
+    Ok(manager)
 }
 
 fn connection_manager(manager: &HttpConnectionManager) -> FieldResult<String> {
@@ -147,7 +172,7 @@ enum HttpFilterKind {
 
 /// Checks the HTTP filters: an optional fault filter with empty config, and the router,
 /// last. An empty list means the router alone (Envoy's default).
-fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
+pub(super) fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
     let Some(last) = filters.len().checked_sub(1) else {
         return Ok(());
     };

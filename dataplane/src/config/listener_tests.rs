@@ -41,6 +41,7 @@ fn converts_the_controllers_listener() {
         ListenerConfig {
             name: "outbound".into(),
             route_config_name: "outbound/team-a".into(),
+            inbound: None,
         }
     );
 }

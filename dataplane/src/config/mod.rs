@@ -1,6 +1,12 @@
 //! The proxy's own typed config: what the data path reads on every RPC, built from Envoy v3
 //! xDS resources and validated on the way in (`listener`, `routes`, `cluster`, `endpoints`
-//! convert one resource each; `assemble` joins them into one [`ProxyConfig`]).
+//! convert one resource each, `inbound` the `inbound` listener, `transport` the TLS
+//! contexts of both; `assemble` joins them into one [`ProxyConfig`]).
+//!
+//! Mutual TLS, as the config says it: the `inbound` listener's mode ([`InboundConfig`]),
+//! whether a cluster speaks mTLS to some endpoints and which trust domain servers must be
+//! in ([`ClusterConfig::mtls`]), and which endpoints those are ([`EndpointSet::mtls`]).
+//! Certificates are not in it: the proxy gets its own from the controller's CA (`tls`).
 //!
 //! A resource that cannot be converted is an error that names the resource and the field, so
 //! the xDS client can NACK it with a precise `error_detail` and keep the last good config.
@@ -9,10 +15,13 @@
 mod assemble;
 mod cluster;
 #[cfg(test)]
+mod controller_mtls_tests;
+#[cfg(test)]
 mod controller_output_tests;
 mod convert;
 mod endpoints;
 mod fault;
+mod inbound;
 mod listener;
 mod matching;
 mod route_action;
@@ -21,11 +30,12 @@ mod routes;
 mod string_match;
 #[cfg(test)]
 mod test_protos;
+mod transport;
 
 pub use assemble::assemble;
 pub use cluster::parse_cluster;
 pub use endpoints::parse_endpoints;
-pub use listener::parse_listener;
+pub use listener::{INBOUND_LISTENER, OUTBOUND_LISTENER, parse_listener};
 pub use matching::RouteDecision;
 pub use routes::parse_route_config;
 
@@ -83,12 +93,35 @@ impl ResourceKind {
     }
 }
 
-/// The outbound listener's HTTP config (its address is the proxy's own `--outbound-addr`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One listener's config (its address is the proxy's own: `--outbound-addr` for the
+/// outbound listener, the inbound address for `inbound`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListenerConfig {
     pub name: String,
-    /// The RouteConfiguration it reads over RDS (`outbound/<namespace>`).
+    /// The RouteConfiguration it reads over RDS (`outbound/<namespace>`); empty for the
+    /// `inbound` listener, whose routes are not read (everything goes to the app).
     pub route_config_name: String,
+    /// For the listener named `inbound`: its mutual TLS mode. `None` for every other.
+    pub inbound: Option<InboundConfig>,
+}
+
+/// The `inbound` listener, as weft-proxy applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboundConfig {
+    pub mode: InboundMode,
+}
+
+/// What the inbound listener accepts, from its filter chains (an MtlsPolicy's mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InboundMode {
+    /// Only mutual TLS with a client certificate of the mesh.
+    Strict,
+    /// Mutual TLS and plaintext alike; what a proxy does when it has no `inbound` listener
+    /// (the controller's default too, as Istio's).
+    #[default]
+    Permissive,
+    /// Plaintext only.
+    Disable,
 }
 
 /// One RouteConfiguration: virtual hosts picked by `:authority`.
@@ -210,7 +243,7 @@ pub struct AbortFault {
 }
 
 /// One upstream cluster: who it is for metrics, and its endpoints from EDS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterConfig {
     pub name: String,
     /// The destination service for metrics, e.g. `greeter.default.svc.cluster.local:50051`.
@@ -221,6 +254,17 @@ pub struct ClusterConfig {
     /// Endpoints given inline (a `STATIC` cluster's `load_assignment`); such a cluster needs
     /// no EDS resource, and `assemble` uses these instead.
     pub inline_endpoints: Option<EndpointSet>,
+    /// Mutual TLS to the endpoints marked for it ([`EndpointSet::mtls`]), from the
+    /// cluster's `transport_socket_matches`; `None`: plaintext to every endpoint.
+    pub mtls: Option<UpstreamMtls>,
+}
+
+/// How a cluster speaks mutual TLS to its marked endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamMtls {
+    /// What the server's URI SAN (its SPIFFE id) must start with:
+    /// `spiffe://<trust-domain>/`.
+    pub trust_domain_prefix: String,
 }
 
 /// Endpoints of one cluster from a ClusterLoadAssignment (health unknown, healthy or
@@ -229,6 +273,18 @@ pub struct ClusterConfig {
 pub struct EndpointSet {
     pub name: String,
     pub addrs: Vec<SocketAddr>,
+    /// Those of `addrs` run by a mesh proxy that accepts mutual TLS (endpoint metadata
+    /// `envoy.transport_socket_match: {tlsMode: weft}`); empty: none.
+    pub mtls: BTreeSet<SocketAddr>,
+}
+
+impl EndpointSet {
+    /// Whether RPCs to `addr` use mutual TLS, given the cluster's `mtls` setting: only
+    /// when the cluster has one and the endpoint is marked (as Envoy's transport socket
+    /// matches decide).
+    pub fn uses_mtls(&self, cluster: &ClusterConfig, addr: SocketAddr) -> bool {
+        cluster.mtls.is_some() && self.mtls.contains(&addr)
+    }
 }
 
 /// Every converted resource by name, as the xDS client holds them.
@@ -247,6 +303,10 @@ pub struct Resources {
 pub struct ProxyConfig {
     /// The outbound route table, once the listener and its RouteConfiguration have arrived.
     pub outbound: Option<Arc<RouteTable>>,
+    /// The `inbound` listener's config; `None` when the server sent none (then
+    /// [`Self::inbound_mode`] is `Permissive`). Not needed for the config to be complete:
+    /// xDS servers other than weft-controller send no such listener.
+    pub inbound: Option<InboundConfig>,
     pub clusters: HashMap<String, Arc<ClusterConfig>>,
     /// Endpoints by cluster name (empty when EDS has not arrived or has none).
     pub endpoints: HashMap<String, Arc<EndpointSet>>,
@@ -255,4 +315,11 @@ pub struct ProxyConfig {
     pub complete: bool,
     /// What `/config_dump` shows.
     pub resources: Resources,
+}
+
+impl ProxyConfig {
+    /// The inbound mode in force: the `inbound` listener's, `Permissive` without one.
+    pub fn inbound_mode(&self) -> InboundMode {
+        self.inbound.map(|inbound| inbound.mode).unwrap_or_default()
+    }
 }

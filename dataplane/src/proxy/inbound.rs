@@ -45,6 +45,7 @@ impl Inbound {
             app: EndpointSet {
                 name: "inbound".into(),
                 addrs: vec![app_addr],
+                ..Default::default()
             },
             destination: format!("inbound|{}", app_addr.port()),
             config,

@@ -1,5 +1,8 @@
-//! Upstream connections: one shared, multiplexed HTTP/2 connection (prior knowledge,
-//! cleartext) per endpoint address for the whole process, the outstanding-request count of
+//! Upstream connections: one shared, multiplexed HTTP/2 connection per endpoint address and
+//! security for the whole process — prior-knowledge cleartext, or mutual TLS (ALPN h2) with
+//! the workload certificate in force when the connection opens, to endpoints the controller
+//! marked as run by a mesh proxy (a renewed certificate is used by new connections; open
+//! ones keep theirs, so rotation never cuts an RPC) — the outstanding-request count of
 //! each endpoint that load balancing reads, and the errors of sending upstream, classified
 //! by whether the request can have reached the application.
 //!
@@ -23,10 +26,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::body::ProxyBody;
 use super::lb;
 use crate::config::EndpointSet;
+use crate::tls::TlsConfigs;
 
 /// HTTP/2 flow-control windows: 1 MiB per stream, 2 MiB per connection.
 pub(crate) const STREAM_WINDOW: u32 = 1 << 20;
@@ -34,17 +39,38 @@ pub(crate) const CONNECTION_WINDOW: u32 = 2 << 20;
 /// Largest header block (headers or trailers) accepted.
 pub(crate) const MAX_HEADER_LIST: u32 = 64 << 10;
 
-type EndpointMap = RwLock<HashMap<SocketAddr, Arc<Endpoint>>>;
+/// An endpoint is pooled by address and by whether it is reached over mutual TLS.
+type EndpointKey = (SocketAddr, bool);
+type EndpointMap = RwLock<HashMap<EndpointKey, Arc<Endpoint>>>;
+
+/// The workload certificate in force (none yet, or no mTLS in this mesh).
+pub type ClientTls = watch::Receiver<Option<Arc<TlsConfigs>>>;
 
 /// The process's upstream endpoints by address; cheap to clone (one shared pool).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Upstreams {
     endpoints: Arc<EndpointMap>,
+    tls: ClientTls,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Upstreams {
+    /// A pool without a workload certificate: mTLS endpoints cannot be reached.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_tls(watch::channel(None).1)
+    }
+
+    /// A pool that reaches mTLS endpoints with the certificate `tls` holds when connecting.
+    pub fn with_tls(tls: ClientTls) -> Self {
+        Self {
+            endpoints: Arc::default(),
+            tls,
+        }
     }
 
     /// Power-of-two-choices over `set.addrs` by outstanding requests; None when the set is empty.
@@ -60,22 +86,25 @@ impl Upstreams {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             let load = |i: usize| {
-                let endpoint = addrs.get(i).and_then(|addr| map.get(addr));
+                let key = |addr: &SocketAddr| (*addr, set.mtls.contains(addr));
+                let endpoint = addrs.get(i).and_then(|addr| map.get(&key(addr)));
                 endpoint.map_or(0, |endpoint| endpoint.outstanding())
             };
             let addr = *addrs.get(lb::p2c(addrs.len(), first, second, load)?)?;
-            if let Some(endpoint) = map.get(&addr) {
+            let key = (addr, set.mtls.contains(&addr));
+            if let Some(endpoint) = map.get(&key) {
                 return Some(endpoint.clone());
             }
-            addr
+            key
         };
         let mut map = self
             .endpoints
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let endpoint = map
-            .entry(addr)
-            .or_insert_with(|| Arc::new(Endpoint::new(addr, Arc::downgrade(&self.endpoints))));
+        let endpoint = map.entry(addr).or_insert_with(|| {
+            let tls = addr.1.then(|| self.tls.clone());
+            Arc::new(Endpoint::new(addr.0, tls, Arc::downgrade(&self.endpoints)))
+        });
         Some(endpoint.clone())
     }
 
@@ -85,7 +114,7 @@ impl Upstreams {
             .endpoints
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        map.retain(|addr, endpoint| {
+        map.retain(|(addr, _), endpoint| {
             let is_live = live.contains(addr);
             // Set before reading `outstanding`: either this sees the last request end, or
             // that request's `InFlight::drop` sees `retired` and removes the endpoint.
@@ -100,13 +129,15 @@ impl Upstreams {
             .endpoints
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        map.contains_key(&addr)
+        map.contains_key(&(addr, false)) || map.contains_key(&(addr, true))
     }
 }
 
 /// One upstream address: its outstanding requests and its shared HTTP/2 connection.
 pub struct Endpoint {
     addr: SocketAddr,
+    /// Reached over mutual TLS with the certificate this holds at connect time.
+    tls: Option<ClientTls>,
     outstanding: AtomicUsize,
     /// No longer in any endpoint set; removed from the pool when its last request ends.
     retired: AtomicBool,
@@ -120,9 +151,10 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(addr: SocketAddr, pool: Weak<EndpointMap>) -> Self {
+    fn new(addr: SocketAddr, tls: Option<ClientTls>, pool: Weak<EndpointMap>) -> Self {
         Self {
             addr,
+            tls,
             outstanding: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
             pool,
@@ -134,6 +166,11 @@ impl Endpoint {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether RPCs to this endpoint go over mutual TLS.
+    pub fn is_mtls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn outstanding(&self) -> usize {
@@ -187,7 +224,19 @@ impl Endpoint {
             // rather than queueing one connect timeout after another.
             return Err(err.clone());
         }
-        let connected = connect(self.addr, timeout).await;
+        let tls = match &self.tls {
+            None => None,
+            Some(tls) => match tls.borrow().clone() {
+                Some(configs) => Some(configs),
+                None => {
+                    return Err(UpstreamError::Connect {
+                        addr: self.addr,
+                        reason: "mutual TLS needed, and this proxy has no certificate yet".into(),
+                    });
+                }
+            },
+        };
+        let connected = connect(self.addr, tls, timeout).await;
         match &connected {
             Ok(sender) => {
                 *last_error = None;
@@ -210,9 +259,10 @@ impl Endpoint {
             return;
         };
         let mut map = pool.write().unwrap_or_else(PoisonError::into_inner);
-        let same = map.get(&self.addr).is_some_and(|e| Arc::ptr_eq(e, self));
+        let key = (self.addr, self.tls.is_some());
+        let same = map.get(&key).is_some_and(|e| Arc::ptr_eq(e, self));
         if same && self.retired.load(SeqCst) && self.outstanding() == 0 {
-            map.remove(&self.addr);
+            map.remove(&key);
         }
     }
 }
@@ -294,10 +344,11 @@ fn classify(addr: SocketAddr, err: &hyper::Error) -> UpstreamError {
     }
 }
 
-/// Opens a TCP connection (TCP_NODELAY) and an HTTP/2 client session on it, and spawns the
-/// connection's driver task.
+/// Opens a TCP connection (TCP_NODELAY), mutual TLS on it when `tls` is given, and an HTTP/2
+/// client session, and spawns the connection's driver task.
 async fn connect(
     addr: SocketAddr,
+    tls: Option<Arc<TlsConfigs>>,
     timeout: Duration,
 ) -> Result<SendRequest<ProxyBody>, UpstreamError> {
     let connecting = async {
@@ -313,28 +364,49 @@ async fn connect(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%addr, %err, "cannot set TCP_NODELAY upstream");
         }
-        let (sender, connection) = Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_header_list_size(MAX_HEADER_LIST)
-            .handshake::<_, ProxyBody>(TokioIo::new(stream))
-            .await
-            .map_err(|err| UpstreamError::Connect {
-                addr,
-                reason: err.to_string(),
-            })?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%addr, %err, "upstream connection ended with an error");
+        match tls {
+            None => h2_handshake(addr, stream).await,
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+                let stream = connector
+                    .connect(crate::tls::server_name(), stream)
+                    .await
+                    .map_err(|err| UpstreamError::Connect {
+                        addr,
+                        reason: format!("mutual TLS handshake failed: {err}"),
+                    })?;
+                h2_handshake(addr, stream).await
             }
-        });
-        Ok(sender)
+        }
     };
     match tokio::time::timeout(timeout, connecting).await {
         Ok(connected) => connected,
         Err(_) => Err(UpstreamError::ConnectTimeout { addr, timeout }),
     }
+}
+
+/// An HTTP/2 client session on `io`, its driver task spawned.
+async fn h2_handshake<T>(addr: SocketAddr, io: T) -> Result<SendRequest<ProxyBody>, UpstreamError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .handshake::<_, ProxyBody>(TokioIo::new(io))
+        .await
+        .map_err(|err| UpstreamError::Connect {
+            addr,
+            reason: err.to_string(),
+        })?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(%addr, %err, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// Fills in `http` and the endpoint's address when the request URI lacks them (requests a

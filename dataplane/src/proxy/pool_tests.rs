@@ -15,6 +15,7 @@ fn set(ports: &[u16]) -> EndpointSet {
     EndpointSet {
         name: "test".into(),
         addrs: ports.iter().copied().map(addr).collect(),
+        ..Default::default()
     }
 }
 

@@ -10,7 +10,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -18,7 +17,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use super::XdsSettings;
@@ -32,15 +31,6 @@ use crate::config::{self, ProxyConfig};
 
 type AdsClient = AggregatedDiscoveryServiceClient<Channel>;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP/2 pings find a controller that vanished without closing the connection.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 receive window for the xDS stream and connection. With the protocol's default
-/// of 64 KiB a route configuration of a few hundred KB (one virtual host per Service)
-/// arrives in window-sized pieces, each waiting a round trip for a WINDOW_UPDATE; Envoy
-/// advertises 256 MiB. 16 MiB takes any realistic response in one go.
-const XDS_WINDOW: u32 = 16 << 20;
 /// Largest xDS response accepted (tonic's default is 4 MiB, which a mesh of ~15 000
 /// Services would pass with its route configuration alone).
 const MAX_XDS_MESSAGE: usize = 64 << 20;
@@ -59,7 +49,7 @@ trait Transport: Protocol<Request: Send + 'static, Response: Send + 'static> + S
     const NAME: &'static str;
     fn open(
         client: AdsClient,
-        requests: UnboundedReceiverStream<Self::Request>,
+        requests: tonic::Request<UnboundedReceiverStream<Self::Request>>,
     ) -> impl Future<Output = Result<Streaming<Self::Response>, Status>> + Send;
 }
 
@@ -67,7 +57,7 @@ impl Transport for DeltaState {
     const NAME: &'static str = "Delta";
     async fn open(
         mut client: AdsClient,
-        requests: UnboundedReceiverStream<DeltaDiscoveryRequest>,
+        requests: tonic::Request<UnboundedReceiverStream<DeltaDiscoveryRequest>>,
     ) -> Result<Streaming<DeltaDiscoveryResponse>, Status> {
         Ok(client
             .delta_aggregated_resources(requests)
@@ -80,7 +70,7 @@ impl Transport for SotwState {
     const NAME: &'static str = "State-of-the-World";
     async fn open(
         mut client: AdsClient,
-        requests: UnboundedReceiverStream<DiscoveryRequest>,
+        requests: tonic::Request<UnboundedReceiverStream<DiscoveryRequest>>,
     ) -> Result<Streaming<DiscoveryResponse>, Status> {
         Ok(client
             .stream_aggregated_resources(requests)
@@ -94,6 +84,8 @@ impl Transport for SotwState {
 enum StreamError {
     #[error("cannot connect: {0}")]
     Connect(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Setup(#[from] super::ControlPlaneError),
     #[error("{}: {}", .0.code(), .0.message())]
     Status(Status),
     #[error("the server closed the stream")]
@@ -145,7 +137,7 @@ async fn run(
                 let ended = run_stream(&settings, &mut state, &out).await;
                 if falls_back(settings.protocol, true, &ended) {
                     tracing::info!(
-                        server = %settings.server,
+                        server = %settings.control_plane.server,
                         "the xDS server does not implement Delta; using State-of-the-World"
                     );
                     let state = SotwState::new(node.clone(), state.into_held());
@@ -165,7 +157,7 @@ async fn run(
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        let (server, reason) = (&settings.server, &ended.error);
+        let (server, reason) = (&settings.control_plane.server, &ended.error);
         if ended.connected {
             tracing::info!(%server, protocol = name, %reason, retry_in = ?delay,
                 "disconnected from the xDS server; the last config stays in force");
@@ -187,13 +179,13 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
         received: false,
         error: StreamError::Closed,
     };
-    let endpoint = Endpoint::from(settings.server.clone())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(XDS_WINDOW)
-        .initial_connection_window_size(XDS_WINDOW);
+    let endpoint = match settings.control_plane.endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(err) => {
+            ended.error = err.into();
+            return ended;
+        }
+    };
     let channel = match endpoint.connect().await {
         Ok(channel) => channel,
         Err(err) => {
@@ -206,9 +198,14 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
     for request in state.start() {
         let _ = tx.send(request);
     }
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    if let Err(err) = settings.control_plane.authorize(&mut request) {
+        ended.error = err.into();
+        return ended;
+    }
     let mut responses = match P::open(
         AdsClient::new(channel).max_decoding_message_size(MAX_XDS_MESSAGE),
-        UnboundedReceiverStream::new(rx),
+        request,
     )
     .await
     {
@@ -221,7 +218,7 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
     ended.connected = true;
     out.metrics.connected.set(1);
     out.metrics.connects.inc();
-    tracing::info!(server = %settings.server, protocol = P::NAME, "connected to the xDS server");
+    tracing::info!(server = %settings.control_plane.server, protocol = P::NAME, "connected to the xDS server");
     loop {
         match responses.message().await {
             Ok(Some(response)) => {

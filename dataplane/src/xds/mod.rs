@@ -11,6 +11,7 @@
 
 mod backoff;
 mod client;
+mod control_plane;
 mod delta;
 mod metrics;
 mod sotw;
@@ -19,6 +20,7 @@ mod state;
 mod testutil;
 
 pub use client::spawn;
+pub use control_plane::{ControlPlane, ControlPlaneError};
 pub use metrics::{ConfigInfoLabels, UpdateLabels, XdsMetrics};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -31,8 +33,8 @@ use crate::{Settings, XdsProtocol};
 /// Where and how the client talks xDS.
 #[derive(Debug, Clone)]
 pub struct XdsSettings {
-    /// The controller's ADS endpoint, e.g. `http://127.0.0.1:15010`.
-    pub server: http::Uri,
+    /// The controller: its ADS endpoint, TLS and token.
+    pub control_plane: ControlPlane,
     /// Who this proxy is (sent in the first request of every stream).
     pub node: Node,
     pub protocol: XdsProtocol,
@@ -40,9 +42,9 @@ pub struct XdsSettings {
 
 impl XdsSettings {
     /// The xDS settings from the proxy's flags.
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &Settings, control_plane: ControlPlane) -> Self {
         Self {
-            server: settings.xds_addr.clone(),
+            control_plane,
             node: node_from(settings),
             protocol: settings.xds_protocol,
         }
@@ -50,16 +52,31 @@ impl XdsSettings {
 }
 
 /// The xDS `Node` of this proxy: id `<pod>.<namespace>`, user agent `weft-proxy` and its
-/// version, and metadata the controller translates with (namespace, serviceAccount and the
-/// outbound, inbound and app addresses, all strings).
+/// version, and metadata the controller translates with: namespace, serviceAccount and the
+/// outbound, inbound and app addresses (strings), and when given the pod IP (`podIP`) and the
+/// workload's labels (`labels`, a map of strings, for MtlsPolicy selectors).
 pub fn node_from(settings: &Settings) -> Node {
-    let metadata = [
+    let mut metadata: Vec<(&str, Kind)> = [
         ("namespace", settings.namespace().to_string()),
         ("serviceAccount", settings.service_account.clone()),
         ("outboundAddr", settings.outbound_addr.to_string()),
         ("inboundAddr", settings.inbound_addr.to_string()),
         ("appAddr", settings.app_addr.to_string()),
-    ];
+    ]
+    .into_iter()
+    .map(|(key, value)| (key, Kind::StringValue(value)))
+    .collect();
+    if let Some(ip) = settings.pod_ip {
+        metadata.push(("podIP", Kind::StringValue(ip.to_string())));
+    }
+    if !settings.workload_labels.is_empty() {
+        let labels = settings
+            .workload_labels
+            .iter()
+            .map(|(key, value)| (key.clone(), string_value(value.clone())))
+            .collect();
+        metadata.push(("labels", Kind::StructValue(Struct { fields: labels })));
+    }
     Node {
         id: settings.node_id.clone(),
         user_agent_name: "weft-proxy".into(),
@@ -69,15 +86,16 @@ pub fn node_from(settings: &Settings) -> Node {
         metadata: Some(Struct {
             fields: metadata
                 .into_iter()
-                .map(|(key, value)| {
-                    let value = Value {
-                        kind: Some(Kind::StringValue(value)),
-                    };
-                    (key.to_string(), value)
-                })
+                .map(|(key, kind)| (key.to_string(), Value { kind: Some(kind) }))
                 .collect(),
         }),
         ..Default::default()
+    }
+}
+
+fn string_value(value: String) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(value)),
     }
 }
 
@@ -111,8 +129,8 @@ mod tests {
         assert_eq!(get("outboundAddr"), "127.0.0.1:7001");
         assert_eq!(get("inboundAddr"), "127.0.0.1:15006");
         assert_eq!(get("appAddr"), "127.0.0.1:8080");
-        let xds = XdsSettings::from_settings(&settings);
+        let xds = XdsSettings::from_settings(&settings, settings.control_plane().unwrap());
         assert_eq!(xds.protocol, XdsProtocol::Auto);
-        assert_eq!(xds.server, "http://127.0.0.1:15010");
+        assert_eq!(xds.control_plane.server, "http://127.0.0.1:15010");
     }
 }

@@ -72,6 +72,7 @@ fn fake_listener(any: &Any) -> Result<ListenerConfig, ConfigError> {
     Ok(ListenerConfig {
         name,
         route_config_name,
+        ..Default::default()
     })
 }
 
@@ -90,6 +91,7 @@ fn fake_cluster(any: &Any) -> Result<ClusterConfig, ConfigError> {
     let inline_endpoints = (eds_name == "static").then(|| EndpointSet {
         name: name.clone(),
         addrs: Vec::new(),
+        ..Default::default()
     });
     Ok(ClusterConfig {
         service: name.clone(),
@@ -97,6 +99,7 @@ fn fake_cluster(any: &Any) -> Result<ClusterConfig, ConfigError> {
         connect_timeout: Duration::from_secs(1),
         eds_name,
         inline_endpoints,
+        ..Default::default()
     })
 }
 
@@ -105,6 +108,7 @@ fn fake_endpoints(any: &Any) -> Result<EndpointSet, ConfigError> {
     Ok(EndpointSet {
         name,
         addrs: Vec::new(),
+        ..Default::default()
     })
 }
 

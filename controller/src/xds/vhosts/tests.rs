@@ -1,5 +1,5 @@
 use super::*;
-use crate::xds::testutil::{GREETER, greeters, index, route_names, service_yaml};
+use crate::xds::testutil::{DOMAIN, GREETER, clients, greeters, index, route_names, service_yaml};
 use crate::xds::translate;
 
 fn domains_of(config: &RouteConfiguration) -> Vec<(&str, Vec<&str>)> {
@@ -159,7 +159,11 @@ fn route_configurations_for_service_route_and_client_namespaces() {
         ["outbound/default", "outbound/team-b"]
     );
     assert_eq!(
-        names(crate::xds::translate_for(&index, ["team-c", "default"])),
+        names(crate::xds::translate_for(
+            &index,
+            &clients(&["team-c", "default"]),
+            Some(DOMAIN)
+        )),
         ["outbound/default", "outbound/team-b", "outbound/team-c"]
     );
 }
@@ -213,5 +217,9 @@ fn hosts_shared_across_namespaces_keep_each_view_and_prosts_encoding() {
 }
 
 fn translate_for_all(yaml: &[&str], namespaces: &[&str]) -> crate::xds::Translation {
-    crate::xds::translate_for(&index(&yaml.join("---\n")), namespaces.iter().copied())
+    crate::xds::translate_for(
+        &index(&yaml.join("---\n")),
+        &clients(namespaces),
+        Some(DOMAIN),
+    )
 }

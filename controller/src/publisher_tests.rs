@@ -1,0 +1,138 @@
+//! Tests of the publisher: endpoint-only retranslation, what makes a full one, and the
+//! debounce.
+
+use super::*;
+
+use crate::xds::testutil::{DOMAIN, greeters, index as index_of, objects, service_yaml, workloads};
+
+fn slice(address: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: greeter-1, namespace: default, labels: {{kubernetes.io/service-name: greeter}}}}\n\
+         addressType: IPv4\nports: [{{name: grpc, port: 50051}}]\n\
+         endpoints: [{{addresses: [\"{address}\"]}}]\n"
+    )
+}
+
+#[test]
+fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
+    let mut index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
+    let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
+    let mut last = None;
+    let first = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    for object in objects(&slice("10.0.0.2")) {
+        index.apply(object);
+    }
+    let second = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    let full = xds::translate_for(&index, &proxies, Some(DOMAIN));
+    assert_eq!(second.snapshot, full.snapshot);
+    assert!(
+        second.snapshot.for_node("client.team-a").is_some(),
+        "the per-proxy listeners are kept"
+    );
+    assert_eq!(
+        (&second.reports, &second.warnings),
+        (&full.reports, &full.warnings)
+    );
+    for ty in [
+        crate::ads::ResourceType::Cluster,
+        crate::ads::ResourceType::Route,
+    ] {
+        assert!(
+            Arc::ptr_eq(
+                first.snapshot.shared_resources(ty),
+                second.snapshot.shared_resources(ty)
+            ),
+            "{ty} reused"
+        );
+    }
+    assert_ne!(
+        first
+            .snapshot
+            .resources(crate::ads::ResourceType::Endpoint)
+            .version(),
+        second
+            .snapshot
+            .resources(crate::ads::ResourceType::Endpoint)
+            .version()
+    );
+}
+
+#[test]
+fn a_service_change_or_a_new_proxy_translates_everything() {
+    let mut index = index_of(&greeters());
+    let mut last = None;
+    let first = translate(&index, &Workloads::new(), Some(DOMAIN), &mut last);
+    let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
+    let second = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    assert_eq!(
+        second.snapshot,
+        xds::translate_for(&index, &proxies, Some(DOMAIN)).snapshot
+    );
+    assert_ne!(first.snapshot, second.snapshot, "outbound/team-a is new");
+    for object in objects(&service_yaml("default", "extra", &[("grpc", 80)])) {
+        index.apply(object);
+    }
+    let third = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    assert_eq!(
+        third.snapshot,
+        xds::translate_for(&index, &proxies, Some(DOMAIN)).snapshot
+    );
+    // Another proxy in a namespace already served: its own listeners are new.
+    let more = workloads(&[
+        ("client", "team-a", "127.0.0.1:15006"),
+        ("other", "team-a", "127.0.0.1:16006"),
+    ]);
+    let fourth = translate(&index, &more, Some(DOMAIN), &mut last);
+    assert!(fourth.snapshot.for_node("other.team-a").is_some());
+    assert!(!third.snapshot.same_content(&fourth.snapshot));
+}
+
+#[tokio::test(start_paused = true)]
+async fn quiet_period_ends_a_debounce() {
+    let (_tx, mut rx) = watch::channel(0u64);
+    let (_proxies, mut proxies_rx) = watch::channel(Workloads::new());
+    let start = Instant::now();
+    debounce(&mut rx, &mut proxies_rx).await;
+    assert_eq!(start.elapsed(), QUIET);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
+    let (tx, mut rx) = watch::channel(0u64);
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(QUIET / 2).await; // never quiet for long enough
+            tx.send_modify(|revision| *revision += 1);
+        }
+    });
+    let (_proxies, mut proxies_rx) = watch::channel(Workloads::new());
+    let start = Instant::now();
+    debounce(&mut rx, &mut proxies_rx).await;
+    ticker.abort();
+    let waited = start.elapsed();
+    assert!(
+        waited >= MAX_DELAY && waited < MAX_DELAY + QUIET,
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn proxies_connecting_extend_the_debounce_and_a_closed_registry_does_not_spin() {
+    let (_tx, mut rx) = watch::channel(0u64);
+    let (proxies, mut proxies_rx) = watch::channel(Workloads::new());
+    let connecting = tokio::spawn(async move {
+        for _ in 0..3 {
+            tokio::time::sleep(QUIET / 2).await;
+            proxies.send_modify(|_| {});
+        }
+        // `proxies` dropped here: the registry is gone.
+    });
+    let start = Instant::now();
+    debounce(&mut rx, &mut proxies_rx).await;
+    connecting.await.unwrap();
+    assert_eq!(start.elapsed(), QUIET / 2 * 3 + QUIET);
+    let start = Instant::now();
+    debounce(&mut rx, &mut proxies_rx).await;
+    assert_eq!(start.elapsed(), QUIET);
+}

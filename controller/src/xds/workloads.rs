@@ -1,0 +1,174 @@
+//! The connected proxies as translation sees them ([`Workload`], from each proxy's
+//! [`NodeInfo`]), and what they add to a translation: each proxy's own `outbound` and
+//! `inbound` listeners, the shared `inbound|<app addr>` clusters, which endpoints are run by
+//! a proxy that accepts mutual TLS, and which MtlsPolicy governs which proxy.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::util::pack_any;
+
+use super::mtls::{PolicySet, Resolution};
+use super::{NodeInfo, ResourceReport, cluster, inbound, listener};
+use crate::ads::{ResourceType, SnapshotBuilder};
+use crate::api::MtlsMode;
+use crate::model::ObjectKey;
+
+/// One connected proxy: what its listeners, its mTLS mode and the marking of endpoints
+/// depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub node_id: String,
+    pub namespace: String,
+    /// The pod's labels: MtlsPolicy selectors match them.
+    pub labels: BTreeMap<String, String>,
+    /// Where its `inbound` listener accepts RPCs for the app.
+    pub inbound_addr: SocketAddr,
+    /// Whether it has an inbound side at all (see `NodeInfo::serves_inbound`).
+    pub serves_inbound: bool,
+    /// Where the app listens (the `inbound|<app_addr>` cluster).
+    pub app_addr: SocketAddr,
+    /// The pod IP (Kubernetes), which endpoints list with the app's port.
+    pub pod_ip: Option<IpAddr>,
+    /// Where its `outbound` listener accepts the app's RPCs.
+    pub outbound_addr: SocketAddr,
+}
+
+/// The connected proxies by node id (from the ADS registry).
+pub type Workloads = BTreeMap<String, Workload>;
+
+impl From<&NodeInfo> for Workload {
+    fn from(node: &NodeInfo) -> Self {
+        Self {
+            node_id: node.id.clone(),
+            namespace: node.namespace.clone(),
+            labels: node.labels.clone(),
+            inbound_addr: node.inbound_addr,
+            serves_inbound: node.serves_inbound,
+            app_addr: node.app_addr,
+            pod_ip: node.pod_ip,
+            outbound_addr: node.outbound_addr,
+        }
+    }
+}
+
+impl Workload {
+    /// The workload of an xDS Node (see [`NodeInfo::from_node`]; errors name the field).
+    pub fn from_node(node: &Node) -> Result<Self, String> {
+        NodeInfo::from_node(node).map(|info| Self::from(&info))
+    }
+}
+
+/// The addresses at which a proxy accepts mutual TLS: an endpoint there gets
+/// `{tlsMode: weft}`.
+#[derive(Debug, Default)]
+pub(super) struct MtlsTargets {
+    /// Inbound listener addresses (local mode: endpoints list them).
+    inbound: HashSet<SocketAddr>,
+    /// Pod IPs, any port (Kubernetes: the pod's traffic is sent through its proxy).
+    pods: HashSet<IpAddr>,
+}
+
+impl MtlsTargets {
+    /// Every workload whose mode is not `Disable` (a `Disable` proxy accepts plaintext
+    /// only, so its clients must not use TLS).
+    pub fn build(workloads: &Workloads, policies: &PolicySet) -> Self {
+        let mut targets = Self::default();
+        for workload in workloads.values().filter(|w| w.serves_inbound) {
+            let resolution = policies.resolve(&workload.namespace, &workload.labels);
+            if resolution.resolved.mode != MtlsMode::Disable {
+                targets.inbound.insert(workload.inbound_addr);
+                targets.pods.extend(workload.pod_ip);
+            }
+        }
+        targets
+    }
+
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        self.inbound.contains(&addr) || self.pods.contains(&addr.ip())
+    }
+}
+
+/// The proxies each MtlsPolicy governs, by policy.
+pub type Enforcing = BTreeMap<ObjectKey, BTreeSet<String>>;
+
+/// Adds every workload's own listeners (`outbound` and `inbound`, in its mode) and the
+/// shared `inbound|<app addr>` clusters; notes policies that lost a tie for a workload.
+/// Returns which proxies each policy governs.
+pub(super) fn add_workloads(
+    builder: &mut SnapshotBuilder,
+    workloads: &Workloads,
+    policies: &PolicySet,
+    mtls: bool,
+    reports: &mut BTreeMap<ObjectKey, ResourceReport>,
+) -> Enforcing {
+    let mut enforcing = Enforcing::new();
+    // Per losing policy: (the winner, the proxies it lost).
+    let mut ties: BTreeMap<ObjectKey, BTreeMap<ObjectKey, Vec<&str>>> = BTreeMap::new();
+    let mut app_addrs = BTreeSet::new();
+    for workload in workloads.values() {
+        let Resolution { resolved, tied } = policies.resolve(&workload.namespace, &workload.labels);
+        let id = workload.node_id.as_str();
+        let (name, outbound) =
+            listener::outbound_listener_at(&workload.namespace, workload.outbound_addr);
+        builder.add_for_node(id, ResourceType::Listener, name, outbound);
+        if workload.serves_inbound {
+            // Without mTLS in the mesh (no authentication, so no certificates) every
+            // inbound listener is plaintext: a TLS chain would wait for secrets forever.
+            let mode = if mtls {
+                resolved.mode
+            } else {
+                MtlsMode::Disable
+            };
+            let (name, inbound) = inbound::inbound_listener(workload, mode);
+            builder.add_for_node(id, ResourceType::Listener, name, inbound);
+            app_addrs.insert(workload.app_addr);
+        }
+        if let Some(policy) = resolved.policy {
+            for loser in tied {
+                let by_winner = ties.entry(loser).or_default();
+                by_winner.entry(policy.clone()).or_default().push(id);
+            }
+            enforcing.entry(policy).or_default().insert(id.to_owned());
+        }
+    }
+    for addr in app_addrs {
+        let cluster = cluster::inbound_cluster(addr);
+        builder.add(
+            ResourceType::Cluster,
+            cluster.name.clone(),
+            pack_any(cluster),
+        );
+    }
+    for (loser, by_winner) in ties {
+        let Some(report) = reports.get_mut(&loser) else {
+            continue;
+        };
+        for (winner, proxies) in by_winner {
+            report.notes.push(format!(
+                "MtlsPolicy {}/{} selects {} with as many matchLabels and wins (first by \
+                 name), so this policy does not apply there",
+                winner.namespace,
+                winner.name,
+                proxy_list(&proxies)
+            ));
+        }
+    }
+    enforcing
+}
+
+/// `proxy a.ns`, `proxies a.ns, b.ns`, cut after a few.
+fn proxy_list(ids: &[&str]) -> String {
+    const LISTED: usize = 5;
+    let word = if ids.len() == 1 { "proxy" } else { "proxies" };
+    let listed = ids[..ids.len().min(LISTED)].join(", ");
+    match ids.len().checked_sub(LISTED) {
+        Some(rest) if rest > 0 => format!("{word} {listed} and {rest} more"),
+        _ => format!("{word} {listed}"),
+    }
+}
+
+#[cfg(test)]
+#[path = "workloads_tests.rs"]
+mod tests;
