@@ -146,6 +146,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         servers.spawn(router.serve_with_incoming(incoming));
     }
 
+    if !auth_on {
+        listening.push(
+            "proxies not authenticated (no --token-file), no certificates: local development only"
+                .into(),
+        );
+    }
     tracing::info!(%mode, %admin_addr, "weft-controller started");
     eprintln!(
         "weft-controller: {mode}; admin on http://{admin_addr}; {}",

@@ -75,12 +75,7 @@ pub fn authenticator(
     }
     match &settings.token_file {
         Some(path) => Ok(Authenticator::TokenFile(Arc::new(TokenFile::open(path)?))),
-        None => {
-            eprintln!(
-                "weft-controller: no --token-file: proxies are not authenticated and get no certificates (local development only)"
-            );
-            Ok(Authenticator::Disabled)
-        }
+        None => Ok(Authenticator::Disabled),
     }
 }
 
