@@ -46,7 +46,7 @@ pub struct Settings {
     pub trust_domain: String,
 
     /// How long workload certificates live (they are renewed at about half).
-    #[arg(long, env = "WEFT_CERT_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "WEFT_CERT_LIFETIME", default_value = "24h", value_parser = parse_lifetime)]
     pub cert_lifetime: Duration,
 
     /// Local mode: where the generated CA is kept (`ca.crt`, `ca.key`).
@@ -100,22 +100,9 @@ fn parse_optional_addr(value: &str) -> Result<MaybeAddr, String> {
         .map_err(|_| format!("{value:?}: expected HOST:PORT or off"))
 }
 
-/// Durations in the Gateway API style used across weft: `20s`, `90m`, `24h`.
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("{value:?}: expected a number then s, m or h"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("{value:?}: unit must be s, m or h")),
-    };
-    match Duration::from_secs(amount.saturating_mul(seconds)) {
+/// A certificate lifetime: a duration (see `weft_common::time`) of at least 10s.
+fn parse_lifetime(value: &str) -> Result<Duration, String> {
+    match weft_common::time::parse_duration(value)? {
         d if d < Duration::from_secs(10) => Err(format!("{value:?}: at least 10s")),
         d => Ok(d),
     }
@@ -221,7 +208,7 @@ mod tests {
         assert_eq!(settings.cert_lifetime, Duration::from_secs(20));
         assert_eq!(settings.trust_domain, "cluster.local");
         for bad in ["5s", "1d", "h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use weft_common::time::parse_duration;
+
 use crate::xds::ControlPlane;
 
 #[derive(Debug, Clone, Parser)]
@@ -152,25 +154,6 @@ fn parse_node_id(value: &str) -> Result<String, String> {
     }
 }
 
-/// Durations in the Gateway API style used across weft: `250ms`, `5s`, `1m`.
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("{value:?}: expected a number then ms, s, m or h"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{value:?}: unit must be ms, s, m or h")),
-    };
-    Ok(Duration::from_millis(amount.saturating_mul(millis)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,13 +210,5 @@ mod tests {
                 .unwrap_err()
                 .contains("--xds-root-cert")
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("5").unwrap_err().contains("unit"));
-        assert!(parse_duration("ms").is_err());
     }
 }

@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use weft_common::time::renew_at;
+
 use super::snapshot::TypeResources;
 use crate::auth::Identity;
 use crate::ca::CertificateAuthority;
@@ -59,14 +61,6 @@ impl EnvoySds {
             renew_at: renew_at(issued.not_before, issued.not_after, fastrand::f64()),
         })
     }
-}
-
-/// Half the lifetime, moved by up to ±10% of it (`jitter` in 0..1) so that a fleet started
-/// together does not renew together.
-pub(super) fn renew_at(not_before: SystemTime, not_after: SystemTime, jitter: f64) -> SystemTime {
-    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
-    let fraction = 0.5 + (jitter.clamp(0.0, 1.0) - 0.5) * 0.2;
-    not_before + lifetime.mul_f64(fraction)
 }
 
 #[cfg(test)]

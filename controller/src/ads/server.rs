@@ -37,7 +37,7 @@ use super::registry::{Protocol, ProxyRegistry};
 use super::snapshot::Snapshot;
 use super::sotw::SotwStream;
 use super::types::ResourceType;
-use crate::auth::{Authenticator, Identity};
+use crate::auth::{Authenticator, Identity, check_namespace};
 use crate::xds::{NodeInfo, route_config_name};
 
 /// The latest snapshot to serve; `None` until the first full sync.
@@ -216,13 +216,8 @@ impl AdsService {
             ));
         }
         let info = NodeInfo::from_node(&node).map_err(Status::invalid_argument)?;
-        if let Some(identity) = &identity
-            && identity.namespace != info.namespace
-        {
-            return Err(Status::permission_denied(format!(
-                "node {node_id:?} is in namespace {:?}, but its token is for namespace {:?}",
-                info.namespace, identity.namespace
-            )));
+        if let Some(identity) = &identity {
+            check_namespace(&node_id, &info.namespace, &identity.namespace)?;
         }
         let mut sds = match (&identity, &self.envoy_certs) {
             (Some(identity), Some(certs)) if node.user_agent_name == "envoy" => {

@@ -113,6 +113,17 @@ impl Authenticator {
     }
 }
 
+/// A proxy may act only in the namespace its token proves: `claimed` (from node `node_id`)
+/// must be `proven`, or the request is PERMISSION_DENIED naming both.
+pub fn check_namespace(node_id: &str, claimed: &str, proven: &str) -> Result<(), tonic::Status> {
+    if claimed == proven {
+        return Ok(());
+    }
+    Err(tonic::Status::permission_denied(format!(
+        "node id {node_id:?} names namespace {claimed:?}, but the token is for namespace {proven:?}"
+    )))
+}
+
 /// The token of `authorization: Bearer <token>`.
 fn bearer_token<'a>(metadata: &'a MetadataMap, audience: &str) -> Result<&'a str, AuthError> {
     let Some(value) = metadata.get("authorization") else {

@@ -106,12 +106,7 @@ impl CertificateApi for CertificateService {
 /// namespace the token proves.
 pub fn check_node_namespace(node_id: &str, proven: &str) -> Result<(), Status> {
     let claimed = node_id.rsplit_once('.').map_or("", |(_, ns)| ns);
-    if claimed == proven {
-        return Ok(());
-    }
-    Err(Status::permission_denied(format!(
-        "node id {node_id:?} names namespace {claimed:?}, but the token is for namespace {proven:?}"
-    )))
+    crate::auth::check_namespace(node_id, claimed, proven)
 }
 
 #[cfg(test)]
