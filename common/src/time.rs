@@ -1,0 +1,98 @@
+//! Time as weft writes and uses it: Gateway-API-style durations in flags (`250ms`, `5s`,
+//! `1m`, `24h`) and when to renew a certificate. Plain arithmetic, shared by both binaries.
+
+use std::time::{Duration, SystemTime};
+
+/// Durations in the Gateway API style used across weft: `250ms`, `5s`, `1m`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("{value:?}: expected a number then ms, s, m or h"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("{value:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(amount.saturating_mul(millis)))
+}
+
+/// When to renew a certificate valid from `not_before` to `not_after`: at half its lifetime
+/// (as istio-agent and SPIRE do: the other half leaves room for retries while the
+/// controller is down), moved by up to ±10% of the lifetime by `jitter` (0.0..1.0, e.g.
+/// `fastrand::f64()`; 0.5 is exactly half), so proxies that started together do not all
+/// renew in the same second. The result is always inside the validity period. A
+/// certificate with no lifetime (`not_after` not after `not_before`) is due at once.
+pub fn renew_at(not_before: SystemTime, not_after: SystemTime, jitter: f64) -> SystemTime {
+    let Ok(lifetime) = not_after.duration_since(not_before) else {
+        return not_before;
+    };
+    // NaN or out-of-range jitter is a caller's bug; fall back to the plain half-life.
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    not_before + lifetime.mul_f64(0.4 + 0.2 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Within a microsecond: the fractions are floating point.
+    fn near(a: SystemTime, b: SystemTime) -> bool {
+        let diff = a
+            .duration_since(b)
+            .or_else(|_| b.duration_since(a))
+            .unwrap();
+        diff < Duration::from_micros(1)
+    }
+
+    #[test]
+    fn renews_at_half_life_moved_by_at_most_a_tenth() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let end = start + 24 * HOUR;
+        assert!(near(renew_at(start, end, 0.5), start + 12 * HOUR));
+        let earliest = renew_at(start, end, 0.0);
+        let latest = renew_at(start, end, 1.0);
+        assert!(
+            near(earliest, start + Duration::from_secs(34_560)),
+            "{earliest:?}"
+        );
+        assert!(
+            near(latest, start + Duration::from_secs(51_840)),
+            "{latest:?}"
+        );
+        for _ in 0..1000 {
+            let at = renew_at(start, end, fastrand::f64());
+            assert!(earliest <= at && at <= latest, "{at:?}");
+        }
+    }
+
+    #[test]
+    fn odd_inputs_stay_inside_the_validity_period() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let end = start + HOUR;
+        assert!(near(renew_at(start, end, f64::NAN), start + HOUR / 2));
+        assert_eq!(renew_at(start, end, -3.0), renew_at(start, end, 0.0));
+        assert_eq!(renew_at(start, end, 7.0), renew_at(start, end, 1.0));
+        assert_eq!(renew_at(end, start, 0.5), end);
+        assert_eq!(renew_at(start, start, 0.5), start);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5").unwrap_err().contains("unit"));
+        assert!(parse_duration("ms").is_err());
+    }
+}
