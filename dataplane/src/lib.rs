@@ -23,12 +23,15 @@ use tokio::sync::watch;
 use weft_common::admin::AdminServer;
 
 use crate::config::ProxyConfig;
+use crate::proxy::admission::InboundAdmission;
 use crate::proxy::inbound::Inbound;
-use crate::proxy::listener::{self, ListenerSettings};
-use crate::proxy::metrics::ProxyMetrics;
+use crate::proxy::listener::{self, ListenerSettings, PlainTcp};
+use crate::proxy::metrics::{MtlsMetrics, ProxyMetrics};
 use crate::proxy::outbound::Outbound;
 use crate::proxy::pool::Upstreams;
 use crate::proxy::retry::RetryBudget;
+use crate::tls::{CertificateManager, TlsConfigs};
+use crate::xds::ControlPlane;
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains: stops accepting, sends GOAWAY, and
 /// lets in-flight RPCs finish for up to `--drain-timeout`.
@@ -49,7 +52,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         xds_metrics,
     );
 
-    let upstreams = Upstreams::new();
+    let mtls_metrics = Arc::new(MtlsMetrics::register(&mut registry));
+    let workload_tls = spawn_certificates(&control_plane, settings.cert_lifetime)?;
+    tokio::spawn(export_certificate_expiry(
+        workload_tls.clone(),
+        mtls_metrics.clone(),
+    ));
+    let upstreams = Upstreams::with_tls(workload_tls.clone());
     tokio::spawn(forget_removed_endpoints(
         config_rx.clone(),
         upstreams.clone(),
@@ -67,6 +76,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         upstreams,
         metrics,
     ));
+    let inbound_admission = InboundAdmission {
+        config: config_rx.clone(),
+        tls: workload_tls,
+        metrics: mtls_metrics,
+    };
     let admin_handler = admin::handler(config_rx, Arc::new(Mutex::new(registry)));
     tokio::spawn(async move {
         if let Err(err) = admin.serve(admin_handler).await {
@@ -85,12 +99,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // memcpy, most of it these moves. One allocation per RPC is far cheaper.
     let outbound_server = tokio::spawn(listener::serve(
         outbound_listener,
+        PlainTcp,
         move |request| Box::pin(outbound.clone().handle(request)),
         listener_settings.clone(),
         stopped(stop_rx.clone()),
     ));
     let inbound_server = tokio::spawn(listener::serve(
         inbound_listener,
+        inbound_admission,
         move |request| Box::pin(inbound.clone().handle(request)),
         listener_settings,
         stopped(stop_rx),
@@ -120,6 +136,47 @@ async fn bind(flag: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListe
     TcpListener::bind(addr)
         .await
         .map_err(|err| anyhow::anyhow!("{flag} {addr}: cannot listen: {err}"))
+}
+
+/// The workload certificate, kept fresh from the controller when the proxy has a token to
+/// prove who it is; without one (local development) the watch stays `None`: no mTLS, and
+/// the inbound listener admits plaintext only.
+fn spawn_certificates(
+    control_plane: &ControlPlane,
+    validity: Option<std::time::Duration>,
+) -> anyhow::Result<watch::Receiver<Option<Arc<TlsConfigs>>>> {
+    let (tx, rx) = watch::channel(None);
+    if control_plane.token_file.is_some() {
+        let channel = control_plane.endpoint()?.connect_lazy();
+        let plane = control_plane.clone();
+        let token = Arc::new(move || match plane.token() {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => Err("no --token-file".to_owned()),
+            Err(err) => Err(err.to_string()),
+        });
+        CertificateManager {
+            channel,
+            token,
+            validity,
+        }
+        .spawn_rotation(tx);
+    }
+    Ok(rx)
+}
+
+/// Keeps `weft_proxy_certificate_expiry_timestamp_seconds` on the current certificate.
+async fn export_certificate_expiry(
+    mut tls: watch::Receiver<Option<Arc<TlsConfigs>>>,
+    metrics: Arc<MtlsMetrics>,
+) {
+    loop {
+        if let Some(tls) = tls.borrow_and_update().as_ref() {
+            metrics.certificate_expires(tls.not_after);
+        }
+        if tls.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves once `stop` turns true.

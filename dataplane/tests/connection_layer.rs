@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use weft_proxy::config::EndpointSet;
 use weft_proxy::proxy::body::{ProxyBody, boxed};
 use weft_proxy::proxy::grpc;
-use weft_proxy::proxy::listener::{ListenerSettings, serve};
+use weft_proxy::proxy::listener::{ListenerSettings, PlainTcp, serve};
 use weft_proxy::proxy::pool::{UpstreamError, Upstreams};
 use weft_tests::backend::pb::{EchoReply, EchoRequest};
 use weft_tests::backend::{Backend, INSTANCE_HEADER, connect};
@@ -122,7 +122,7 @@ impl Proxy {
             drain_timeout,
         };
         let service = forwarder(upstreams, target);
-        let serving = tokio::spawn(serve(listener, service, settings, async {
+        let serving = tokio::spawn(serve(listener, PlainTcp, service, settings, async {
             let _ = stopped.await;
         }));
         Self {

@@ -14,7 +14,7 @@ use super::body::{ProxyBody, boxed};
 use super::counting::{CountingBody, StreamEnd};
 use super::deadline::DeadlineBody;
 use super::grpc;
-use super::metrics::{Direction, InFlightGauge, ProxyMetrics, RpcLabels};
+use super::metrics::{Direction, InFlightGauge, ProxyMetrics, RpcLabels, Security, UNKNOWN_PEER};
 use super::pool::InFlight;
 
 /// An RPC being served; consumed by [`Call::fail`] or [`Call::respond`].
@@ -43,6 +43,8 @@ impl Call {
                 grpc_method: grpc_method.to_owned(),
                 grpc_code: String::new(),
                 fault_injected: false,
+                connection_security: Security::Unknown,
+                peer_identity: UNKNOWN_PEER.to_owned(),
             },
             metrics: metrics.clone(),
             request_messages: Arc::new(AtomicU64::new(0)),
@@ -52,6 +54,14 @@ impl Call {
     /// Marks the RPC as one a fault was injected into (delay or abort).
     pub fn fault_injected(&mut self) {
         self.labels.fault_injected = true;
+    }
+
+    /// Records how the RPC's connection is secured (and, over mTLS inbound, who called).
+    pub fn secured(&mut self, security: Security, peer: Option<&weft_common::spiffe::SpiffeId>) {
+        self.labels.connection_security = security;
+        if let Some(peer) = peer {
+            self.labels.peer_identity = peer.to_string();
+        }
     }
 
     pub fn destination_service(&self) -> &str {

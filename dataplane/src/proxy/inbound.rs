@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::admission::ConnectionSecurity;
 use super::body::{ProxyBody, boxed};
 use super::call::Call;
 use super::grpc::{self, code};
-use super::metrics::{Direction, ProxyMetrics};
+use super::metrics::{Direction, ProxyMetrics, Security};
 use super::pool::Upstreams;
 use crate::config::{EndpointSet, ProxyConfig};
 
@@ -65,12 +66,17 @@ impl Inbound {
                 None => ("other".to_owned(), "other".to_owned()),
             }
         };
-        let call = Call::new(
+        let mut call = Call::new(
             &self.metrics,
             Direction::Inbound,
             &self.destination,
             (&labels.0, &labels.1),
         );
+        match request.extensions().get::<ConnectionSecurity>() {
+            Some(ConnectionSecurity::Mtls { peer }) => call.secured(Security::Mtls, peer.as_ref()),
+            Some(ConnectionSecurity::Plaintext) => call.secured(Security::Plaintext, None),
+            None => {}
+        }
         if !grpc::is_grpc(request.headers()) {
             return call.fail(code::INTERNAL, "weft-proxy forwards gRPC only");
         }

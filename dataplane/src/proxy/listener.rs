@@ -3,6 +3,11 @@
 //! accepting, GOAWAY every connection, let in-flight streams finish for up to the drain
 //! timeout, then close what is left.
 //!
+//! What a connection is before HTTP/2 starts is the listener's [`Admission`]: the outbound
+//! listener takes every TCP connection as it is ([`PlainTcp`]); the inbound one sniffs TLS,
+//! enforces the MtlsPolicy mode and runs the handshake (`admission::InboundAdmission`). The
+//! admission runs in the connection's own task, so a slow client never holds up accepting.
+//!
 //! The service is a plain function from request to response future (its error type is
 //! nothing: every failure is already a gRPC response, see `Call::fail`). Each connection
 //! runs in its own task; hyper runs each stream of a connection in its own task as well.
@@ -17,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2::Builder;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -33,6 +39,35 @@ pub struct ListenerSettings {
     pub drain_timeout: Duration,
 }
 
+/// Turns an accepted TCP connection into the stream HTTP/2 is served on, or refuses it
+/// (`None`: the connection is dropped).
+pub trait Admission: Clone + Send + Sync + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// What every request on the connection learns about it.
+    type Peer: Send + Sync + 'static;
+
+    fn admit(
+        &self,
+        stream: TcpStream,
+    ) -> impl Future<Output = Option<(Self::Io, Self::Peer)>> + Send;
+
+    /// Tells a request about its connection; nothing by default, which costs nothing.
+    fn annotate(_peer: &Self::Peer, _request: &mut Request<Incoming>) {}
+}
+
+/// Every connection as it is (the outbound listener: the local app speaks plaintext).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainTcp;
+
+impl Admission for PlainTcp {
+    type Io = TcpStream;
+    type Peer = ();
+
+    async fn admit(&self, stream: TcpStream) -> Option<(TcpStream, ())> {
+        Some((stream, ()))
+    }
+}
+
 /// How long to pause accepting after an accept error (e.g. out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -45,13 +80,15 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// `service` is called once per request; any `Fn` returning a `Send` future fits. A large
 /// future is better boxed by the caller (`crate::run` does): unboxed, it is copied whole
 /// every time hyper's per-stream task moves.
-pub async fn serve<S, F>(
+pub async fn serve<A, S, F>(
     listener: TcpListener,
+    admission: A,
     service: S,
     settings: ListenerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> usize
 where
+    A: Admission,
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
@@ -73,8 +110,13 @@ where
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let connection =
-                        serve_connection(stream, builder.clone(), service.clone(), draining.clone());
+                    let connection = serve_connection(
+                        stream,
+                        admission.clone(),
+                        builder.clone(),
+                        service.clone(),
+                        draining.clone(),
+                    );
                     connections.spawn(connection);
                 }
                 Err(err) => {
@@ -106,24 +148,35 @@ where
     cut
 }
 
-/// Serves one connection until it ends, or until draining starts and it has drained.
-async fn serve_connection<S, F>(
+/// Admits one connection, then serves it until it ends, or until draining starts and it
+/// has drained.
+async fn serve_connection<A, S, F>(
     stream: TcpStream,
+    admission: A,
     builder: Arc<Builder<TokioExecutor>>,
     service: S,
     mut draining: watch::Receiver<bool>,
 ) where
+    A: Admission,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, "cannot set TCP_NODELAY downstream");
     }
-    let service = service_fn(move |request| {
+    let admitted = tokio::select! {
+        admitted = admission.admit(stream) => admitted,
+        () = started_draining(&mut draining) => None,
+    };
+    let Some((io, peer)) = admitted else {
+        return;
+    };
+    let service = service_fn(move |mut request| {
+        A::annotate(&peer, &mut request);
         let response = service(request);
         async move { Ok::<_, Infallible>(response.await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

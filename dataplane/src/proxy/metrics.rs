@@ -9,9 +9,17 @@
 //! | `weft_proxy_rpc_response_messages_total` | counter | [`RpcLabels`] |
 //! | `weft_proxy_retries_total` | counter | `destination_service` |
 //! | `weft_proxy_rpcs_in_flight` | gauge | `direction` |
+//! | `weft_proxy_inbound_connections_total` | counter | `connection_security` |
+//! | `weft_proxy_inbound_connections_refused_total` | counter | `reason` ([`Refusal`]) |
+//! | `weft_proxy_certificate_expiry_timestamp_seconds` | gauge | (none; 0 before the first certificate) |
 //!
 //! [`RpcLabels`] = `direction` (`outbound`/`inbound`), `destination_service`, `grpc_service`,
-//! `grpc_method`, `grpc_code` (`OK`, `UNAVAILABLE`, …), `fault_injected` (`true`/`false`).
+//! `grpc_method`, `grpc_code` (`OK`, `UNAVAILABLE`, …), `fault_injected` (`true`/`false`),
+//! `connection_security` (`mtls`/`plaintext`/`unknown`: inbound, how the caller's connection
+//! was secured; outbound, how the connection to the chosen endpoint is, `unknown` when the
+//! proxy answered before choosing one) and `peer_identity` (inbound over mTLS, the caller's
+//! SPIFFE id; otherwise `unknown`, as Istio's `source_principal`; bounded by the number of
+//! service accounts).
 //! An RPC is recorded once, when it ends. The four per-RPC series of a label set are looked up
 //! together through one cache, so a finished RPC costs one hash lookup, not four.
 
@@ -51,6 +59,28 @@ impl EncodeLabelValue for Direction {
     }
 }
 
+/// How an RPC's connection was secured (see the module comment).
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
+pub enum Security {
+    Mtls,
+    Plaintext,
+    #[default]
+    Unknown,
+}
+
+impl EncodeLabelValue for Security {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Security::Mtls => "mtls",
+            Security::Plaintext => "plaintext",
+            Security::Unknown => "unknown",
+        })
+    }
+}
+
+/// The peer identity label when there is none.
+pub const UNKNOWN_PEER: &str = "unknown";
+
 /// The labels of one RPC's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
@@ -61,6 +91,8 @@ pub struct RpcLabels {
     /// The canonical code name (`grpc::code_name`).
     pub grpc_code: String,
     pub fault_injected: bool,
+    pub connection_security: Security,
+    pub peer_identity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -208,3 +240,95 @@ impl Drop for InFlightGauge {
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 mod tests;
+
+/// Why an inbound connection was refused before any RPC on it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Refusal {
+    /// A plaintext client where the MtlsPolicy says `Strict`.
+    PlaintextUnderStrict,
+    /// A TLS client where the MtlsPolicy says `Disable`.
+    TlsUnderDisable,
+    /// A TLS client before this proxy has a certificate to answer with.
+    NoCertificate,
+    /// The TLS handshake failed or timed out (no client certificate, one from another
+    /// trust domain, an expired one, ...).
+    HandshakeFailed,
+}
+
+impl EncodeLabelValue for Refusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Refusal::PlaintextUnderStrict => "plaintext_under_strict",
+            Refusal::TlsUnderDisable => "tls_under_disable",
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::HandshakeFailed => "handshake_failed",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SecurityLabels {
+    connection_security: Security,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: Refusal,
+}
+
+/// Inbound connection admission and the workload certificate.
+pub struct MtlsMetrics {
+    admitted: Family<SecurityLabels, Counter>,
+    refused: Family<RefusalLabels, Counter>,
+    certificate_expiry: Gauge,
+}
+
+impl MtlsMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            admitted: Family::default(),
+            refused: Family::default(),
+            certificate_expiry: Gauge::default(),
+        };
+        registry.register(
+            "weft_proxy_inbound_connections",
+            "Inbound connections admitted, by how they are secured",
+            metrics.admitted.clone(),
+        );
+        registry.register(
+            "weft_proxy_inbound_connections_refused",
+            "Inbound connections refused before any RPC, by reason",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "weft_proxy_certificate_expiry_timestamp_seconds",
+            "When the proxy's workload certificate expires (Unix time; 0 before the first)",
+            metrics.certificate_expiry.clone(),
+        );
+        metrics
+    }
+
+    pub fn admitted(&self, mtls: bool) {
+        let connection_security = if mtls {
+            Security::Mtls
+        } else {
+            Security::Plaintext
+        };
+        self.admitted
+            .get_or_create(&SecurityLabels {
+                connection_security,
+            })
+            .inc();
+    }
+
+    pub fn refused(&self, reason: Refusal) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    pub fn certificate_expires(&self, at: std::time::SystemTime) {
+        let secs = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+        self.certificate_expiry.set(secs);
+    }
+}

@@ -15,13 +15,16 @@ fn labels(code: &str, fault_injected: bool) -> RpcLabels {
         grpc_method: "SayHello".into(),
         grpc_code: code.into(),
         fault_injected,
+        connection_security: Security::Mtls,
+        peer_identity: "spiffe://cluster.local/ns/default/sa/client".into(),
     }
 }
 
 const OK_LABELS: &str = "direction=\"outbound\",\
     destination_service=\"greeter.default.svc.cluster.local:50051\",\
     grpc_service=\"helloworld.Greeter\",grpc_method=\"SayHello\",grpc_code=\"OK\",\
-    fault_injected=\"false\"";
+    fault_injected=\"false\",connection_security=\"mtls\",\
+    peer_identity=\"spiffe://cluster.local/ns/default/sa/client\"";
 
 fn text(registry: &Registry) -> String {
     let mut out = String::new();
@@ -79,7 +82,9 @@ fn codes_and_faults_are_separate_series() {
         .filter(|line| line.starts_with("weft_proxy_rpcs_total{"))
         .collect();
     assert_eq!(rpcs.len(), 3, "{out}");
-    assert!(out.contains("grpc_code=\"UNAVAILABLE\",fault_injected=\"true\"} 1"));
+    assert!(out.contains(
+        "grpc_code=\"UNAVAILABLE\",fault_injected=\"true\",connection_security=\"mtls\""
+    ));
     assert!(out.contains("weft_proxy_rpcs_total{direction=\"inbound\","));
 }
 

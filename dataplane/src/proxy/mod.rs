@@ -3,8 +3,10 @@
 //! the app). The pieces it is built from each own one concern: `body` (the body type),
 //! `grpc` (status, Trailers-Only, grpc-timeout), `fault`, `retry`, `lb` and `pool`
 //! (choosing an endpoint, pooled HTTP/2 connections), `metrics` (per-RPC Prometheus metrics)
-//! and `listener` (accepting, stream limits, graceful drain).
+//! `listener` (accepting, stream limits, graceful drain) and `admission` (what an inbound
+//! connection must be before it is served: the MtlsPolicy mode, the TLS handshake, the peer).
 
+pub mod admission;
 pub mod body;
 pub mod call;
 pub mod counting;

@@ -16,7 +16,7 @@ use super::body::{ProxyBody, boxed};
 use super::call::Call;
 use super::fault;
 use super::grpc::{self, code};
-use super::metrics::{Direction, ProxyMetrics};
+use super::metrics::{Direction, ProxyMetrics, Security};
 use super::pool::{Endpoint, Upstreams};
 use super::retry::{self, ReplayHandle, RetryBudget};
 use crate::config::{ProxyConfig, Route, RouteAction};
@@ -98,7 +98,7 @@ impl Outbound {
     #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
-        call: Call,
+        mut call: Call,
         config: &ProxyConfig,
         route: &Route,
         parts: http::request::Parts,
@@ -122,6 +122,12 @@ impl Outbound {
                     Ok(picked) => picked,
                     Err(message) => return call.fail(code::UNAVAILABLE, &message),
                 };
+            let security = if endpoint.is_mtls() {
+                Security::Mtls
+            } else {
+                Security::Plaintext
+            };
+            call.secured(security, None);
             let per_try = policy.and_then(|p| p.per_try_timeout);
             let try_deadline = earliest(deadline, per_try.map(|t| Instant::now() + t));
             let mut request = Request::from_parts(parts.clone(), body);
