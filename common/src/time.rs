@@ -22,15 +22,17 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(amount.saturating_mul(millis)))
 }
 
-/// When to renew a certificate valid from `not_before` to `not_after`: at half its lifetime
-/// (as istio-agent and SPIRE do: the other half leaves room for retries while the
-/// controller is down), moved by up to ±10% of the lifetime by `jitter` (0.0..1.0, e.g.
-/// `fastrand::f64()`; 0.5 is exactly half), so proxies that started together do not all
-/// renew in the same second. The result is always inside the validity period. A
-/// certificate with no lifetime (`not_after` not after `not_before`) is due at once.
-pub fn renew_at(not_before: SystemTime, not_after: SystemTime, jitter: f64) -> SystemTime {
-    let Ok(lifetime) = not_after.duration_since(not_before) else {
-        return not_before;
+/// When to renew a certificate received at `received` that expires at `not_after`: at half
+/// its remaining lifetime (as istio-agent and SPIRE do: the other half leaves room for
+/// retries while the controller is down), moved by up to ±10% of it by `jitter` (0.0..1.0,
+/// e.g. `fastrand::f64()`; 0.5 is exactly half), so proxies that started together do not
+/// all renew in the same second. The lifetime counts from when the certificate arrived, not
+/// from its `not_before`: issuers backdate that for clock skew (weft by a minute), which
+/// for a short lifetime would put the half-life in the past. The result is always between
+/// `received` and `not_after`; a certificate already expired is due at once.
+pub fn renew_at(received: SystemTime, not_after: SystemTime, jitter: f64) -> SystemTime {
+    let Ok(lifetime) = not_after.duration_since(received) else {
+        return received;
     };
     // NaN or out-of-range jitter is a caller's bug; fall back to the plain half-life.
     let jitter = if jitter.is_finite() {
@@ -38,7 +40,7 @@ pub fn renew_at(not_before: SystemTime, not_after: SystemTime, jitter: f64) -> S
     } else {
         0.5
     };
-    not_before + lifetime.mul_f64(0.4 + 0.2 * jitter)
+    received + lifetime.mul_f64(0.4 + 0.2 * jitter)
 }
 
 #[cfg(test)]

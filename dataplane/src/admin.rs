@@ -57,7 +57,8 @@ fn metrics(registry: &Mutex<Registry>) -> Reply {
     }
 }
 
-/// The config in force: versions, the outbound routes, clusters and their endpoints.
+/// The config in force: versions, the inbound listener's mTLS mode, the outbound routes,
+/// clusters and their endpoints (and which of those are reached over mTLS).
 pub fn config_dump(config: &ProxyConfig) -> Value {
     let versions: serde_json::Map<String, Value> = config
         .resources
@@ -75,16 +76,19 @@ pub fn config_dump(config: &ProxyConfig) -> Value {
         .clusters
         .values()
         .map(|cluster| {
-            let endpoints: Vec<String> = config
-                .endpoints
-                .get(&cluster.name)
+            let set = config.endpoints.get(&cluster.name);
+            let endpoints: Vec<String> = set
                 .map(|set| set.addrs.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let mtls_endpoints: Vec<String> = set
+                .map(|set| set.mtls.iter().map(ToString::to_string).collect())
                 .unwrap_or_default();
             json!({
                 "name": cluster.name,
                 "service": cluster.service,
                 "connect_timeout_ms": cluster.connect_timeout.as_millis() as u64,
                 "endpoints": endpoints,
+                "mtls_endpoints": mtls_endpoints,
             })
         })
         .collect();
@@ -92,6 +96,7 @@ pub fn config_dump(config: &ProxyConfig) -> Value {
     json!({
         "complete": config.complete,
         "versions": versions,
+        "inbound_mode": format!("{:?}", config.inbound_mode()),
         "listeners": listeners,
         "outbound_routes": config.outbound.as_deref().map(route_table),
         "clusters": clusters,

@@ -53,7 +53,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let mtls_metrics = Arc::new(MtlsMetrics::register(&mut registry));
-    let workload_tls = spawn_certificates(&control_plane, settings.cert_lifetime)?;
+    let workload_tls =
+        spawn_certificates(&control_plane, &settings.node_id, settings.cert_lifetime)?;
     tokio::spawn(export_certificate_expiry(
         workload_tls.clone(),
         mtls_metrics.clone(),
@@ -143,6 +144,7 @@ async fn bind(flag: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListe
 /// the inbound listener admits plaintext only.
 fn spawn_certificates(
     control_plane: &ControlPlane,
+    node_id: &str,
     validity: Option<std::time::Duration>,
 ) -> anyhow::Result<watch::Receiver<Option<Arc<TlsConfigs>>>> {
     let (tx, rx) = watch::channel(None);
@@ -157,6 +159,7 @@ fn spawn_certificates(
         CertificateManager {
             channel,
             token,
+            node_id: node_id.to_owned(),
             validity,
         }
         .spawn_rotation(tx);

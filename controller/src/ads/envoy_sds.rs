@@ -58,7 +58,7 @@ impl EnvoySds {
         Ok(Self {
             secrets: Arc::new(secrets),
             not_after: issued.not_after,
-            renew_at: renew_at(issued.not_before, issued.not_after, fastrand::f64()),
+            renew_at: renew_at(SystemTime::now(), issued.not_after, fastrand::f64()),
         })
     }
 }

@@ -17,6 +17,9 @@ use weft_common::ca_api::certificate_service_client::CertificateServiceClient;
 use super::rotation::{renew_at, retry_delay};
 use super::{Credentials, TlsConfigs, TlsError, WorkloadKey};
 
+/// The metadata that names the proxy's node (the controller's `certs::NODE_ID_METADATA`).
+const NODE_ID_METADATA: &str = "x-weft-node-id";
+
 /// Reads the ServiceAccount token; called before every request, because kubelet rotates
 /// projected tokens in place and a token read once at start expires.
 pub type TokenSource = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
@@ -29,9 +32,12 @@ const MAX_NAP: Duration = Duration::from_secs(60);
 /// Asks the controller for a certificate for `key`, proving who this proxy is with `token`
 /// (surrounding whitespace, such as a token file's newline, is dropped), and checks the
 /// answer (`Credentials::from_response`). `validity`: `None` for the controller's default.
+/// `node_id`, when given, ties the certificate to this proxy's xDS node in the controller's
+/// `/debug/proxies` (it must be in the token's namespace).
 pub async fn request_certificate(
     channel: Channel,
     token: &str,
+    node_id: Option<&str>,
     key: &WorkloadKey,
     validity: Option<Duration>,
 ) -> Result<Credentials, TlsError> {
@@ -47,6 +53,10 @@ pub async fn request_certificate(
         .parse()
         .map_err(|_| TlsError::TokenNotAscii)?;
     request.metadata_mut().insert("authorization", bearer);
+    if let Some(node_id) = node_id {
+        let node_id = node_id.parse().map_err(|_| TlsError::NodeIdNotAscii)?;
+        request.metadata_mut().insert(NODE_ID_METADATA, node_id);
+    }
     let response = CertificateServiceClient::new(channel)
         .create_certificate(request)
         .await
@@ -69,6 +79,8 @@ pub struct CertificateManager {
     /// To the controller; tonic reconnects it by itself.
     pub channel: Channel,
     pub token: TokenSource,
+    /// This proxy's xDS node id.
+    pub node_id: String,
     /// `None`: the controller's default.
     pub validity: Option<Duration>,
 }
@@ -81,7 +93,8 @@ impl CertificateManager {
     pub async fn fetch(&self) -> Result<Credentials, TlsError> {
         let token = (self.token)().map_err(TlsError::Token)?;
         let key = WorkloadKey::generate()?;
-        request_certificate(self.channel.clone(), &token, &key, self.validity).await
+        let node_id = Some(self.node_id.as_str());
+        request_certificate(self.channel.clone(), &token, node_id, &key, self.validity).await
     }
 
     /// Fetches the first certificate, publishes its configs on `configs`, then renews at
@@ -113,11 +126,7 @@ pub(crate) async fn rotate<F, Fut>(
         match renewed {
             Ok((tls, credentials)) => {
                 failures = 0;
-                let due = renew_at(
-                    credentials.not_before,
-                    credentials.not_after,
-                    fastrand::f64(),
-                );
+                let due = renew_at(SystemTime::now(), credentials.not_after, fastrand::f64());
                 tracing::info!(
                     identity = %tls.identity,
                     expires_in = ?until(credentials.not_after),

@@ -71,23 +71,23 @@ async fn requests_with_the_token_and_checks_the_answer() {
     let addr = serve(fake.clone()).await;
     let key = WorkloadKey::generate().unwrap();
 
-    let credentials = request_certificate(channel(addr), "good-token\n", &key, Some(HOUR))
+    let credentials = request_certificate(channel(addr), "good-token\n", None, &key, Some(HOUR))
         .await
         .unwrap();
     assert_eq!(credentials.spiffe_id.to_string(), ID_A);
-    request_certificate(channel(addr), "good-token", &key, None)
+    request_certificate(channel(addr), "good-token", None, &key, None)
         .await
         .unwrap();
     assert_eq!(*fake.asked_validity.lock().unwrap(), [3600, 0]);
 
-    let err = request_certificate(channel(addr), "bad-token", &key, None)
+    let err = request_certificate(channel(addr), "bad-token", None, &key, None)
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         "the controller refused the certificate request: PERMISSION_DENIED: the token is not valid"
     );
-    let err = request_certificate(channel(addr), "bad\u{1}token", &key, None)
+    let err = request_certificate(channel(addr), "bad\u{1}token", None, &key, None)
         .await
         .unwrap_err();
     assert!(matches!(err, TlsError::TokenNotAscii), "{err}");
@@ -99,7 +99,7 @@ async fn an_unreachable_controller_says_so() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let key = WorkloadKey::generate().unwrap();
-    let err = request_certificate(channel(addr), "good-token", &key, None)
+    let err = request_certificate(channel(addr), "good-token", None, &key, None)
         .await
         .unwrap_err();
     assert!(
@@ -136,12 +136,12 @@ fn scripted(
     (fetch, calls)
 }
 
-/// Credentials already past their renewal time (but still valid), so the loop renews at
-/// once.
-fn overdue(ca: &TestCa, id: &str) -> Credentials {
+/// Credentials that expire in two seconds, so the loop renews them about a second after
+/// receiving them (half the remaining lifetime; the backdated `not_before` does not count).
+fn short_lived(ca: &TestCa, id: &str) -> Credentials {
     let key = WorkloadKey::generate().unwrap();
     let now = SystemTime::now();
-    let leaf = ca.sign_valid(&key, &[id], now - 2 * HOUR, now + HOUR);
+    let leaf = ca.sign_valid(&key, &[id], now - 2 * HOUR, now + Duration::from_secs(2));
     Credentials::from_response(&key, &ca.response_with(leaf, id)).unwrap()
 }
 
@@ -158,7 +158,7 @@ async fn retries_a_failure_then_publishes_and_renews_when_due() {
     let ca = TestCa::new("root");
     let (fetch, calls) = scripted(vec![
         Err(TlsError::Token("not mounted yet".into())),
-        Ok(overdue(&ca, ID_A)),
+        Ok(short_lived(&ca, ID_A)),
         Ok(ca.credentials(ID_C)),
     ]);
     let (tx, mut rx) = watch::channel(None);
@@ -182,7 +182,7 @@ async fn retries_a_failure_then_publishes_and_renews_when_due() {
 async fn a_failed_renewal_keeps_the_current_certificate() {
     let ca = TestCa::new("root");
     let (fetch, calls) = scripted(vec![
-        Ok(overdue(&ca, ID_A)),
+        Ok(short_lived(&ca, ID_A)),
         Err(TlsError::Refused {
             code: "UNAVAILABLE",
             message: "down".into(),
@@ -205,7 +205,7 @@ async fn a_failed_renewal_keeps_the_current_certificate() {
 #[tokio::test]
 async fn stops_when_nobody_listens() {
     let ca = TestCa::new("root");
-    let script = (0..20).map(|_| Ok(overdue(&ca, ID_A))).collect();
+    let script = (0..20).map(|_| Ok(short_lived(&ca, ID_A))).collect();
     let (fetch, _) = scripted(script);
     let (tx, mut rx) = watch::channel(None);
     let task = tokio::spawn(rotate(fetch, tx, fast_retry));

@@ -88,6 +88,8 @@ pub enum TlsError {
         "the ServiceAccount token cannot be sent as gRPC metadata (it must be printable ASCII)"
     )]
     TokenNotAscii,
+    #[error("the node id cannot be sent as gRPC metadata (it must be printable ASCII)")]
+    NodeIdNotAscii,
     #[error("the controller's certificate service cannot be reached: {code}: {message}")]
     Unreachable { code: &'static str, message: String },
     #[error("the controller refused the certificate request: {code}: {message}")]

@@ -156,6 +156,8 @@ pub struct Controller {
     pub process: Process,
     pub xds_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// xDS over TLS and the certificate service (an mTLS mesh only).
+    pub tls_addr: Option<SocketAddr>,
     agent: ureq::Agent,
 }
 
@@ -163,8 +165,8 @@ impl Controller {
     /// Starts the controller on `xds_addr` and `admin_addr` and waits until it is ready.
     fn start_on(
         config_dir: &Path,
-        xds_addr: SocketAddr,
-        admin_addr: SocketAddr,
+        (xds_addr, admin_addr, tls_addr): (SocketAddr, SocketAddr, Option<SocketAddr>),
+        identity: Option<&MeshIdentity>,
         log: &Path,
     ) -> anyhow::Result<Controller> {
         let mut command = Command::new(controller_bin());
@@ -175,12 +177,21 @@ impl Controller {
             .args(["--admin-addr", &admin_addr.to_string()])
             .args(["--log-level", "info"])
             .env("NO_COLOR", "1");
+        if let (Some(identity), Some(tls_addr)) = (identity, tls_addr) {
+            command
+                .arg("--token-file")
+                .arg(&identity.token_file)
+                .arg("--state-dir")
+                .arg(&identity.state_dir)
+                .args(["--xds-tls-addr", &tls_addr.to_string()]);
+        }
         clean_env(&mut command);
         let process = Process::spawn("weft-controller", command, log)?;
         let mut controller = Controller {
             process,
             xds_addr,
             admin_addr,
+            tls_addr,
             agent: agent(),
         };
         let mut exited = None;
@@ -194,9 +205,13 @@ impl Controller {
         exited.map_or(Ok(controller), Err)
     }
 
-    /// `http://127.0.0.1:<xds port>`, what proxies are given as `--xds-addr`.
+    /// What proxies are given as `--xds-addr`: `https://127.0.0.1:<tls port>` in an mTLS
+    /// mesh, `http://127.0.0.1:<xds port>` otherwise.
     pub fn xds_url(&self) -> String {
-        format!("http://{}", self.xds_addr)
+        match self.tls_addr {
+            Some(tls) => format!("https://{tls}"),
+            None => format!("http://{}", self.xds_addr),
+        }
     }
 
     pub fn admin(&self, path: &str) -> anyhow::Result<(u16, String)> {
@@ -244,6 +259,8 @@ pub struct ProxyOptions {
     pub xds_protocol: String,
     /// Wait for `/ready` before returning (default true).
     pub wait_ready: bool,
+    /// Whose token the proxy presents in an mTLS mesh (default `default`).
+    pub service_account: String,
     pub extra_args: Vec<String>,
 }
 
@@ -255,8 +272,26 @@ impl ProxyOptions {
             drain_timeout: "5s".into(),
             xds_protocol: "auto".into(),
             wait_ready: true,
+            service_account: "default".into(),
             extra_args: Vec::new(),
         }
+    }
+
+    pub fn service_account(mut self, name: &str) -> Self {
+        self.service_account = name.into();
+        self
+    }
+
+    /// The workload's labels, `key=value,...` (what MtlsPolicy selectors match).
+    pub fn labels(mut self, labels: &str) -> Self {
+        self.extra_args
+            .extend(["--workload-labels".to_owned(), labels.to_owned()]);
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.into());
+        self
     }
 
     pub fn app(mut self, addr: SocketAddr) -> Self {
@@ -456,6 +491,8 @@ impl Proxy {
 pub struct Mesh {
     pub dir: tempfile::TempDir,
     pub config_dir: PathBuf,
+    /// Set by [`Mesh::with_mtls`]: proxies authenticate and get certificates.
+    pub identity: Option<MeshIdentity>,
     pub controller: Option<Controller>,
     pub proxies: Vec<Proxy>,
     /// Every log written so far (name, path), printed when a test fails.
@@ -480,10 +517,34 @@ impl Mesh {
         Mesh {
             dir,
             config_dir,
+            identity: None,
             controller: None,
             proxies: Vec::new(),
             logs: Vec::new(),
         }
+    }
+
+    /// An empty mesh whose controller authenticates proxies with a token file (token
+    /// `token-<sa>` is ServiceAccount `<sa>` of [`NS`]), keeps its CA in the mesh dir and
+    /// serves xDS over TLS; proxies reach it over TLS with their token and get certificates.
+    pub fn with_mtls() -> Mesh {
+        let mut mesh = Mesh::new();
+        let token_file = mesh.dir.path().join("tokens");
+        let lines: String = ["default", "client", "server", "other"]
+            .iter()
+            .map(|sa| format!("{} {NS}/{sa}\n", MeshIdentity::token(sa)))
+            .collect();
+        std::fs::write(&token_file, lines).unwrap();
+        mesh.identity = Some(MeshIdentity {
+            token_file,
+            state_dir: mesh.dir.path().join("state"),
+        });
+        mesh
+    }
+
+    /// The mesh's root certificate (an mTLS mesh whose controller has started).
+    pub fn root_cert_path(&self) -> PathBuf {
+        self.identity.as_ref().unwrap().state_dir.join("ca.crt")
     }
 
     /// Writes config file `name` the way an editor does (a new file renamed over the old).
@@ -512,7 +573,14 @@ impl Mesh {
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
             let (xds, admin) = (loopback(free_port()), loopback(free_port()));
-            match Controller::start_on(&self.config_dir, xds, admin, &log) {
+            let tls = self.identity.as_ref().map(|_| loopback(free_port()));
+            let started = Controller::start_on(
+                &self.config_dir,
+                (xds, admin, tls),
+                self.identity.as_ref(),
+                &log,
+            );
+            match started {
                 Ok(controller) => {
                     self.controller = Some(controller);
                     return self.controller();
@@ -525,10 +593,14 @@ impl Mesh {
 
     /// Starts the controller on given ports: again on the ports it had (after
     /// [`Controller::kill`]), or on ports proxies were already told about.
+    /// In an mTLS mesh the TLS port is the one the last controller had.
     pub fn restart_controller(&mut self, xds: SocketAddr, admin: SocketAddr) -> &Controller {
         let log = self.log_path("controller");
-        let controller = Controller::start_on(&self.config_dir, xds, admin, &log)
-            .unwrap_or_else(|err| panic!("weft-controller did not restart: {err:#}"));
+        let tls = self.controller.as_ref().and_then(|c| c.tls_addr);
+        let addrs = (xds, admin, tls);
+        let controller =
+            Controller::start_on(&self.config_dir, addrs, self.identity.as_ref(), &log)
+                .unwrap_or_else(|err| panic!("weft-controller did not restart: {err:#}"));
         self.controller = Some(controller);
         self.controller()
     }
@@ -547,8 +619,21 @@ impl Mesh {
     }
 
     /// Starts a proxy pointed at `xds_url` (for a controller that is not up yet).
-    pub fn start_proxy_at(&mut self, options: ProxyOptions, xds_url: &str) -> usize {
+    pub fn start_proxy_at(&mut self, mut options: ProxyOptions, xds_url: &str) -> usize {
         let log = self.log_path(&options.node_id);
+        if let Some(identity) = &self.identity {
+            let token = self
+                .dir
+                .path()
+                .join(format!("{}.token", options.service_account));
+            std::fs::write(&token, MeshIdentity::token(&options.service_account)).unwrap();
+            options.extra_args.extend([
+                "--xds-root-cert".to_owned(),
+                identity.state_dir.join("ca.crt").display().to_string(),
+                "--token-file".to_owned(),
+                token.display().to_string(),
+            ]);
+        }
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
             match Proxy::spawn(&options, xds_url, &log) {
@@ -598,6 +683,20 @@ impl Drop for Mesh {
             self.dir.disable_cleanup(true);
             eprintln!("[mesh] kept {}", self.dir.path().display());
         }
+    }
+}
+
+/// Where an mTLS mesh's controller finds its tokens and keeps its CA.
+#[derive(Debug, Clone)]
+pub struct MeshIdentity {
+    pub token_file: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl MeshIdentity {
+    /// The token that proves ServiceAccount `sa` of [`NS`].
+    pub fn token(sa: &str) -> String {
+        format!("token-{sa}")
     }
 }
 
