@@ -1,8 +1,9 @@
 //! The standard gRPC interop cases (grpc-go's interop client and server, every case in
 //! `NO_CREDENTIAL_CASES`) pass through weft-proxy: through one proxy (client → outbound
 //! listener → interop server) and through two in a row (client → proxy A outbound → proxy
-//! B inbound → interop server). The client dials `localhost:<outbound port>`, so the proxy
-//! routes by the Service named `localhost`.
+//! B inbound → interop server), and through two over mutual TLS (a mesh whose controller
+//! authenticates proxies and issues their certificates, MtlsPolicy `Strict`). The client dials
+//! `localhost:<outbound port>`, so the proxy routes by the Service named `localhost`.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
@@ -79,12 +80,45 @@ fn interop_cases_pass_through_one_proxy() {
 
 #[test]
 fn interop_cases_pass_through_two_proxies() {
-    let server = InteropServer::start().unwrap();
     let mut mesh = Mesh::new();
+    through_two_proxies(&mut mesh, "through two proxies");
+}
+
+#[test]
+fn interop_cases_pass_through_two_proxies_over_mtls() {
+    let mut mesh = Mesh::with_mtls();
+    mesh.write(
+        "mtls.yaml",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: MtlsPolicy\n\
+             metadata: {{name: default, namespace: {NS}}}\nspec: {{mode: Strict}}\n"
+        ),
+    );
+    let (a, b) = through_two_proxies(&mut mesh, "through two proxies over mTLS");
+    let mtls = mesh.proxy(b).metrics().sum(
+        "weft_proxy_rpcs_total",
+        &[
+            ("direction", "inbound"),
+            ("connection_security", "mtls"),
+            ("peer_identity", "spiffe://cluster.local/ns/default/sa/default"),
+        ],
+    );
+    let plaintext = mesh.proxy(a).metrics().sum(
+        "weft_proxy_rpcs_total",
+        &[("direction", "outbound"), ("connection_security", "plaintext")],
+    );
+    assert!(
+        mtls >= NO_CREDENTIAL_CASES.len() as f64 && plaintext == 0.0,
+        "B's inbound RPCs over mTLS from A's identity: {mtls}; A's outbound over plaintext: {plaintext}"
+    );
+}
+
+/// Proxy B sits in front of the interop server; Service `localhost` points at B's inbound
+/// listener, so A's outbound calls reach the server through B. B speaks State-of-the-World
+/// xDS, A the default (Delta). Returns the proxies' indexes.
+fn through_two_proxies(mesh: &mut Mesh, route: &str) -> (usize, usize) {
+    let server = InteropServer::start().unwrap();
     mesh.start_controller();
-    // Proxy B sits in front of the interop server; Service `localhost` points at B's inbound
-    // listener, so A's outbound calls reach the server through B. B speaks
-    // State-of-the-World xDS, A the default (Delta).
     let b = mesh.start_proxy(
         ProxyOptions::new("server-0")
             .app(server.addr())
@@ -99,11 +133,7 @@ fn interop_cases_pass_through_two_proxies() {
         .wait_config("proxy B's inbound as the endpoint", |dump| {
             endpoints_of(dump, "localhost") == vec![b_inbound.to_string()]
         });
-    run_every_case(
-        mesh.proxy(a).outbound.port(),
-        "through two proxies",
-        &server,
-    );
+    run_every_case(mesh.proxy(a).outbound.port(), route, &server);
     let outbound = mesh
         .proxy(a)
         .metrics()
@@ -117,4 +147,5 @@ fn interop_cases_pass_through_two_proxies() {
         outbound >= NO_CREDENTIAL_CASES.len() as f64 && inbound >= NO_CREDENTIAL_CASES.len() as f64,
         "the calls did not go through both proxies (A outbound {outbound}, B inbound {inbound})"
     );
+    (a, b)
 }
