@@ -100,12 +100,18 @@ fn interop_cases_pass_through_two_proxies_over_mtls() {
         &[
             ("direction", "inbound"),
             ("connection_security", "mtls"),
-            ("peer_identity", "spiffe://cluster.local/ns/default/sa/default"),
+            (
+                "peer_identity",
+                "spiffe://cluster.local/ns/default/sa/default",
+            ),
         ],
     );
     let plaintext = mesh.proxy(a).metrics().sum(
         "weft_proxy_rpcs_total",
-        &[("direction", "outbound"), ("connection_security", "plaintext")],
+        &[
+            ("direction", "outbound"),
+            ("connection_security", "plaintext"),
+        ],
     );
     assert!(
         mtls >= NO_CREDENTIAL_CASES.len() as f64 && plaintext == 0.0,

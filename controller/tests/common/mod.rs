@@ -24,6 +24,8 @@ pub struct Controller {
     /// Kubernetes mode: a token of ServiceAccount `default/envoy` (audience `weft`) that
     /// proxies authenticate with.
     pub token: Option<String>,
+    /// Kubernetes mode: xDS over TLS and the certificate service.
+    pub tls_port: Option<u16>,
 }
 
 impl Controller {
@@ -32,19 +34,20 @@ impl Controller {
     pub fn start(source_args: &[&str], log: &Path) -> Controller {
         let (xds_port, admin_port) = (free_port(), free_port());
         let mut command = Command::new(BIN);
-        command.args(source_args);
+        command.args(source_args).env("NO_COLOR", "1");
         // Kubernetes mode authenticates proxies and runs the CA (its Secret in `default`,
         // xDS over TLS on a free port); tests' proxies get a real ServiceAccount token.
         let kubeconfig = source_args
             .iter()
             .position(|arg| *arg == "--kubeconfig")
             .and_then(|i| source_args.get(i + 1));
+        let tls_port = kubeconfig.map(|_| free_port());
         let token = kubeconfig.map(|kubeconfig| {
             command.args([
                 "--namespace",
                 "default",
                 "--xds-tls-addr",
-                &format!("127.0.0.1:{}", free_port()),
+                &format!("127.0.0.1:{}", tls_port.unwrap_or_default()),
             ]);
             service_account_token(kubeconfig, "envoy")
         });
@@ -62,6 +65,7 @@ impl Controller {
             xds_port,
             admin_port,
             token,
+            tls_port,
         };
         wait_until("controller /ready", Duration::from_secs(20), || {
             Ok(controller
@@ -101,9 +105,14 @@ impl Controller {
 
 /// A token for ServiceAccount `default/<name>` (created if missing), audience `weft`.
 pub fn service_account_token(kubeconfig: &str, name: &str) -> String {
+    token_for(kubeconfig, "default", name, "weft")
+}
+
+/// A token for ServiceAccount `<namespace>/<name>` (created if missing) with `audience`.
+pub fn token_for(kubeconfig: &str, namespace: &str, name: &str, audience: &str) -> String {
     let kubectl = || {
         let mut command = Command::new(weft_tests::tools::tool("kubectl"));
-        command.args(["--kubeconfig", kubeconfig, "-n", "default"]);
+        command.args(["--kubeconfig", kubeconfig, "-n", namespace]);
         command
     };
     let created = kubectl()
@@ -112,11 +121,11 @@ pub fn service_account_token(kubeconfig: &str, name: &str) -> String {
         .unwrap();
     let stderr = String::from_utf8_lossy(&created.stderr);
     assert!(
-        created.status.success() || stderr.contains("AlreadyExists"),
+        created.status.success() || stderr.contains("already exists"),
         "kubectl create serviceaccount {name}: {stderr}"
     );
     let token = kubectl()
-        .args(["create", "token", name, "--audience", "weft"])
+        .args(["create", "token", name, "--audience", audience])
         .output()
         .unwrap();
     assert!(

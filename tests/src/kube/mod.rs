@@ -31,7 +31,7 @@ const ETCD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the apiserver gets to become ready (it is slow on a busy 2-core machine).
 const APISERVER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The issuer and audience of service-account tokens.
-const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+pub const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const SERVICE_CIDR: &str = "10.96.0.0/16";
 /// Subject of the admin client certificate (`system:masters` bypasses RBAC).
 pub const ADMIN_USER: &str = "weft-test-admin";
