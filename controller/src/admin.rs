@@ -2,11 +2,14 @@
 //! `/healthz`, `/ready` (200 once the first full config is served), `/metrics`
 //! (Prometheus), `/debug/proxies` (each connected proxy: per type the version sent, ACKed
 //! and the last NACK) and `/debug/resources` (each weft resource: accepted, references
-//! resolved, notes; plus source errors such as malformed local files).
+//! resolved, `Programmed` and proxy counts as the status writer computes them, notes; plus
+//! source errors such as malformed local files). Local mode has no status subresource, so
+//! this is where its users read what Kubernetes users read with `kubectl get -o yaml`.
 
 use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -14,7 +17,9 @@ use tokio::sync::watch;
 use weft_common::admin::{Handler, Reply};
 
 use crate::ads::ProxyRegistry;
+use crate::api::CONDITION_PROGRAMMED;
 use crate::publisher::Published;
+use crate::status;
 
 /// Reads the errors a source reports now (e.g. a malformed file), one line each.
 pub type SourceErrors = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
@@ -110,15 +115,27 @@ fn update_resource_gauges(state: &AdminState) {
 
 fn resources(state: &AdminState) -> Reply {
     let published = state.published.borrow().clone();
+    let connected = state.proxies.snapshot();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
     let resources: Vec<_> = published
         .reports
         .iter()
         .map(|(key, report)| {
+            // The same `Programmed` the status writer puts on the object in Kubernetes mode.
+            let governed = status::governed(key, &published.enforcing);
+            let status = status::desired_status(report, &connected, governed, None, &now);
+            let programmed = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == CONDITION_PROGRAMMED)
+                .map(|c| json!({"status": c.status, "reason": c.reason, "message": c.message}));
             json!({
                 "resource": key.to_string(),
                 "generation": report.generation,
                 "accepted": report.accepted.as_ref().err().map_or(json!(true), |e| json!(e)),
                 "resolvedRefs": report.resolved_refs.as_ref().err().map_or(json!(true), |e| json!(e)),
+                "programmed": programmed,
+                "proxies": status.proxies,
                 "notes": report.notes,
             })
         })

@@ -120,6 +120,33 @@ async fn plaintext_call(addr: SocketAddr) -> Result<EchoReply, tonic::Status> {
     .await
 }
 
+/// Waits until the controller's `/debug/resources` says MtlsPolicy `name` is programmed on
+/// exactly `proxies` (the count of proxies enforcing it, all ACKed).
+fn wait_policy_programmed(mesh: &Mesh, name: &str, proxies: i64) {
+    let resource = format!("MtlsPolicy {NS}/{name}");
+    let mut last = serde_json::Value::Null;
+    weft_tests::process::wait_until(
+        &format!("{resource} programmed on {proxies}"),
+        CONFIG_TIMEOUT,
+        || {
+            let (_, body) = mesh.controller().admin("/debug/resources")?;
+            let resources: serde_json::Value = serde_json::from_str(&body)?;
+            last = resources["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["resource"] == resource.as_str())
+                .cloned()
+                .unwrap_or_default();
+            Ok(last["programmed"]["reason"] == "Programmed"
+                && last["proxies"]["total"] == proxies
+                && last["proxies"]["acked"] == proxies)
+        },
+    )
+    .unwrap_or_else(|err| panic!("{err:#}\nlast: {last:#}"));
+    println!("{resource}: {}", last["programmed"]["message"]);
+}
+
 fn mtls_endpoints_of(dump: &serde_json::Value, service: &str) -> Vec<String> {
     dump["clusters"]
         .as_array()
@@ -281,6 +308,8 @@ async fn each_mtls_mode_is_enforced_at_the_inbound_listener_and_changes_within_a
         took <= POLICY_TAKES_EFFECT,
         "Strict took {took:?} to refuse plaintext"
     );
+    // Both proxies have an inbound listener, so both enforce the namespace's policy.
+    blocking(|| wait_policy_programmed(&pair.mesh, "default", 2));
     let refused = pair.plaintext_call().await.unwrap_err();
     println!("plaintext under Strict: {refused:?}");
     pair.call_through_a().await.unwrap();
@@ -318,6 +347,11 @@ async fn each_mtls_mode_is_enforced_at_the_inbound_listener_and_changes_within_a
             })
     });
     pair.call_through_a().await.unwrap();
+    // B now enforces the workload policy; only A is left under the namespace's.
+    blocking(|| {
+        wait_policy_programmed(&pair.mesh, "greeter", 1);
+        wait_policy_programmed(&pair.mesh, "default", 1);
+    });
     blocking(|| {
         b.wait_metric(
             "weft_proxy_inbound_connections_refused_total",

@@ -3,6 +3,8 @@
 //! `Programmed`, proxy counts). A condition keeps its `lastTransitionTime` while its status
 //! does not change, so recomputing the same status yields the same object (idempotent writes).
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::ads::ProxyStatus;
@@ -16,9 +18,14 @@ use crate::xds::ResourceReport;
 const MAX_REJECTIONS: usize = 8;
 
 /// The status a resource should carry now. `previous` supplies transition times.
+/// `governed`: for an MtlsPolicy, the node ids of the proxies it governs (those whose
+/// inbound listener enforces it); `Programmed` and the proxy counts then count only those,
+/// so a policy no proxy enforces is never reported as programmed. `None`: every connected
+/// proxy counts (routes and faults reach every proxy of the mesh).
 pub fn desired_status(
     report: &ResourceReport,
-    proxies: &[ProxyStatus],
+    connected: &[ProxyStatus],
+    governed: Option<&BTreeSet<String>>,
     previous: Option<&ResourceStatus>,
     now: &Time,
 ) -> ResourceStatus {
@@ -42,7 +49,19 @@ pub fn desired_status(
         ),
         Err(why) => ("False", "BackendNotFound", why.clone()),
     };
-    let summary = summarize(proxies);
+    let counted: Vec<&ProxyStatus> = connected
+        .iter()
+        .filter(|proxy| governed.is_none_or(|ids| ids.contains(&proxy.node_id)))
+        .collect();
+    let summary = summarize(&counted);
+    let (none, proxies) = match governed {
+        None => ("no proxy is connected", "connected proxies"),
+        Some(_) => (
+            "no connected proxy enforces this policy (none it selects has an inbound \
+             listener and a certificate)",
+            "proxies enforcing this policy",
+        ),
+    };
     let programmed = if report.accepted.is_err() {
         (
             "False",
@@ -50,7 +69,7 @@ pub fn desired_status(
             "not programmed: the resource is invalid (see Accepted)".to_string(),
         )
     } else if summary.total == 0 {
-        ("Unknown", "NoProxies", "no proxy is connected".to_string())
+        ("Unknown", "NoProxies", none.to_string())
     } else if summary.nacked > 0 {
         let reasons: Vec<String> = summary
             .rejections
@@ -72,7 +91,7 @@ pub fn desired_status(
             "True",
             "Programmed",
             format!(
-                "{} of {} connected proxies ACKed the config",
+                "{} of {} {proxies} ACKed the config",
                 summary.acked, summary.total
             ),
         )
@@ -81,7 +100,7 @@ pub fn desired_status(
             "False",
             "Pending",
             format!(
-                "{} of {} connected proxies ACKed the config so far",
+                "{} of {} {proxies} ACKed the config so far",
                 summary.acked, summary.total
             ),
         )
@@ -105,12 +124,12 @@ pub fn desired_status(
 
 /// A proxy has the current config when every type it was sent is ACKed at that version; it
 /// rejected it when its last NACK is of the version it was last sent.
-fn summarize(proxies: &[ProxyStatus]) -> ProxySummary {
+fn summarize(proxies: &[&ProxyStatus]) -> ProxySummary {
     let mut summary = ProxySummary {
         total: proxies.len() as i32,
         ..Default::default()
     };
-    for proxy in proxies {
+    for &proxy in proxies {
         let nack = proxy.types.values().find_map(|p| {
             p.last_nack
                 .as_ref()
@@ -208,6 +227,7 @@ mod tests {
             &report(Err("spec.rules[0]: bad".into()), Ok(())),
             &[],
             None,
+            None,
             &time(1),
         );
         let accepted = find(&status, CONDITION_ACCEPTED);
@@ -221,6 +241,34 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_counts_only_the_proxies_it_governs() {
+        let ok = report(Ok(()), Ok(()));
+        let connected = [
+            proxy("a.ns", "v2", "v2", None),
+            proxy("b.ns", "v2", "v1", Some("unrelated")),
+        ];
+        let governed = BTreeSet::from(["a.ns".to_owned()]);
+        let status = desired_status(&ok, &connected, Some(&governed), None, &time(1));
+        let programmed = find(&status, CONDITION_PROGRAMMED);
+        assert_eq!(programmed.reason, "Programmed");
+        assert_eq!(
+            programmed.message,
+            "1 of 1 proxies enforcing this policy ACKed the config"
+        );
+        let nobody = desired_status(&ok, &connected, Some(&BTreeSet::new()), None, &time(1));
+        let programmed = find(&nobody, CONDITION_PROGRAMMED);
+        assert_eq!(
+            (programmed.status.as_str(), programmed.reason.as_str()),
+            ("Unknown", "NoProxies")
+        );
+        assert!(
+            programmed
+                .message
+                .contains("no connected proxy enforces this policy")
+        );
+    }
+
+    #[test]
     fn programmed_counts_acks_and_quotes_nacks() {
         let ok = report(Ok(()), Ok(()));
         let all = desired_status(
@@ -229,6 +277,7 @@ mod tests {
                 proxy("a.ns", "v2", "v2", None),
                 proxy("b.ns", "v2", "v2", None),
             ],
+            None,
             None,
             &time(1),
         );
@@ -240,6 +289,7 @@ mod tests {
             &ok,
             &[proxy("a.ns", "v2", "v1", Some("bad route"))],
             None,
+            None,
             &time(1),
         );
         let programmed = find(&rejected, CONDITION_PROGRAMMED);
@@ -249,17 +299,23 @@ mod tests {
             "{}",
             programmed.message
         );
-        let pending = desired_status(&ok, &[proxy("a.ns", "v2", "v1", None)], None, &time(1));
+        let pending = desired_status(
+            &ok,
+            &[proxy("a.ns", "v2", "v1", None)],
+            None,
+            None,
+            &time(1),
+        );
         assert_eq!(find(&pending, CONDITION_PROGRAMMED).reason, "Pending");
     }
 
     #[test]
     fn unchanged_status_keeps_its_transition_time() {
         let ok = report(Ok(()), Err("no Service default/x".into()));
-        let first = desired_status(&ok, &[], None, &time(1));
-        let again = desired_status(&ok, &[], Some(&first), &time(99));
+        let first = desired_status(&ok, &[], None, None, &time(1));
+        let again = desired_status(&ok, &[], None, Some(&first), &time(99));
         assert_eq!(first, again, "recomputing must be idempotent");
-        let fixed = desired_status(&report(Ok(()), Ok(())), &[], Some(&first), &time(99));
+        let fixed = desired_status(&report(Ok(()), Ok(())), &[], None, Some(&first), &time(99));
         assert_eq!(
             find(&fixed, CONDITION_RESOLVED_REFS).last_transition_time,
             time(99)

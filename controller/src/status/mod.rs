@@ -7,6 +7,16 @@ mod conditions;
 
 pub use conditions::desired_status;
 
+/// For an MtlsPolicy, the proxies enforcing it (none when it governs none); `None` for
+/// every other kind (see [`desired_status`]).
+pub fn governed<'a>(
+    key: &ObjectKey,
+    enforcing: &'a crate::xds::Enforcing,
+) -> Option<&'a std::collections::BTreeSet<String>> {
+    static NONE: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    (key.kind == crate::model::Kind::MtlsPolicy).then(|| enforcing.get(key).unwrap_or(&NONE))
+}
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -35,14 +45,18 @@ pub async fn run_writer(
 ) {
     let mut written: BTreeMap<ObjectKey, ResourceStatus> = BTreeMap::new();
     loop {
-        let reports = published.borrow_and_update().reports.clone();
+        let (reports, enforcing) = {
+            let published = published.borrow_and_update();
+            (published.reports.clone(), published.enforcing.clone())
+        };
         let connected = proxies.snapshot();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         written.retain(|key, _| reports.contains_key(key));
         for (key, report) in reports.iter() {
             let on_object = current_status(&index, key);
             let previous = written.get(key).or(on_object.as_ref());
-            let desired = desired_status(report, &connected, previous, &now);
+            let governed = governed(key, &enforcing);
+            let desired = desired_status(report, &connected, governed, previous, &now);
             if previous == Some(&desired) {
                 continue;
             }

@@ -13,7 +13,7 @@ use super::mtls::{PolicySet, Resolution};
 use super::{NodeInfo, ResourceReport, cluster, inbound, listener};
 use crate::ads::{ResourceType, SnapshotBuilder};
 use crate::api::MtlsMode;
-use crate::model::ObjectKey;
+use crate::model::{Kind, ObjectKey};
 
 /// One connected proxy: what its listeners, its mTLS mode and the marking of endpoints
 /// depend on.
@@ -130,7 +130,10 @@ pub(super) fn add_workloads(
                 let by_winner = ties.entry(loser).or_default();
                 by_winner.entry(policy.clone()).or_default().push(id);
             }
-            enforcing.entry(policy).or_default().insert(id.to_owned());
+            // Only a proxy with an inbound listener in the policy's mode enforces it.
+            if mtls && workload.serves_inbound {
+                enforcing.entry(policy).or_default().insert(id.to_owned());
+            }
         }
     }
     for addr in app_addrs {
@@ -140,6 +143,19 @@ pub(super) fn add_workloads(
             cluster.name.clone(),
             pack_any(cluster),
         );
+    }
+    if !mtls {
+        for (_, report) in reports
+            .iter_mut()
+            .filter(|(key, _)| key.kind == Kind::MtlsPolicy)
+        {
+            report.notes.push(
+                "not enforced: the controller does not authenticate proxies (local mode \
+                 without --token-file), so no proxy has a certificate and every inbound \
+                 listener is plaintext"
+                    .to_owned(),
+            );
+        }
     }
     for (loser, by_winner) in ties {
         let Some(report) = reports.get_mut(&loser) else {
