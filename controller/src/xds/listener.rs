@@ -52,6 +52,11 @@ pub(super) fn outbound_listener_at(namespace: &str, addr: SocketAddr) -> (String
             http_filter(ROUTER_FILTER, pack_any(Router::default())),
         ],
         generate_request_id: Some(BoolValue { value: false }),
+        // Apps dial the outbound listener itself (`localhost:15001`) until traffic is
+        // intercepted; the listener's own port in `:authority` says nothing about the
+        // destination, so Envoy drops it before matching domains (weft-proxy drops any
+        // port no virtual host lists, which covers this).
+        strip_matching_host_port: true,
         // 0s: no idle limit; a quiet stream is ended by its deadline or its peer.
         stream_idle_timeout: Some(Duration::default()),
         ..Default::default()
