@@ -95,7 +95,7 @@ fn one(bins: &Bins, options: &Options, proxies: usize) -> anyhow::Result<LoadRep
     }
     let xds = free_port();
     let log = work.path().join("controller.log");
-    let (controller, _admin) = rig::start_controller(bins, &config, xds, PROXY_CORE, &log)?;
+    let (controller, _admin) = rig::start_controller(bins, &config, xds, PROXY_CORE, &[], &log)?;
     let mut command = rig::pinned(LOAD_CORE, &bins.get("ads-load")?);
     command
         .args(["--xds-addr", &format!("127.0.0.1:{xds}")])

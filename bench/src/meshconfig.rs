@@ -70,21 +70,31 @@ fn route(out: &mut String, name: &str, namespace: &str, parent: &str, backends: 
     );
 }
 
-/// The data-plane config: the backend and the two pairs' inbound sides, all on 127.0.0.1.
-pub fn dataplane_config(backend: u16, weft_inbound: u16, envoy_inbound: u16) -> String {
+/// The data-plane benchmark's Services, one per topology, each with its route:
+/// `(service name, endpoint port)`. The pairs' inbound sides run plaintext (namespace-wide
+/// MtlsPolicy `Disable`) except those labelled [`MTLS_LABEL`], which are
+/// `Strict`.
+pub fn dataplane_config(services: &[(&str, u16)]) -> String {
     let mut out = String::new();
     let ns = DATA_NAMESPACE;
-    for (name, port) in [
-        ("echo", backend),
-        ("echo-weft-pair", weft_inbound),
-        ("echo-envoy-pair", envoy_inbound),
-    ] {
+    for &(name, port) in services {
         service(&mut out, name, ns);
         endpoint_slice(&mut out, name, ns, port, &["127.0.0.1".to_string()]);
         route(&mut out, name, ns, name, &[(name, 1)]);
     }
+    let (key, value) = MTLS_LABEL;
+    out += &format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: MtlsPolicy\n\
+         metadata: {{name: plaintext, namespace: {ns}}}\nspec: {{mode: Disable}}\n---\n\
+         apiVersion: weft.dev/v1alpha1\nkind: MtlsPolicy\n\
+         metadata: {{name: mtls-pair, namespace: {ns}}}\n\
+         spec: {{mode: Strict, selector: {{matchLabels: {{{key}: {value}}}}}}}\n---\n"
+    );
     out
 }
+
+/// The workload label of the mTLS pairs' inbound sides.
+pub const MTLS_LABEL: (&str, &str) = ("app", "mtls");
 
 /// The control-plane benchmark's config and its changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,12 +235,14 @@ mod tests {
     }
 
     #[test]
-    fn dataplane_config_has_three_services_and_routes() {
-        let yaml = dataplane_config(1000, 2000, 3000);
+    fn dataplane_config_has_a_service_and_route_each_and_the_policies() {
+        let yaml = dataplane_config(&[("echo", 1000), ("echo-weft-pair", 2000), ("echo-envoy-pair", 3000)]);
         assert_eq!(yaml.matches("kind: Service\n").count(), 3);
         assert_eq!(yaml.matches("kind: GrpcRoute").count(), 3);
         assert!(yaml.contains("ports: [{name: grpc, port: 2000}]"));
         assert!(yaml.contains("{name: echo-envoy-pair, port: 50051, weight: 1}"));
+        assert!(yaml.contains("spec: {mode: Disable}"));
+        assert!(yaml.contains("spec: {mode: Strict, selector: {matchLabels: {app: mtls}}}"));
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub fn controller(
         &dir,
         xds,
         PROXY_CORE,
+        &[],
         &work.path().join("controller.log"),
     )?;
     let data = work.path().join("controller.perf");

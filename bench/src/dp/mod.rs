@@ -72,7 +72,9 @@ pub struct DataPlane {
 impl DataPlane {
     /// Starts the rig, probes each topology with a real call, reads idle RSS, calibrates.
     pub fn start(bins: &Bins, options: &Options) -> anyhow::Result<Self> {
-        eprintln!("[data plane] starting the server, weft-controller, weft-proxy ×2 and Envoy ×2");
+        eprintln!(
+            "[data plane] starting the server, weft-controller, weft-proxy ×4 and Envoy ×4 (a plaintext and an mTLS pair each)"
+        );
         let rig = Rig::start(bins)?;
         let mut unavailable = Vec::new();
         let mut targets = vec![Target {
@@ -84,8 +86,10 @@ impl DataPlane {
         let mut idle_rss = Vec::new();
         std::thread::sleep(Duration::from_secs(2));
         for (pair, hop, two, name) in [
-            (&rig.weft, TopoId::WeftHop, TopoId::WeftPair, "weft"),
-            (&rig.envoy, TopoId::EnvoyHop, TopoId::EnvoyPair, "envoy"),
+            (&rig.weft, Some(TopoId::WeftHop), TopoId::WeftPair, "weft"),
+            (&rig.envoy, Some(TopoId::EnvoyHop), TopoId::EnvoyPair, "envoy"),
+            (&rig.weft_mtls, None, TopoId::WeftPairMtls, "weft-mtls"),
+            (&rig.envoy_mtls, None, TopoId::EnvoyPairMtls, "envoy-mtls"),
         ] {
             match pair {
                 Ok(pair) => {
@@ -94,12 +98,14 @@ impl DataPlane {
                     idle_rss.push((format!("{name}-a"), a.rss()? as f64));
                     idle_rss.push((format!("{name}-b"), b.rss()? as f64));
                     let addr = ([127, 0, 0, 1], pair.hop_outbound).into();
-                    targets.push(Target {
-                        topo: hop,
-                        addr,
-                        authority: meshconfig::authority("echo", DATA_NAMESPACE),
-                        proxies: vec![a],
-                    });
+                    if let Some(hop) = hop {
+                        targets.push(Target {
+                            topo: hop,
+                            addr,
+                            authority: meshconfig::authority("echo", DATA_NAMESPACE),
+                            proxies: vec![a],
+                        });
+                    }
                     targets.push(Target {
                         topo: two,
                         addr,
@@ -112,7 +118,7 @@ impl DataPlane {
                 }
                 Err(why) => {
                     eprintln!("[data plane] {name} proxies did not start: {why}");
-                    unavailable.push((hop, why.clone()));
+                    unavailable.extend(hop.map(|hop| (hop, why.clone())));
                     unavailable.push((two, why.clone()));
                 }
             }

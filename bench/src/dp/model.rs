@@ -18,15 +18,21 @@ pub enum TopoId {
     WeftPair,
     /// T2: client → Envoy → Envoy (inbound) → server.
     EnvoyPair,
+    /// T2 with mutual TLS between the two weft-proxies (MtlsPolicy `Strict`).
+    WeftPairMtls,
+    /// T2 with mutual TLS between the two Envoys (certificates over SDS).
+    EnvoyPairMtls,
 }
 
 impl TopoId {
-    pub const ALL: [TopoId; 5] = [
+    pub const ALL: [TopoId; 7] = [
         Self::Direct,
         Self::WeftHop,
         Self::EnvoyHop,
         Self::WeftPair,
         Self::EnvoyPair,
+        Self::WeftPairMtls,
+        Self::EnvoyPairMtls,
     ];
 
     pub fn label(self) -> &'static str {
@@ -36,6 +42,8 @@ impl TopoId {
             Self::EnvoyHop => "T1 Envoy",
             Self::WeftPair => "T2 weft-proxy pair",
             Self::EnvoyPair => "T2 Envoy pair",
+            Self::WeftPairMtls => "T2 weft-proxy pair, mTLS",
+            Self::EnvoyPairMtls => "T2 Envoy pair, mTLS",
         }
     }
 
@@ -44,6 +52,7 @@ impl TopoId {
         match self {
             Self::EnvoyHop => Some(Self::WeftHop),
             Self::EnvoyPair => Some(Self::WeftPair),
+            Self::EnvoyPairMtls => Some(Self::WeftPairMtls),
             _ => None,
         }
     }
@@ -53,6 +62,7 @@ impl TopoId {
         match self {
             Self::WeftHop => Some(Self::EnvoyHop),
             Self::WeftPair => Some(Self::EnvoyPair),
+            Self::WeftPairMtls => Some(Self::EnvoyPairMtls),
             _ => None,
         }
     }

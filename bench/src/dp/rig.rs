@@ -1,6 +1,9 @@
 //! Starting the data-plane rig: the Echo server, weft-controller (local mode) with the
-//! benchmark config, and two instances each of weft-proxy and Envoy (the one-hop proxy,
-//! which is also the outbound side of its pair, and the pair's inbound side). Proxies are
+//! benchmark config, and two pairs each of weft-proxy and Envoy: the plaintext pair (its
+//! outbound side is also the one-hop proxy) and the mTLS pair (MtlsPolicy `Strict` on its
+//! inbound side, certificates from the controller: weft-proxy asks with a CSR, Envoy gets
+//! SDS secrets). The controller authenticates every proxy with a token file, as a mesh with
+//! mTLS must; the plaintext pairs run under a namespace-wide `Disable`. Proxies are
 //! pinned to [`PROXY_CORE`]; everything else runs on [`LOAD_CORE`]. Every process binds
 //! 127.0.0.1 and is stopped when the rig is dropped (also on error or panic).
 //!
@@ -16,8 +19,8 @@ use anyhow::Context as _;
 use weft_tests::process::{Process, free_port, wait_until};
 use weft_tests::tools;
 
-use super::envoy::{EnvoyPorts, bootstrap};
-use crate::meshconfig::{self, DATA_NAMESPACE};
+use super::envoy::{EnvoyPorts, Inbound, bootstrap};
+use crate::meshconfig::{self, DATA_NAMESPACE, MTLS_LABEL};
 
 /// The core the load generator, server and controller run on.
 pub const LOAD_CORE: u32 = 0;
@@ -101,6 +104,8 @@ pub struct Rig {
     pub backend: SocketAddr,
     pub weft: Result<ProxyPair, String>,
     pub envoy: Result<ProxyPair, String>,
+    pub weft_mtls: Result<ProxyPair, String>,
+    pub envoy_mtls: Result<ProxyPair, String>,
     // Declared last: dropped after the processes above.
     _server: Process,
     _controller: Process,
@@ -109,8 +114,56 @@ pub struct Rig {
 
 struct Ports {
     xds: u16,
+    xds_tls: u16,
     weft_inbound: u16,
     envoy_inbound: u16,
+    weft_mtls_inbound: u16,
+    envoy_mtls_inbound: u16,
+}
+
+/// How proxies prove who they are and trust the controller: the token the controller's
+/// token file maps to ServiceAccount `bench` of the data namespace, in a file for
+/// weft-proxy; the directory the controller keeps its CA in (`ca.crt` is the root).
+struct Identity {
+    token: String,
+    proxy_token_file: PathBuf,
+    controller_token_file: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Identity {
+    fn create(dir: &Path) -> anyhow::Result<Self> {
+        let token = "weft-bench-token".to_owned();
+        let identity = Self {
+            proxy_token_file: dir.join("proxy.token"),
+            controller_token_file: dir.join("tokens"),
+            state_dir: dir.join("state"),
+            token,
+        };
+        std::fs::write(&identity.proxy_token_file, &identity.token)?;
+        std::fs::write(
+            &identity.controller_token_file,
+            format!("{} {DATA_NAMESPACE}/bench\n", identity.token),
+        )?;
+        Ok(identity)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.state_dir.join("ca.crt")
+    }
+
+    /// The controller's flags: authenticate with the token file, keep the CA, serve TLS.
+    fn controller_args(&self, xds_tls: u16) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--token-file".into(),
+            path(&self.controller_token_file),
+            "--state-dir".into(),
+            path(&self.state_dir),
+            "--xds-tls-addr".into(),
+            format!("127.0.0.1:{xds_tls}"),
+        ]
+    }
 }
 
 impl Rig {
@@ -128,28 +181,43 @@ impl Rig {
 
         let ports = Ports {
             xds: free_port(),
+            xds_tls: free_port(),
             weft_inbound: free_port(),
             envoy_inbound: free_port(),
+            weft_mtls_inbound: free_port(),
+            envoy_mtls_inbound: free_port(),
         };
         let config = dir.join("config");
         std::fs::create_dir(&config)?;
-        let yaml =
-            meshconfig::dataplane_config(backend.port(), ports.weft_inbound, ports.envoy_inbound);
+        let yaml = meshconfig::dataplane_config(&[
+            ("echo", backend.port()),
+            ("echo-weft-pair", ports.weft_inbound),
+            ("echo-envoy-pair", ports.envoy_inbound),
+            ("echo-weft-mtls-pair", ports.weft_mtls_inbound),
+            ("echo-envoy-mtls-pair", ports.envoy_mtls_inbound),
+        ]);
         meshconfig::write_atomically(&config, "bench.yaml", &yaml)?;
+        let identity = Identity::create(dir)?;
         let controller = start_controller(
             bins,
             &config,
             ports.xds,
             LOAD_CORE,
+            &identity.controller_args(ports.xds_tls),
             &dir.join("controller.log"),
         )?;
 
-        let weft = start_weft_pair(bins, dir, &ports, backend).map_err(|e| format!("{e:#}"));
-        let envoy = start_envoy_pair(dir, &ports, backend).map_err(|e| format!("{e:#}"));
+        let started = |pair: anyhow::Result<ProxyPair>| pair.map_err(|e| format!("{e:#}"));
+        let weft = started(start_weft_pair(bins, dir, &ports, &identity, backend, false));
+        let envoy = started(start_envoy_pair(dir, &ports, &identity, backend, false));
+        let weft_mtls = started(start_weft_pair(bins, dir, &ports, &identity, backend, true));
+        let envoy_mtls = started(start_envoy_pair(dir, &ports, &identity, backend, true));
         Ok(Self {
             backend,
             weft,
             envoy,
+            weft_mtls,
+            envoy_mtls,
             _server: server,
             _controller: controller.0,
             work,
@@ -157,13 +225,14 @@ impl Rig {
     }
 }
 
-/// Starts weft-controller in local mode on `config`, pinned to `core`; waits for /ready.
-/// Returns it with its admin port.
+/// Starts weft-controller in local mode on `config` with `extra` flags, pinned to `core`;
+/// waits for /ready. Returns it with its admin port.
 pub fn start_controller(
     bins: &Bins,
     config: &Path,
     xds: u16,
     core: u32,
+    extra: &[String],
     log: &Path,
 ) -> anyhow::Result<(Process, u16)> {
     let admin = free_port();
@@ -173,62 +242,69 @@ pub fn start_controller(
         .arg(config)
         .args(["--xds-addr", &format!("127.0.0.1:{xds}")])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-        .args(["--log-level", "warn"]);
+        .args(["--log-level", "warn"])
+        .args(extra);
     let mut process = Process::spawn("weft-controller", command, log)?;
     wait_ready(&mut process, admin, "/ready")?;
     Ok((process, admin))
 }
 
+/// One weft-proxy; `xds` is its `--xds-addr`, `extra` its identity flags.
+#[allow(clippy::too_many_arguments)]
 fn start_weft(
     bins: &Bins,
     dir: &Path,
     name: &str,
-    xds: u16,
-    outbound: u16,
-    inbound: u16,
+    xds: &str,
+    (outbound, inbound): (u16, u16),
     app: SocketAddr,
+    extra: &[String],
 ) -> anyhow::Result<Process> {
     let admin = free_port();
     let mut command = pinned(PROXY_CORE, &bins.get("weft-proxy")?);
     command
-        .args(["--xds-addr", &format!("http://127.0.0.1:{xds}")])
+        .args(["--xds-addr", xds])
         .args(["--node-id", &format!("{name}.{DATA_NAMESPACE}")])
         .args(["--outbound-addr", &format!("127.0.0.1:{outbound}")])
         .args(["--inbound-addr", &format!("127.0.0.1:{inbound}")])
         .args(["--app-addr", &app.to_string()])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-        .args(["--worker-threads", "1", "--log-level", "warn"]);
+        .args(["--worker-threads", "1", "--log-level", "warn"])
+        .args(extra);
     let mut process = Process::spawn(name, command, &dir.join(format!("{name}.log")))?;
     wait_ready(&mut process, admin, "/ready")?;
     wait_listening(&mut process, outbound)?;
     Ok(process)
 }
 
+/// The plaintext pair (weft-a → weft-b) over plaintext xDS, or the mTLS pair (weft-c →
+/// weft-d, the inbound side labelled for `Strict`) over xDS with TLS.
 fn start_weft_pair(
     bins: &Bins,
     dir: &Path,
     ports: &Ports,
+    identity: &Identity,
     app: SocketAddr,
+    mtls: bool,
 ) -> anyhow::Result<ProxyPair> {
+    let token = identity.proxy_token_file.display().to_string();
+    let (names, xds, inbound, mut extra) = if mtls {
+        let root = identity.root().display().to_string();
+        let xds = format!("https://127.0.0.1:{}", ports.xds_tls);
+        let extra = vec!["--token-file".into(), token, "--xds-root-cert".into(), root];
+        (("weft-c", "weft-d"), xds, ports.weft_mtls_inbound, extra)
+    } else {
+        let xds = format!("http://127.0.0.1:{}", ports.xds);
+        let extra = vec!["--token-file".into(), token];
+        (("weft-a", "weft-b"), xds, ports.weft_inbound, extra)
+    };
     let hop_outbound = free_port();
-    let hop = start_weft(
-        bins,
-        dir,
-        "weft-a",
-        ports.xds,
-        hop_outbound,
-        free_port(),
-        app,
-    )?;
-    let inbound_side = start_weft(
-        bins,
-        dir,
-        "weft-b",
-        ports.xds,
-        free_port(),
-        ports.weft_inbound,
-        app,
-    )?;
+    let hop = start_weft(bins, dir, names.0, &xds, (hop_outbound, free_port()), app, &extra)?;
+    if mtls {
+        let (key, value) = MTLS_LABEL;
+        extra.extend(["--workload-labels".into(), format!("{key}={value}")]);
+    }
+    let inbound_side = start_weft(bins, dir, names.1, &xds, (free_port(), inbound), app, &extra)?;
     Ok(ProxyPair {
         hop,
         hop_outbound,
@@ -259,28 +335,43 @@ fn start_envoy(dir: &Path, ports: &EnvoyPorts) -> anyhow::Result<Process> {
     Ok(process)
 }
 
-fn start_envoy_pair(dir: &Path, ports: &Ports, app: SocketAddr) -> anyhow::Result<ProxyPair> {
+/// The plaintext pair (envoy-a → envoy-b, b's inbound listener static) or the mTLS pair
+/// (envoy-c → envoy-d, ADS over TLS, d's inbound listener from the controller).
+fn start_envoy_pair(
+    dir: &Path,
+    ports: &Ports,
+    identity: &Identity,
+    app: SocketAddr,
+    mtls: bool,
+) -> anyhow::Result<ProxyPair> {
+    let (names, xds, xds_root, port) = if mtls {
+        let names = ("envoy-c", "envoy-d");
+        (names, ports.xds_tls, Some(identity.root()), ports.envoy_mtls_inbound)
+    } else {
+        (("envoy-a", "envoy-b"), ports.xds, None, ports.envoy_inbound)
+    };
+    let envoy = |name: &str, outbound: u16, inbound: Option<Inbound>| EnvoyPorts {
+        node_id: format!("{name}.{DATA_NAMESPACE}"),
+        admin: free_port(),
+        outbound,
+        xds,
+        inbound,
+        token: identity.token.clone(),
+        xds_root: xds_root.clone(),
+    };
     let hop_outbound = free_port();
-    let hop = start_envoy(
-        dir,
-        &EnvoyPorts {
-            node_id: format!("envoy-a.{DATA_NAMESPACE}"),
-            admin: free_port(),
-            outbound: hop_outbound,
-            xds: ports.xds,
-            inbound: None,
-        },
-    )?;
-    let inbound_side = start_envoy(
-        dir,
-        &EnvoyPorts {
-            node_id: format!("envoy-b.{DATA_NAMESPACE}"),
-            admin: free_port(),
-            outbound: free_port(),
-            xds: ports.xds,
-            inbound: Some((ports.envoy_inbound, app)),
-        },
-    )?;
+    let hop = start_envoy(dir, &envoy(names.0, hop_outbound, None))?;
+    let (key, value) = MTLS_LABEL;
+    let inbound = Inbound {
+        port,
+        app,
+        mesh_labels: mtls.then(|| format!("{key}: {value}")),
+    };
+    let mut inbound_side = start_envoy(dir, &envoy(names.1, free_port(), Some(inbound)))?;
+    if mtls {
+        // The listener comes over xDS once the secrets it names have arrived.
+        wait_listening(&mut inbound_side, port)?;
+    }
     Ok(ProxyPair {
         hop,
         hop_outbound,

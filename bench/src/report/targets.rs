@@ -83,6 +83,23 @@ pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
         medians(cpu(TopoId::WeftHop), cpu(TopoId::EnvoyHop)),
         |r| r <= 0.3,
     );
+    ratio_row(
+        &mut t,
+        "mTLS pair: CPU per call (closed loop) ≤ 0.5 × Envoy's mTLS pair",
+        "µs",
+        medians(cpu(TopoId::WeftPairMtls), cpu(TopoId::EnvoyPairMtls)),
+        |r| r <= 0.5,
+    );
+    ratio_row(
+        &mut t,
+        "mTLS pair: added p50 at 1000 rps ≤ 0.5 × Envoy's mTLS pair",
+        "µs",
+        medians(
+            added_latency(runs, TopoId::WeftPairMtls, w1000, Pct::P50),
+            added_latency(runs, TopoId::EnvoyPairMtls, w1000, Pct::P50),
+        ),
+        |r| r <= 0.5,
+    );
     let idle = |name: &str| {
         dp.and_then(|d| {
             d.idle_rss
