@@ -236,7 +236,11 @@ mod tests {
 
     #[test]
     fn dataplane_config_has_a_service_and_route_each_and_the_policies() {
-        let yaml = dataplane_config(&[("echo", 1000), ("echo-weft-pair", 2000), ("echo-envoy-pair", 3000)]);
+        let yaml = dataplane_config(&[
+            ("echo", 1000),
+            ("echo-weft-pair", 2000),
+            ("echo-envoy-pair", 3000),
+        ]);
         assert_eq!(yaml.matches("kind: Service\n").count(), 3);
         assert_eq!(yaml.matches("kind: GrpcRoute").count(), 3);
         assert!(yaml.contains("ports: [{name: grpc, port: 2000}]"));

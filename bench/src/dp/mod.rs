@@ -87,7 +87,12 @@ impl DataPlane {
         std::thread::sleep(Duration::from_secs(2));
         for (pair, hop, two, name) in [
             (&rig.weft, Some(TopoId::WeftHop), TopoId::WeftPair, "weft"),
-            (&rig.envoy, Some(TopoId::EnvoyHop), TopoId::EnvoyPair, "envoy"),
+            (
+                &rig.envoy,
+                Some(TopoId::EnvoyHop),
+                TopoId::EnvoyPair,
+                "envoy",
+            ),
             (&rig.weft_mtls, None, TopoId::WeftPairMtls, "weft-mtls"),
             (&rig.envoy_mtls, None, TopoId::EnvoyPairMtls, "envoy-mtls"),
         ] {

@@ -208,7 +208,9 @@ impl Rig {
         )?;
 
         let started = |pair: anyhow::Result<ProxyPair>| pair.map_err(|e| format!("{e:#}"));
-        let weft = started(start_weft_pair(bins, dir, &ports, &identity, backend, false));
+        let weft = started(start_weft_pair(
+            bins, dir, &ports, &identity, backend, false,
+        ));
         let envoy = started(start_envoy_pair(dir, &ports, &identity, backend, false));
         let weft_mtls = started(start_weft_pair(bins, dir, &ports, &identity, backend, true));
         let envoy_mtls = started(start_envoy_pair(dir, &ports, &identity, backend, true));
@@ -299,12 +301,28 @@ fn start_weft_pair(
         (("weft-a", "weft-b"), xds, ports.weft_inbound, extra)
     };
     let hop_outbound = free_port();
-    let hop = start_weft(bins, dir, names.0, &xds, (hop_outbound, free_port()), app, &extra)?;
+    let hop = start_weft(
+        bins,
+        dir,
+        names.0,
+        &xds,
+        (hop_outbound, free_port()),
+        app,
+        &extra,
+    )?;
     if mtls {
         let (key, value) = MTLS_LABEL;
         extra.extend(["--workload-labels".into(), format!("{key}={value}")]);
     }
-    let inbound_side = start_weft(bins, dir, names.1, &xds, (free_port(), inbound), app, &extra)?;
+    let inbound_side = start_weft(
+        bins,
+        dir,
+        names.1,
+        &xds,
+        (free_port(), inbound),
+        app,
+        &extra,
+    )?;
     Ok(ProxyPair {
         hop,
         hop_outbound,
@@ -346,7 +364,12 @@ fn start_envoy_pair(
 ) -> anyhow::Result<ProxyPair> {
     let (names, xds, xds_root, port) = if mtls {
         let names = ("envoy-c", "envoy-d");
-        (names, ports.xds_tls, Some(identity.root()), ports.envoy_mtls_inbound)
+        (
+            names,
+            ports.xds_tls,
+            Some(identity.root()),
+            ports.envoy_mtls_inbound,
+        )
     } else {
         (("envoy-a", "envoy-b"), ports.xds, None, ports.envoy_inbound)
     };
