@@ -231,10 +231,14 @@ fn method(args: &RunArgs) -> Vec<String> {
          message that comes back (1 KB each way)."
             .into(),
         "Topologies: T0 client → server; T1 client → proxy → server; T2 client → proxy → proxy (inbound listener) → \
-         server, plaintext (mTLS does not exist yet). Both proxies take their outbound listener, routes (a GrpcRoute \
-         matching `weft.test.Echo`), clusters and endpoints from the same weft-controller (local mode, Delta ADS); \
-         clients name `echo.default.svc.cluster.local:50051` in `:authority`. Envoy's pair inbound side is a static \
-         listener in its bootstrap; weft-proxy's is its `--inbound-addr`/`--app-addr`."
+         server, plaintext, and the same pair with mutual TLS between the proxies. Both proxies take their outbound \
+         listener, routes (a GrpcRoute matching `weft.test.Echo`), clusters and endpoints from the same \
+         weft-controller (local mode, Delta ADS; every proxy authenticated by a token file); clients name \
+         `echo.default.svc.cluster.local:50051` in `:authority`. Plaintext pairs: Envoy's inbound side is a static \
+         listener in its bootstrap, weft-proxy's its `--inbound-addr`/`--app-addr` under an MtlsPolicy `Disable`. \
+         mTLS pairs: an MtlsPolicy `Strict` selects the inbound sides; weft-proxy gets its certificate by CSR, \
+         Envoy its certificate and inbound listener (TLS inspector, filter chain with mTLS) from the controller \
+         over SDS and LDS on an ADS stream over TLS; ECDSA P-256 certificates on both."
             .into(),
         "Fair to Envoy: no access log, `generate_request_id: false`, circuit breakers at 1 000 000 (controller \
          clusters and the bootstrap's), HTTP/2 upstream, `--concurrency 1`, `-l warning`."
