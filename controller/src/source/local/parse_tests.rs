@@ -230,7 +230,7 @@ fn demo_manifests_load() {
     let counts: Vec<usize> = Kind::ALL.iter().map(|k| count(*k)).collect();
     assert_eq!(
         counts,
-        [3, 2, 1, 1, 0],
+        [3, 2, 1, 1, 1],
         "Service, EndpointSlice, GrpcRoute, FaultInjection, MtlsPolicy"
     );
     let slices: Vec<_> = state
