@@ -5,7 +5,8 @@
 //! (`model`); the publisher (`publisher`) debounces changes, translates the index
 //! (`xds`) and publishes a snapshot; the ADS server (`ads`) pushes it to every connected
 //! proxy, adding each proxy's own listener; in Kubernetes mode the status writer (`status`)
-//! reports conditions on each resource; the admin endpoint (`admin`) shows readiness,
+//! reports conditions on each resource, written by the replica that holds the leader Lease
+//! (`leader`); the admin endpoint (`admin`) shows readiness,
 //! metrics, connected proxies and per-resource reports.
 
 pub mod admin;
@@ -14,6 +15,8 @@ pub mod api;
 pub mod auth;
 pub mod ca;
 pub mod certs;
+pub mod inject;
+pub mod leader;
 mod mesh_identity;
 pub mod model;
 pub mod publisher;
@@ -87,7 +90,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         _,
         admin::SourceErrors,
         Box<dyn std::any::Any + Send>,
-    ) = match (&mode, client) {
+    ) = match (&mode, client.clone()) {
         (SourceMode::Local(dir), _) => {
             let source = Arc::new(LocalSource::new(dir.clone()).start(index.clone()).await?);
             let errors = source.clone();
@@ -104,8 +107,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let client = client.ok_or_else(|| anyhow::anyhow!("no Kubernetes client"))?;
             eprintln!("weft-controller: {mode}; waiting for the first full listing");
             let source = source::kube::start(client.clone(), index.clone()).await;
-            let writer =
-                status::run_writer(client, index.clone(), published_rx.clone(), proxies.clone());
+            let election = leader::run(
+                client.clone(),
+                leader::LeaderSettings {
+                    namespace: settings.namespace.clone(),
+                    name: settings.lease_name.clone(),
+                    identity: settings.replica_id(),
+                    duration: settings.lease_duration,
+                },
+            );
+            let writer = status::run_writer(
+                client,
+                index.clone(),
+                published_rx.clone(),
+                proxies.clone(),
+                election,
+            );
             tokio::spawn(writer);
             (source.subscribe(), Arc::new(Vec::new), Box::new(source))
         }
@@ -146,6 +163,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         servers.spawn(router.serve_with_incoming(incoming));
     }
 
+    if let Some(addr) = settings.webhook_addr.0 {
+        let ca = ca.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("--webhook-addr needs authenticated proxies (Kubernetes mode or --token-file): injected sidecars get certificates")
+        })?;
+        let webhook = mesh_identity::webhook(&settings, ca)?;
+        let listener = bind("--webhook-addr", Some(addr))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("--webhook-addr"))?;
+        let addr = listener.local_addr()?;
+        listening.push(format!(
+            "sidecar injection webhook on https://{addr}/inject"
+        ));
+        let serving = mesh_identity::webhook_identity(&settings, ca, addr)?;
+        tokio::spawn(inject::serve(
+            listener,
+            serving.http1_server_config()?,
+            webhook,
+        ));
+    }
+    if let (Some(name), Some(client), Some(ca)) = (&settings.webhook_config_name, &client, &ca) {
+        tokio::spawn(inject::keep_ca_bundle(
+            client.clone(),
+            name.clone(),
+            ca.trust_bundle_pem().to_owned(),
+        ));
+    }
     if !auth_on {
         listening.push(
             "proxies not authenticated (no --token-file), no certificates: local development only"

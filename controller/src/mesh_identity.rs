@@ -86,6 +86,24 @@ pub fn serving_identity(
     ca: &CertificateAuthority,
     addr: SocketAddr,
 ) -> anyhow::Result<Arc<ServingIdentity>> {
+    serving(settings, ca, settings.xds_dns_names.clone(), addr)
+}
+
+/// The webhook's serving identity: `--webhook-dns-names` and the address's IP.
+pub fn webhook_identity(
+    settings: &Settings,
+    ca: &CertificateAuthority,
+    addr: SocketAddr,
+) -> anyhow::Result<Arc<ServingIdentity>> {
+    serving(settings, ca, settings.webhook_dns_names.clone(), addr)
+}
+
+fn serving(
+    settings: &Settings,
+    ca: &CertificateAuthority,
+    dns_names: Vec<String>,
+    addr: SocketAddr,
+) -> anyhow::Result<Arc<ServingIdentity>> {
     let mut ips = vec![addr.ip()];
     if addr.ip().is_unspecified() {
         ips = vec![std::net::Ipv4Addr::LOCALHOST.into()];
@@ -97,8 +115,27 @@ pub fn serving_identity(
     );
     Ok(Arc::new(ServingIdentity::new(
         ca.clone(),
-        settings.xds_dns_names.clone(),
+        dns_names,
         ips,
         id,
     )?))
+}
+
+/// The injection webhook: `--injection-config` read and checked, and the trust bundle.
+pub fn webhook(
+    settings: &Settings,
+    ca: &CertificateAuthority,
+) -> anyhow::Result<Arc<crate::inject::WebhookServer>> {
+    let path = settings
+        .injection_config
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--webhook-addr needs --injection-config"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("--injection-config {}: {err}", path.display()))?;
+    let config: crate::inject::InjectionConfig = serde_saphyr::from_str(&text)
+        .map_err(|err| anyhow::anyhow!("--injection-config {}: {err}", path.display()))?;
+    Ok(Arc::new(crate::inject::WebhookServer {
+        config,
+        root_pem: ca.trust_bundle_pem().to_owned(),
+    }))
 }

@@ -77,6 +77,37 @@ pub struct Settings {
     #[arg(long, env = "WEFT_TOKEN_AUDIENCE", default_value = crate::auth::DEFAULT_AUDIENCE)]
     pub token_audience: String,
 
+    /// Address of the sidecar-injection webhook (HTTPS, certificate from the mesh CA), or
+    /// `off`. Needs --injection-config and authenticated proxies (the CA).
+    #[arg(long, env = "WEFT_WEBHOOK_ADDR", default_value = "off", value_parser = parse_optional_addr)]
+    pub webhook_addr: MaybeAddr,
+    /// DNS names the webhook's certificate carries (the webhook Service's
+    /// `<name>.<namespace>.svc`), comma separated.
+    #[arg(long, env = "WEFT_WEBHOOK_DNS_NAMES", value_delimiter = ',')]
+    pub webhook_dns_names: Vec<String>,
+    /// What injected sidecars look like (YAML or JSON; the chart renders it from its values).
+    #[arg(long, env = "WEFT_INJECTION_CONFIG")]
+    pub injection_config: Option<PathBuf>,
+    /// Kubernetes mode: the MutatingWebhookConfiguration whose `caBundle` the controller keeps
+    /// equal to the mesh's trust bundle.
+    #[arg(long, env = "WEFT_WEBHOOK_CONFIG_NAME")]
+    pub webhook_config_name: Option<String>,
+    /// Kubernetes mode: the Lease (in --namespace) whose holder writes resource status;
+    /// every replica serves proxies, one writes status.
+    #[arg(
+        long,
+        env = "WEFT_LEASE_NAME",
+        default_value = "weft-controller-leader"
+    )]
+    pub lease_name: String,
+    /// How long the leader's Lease lasts without renewal: a dead leader is replaced after
+    /// about this long.
+    #[arg(long, env = "WEFT_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease (the pod name in a cluster); default
+    /// `<hostname>-<pid>`.
+    #[arg(long, env = "WEFT_REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// Address of the admin server (/ready, /metrics, /debug/proxies).
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
     pub admin_addr: SocketAddr,
@@ -104,6 +135,15 @@ fn parse_optional_addr(value: &str) -> Result<MaybeAddr, String> {
 fn parse_lifetime(value: &str) -> Result<Duration, String> {
     match weft_common::time::parse_duration(value)? {
         d if d < Duration::from_secs(10) => Err(format!("{value:?}: at least 10s")),
+        d => Ok(d),
+    }
+}
+
+/// A Lease duration: whole seconds (the Lease stores seconds), at least 2s.
+fn parse_lease_duration(value: &str) -> Result<Duration, String> {
+    match weft_common::time::parse_duration(value)? {
+        d if d < Duration::from_secs(2) => Err(format!("{value:?}: at least 2s")),
+        d if d.subsec_nanos() != 0 => Err(format!("{value:?}: whole seconds")),
         d => Ok(d),
     }
 }
@@ -139,6 +179,17 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// `--replica-id`, or `<hostname>-<pid>` (unique among replicas on one machine too).
+    pub fn replica_id(&self) -> String {
+        if let Some(id) = &self.replica_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "weft-controller".into());
+        format!("{host}-{}", std::process::id())
+    }
+
     /// Checks the paths named by flags and says which source mode they select.
     pub fn source_mode(&self) -> Result<SourceMode, SettingsError> {
         if let Some(dir) = &self.config_dir {

@@ -63,12 +63,26 @@ impl ServingIdentity {
     /// A rustls server config presenting this identity (ALPN h2, no client certificates:
     /// proxies authenticate with tokens).
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        self.config_with_alpn(b"h2")
+    }
+
+    /// The same for HTTP/1.1 (the admission webhook, which the apiserver calls).
+    pub fn http1_server_config(
+        self: &Arc<Self>,
+    ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        self.config_with_alpn(b"http/1.1")
+    }
+
+    fn config_with_alpn(
+        self: &Arc<Self>,
+        alpn: &[u8],
+    ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     }
 }
@@ -124,7 +138,7 @@ pub fn tls_incoming(
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::warn!(%err, "xDS TLS accept failed");
+                    tracing::warn!(%err, "TLS accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -140,8 +154,8 @@ pub fn tls_incoming(
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
-                    Ok(Err(err)) => tracing::debug!(%peer, %err, "xDS TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "xDS TLS handshake timed out"),
+                    Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             });
         }

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::ads::ProxyRegistry;
 use crate::api::{FaultInjection, GrpcRoute, MtlsPolicy, ResourceStatus};
+use crate::leader::Election;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::publisher::Published;
 use crate::source::SharedIndex;
@@ -36,15 +37,26 @@ use crate::source::SharedIndex;
 /// Proxy ACKs change without a new translation; they are looked at this often.
 const PROXY_POLL: Duration = Duration::from_secs(1);
 
-/// Writes statuses until the process ends.
+/// Writes statuses until the process ends, while this replica leads (`election`).
 pub async fn run_writer(
     client: Client,
     index: SharedIndex,
     mut published: watch::Receiver<Published>,
     proxies: Arc<ProxyRegistry>,
+    election: Election,
 ) {
+    let Election(mut leading) = election;
     let mut written: BTreeMap<ObjectKey, ResourceStatus> = BTreeMap::new();
     loop {
+        if !*leading.borrow_and_update() {
+            // Another replica writes meanwhile: what we wrote before may be stale, so
+            // compare with what is on the objects once we lead again.
+            written.clear();
+            if leading.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         let (reports, enforcing) = {
             let published = published.borrow_and_update();
             (published.reports.clone(), published.enforcing.clone())
@@ -71,6 +83,7 @@ pub async fn run_writer(
         }
         tokio::select! {
             changed = published.changed() => if changed.is_err() { return },
+            changed = leading.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(PROXY_POLL) => {}
         }
     }

@@ -253,5 +253,5 @@ fn demo_manifests_load() {
     let mut index = crate::model::Index::new();
     state.apply_to(&mut index);
     assert!(index.is_synced());
-    assert_eq!(index.len(), 7);
+    assert_eq!(index.len(), 8);
 }
