@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod ca;
 pub mod certs;
+mod check_ready;
 pub mod inject;
 pub mod leader;
 mod mesh_identity;
@@ -42,6 +43,9 @@ use crate::source::local::LocalSource;
 
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    if let Some(url) = &settings.check_ready {
+        return check_ready::check_ready(url).await;
+    }
     let mode = settings.source_mode()?;
     if settings.xds_addr.0.is_none() && settings.xds_tls_addr.0.is_none() {
         anyhow::bail!("--xds-addr and --xds-tls-addr are both off: proxies could not connect");

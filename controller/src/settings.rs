@@ -112,6 +112,10 @@ pub struct Settings {
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
     pub admin_addr: SocketAddr,
 
+    /// Instead of running: ask this URL (a controller's `http://…/ready`) and exit 0 when it
+    /// answers 200 (the chart's `helm test`).
+    #[arg(long, value_name = "URL")]
+    pub check_ready: Option<String>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_controller=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "warn")]
     pub log_level: String,

@@ -16,69 +16,20 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::identity::*;
 use common::*;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use weft_common::ca_api::CertificateRequest;
-use weft_common::ca_api::certificate_service_client::CertificateServiceClient;
+use tonic::transport::Channel;
 use weft_tests::kube::{KubeCluster, SA_ISSUER};
 use x509_parser::extensions::GeneralName;
 
 const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 const WEB_ID: &str = "spiffe://cluster.local/ns/default/sa/web";
 const API_ID: &str = "spiffe://cluster.local/ns/team-b/sa/api";
-
-/// A TLS channel to the controller's xDS/certificate port, trusting the mesh root.
-async fn channel(port: u16, root_pem: &str) -> Channel {
-    Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
-        .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(root_pem)))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-/// A CSR for a fresh P-256 key, asking for `sans` (URIs).
-fn csr(sans: &[&str]) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = sans
-        .iter()
-        .map(|uri| rcgen::SanType::URI((*uri).try_into().unwrap()))
-        .collect();
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
-/// Asks for a certificate with `token` (none when `None`), naming `node_id` if given.
-async fn create_certificate(
-    channel: &Channel,
-    token: Option<&str>,
-    node_id: Option<&str>,
-    sans: &[&str],
-) -> Result<weft_common::ca_api::CertificateResponse, tonic::Status> {
-    let mut request = tonic::Request::new(CertificateRequest {
-        csr: csr(sans),
-        validity_seconds: 0,
-    });
-    if let Some(token) = token {
-        let bearer = format!("Bearer {token}").parse().unwrap();
-        request.metadata_mut().insert("authorization", bearer);
-    }
-    if let Some(node_id) = node_id {
-        request
-            .metadata_mut()
-            .insert("x-weft-node-id", node_id.parse().unwrap());
-    }
-    CertificateServiceClient::new(channel.clone())
-        .create_certificate(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
 
 /// The URI SANs of the first certificate in `chain_pem`.
 fn uri_sans(chain_pem: &str) -> Vec<String> {

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test file uses its own subset
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
+pub mod identity;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -215,8 +215,31 @@ impl KubeCluster {
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--allow-privileged=true".into(),
             "--profiling=false".into(),
+            // Every request's user, verb and resource (no bodies), for tests that check
+            // which API calls a component makes (its RBAC).
+            format!("--audit-policy-file={}", path(&self.audit_policy())),
+            format!("--audit-log-path={}", path(&self.audit_log_path())),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
             "--v=1".into(),
         ]
+    }
+
+    /// The apiserver's audit log (JSON lines, one per request at the `Metadata` level).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    fn audit_policy(&self) -> PathBuf {
+        let path = self.dir.path().join("audit-policy.yaml");
+        if !path.exists() {
+            let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n\
+                          rules:\n- level: Metadata\n";
+            if let Err(err) = std::fs::write(&path, policy) {
+                tracing::warn!(%err, "cannot write the audit policy");
+            }
+        }
+        path
     }
 
     fn wait_apiserver_ready(&mut self) -> anyhow::Result<()> {
