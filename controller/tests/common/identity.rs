@@ -52,4 +52,3 @@ pub async fn create_certificate(
         .await
         .map(tonic::Response::into_inner)
 }
-

@@ -1,0 +1,560 @@
+//! The Helm chart against a real kube-apiserver, and the controller doing its whole job under
+//! the chart's own ServiceAccount and RBAC:
+//! - `helm install` creates every templated object and Established CRDs; `helm upgrade` with a
+//!   changed value rolls it into the Deployment; `helm uninstall` removes the objects;
+//! - the controller, started with the Deployment's own arguments (addresses moved to
+//!   loopback) and a TokenRequest token of the chart's ServiceAccount, watches, writes status,
+//!   reviews a proxy's token, holds the Lease, keeps the webhook's caBundle and injects Pods
+//!   that the apiserver sends it; the apiserver's audit log of that ServiceAccount must show
+//!   exactly the verbs the chart grants, none refused;
+//! - two controllers: one writes status at a time, and killing it hands over within the
+//!   lease time.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::identity::{channel, create_certificate};
+use common::*;
+use serde_json::Value;
+use weft_tests::kube::KubeCluster;
+use weft_tests::process::{Process, free_port, wait_until};
+use weft_tests::tools::tool;
+
+const NS: &str = "weft-system";
+const RELEASE: &str = "weft";
+const SA_USER: &str = "system:serviceaccount:weft-system:weft";
+
+fn chart() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/weft")).to_path_buf()
+}
+
+fn helm(cluster: &KubeCluster, args: &[&str]) -> String {
+    let out = Command::new(tool("helm"))
+        .args(args)
+        .args(["--kubeconfig", cluster.kubeconfig_path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kubectl_json(cluster: &KubeCluster, args: &[&str]) -> Value {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&cluster.kubectl_ok(all).unwrap()).unwrap()
+}
+
+/// A kubeconfig that authenticates with `token` (the chart's ServiceAccount).
+fn token_kubeconfig(cluster: &KubeCluster, token: &str, name: &str) -> PathBuf {
+    let path = cluster.dir().join(name);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\n\
+         users:\n- name: u\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
+         current-context: x\n",
+        cluster.server_url(),
+        cluster.ca_cert_path().display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A controller started with the chart Deployment's arguments, addresses moved to loopback.
+struct ChartController {
+    process: Process,
+    xds_port: u16,
+}
+
+fn start_chart_controller(
+    cluster: &KubeCluster,
+    replica: &str,
+    webhook_port: u16,
+    lease: &str,
+) -> ChartController {
+    let deployment = kubectl_json(cluster, &["-n", NS, "get", "deploy", RELEASE]);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let injection = cluster
+        .kubectl_ok([
+            "-n",
+            NS,
+            "get",
+            "cm",
+            "weft-injection",
+            "-o",
+            "jsonpath={.data.config\\.json}",
+        ])
+        .unwrap();
+    let injection_path = cluster.dir().join("injection.json");
+    std::fs::write(&injection_path, injection).unwrap();
+    let token = token_for(
+        cluster.kubeconfig_path().to_str().unwrap(),
+        NS,
+        "weft",
+        weft_tests::kube::SA_ISSUER,
+    );
+    let kubeconfig = token_kubeconfig(cluster, &token, &format!("kubeconfig-{replica}"));
+    let (admin_port, xds_port) = (free_port(), free_port());
+    let mut args = vec!["--kubeconfig".to_owned(), kubeconfig.display().to_string()];
+    for arg in container["args"].as_array().unwrap() {
+        let arg = arg.as_str().unwrap();
+        let (flag, value) = arg.split_once('=').unwrap();
+        let value = match flag {
+            "--namespace" => NS.to_owned(),
+            "--replica-id" => replica.to_owned(),
+            "--xds-tls-addr" => format!("127.0.0.1:{xds_port}"),
+            "--admin-addr" => format!("127.0.0.1:{admin_port}"),
+            "--webhook-addr" => format!("127.0.0.1:{webhook_port}"),
+            "--injection-config" => injection_path.display().to_string(),
+            "--lease-duration" => lease.to_owned(),
+            "--log-level" => "info".to_owned(),
+            _ => value.to_owned(),
+        };
+        args.push(format!("{flag}={value}"));
+    }
+    let mut command = Command::new(BIN);
+    command.args(&args).env("NO_COLOR", "1");
+    let log = cluster.dir().join(format!("controller-{replica}.log"));
+    let process = Process::spawn("weft-controller", command, &log).unwrap();
+    let controller = ChartController { process, xds_port };
+    wait_until("controller /ready", Duration::from_secs(30), || {
+        let url = format!("http://127.0.0.1:{admin_port}/ready");
+        Ok(ureq::get(&url).call().is_ok())
+    })
+    .unwrap_or_else(|err| panic!("{err}\n{}", controller.process.log_tail(30)));
+    controller
+}
+
+fn install(cluster: &KubeCluster, webhook_port: u16) {
+    let url = format!("injection.url=https://127.0.0.1:{webhook_port}/inject");
+    let chart = chart();
+    helm(
+        cluster,
+        &[
+            "install",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "-n",
+            NS,
+            "--create-namespace",
+            "--set",
+            &url,
+        ],
+    );
+}
+
+fn pod_yaml(namespace: &str, name: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}{annotations}}}\n\
+         spec: {{containers: [{{name: app, image: greeter:1, ports: [{{containerPort: 50051}}]}}]}}\n"
+    )
+}
+
+fn container_names(pod: &Value, list: &str) -> Vec<String> {
+    pod["spec"][list]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (apiGroup, resource[/subresource], verb) the ServiceAccount's requests used, and any refused.
+fn audited(cluster: &KubeCluster) -> (BTreeSet<(String, String, String)>, Vec<String>) {
+    let log = std::fs::read_to_string(cluster.audit_log_path()).unwrap();
+    let mut used = BTreeSet::new();
+    let mut refused = Vec::new();
+    for line in log.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if event["user"]["username"] != SA_USER || event["objectRef"].is_null() {
+            continue;
+        }
+        let object = &event["objectRef"];
+        let mut resource = object["resource"].as_str().unwrap_or_default().to_owned();
+        if let Some(sub) = object["subresource"].as_str() {
+            resource = format!("{resource}/{sub}");
+        }
+        let entry = (
+            object["apiGroup"].as_str().unwrap_or_default().to_owned(),
+            resource,
+            event["verb"].as_str().unwrap().to_owned(),
+        );
+        if event["responseStatus"]["code"].as_u64() == Some(403) {
+            refused.push(format!("{entry:?}"));
+        }
+        used.insert(entry);
+    }
+    (used, refused)
+}
+
+/// (apiGroup, resource, verb) the chart's ClusterRole and Role grant.
+fn granted(cluster: &KubeCluster) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for role in [
+        kubectl_json(cluster, &["get", "clusterrole", "weft-weft-system"]),
+        kubectl_json(cluster, &["-n", NS, "get", "role", RELEASE]),
+    ] {
+        for rule in role["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            group.as_str().unwrap().to_owned(),
+                            resource.as_str().unwrap().to_owned(),
+                            verb.as_str().unwrap().to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    granted
+}
+
+fn lease_holder(cluster: &KubeCluster) -> Option<String> {
+    let lease = kubectl_json(cluster, &["-n", NS, "get", "lease", "weft-leader"]);
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_charts_rbac() {
+    let cluster = KubeCluster::start().unwrap();
+    let webhook_port = free_port();
+    install(&cluster, webhook_port);
+
+    // Every object the release made exists; the CRDs are Established.
+    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+        cluster
+            .kubectl_ok([
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.weft.dev"),
+                "--timeout=60s",
+            ])
+            .unwrap();
+    }
+    let manifest = cluster.dir().join("release.yaml");
+    std::fs::write(
+        &manifest,
+        helm(&cluster, &["get", "manifest", RELEASE, "-n", NS]),
+    )
+    .unwrap();
+    let objects = cluster
+        .kubectl_ok(["get", "-f", manifest.to_str().unwrap(), "-o", "name"])
+        .unwrap();
+    let manifest_text = std::fs::read_to_string(&manifest).unwrap();
+    let expected = manifest_text.matches("\nkind: ").count();
+    assert_eq!(objects.lines().count(), expected, "objects: {objects}");
+    for kind in [
+        "deployment.apps/weft",
+        "service/weft",
+        "serviceaccount/weft",
+        "poddisruptionbudget.policy/weft",
+        "configmap/weft-injection",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/weft-weft-system",
+        "clusterrole.rbac.authorization.k8s.io/weft-weft-system",
+        "role.rbac.authorization.k8s.io/weft",
+    ] {
+        assert!(objects.contains(kind), "{kind} missing from {objects}");
+    }
+
+    // The controller under the chart's ServiceAccount.
+    let controller = start_chart_controller(&cluster, "replica-a", webhook_port, "15s");
+
+    // Watches and status writes: resources of every kind get conditions.
+    apply(
+        &cluster,
+        "services.yaml",
+        &services_yaml_at("192.0.2.1", 50051, 50052),
+    );
+    apply(&cluster, "route.yaml", &route_yaml(50, 50));
+    apply(
+        &cluster,
+        "fault.yaml",
+        &fault_yaml(
+            "  targetRef: {kind: Service, name: greeter}\n  abort: {grpcStatus: UNAVAILABLE, percentage: 100}\n",
+        ),
+    );
+    apply(
+        &cluster,
+        "mtls.yaml",
+        "apiVersion: weft.dev/v1alpha1\nkind: MtlsPolicy\nmetadata: {name: strict, namespace: default}\nspec: {mode: Strict}\n",
+    );
+    for (kind, name) in [
+        ("grpcroute", "greeter"),
+        ("faultinjection", "chaos"),
+        ("mtlspolicy", "strict"),
+    ] {
+        wait_until(
+            &format!("{kind}/{name} status"),
+            Duration::from_secs(30),
+            || {
+                let object = kubectl_json(&cluster, &["get", kind, name]);
+                Ok(object["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty()))
+            },
+        )
+        .unwrap_or_else(|err| panic!("{err}\n{}", controller.process.log_tail(30)));
+    }
+
+    // TokenReview: a proxy's token gets a certificate for its identity.
+    let ca = kubectl_json(&cluster, &["-n", NS, "get", "secret", "weft-ca"]);
+    let root = ca["data"]["tls.crt"].as_str().unwrap();
+    let root = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, root).unwrap(),
+    )
+    .unwrap();
+    let proxy_token = service_account_token(cluster.kubeconfig_path().to_str().unwrap(), "web");
+    let tls = channel(controller.xds_port, &root).await;
+    create_certificate(&tls, Some(&proxy_token), Some("web-1.default"), &[])
+        .await
+        .unwrap();
+
+    // The Lease and the webhook's caBundle.
+    wait_until(
+        "the Lease held by replica-a",
+        Duration::from_secs(20),
+        || Ok(lease_holder(&cluster).as_deref() == Some("replica-a")),
+    )
+    .unwrap();
+    wait_until("the webhook's caBundle", Duration::from_secs(20), || {
+        let hook = kubectl_json(
+            &cluster,
+            &["get", "mutatingwebhookconfiguration", "weft-weft-system"],
+        );
+        Ok(hook["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .is_some_and(|b| !b.is_empty()))
+    })
+    .unwrap();
+
+    // Injection through the real apiserver.
+    cluster.kubectl_ok(["create", "namespace", "shop"]).unwrap();
+    cluster
+        .kubectl_ok(["label", "namespace", "shop", "weft.dev/inject=enabled"])
+        .unwrap();
+    cluster
+        .kubectl_ok(["create", "namespace", "plain"])
+        .unwrap();
+    // No controller-manager here to create the namespaces' `default` ServiceAccounts.
+    for ns in ["shop", "plain"] {
+        cluster
+            .kubectl_ok(["-n", ns, "create", "serviceaccount", "default"])
+            .unwrap();
+    }
+    apply(&cluster, "pod-shop.yaml", &pod_yaml("shop", "greeter", ""));
+    let injected = kubectl_json(&cluster, &["-n", "shop", "get", "pod", "greeter"]);
+    assert_eq!(
+        container_names(&injected, "containers"),
+        ["app", "weft-proxy"]
+    );
+    assert_eq!(container_names(&injected, "initContainers"), ["weft-init"]);
+    apply(
+        &cluster,
+        "pod-plain.yaml",
+        &pod_yaml("plain", "greeter", ""),
+    );
+    let plain = kubectl_json(&cluster, &["-n", "plain", "get", "pod", "greeter"]);
+    assert_eq!(container_names(&plain, "containers"), ["app"]);
+    apply(
+        &cluster,
+        "pod-out.yaml",
+        &pod_yaml(
+            "shop",
+            "opted-out",
+            ", annotations: {weft.dev/inject: \"false\"}",
+        ),
+    );
+    let opted_out = kubectl_json(&cluster, &["-n", "shop", "get", "pod", "opted-out"]);
+    assert_eq!(container_names(&opted_out, "containers"), ["app"]);
+    assert!(opted_out["spec"]["initContainers"].is_null());
+    // The injected Pod, as a new object, passes server-side validation (and the webhook, a
+    // second time, leaves it as it is).
+    let mut again = injected.clone();
+    again["metadata"] = serde_json::json!({
+        "name": "greeter-again", "namespace": "shop",
+        "annotations": injected["metadata"]["annotations"],
+    });
+    again.as_object_mut().unwrap().remove("status");
+    let again_path = cluster.dir().join("pod-again.json");
+    std::fs::write(&again_path, again.to_string()).unwrap();
+    let dry = cluster
+        .kubectl_ok([
+            "apply",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            again_path.to_str().unwrap(),
+        ])
+        .unwrap();
+    let dry: Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(container_names(&dry, "containers"), ["app", "weft-proxy"]);
+    assert_eq!(container_names(&dry, "initContainers"), ["weft-init"]);
+
+    // RBAC: the ServiceAccount used exactly what the chart grants, and nothing was refused.
+    let (used, refused) = audited(&cluster);
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let granted = granted(&cluster);
+    let unused: Vec<_> = granted.difference(&used).collect();
+    let ungranted: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        unused.is_empty(),
+        "the chart grants what the controller never uses: {unused:?}"
+    );
+    assert!(
+        ungranted.is_empty(),
+        "the controller uses what the chart does not grant: {ungranted:?}"
+    );
+
+    // Upgrade with a changed value, then uninstall.
+    drop(controller);
+    let chart = chart();
+    helm(
+        &cluster,
+        &[
+            "upgrade",
+            RELEASE,
+            chart.to_str().unwrap(),
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            "controller.logLevel=debug",
+        ],
+    );
+    let deployment = kubectl_json(&cluster, &["-n", NS, "get", "deploy", RELEASE]);
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--log-level=debug"), "{args}");
+    helm(&cluster, &["uninstall", RELEASE, "-n", NS]);
+    let left = Command::new(tool("kubectl"))
+        .args([
+            "--kubeconfig",
+            cluster.kubeconfig_path().to_str().unwrap(),
+            "-n",
+            NS,
+            "get",
+            "deploy",
+            RELEASE,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !left.status.success(),
+        "the Deployment outlived helm uninstall"
+    );
+    // Helm keeps CRDs (and so the users' resources) on uninstall.
+    cluster
+        .kubectl_ok(["get", "crd", "grpcroutes.weft.dev"])
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time() {
+    let cluster = KubeCluster::start().unwrap();
+    let webhook_port = free_port();
+    install(&cluster, webhook_port);
+    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+        cluster
+            .kubectl_ok([
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd}.weft.dev"),
+                "--timeout=60s",
+            ])
+            .unwrap();
+    }
+    let lease = Duration::from_secs(4);
+    let mut a = start_chart_controller(&cluster, "replica-a", webhook_port, "4s");
+    wait_until("replica-a leads", Duration::from_secs(20), || {
+        Ok(lease_holder(&cluster).as_deref() == Some("replica-a"))
+    })
+    .unwrap();
+    let b = start_chart_controller(&cluster, "replica-b", free_port(), "4s");
+
+    // Both serve; only the leader writes status (the follower says it does not lead).
+    apply(
+        &cluster,
+        "services.yaml",
+        &services_yaml_at("192.0.2.1", 50051, 50052),
+    );
+    apply(&cluster, "route.yaml", &route_yaml(50, 50));
+    wait_until("grpcroute status", Duration::from_secs(30), || {
+        let object = kubectl_json(&cluster, &["get", "grpcroute", "greeter"]);
+        Ok(object["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()))
+    })
+    .unwrap();
+    std::thread::sleep(lease);
+    assert_eq!(lease_holder(&cluster).as_deref(), Some("replica-a"));
+    assert!(
+        a.process
+            .log_tail(200)
+            .contains("leading: the status writer")
+    );
+    assert!(
+        !b.process
+            .log_tail(200)
+            .contains("leading: the status writer"),
+        "{}",
+        b.process.log_tail(50)
+    );
+
+    // Kill the leader: replica-b takes the Lease within the lease time (plus its retry period).
+    let killed = Instant::now();
+    Command::new("kill")
+        .args(["-9", &a.process.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_until("replica-b leads", lease * 3, || {
+        Ok(lease_holder(&cluster).as_deref() == Some("replica-b"))
+    })
+    .unwrap();
+    let handover = killed.elapsed();
+    assert!(
+        handover <= lease + lease / 8 + Duration::from_secs(2),
+        "handover took {handover:?}"
+    );
+    eprintln!("handover after {handover:?} (lease {lease:?})");
+    wait_until("replica-b says it leads", Duration::from_secs(5), || {
+        Ok(b.process
+            .log_tail(200)
+            .contains("leading: the status writer"))
+    })
+    .unwrap();
+
+    // The new leader writes status: a changed route gets a new observedGeneration.
+    apply(&cluster, "route.yaml", &route_yaml(90, 10));
+    wait_until(
+        "status of the changed route",
+        Duration::from_secs(30),
+        || {
+            let object = kubectl_json(&cluster, &["get", "grpcroute", "greeter"]);
+            let generation = object["metadata"]["generation"].as_i64();
+            let conditions = object["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            Ok(conditions
+                .iter()
+                .all(|c| c["observedGeneration"].as_i64() == generation)
+                && !conditions.is_empty())
+        },
+    )
+    .unwrap_or_else(|err| panic!("{err}\n{}", b.process.log_tail(30)));
+    a.process.stop();
+}
