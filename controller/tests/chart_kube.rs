@@ -73,6 +73,18 @@ fn token_kubeconfig(cluster: &KubeCluster, token: &str, name: &str) -> PathBuf {
 struct ChartController {
     process: Process,
     xds_port: u16,
+    admin_port: u16,
+}
+
+impl ChartController {
+    /// The controller's `/debug/proxies` page (connected proxies by node id).
+    fn debug_proxies(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/debug/proxies", self.admin_port);
+        match ureq::get(&url).call() {
+            Ok(response) => response.into_body().read_to_string().unwrap_or_default(),
+            Err(err) => format!("unreachable: {err}"),
+        }
+    }
 }
 
 fn start_chart_controller(
@@ -125,7 +137,11 @@ fn start_chart_controller(
     command.args(&args).env("NO_COLOR", "1");
     let log = cluster.dir().join(format!("controller-{replica}.log"));
     let process = Process::spawn("weft-controller", command, &log).unwrap();
-    let controller = ChartController { process, xds_port };
+    let controller = ChartController {
+        process,
+        xds_port,
+        admin_port,
+    };
     wait_until("controller /ready", Duration::from_secs(30), || {
         let url = format!("http://127.0.0.1:{admin_port}/ready");
         Ok(ureq::get(&url).call().is_ok())
@@ -462,8 +478,50 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
         .unwrap();
 }
 
+/// A stand-in for the controllers' Service address: each connection goes to the first
+/// replica that accepts it (as kube-proxy sends new connections only to live endpoints).
+async fn service_address(replicas: Vec<u16>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let replicas = replicas.clone();
+            tokio::spawn(async move {
+                for replica in replicas {
+                    if let Ok(mut upstream) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", replica)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut upstream).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Envoy's bootstrap with ADS over TLS (trusting the mesh root in `root`) and `token`.
+fn tls_bootstrap(outbound: u16, xds_port: u16, token: &str, root: &Path) -> String {
+    let mut yaml = bootstrap_with_token("envoy-0.default", outbound, xds_port, true, Some(token));
+    yaml += &format!(
+        r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          validation_context: {{trusted_ca: {{filename: "{}"}}}}
+"#,
+        root.display()
+    );
+    yaml
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time() {
+async fn two_controllers_one_status_writer_and_a_handover_under_load_without_a_failed_rpc() {
     let cluster = KubeCluster::start().unwrap();
     let webhook_port = free_port();
     install(&cluster, webhook_port);
@@ -477,6 +535,21 @@ async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time(
             ])
             .unwrap();
     }
+    // The backends live at 192.0.2.10 in a network namespace of this test: a real endpoint
+    // address for the EndpointSlices (the apiserver refuses loopback ones).
+    let address: std::net::Ipv4Addr = "192.0.2.10".parse().unwrap();
+    let netns = weft_tests::netns::TestNetns::create("ctl", &[address]).unwrap();
+    let v1 = weft_tests::backend::Backend::start_with(
+        "v1",
+        netns.listen((address, 50051).into()).unwrap(),
+    )
+    .unwrap();
+    let v2 = weft_tests::backend::Backend::start_with(
+        "v2",
+        netns.listen((address, 50052).into()).unwrap(),
+    )
+    .unwrap();
+
     let lease = Duration::from_secs(4);
     let mut a = start_chart_controller(&cluster, "replica-a", webhook_port, "4s");
     wait_until("replica-a leads", Duration::from_secs(20), || {
@@ -489,7 +562,7 @@ async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time(
     apply(
         &cluster,
         "services.yaml",
-        &services_yaml_at("192.0.2.1", 50051, 50052),
+        &services_yaml_at("192.0.2.10", 50051, 50052),
     );
     apply(&cluster, "route.yaml", &route_yaml(50, 50));
     wait_until("grpcroute status", Duration::from_secs(30), || {
@@ -499,6 +572,39 @@ async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time(
             .is_some_and(|c| !c.is_empty()))
     })
     .unwrap();
+
+    // Stock Envoy, connected through the Service stand-in (so to replica-a, listed first),
+    // carries calls to the backends in the namespace.
+    let vip = service_address(vec![a.xds_port, b.xds_port]).await;
+    let ca = kubectl_json(&cluster, &["-n", NS, "get", "secret", "weft-ca"]);
+    let root = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            ca["data"]["tls.crt"].as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let root_path = cluster.dir().join("mesh-root.pem");
+    std::fs::write(&root_path, root).unwrap();
+    let token = service_account_token(cluster.kubeconfig_path().to_str().unwrap(), "envoy");
+    let outbound = free_port();
+    let envoy =
+        weft_tests::envoy::Envoy::start(&tls_bootstrap(outbound, vip, &token, &root_path)).unwrap();
+    let mut client = client(outbound).await;
+    wait_async("a call through Envoy", Duration::from_secs(30), || {
+        let mut client = client.clone();
+        async move { client.unary(request("first")).await.is_ok() }
+    })
+    .await;
+    let (to_v1, to_v2) = unary_split(&mut client, 40).await;
+    assert!(to_v1 > 0 && to_v2 > 0, "50/50 split gave {to_v1}/{to_v2}");
+    assert!(
+        a.debug_proxies().contains("envoy-0.default"),
+        "{}",
+        a.debug_proxies()
+    );
+
     std::thread::sleep(lease);
     assert_eq!(lease_holder(&cluster).as_deref(), Some("replica-a"));
     assert!(
@@ -514,7 +620,24 @@ async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time(
         b.process.log_tail(50)
     );
 
-    // Kill the leader: replica-b takes the Lease within the lease time (plus its retry period).
+    // Steady load while the leader is killed: no call may fail.
+    let load = {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let started = Instant::now();
+            // Bounded: at most 20 s or 20 000 calls, at about 200 calls/s.
+            while started.elapsed() < Duration::from_secs(20) && ok < 20_000 {
+                match client.unary(request("steady")).await {
+                    Ok(_) => ok += 1,
+                    Err(status) => failed.push(status.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let killed = Instant::now();
     Command::new("kill")
         .args(["-9", &a.process.pid().to_string()])
@@ -536,9 +659,27 @@ async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time(
             .contains("leading: the status writer"))
     })
     .unwrap();
+    // Envoy reconnects through the Service address, to replica-b.
+    wait_until(
+        "Envoy connected to replica-b",
+        Duration::from_secs(30),
+        || Ok(b.debug_proxies().contains("envoy-0.default")),
+    )
+    .unwrap();
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} calls in the load window");
+    eprintln!("{ok} calls during the handover, none failed");
 
-    // The new leader writes status: a changed route gets a new observedGeneration.
-    apply(&cluster, "route.yaml", &route_yaml(90, 10));
+    // The new leader writes status: a changed route gets a new observedGeneration, and
+    // Envoy, now fed by replica-b, follows it.
+    apply(&cluster, "route.yaml", &route_yaml(100, 0));
     wait_until(
         "status of the changed route",
         Duration::from_secs(30),
@@ -556,5 +697,14 @@ async fn two_controllers_one_status_writer_and_a_handover_within_the_lease_time(
         },
     )
     .unwrap_or_else(|err| panic!("{err}\n{}", b.process.log_tail(30)));
+    // A zero weight drops the backend: the route names one cluster, with no split left.
+    wait_for_routes(&envoy, "the 100/0 route from replica-b", |routes| {
+        !routes.contains("\"weight\": 50")
+    });
+    let before = v2.calls();
+    let (to_v1, _) = unary_split(&mut client, 20).await;
+    assert_eq!((to_v1, v2.calls() - before), (20, 0));
+    assert!(v1.calls() > 0);
     a.process.stop();
+    drop(netns);
 }

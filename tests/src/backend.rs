@@ -57,6 +57,16 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
+        Self::serve(instance, listener)
+    }
+
+    /// Starts instance `instance` on a listener bound elsewhere (in a test's network
+    /// namespace, say); it must be non-blocking.
+    pub fn start_with(instance: &str, listener: std::net::TcpListener) -> anyhow::Result<Self> {
+        Self::serve(instance, tokio::net::TcpListener::from_std(listener)?)
+    }
+
+    fn serve(instance: &str, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             instance: instance.to_string(),

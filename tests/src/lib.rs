@@ -6,6 +6,7 @@ pub mod backend;
 pub mod envoy;
 pub mod interop;
 pub mod kube;
+pub mod netns;
 pub mod process;
 pub mod prometheus;
 pub mod tools;
