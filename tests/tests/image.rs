@@ -8,7 +8,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,24 @@ struct Built {
     rootfs: PathBuf,
 }
 
-static BUILT: LazyLock<Built> = LazyLock::new(|| build().unwrap_or_else(|err| panic!("{err:#}")));
+/// Built once; a failure (or a panic such as a missing crane) fails every test with its
+/// message.
+static BUILT: LazyLock<Result<Built, String>> =
+    LazyLock::new(|| match std::panic::catch_unwind(build) {
+        Ok(Ok(built)) => Ok(built),
+        Ok(Err(err)) => Err(format!("{err:#}")),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".to_string())),
+    });
+
+fn built() -> &'static Built {
+    BUILT
+        .as_ref()
+        .unwrap_or_else(|err| panic!("building the image failed: {err}"))
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -105,7 +122,7 @@ fn build() -> anyhow::Result<Built> {
 
 #[test]
 fn archive_is_an_oci_layout_naming_the_weft_image() {
-    let built = &*BUILT;
+    let built = built();
     assert_eq!(built.image_name, format!("weft/weft:{VERSION}"));
     assert_eq!(built.reported_digest, built.image.descriptor.digest);
     assert_eq!(built.layout.layout_version().expect("oci-layout"), "1.0.0");
@@ -131,7 +148,7 @@ fn archive_is_an_oci_layout_naming_the_weft_image() {
 
 #[test]
 fn config_starts_the_controller_as_the_non_root_user() {
-    let built = &*BUILT;
+    let built = built();
     let config = &built.image.config;
     assert_eq!(config["os"], "linux");
     assert_eq!(config["architecture"], "amd64");
@@ -173,7 +190,7 @@ fn config_starts_the_controller_as_the_non_root_user() {
 
 #[test]
 fn binaries_in_the_image_are_the_release_builds() {
-    let built = &*BUILT;
+    let built = built();
     for binary in BINARIES {
         let in_image = built.rootfs.join("usr/local/bin").join(binary);
         let released = target_dir().join("release").join(binary);
@@ -218,7 +235,7 @@ fn host_chroot() -> PathBuf {
 
 #[test]
 fn both_binaries_run_from_the_image_as_its_user() {
-    let built = &*BUILT;
+    let built = built();
     for binary in BINARIES {
         let path = format!("/usr/local/bin/{binary}");
         let out = in_image(&built.rootfs, &[&path, "--version"])
@@ -239,7 +256,7 @@ fn both_binaries_run_from_the_image_as_its_user() {
 
 #[test]
 fn controller_from_the_image_serves_ready_in_local_mode() {
-    let built = &*BUILT;
+    let built = built();
     // Inside the image: an empty config dir and a token file (so the CA is generated and
     // written to /tmp by the non-root user, and xDS over TLS starts too).
     let tmp = built.rootfs.join("tmp");
@@ -286,7 +303,7 @@ fn controller_from_the_image_serves_ready_in_local_mode() {
 
 #[test]
 fn crane_pushes_the_archive_and_exports_its_filesystem() {
-    let built = &*BUILT;
+    let built = built();
     let crane = tool("crane");
     let mut serve = Command::new(&crane);
     serve.args(["registry", "serve", "--address", "127.0.0.1:0"]);
@@ -325,13 +342,21 @@ fn crane_pushes_the_archive_and_exports_its_filesystem() {
         built.image.descriptor.digest
     );
 
-    let export = built.work.join("export.tar");
-    crane_run(&["export", &reference, export.to_str().expect("UTF-8 path")]);
+    // The flattened filesystem, streamed from `crane export` into `tar -t`.
+    let mut export = Command::new(&crane)
+        .args(["export", &reference, "-"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run crane export");
     let listing = Command::new("tar")
-        .arg("-tf")
-        .arg(&export)
+        .arg("-t")
+        .stdin(export.stdout.take().expect("crane export's stdout"))
         .output()
         .expect("list the exported filesystem");
+    assert!(
+        export.wait().expect("crane export ends").success(),
+        "crane export failed"
+    );
     let listing = String::from_utf8_lossy(&listing.stdout);
     for expected in [
         "usr/local/bin/weft-controller",
