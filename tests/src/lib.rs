@@ -1,12 +1,14 @@
 //! Test support for weft's end-to-end tests: real components (kube-apiserver with etcd,
 //! stock Envoy, the gRPC interop binaries) started on free loopback ports and always
-//! stopped, plus a gRPC test backend. Components come from `tests/env/setup.sh`.
+//! stopped, plus a gRPC test backend and a reader for OCI image archives (the container
+//! image). Components come from `tests/env/setup.sh`.
 
 pub mod backend;
 pub mod envoy;
 pub mod interop;
 pub mod kube;
 pub mod netns;
+pub mod oci;
 pub mod process;
 pub mod prometheus;
 pub mod tools;
