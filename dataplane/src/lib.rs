@@ -27,8 +27,9 @@ use weft_common::admin::AdminServer;
 use crate::config::ProxyConfig;
 use crate::proxy::admission::InboundAdmission;
 use crate::proxy::inbound::Inbound;
-use crate::proxy::listener::{self, ListenerSettings, PlainTcp};
+use crate::proxy::listener::{self, ListenerSettings};
 use crate::proxy::metrics::{MtlsMetrics, ProxyMetrics};
+use crate::proxy::original_dst::Intercepted;
 use crate::proxy::outbound::Outbound;
 use crate::proxy::pool::Upstreams;
 use crate::proxy::retry::RetryBudget;
@@ -102,7 +103,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // memcpy, most of it these moves. One allocation per RPC is far cheaper.
     let outbound_server = tokio::spawn(listener::serve(
         outbound_listener,
-        PlainTcp,
+        Intercepted,
         move |request| Box::pin(outbound.clone().handle(request)),
         listener_settings.clone(),
         stopped(stop_rx.clone()),
