@@ -57,6 +57,21 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
+        Self::serve(instance, listener)
+    }
+
+    /// Starts instance `instance` on a socket bound elsewhere: a socket belongs to the
+    /// network namespace it was created in, so a test can bind it in a namespace of its own
+    /// (from a thread that entered it) and serve it from its runtime here.
+    pub async fn start_with(
+        instance: &str,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Self::serve(instance, tokio::net::TcpListener::from_std(listener)?)
+    }
+
+    fn serve(instance: &str, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             instance: instance.to_string(),
