@@ -543,11 +543,13 @@ async fn two_controllers_one_status_writer_and_a_handover_under_load_without_a_f
         "v1",
         netns.listen((address, 50051).into()).unwrap(),
     )
+    .await
     .unwrap();
     let v2 = weft_tests::backend::Backend::start_with(
         "v2",
         netns.listen((address, 50052).into()).unwrap(),
     )
+    .await
     .unwrap();
 
     let lease = Duration::from_secs(4);

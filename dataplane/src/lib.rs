@@ -3,10 +3,12 @@
 //! The wiring, in the order one RPC meets it: `settings` (flags), `xds` (the ADS client that
 //! turns the controller's resources into a typed [`config::ProxyConfig`] and publishes it on a
 //! watch channel), `proxy` (listeners and the outbound and inbound stacks that read the
-//! config once per RPC), `admin` (`/ready`, `/metrics`, `/config_dump`).
+//! config once per RPC), `admin` (`/ready`, `/metrics`, `/config_dump`). `init` is the other
+//! subcommand: `weft-proxy init` programs iptables for transparent interception.
 
 pub mod admin;
 pub mod config;
+pub mod init;
 pub mod proxy;
 mod settings;
 pub mod tls;
@@ -25,8 +27,9 @@ use weft_common::admin::AdminServer;
 use crate::config::ProxyConfig;
 use crate::proxy::admission::InboundAdmission;
 use crate::proxy::inbound::Inbound;
-use crate::proxy::listener::{self, ListenerSettings, PlainTcp};
+use crate::proxy::listener::{self, ListenerSettings};
 use crate::proxy::metrics::{MtlsMetrics, ProxyMetrics};
+use crate::proxy::original_dst::Intercepted;
 use crate::proxy::outbound::Outbound;
 use crate::proxy::pool::Upstreams;
 use crate::proxy::retry::RetryBudget;
@@ -100,7 +103,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // memcpy, most of it these moves. One allocation per RPC is far cheaper.
     let outbound_server = tokio::spawn(listener::serve(
         outbound_listener,
-        PlainTcp,
+        Intercepted,
         move |request| Box::pin(outbound.clone().handle(request)),
         listener_settings.clone(),
         stopped(stop_rx.clone()),

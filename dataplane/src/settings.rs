@@ -16,7 +16,9 @@ use crate::xds::ControlPlane;
 #[command(
     name = "weft-proxy",
     version,
-    about = "weft sidecar: a gRPC-native proxy configured over xDS"
+    about = "weft sidecar: a gRPC-native proxy configured over xDS",
+    after_help = "Transparent interception: `weft-proxy init` programs iptables so an \
+                  unmodified app's TCP reaches this proxy (see `weft-proxy init --help`)."
 )]
 pub struct Settings {
     /// The controller's xDS (ADS) address, e.g. `http://127.0.0.1:15010`.

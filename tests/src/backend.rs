@@ -60,9 +60,14 @@ impl Backend {
         Self::serve(instance, listener)
     }
 
-    /// Starts instance `instance` on a listener bound elsewhere (in a test's network
-    /// namespace, say); it must be non-blocking.
-    pub fn start_with(instance: &str, listener: std::net::TcpListener) -> anyhow::Result<Self> {
+    /// Starts instance `instance` on a socket bound elsewhere: a socket belongs to the
+    /// network namespace it was created in, so a test can bind it in a namespace of its own
+    /// (from a thread that entered it) and serve it from its runtime here.
+    pub async fn start_with(
+        instance: &str,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Self> {
+        listener.set_nonblocking(true)?;
         Self::serve(instance, tokio::net::TcpListener::from_std(listener)?)
     }
 

@@ -1,5 +1,6 @@
-//! The per-RPC lookups on the typed config: the virtual host by `:authority`, the route by
-//! path and headers ([`RouteTable::select`]), the backend by weight
+//! The per-RPC lookups on the typed config: the virtual host by `:authority` (or, for an
+//! intercepted connection, by its original destination), the route by path and headers
+//! ([`RouteTable::select`], [`RouteTable::select_intercepted`]), the backend by weight
 //! ([`RouteAction::pick_backend`]) and the metric labels of a path ([`NamedMethods::labels`]).
 //!
 //! These run on every RPC, so they do not allocate except where it cannot be helped: an
@@ -7,6 +8,7 @@
 //! with `,` (as Envoy does) before matching.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -35,9 +37,32 @@ impl RouteTable {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<RouteDecision<'_>> {
-        let virtual_host = self
-            .virtual_hosts
-            .get(self.virtual_host_index(authority)?)?;
+        self.select_intercepted(authority, None, path, headers)
+    }
+
+    /// [`Self::select`] for a connection that transparent interception redirected to the
+    /// proxy: when no virtual host answers to `authority` (the client named an address or a
+    /// name the mesh does not know), the one whose domains list `original_dst` — the
+    /// `ip:port` the client dialled — exactly. weft-controller lists each Service's cluster
+    /// IP and port among its virtual host's domains (as Istio does). Exactly, because a
+    /// port-stripped match would send a call to another port of the same cluster IP to the
+    /// Service's first port. A catch-all `*` domain still comes last.
+    pub fn select_intercepted(
+        &self,
+        authority: &str,
+        original_dst: Option<SocketAddr>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<RouteDecision<'_>> {
+        let index = self
+            .named_virtual_host(authority)
+            .or_else(|| {
+                // Only reached for an unknown authority on an intercepted connection, so
+                // the one allocation is off the common path.
+                original_dst.and_then(|dst| self.domains.get(&dst.to_string()).copied())
+            })
+            .or_else(|| self.domains.get("*").copied())?;
+        let virtual_host = self.virtual_hosts.get(index)?;
         let request = Request {
             authority,
             path,
@@ -57,8 +82,8 @@ impl RouteTable {
 
     /// Envoy's virtual host selection: the exact domain, then (weft's addition, like
     /// Envoy's `strip_any_host_port`) the host without its port, then wildcard domains
-    /// (`*suffix` longest first, then `prefix*` longest first), then `*`.
-    fn virtual_host_index(&self, authority: &str) -> Option<usize> {
+    /// (`*suffix` longest first, then `prefix*` longest first); the caller tries `*` last.
+    fn named_virtual_host(&self, authority: &str) -> Option<usize> {
         let host: Cow<'_, str> = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(authority.to_ascii_lowercase())
         } else {
@@ -79,7 +104,6 @@ impl RouteTable {
                     .then(|| self.wildcard(without_port))
                     .flatten()
             })
-            .or_else(|| exact("*"))
     }
 
     /// The virtual host of the best wildcard domain for `host`. Only reached when no exact

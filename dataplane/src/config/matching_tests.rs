@@ -52,6 +52,68 @@ fn exact_and_port_stripped_authorities() {
     assert_eq!(vhost_for(&t, ""), None);
 }
 
+/// The virtual host chosen for `authority` on a connection redirected from `original_dst`.
+fn intercepted<'t>(table: &'t RouteTable, authority: &str, original_dst: &str) -> Option<&'t str> {
+    table
+        .select_intercepted(
+            authority,
+            Some(original_dst.parse().unwrap()),
+            "/p.S/M",
+            &HeaderMap::new(),
+        )
+        .map(|d| d.virtual_host.name.as_str())
+}
+
+#[test]
+fn an_unknown_authority_routes_by_the_original_destination() {
+    // As weft-controller lists a Service with cluster IP 192.0.2.10 and ports 50051, 8080.
+    let t = table(vec![
+        host(
+            "greeter:50051",
+            &["greeter:50051", "192.0.2.10:50051", "greeter", "192.0.2.10"],
+        ),
+        host("greeter:8080", &["greeter:8080", "192.0.2.10:8080"]),
+        host("v6", &["[2001:db8::10]:50051"]),
+    ]);
+    // The authority wins when it names a Service (whatever was dialled).
+    assert_eq!(
+        intercepted(&t, "greeter:8080", "192.0.2.10:50051"),
+        Some("greeter:8080")
+    );
+    // A client that named the address gets it through the domains already.
+    assert_eq!(
+        intercepted(&t, "192.0.2.10:50051", "192.0.2.10:50051"),
+        Some("greeter:50051")
+    );
+    // An unknown name: the original destination, port included.
+    assert_eq!(
+        intercepted(&t, "greeter.example.com", "192.0.2.10:50051"),
+        Some("greeter:50051")
+    );
+    assert_eq!(
+        intercepted(&t, "greeter.example.com:8080", "192.0.2.10:8080"),
+        Some("greeter:8080")
+    );
+    assert_eq!(intercepted(&t, "", "[2001:db8::10]:50051"), Some("v6"));
+    // Exactly: another port of the cluster IP is not the first port's Service, and an
+    // address no Service has is no route.
+    assert_eq!(intercepted(&t, "x", "192.0.2.10:9999"), None);
+    assert_eq!(intercepted(&t, "x", "192.0.2.11:50051"), None);
+    // Without interception nothing changes.
+    assert_eq!(vhost_for(&t, "greeter.example.com"), None);
+}
+
+#[test]
+fn a_catch_all_comes_after_the_original_destination() {
+    let t = table(vec![
+        host("greeter", &["greeter:50051", "192.0.2.10:50051"]),
+        host("any", &["*"]),
+    ]);
+    assert_eq!(intercepted(&t, "x", "192.0.2.10:50051"), Some("greeter"));
+    assert_eq!(intercepted(&t, "x", "192.0.2.99:50051"), Some("any"));
+    assert_eq!(vhost_for(&t, "x"), Some("any"));
+}
+
 #[test]
 fn strip_port_keeps_hosts_without_ports() {
     assert_eq!(strip_port("a:1"), "a");

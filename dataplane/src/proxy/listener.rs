@@ -4,7 +4,8 @@
 //! timeout, then close what is left.
 //!
 //! What a connection is before HTTP/2 starts is the listener's [`Admission`]: the outbound
-//! listener takes every TCP connection as it is ([`PlainTcp`]); the inbound one sniffs TLS,
+//! listener takes every TCP connection as it is, noting where an intercepted one was going
+//! (`original_dst::Intercepted`; [`PlainTcp`] takes them as they are); the inbound one sniffs TLS,
 //! enforces the MtlsPolicy mode and runs the handshake (`admission::InboundAdmission`). The
 //! admission runs in the connection's own task, so a slow client never holds up accepting.
 //!
@@ -55,7 +56,8 @@ pub trait Admission: Clone + Send + Sync + 'static {
     fn annotate(_peer: &Self::Peer, _request: &mut Request<Incoming>) {}
 }
 
-/// Every connection as it is (the outbound listener: the local app speaks plaintext).
+/// Every connection as it is, plaintext (the local app speaks plaintext; the outbound
+/// listener also notes the original destination, see `original_dst::Intercepted`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PlainTcp;
 

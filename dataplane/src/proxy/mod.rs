@@ -4,7 +4,8 @@
 //! `grpc` (status, Trailers-Only, grpc-timeout), `fault`, `retry`, `lb` and `pool`
 //! (choosing an endpoint, pooled HTTP/2 connections), `metrics` (per-RPC Prometheus metrics)
 //! `listener` (accepting, stream limits, graceful drain) and `admission` (what an inbound
-//! connection must be before it is served: the MtlsPolicy mode, the TLS handshake, the peer).
+//! connection must be before it is served: the MtlsPolicy mode, the TLS handshake, the peer)
+//! and `original_dst` (where an intercepted outbound connection was going).
 
 pub mod admission;
 pub mod body;
@@ -17,6 +18,7 @@ pub mod inbound;
 pub mod lb;
 pub mod listener;
 pub mod metrics;
+pub mod original_dst;
 pub mod outbound;
 pub mod pool;
 pub mod retry;

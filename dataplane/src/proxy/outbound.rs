@@ -1,5 +1,6 @@
 //! The outbound stack: what happens to an RPC the local app sends, in request order —
-//! route by `:authority` and `/package.Service/Method`, fault (delay, abort), deadline (the
+//! route by `:authority` (or, on an intercepted connection whose authority names no Service,
+//! by the original destination: see `original_dst`) and `/package.Service/Method`, fault (delay, abort), deadline (the
 //! client's `grpc-timeout` capped by the route's timeout), retry, pick an endpoint (P2C), send
 //! on a pooled HTTP/2 connection, stream the answer back. Any failure on the way is answered
 //! by the proxy as a Trailers-Only gRPC response (see [`Call::fail`]).
@@ -17,6 +18,7 @@ use super::call::Call;
 use super::fault;
 use super::grpc::{self, code};
 use super::metrics::{Direction, ProxyMetrics, Security};
+use super::original_dst::OriginalDst;
 use super::pool::{Endpoint, Upstreams};
 use super::retry::{self, ReplayHandle, RetryBudget};
 use crate::config::{ProxyConfig, Route, RouteAction};
@@ -44,8 +46,16 @@ impl Outbound {
         };
         let authority = authority(&request);
         let path = request.uri().path();
-        let Some(decision) = table.select(authority, path, request.headers()) else {
-            let message = format!("weft-proxy: no route for {path} on authority {authority:?}");
+        let original_dst = request
+            .extensions()
+            .get::<OriginalDst>()
+            .map(|original| original.0);
+        let decision = table.select_intercepted(authority, original_dst, path, request.headers());
+        let Some(decision) = decision else {
+            let mut message = format!("weft-proxy: no route for {path} on authority {authority:?}");
+            if let Some(original_dst) = original_dst {
+                message += &format!(" (original destination {original_dst})");
+            }
             return Call::new(
                 &self.metrics,
                 Direction::Outbound,

@@ -29,6 +29,8 @@ use tonic::transport::{Channel, Endpoint};
 use weft_tests::backend::pb;
 use weft_tests::process::{Process, free_port, wait_until};
 
+pub mod netns;
+
 pub use pb::echo_client::EchoClient;
 pub use pb::{EchoReply, EchoRequest};
 
@@ -118,7 +120,7 @@ fn build_controller() -> PathBuf {
 
 /// Keeps the caller's environment from configuring a process behind the test's back: every
 /// `WEFT_*` setting (each flag has one) and `RUST_LOG` (it overrides `--log-level`).
-fn clean_env(command: &mut Command) {
+pub fn clean_env(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         if name
             .to_str()
@@ -559,7 +561,8 @@ impl Mesh {
         std::fs::remove_file(self.config_dir.join(name)).unwrap();
     }
 
-    fn log_path(&mut self, name: &str) -> PathBuf {
+    /// Where the process `name` logs (a file in the mesh dir, printed when a test fails).
+    pub fn log_path(&mut self, name: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.log"));
         if !self.logs.iter().any(|(_, p)| *p == path) {
             self.logs.push((name.to_string(), path.clone()));
@@ -705,9 +708,15 @@ impl MeshIdentity {
 /// A Service `name` in `default` with port `grpc`/50051 and one EndpointSlice per endpoint
 /// (an EndpointSlice has one port list, and every test endpoint is on 127.0.0.1).
 pub fn service_yaml(name: &str, endpoints: &[SocketAddr]) -> String {
+    service_yaml_at(name, None, endpoints)
+}
+
+/// [`service_yaml`] with `spec.clusterIP` (as Kubernetes assigns it) when given.
+pub fn service_yaml_at(name: &str, cluster_ip: Option<&str>, endpoints: &[SocketAddr]) -> String {
+    let cluster_ip = cluster_ip.map_or(String::new(), |ip| format!("clusterIP: {ip}, "));
     let mut yaml = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {NS}}}\n\
-         spec: {{ports: [{{name: grpc, port: {SERVICE_PORT}}}]}}\n---\n"
+         spec: {{{cluster_ip}ports: [{{name: grpc, port: {SERVICE_PORT}}}]}}\n---\n"
     );
     for (i, addr) in endpoints.iter().enumerate() {
         yaml += &format!(
