@@ -12,3 +12,4 @@ pub mod oci;
 pub mod process;
 pub mod prometheus;
 pub mod tools;
+pub mod workspace_bin;

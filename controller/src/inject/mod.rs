@@ -198,7 +198,7 @@ fn init_container(config: &InjectionConfig) -> Value {
             "--proxy-uid", config.proxy_uid.to_string(),
             "--outbound-port", config.ports.outbound.to_string(),
             "--inbound-port", config.ports.inbound.to_string(),
-            "--exclude-inbound-ports", config.ports.admin.to_string(),
+            "--admin-port", config.ports.admin.to_string(),
         ],
         "securityContext": {
             "runAsUser": 0,

@@ -66,56 +66,7 @@ pub fn controller_bin() -> &'static Path {
 }
 
 fn build_controller() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test>-<hash>
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let profile = profile_dir.file_name().unwrap().to_str().unwrap();
-    let mut command = Command::new(env!("CARGO"));
-    command
-        .args([
-            "build",
-            "--bin",
-            "weft-controller",
-            "-p",
-            "weft-controller",
-            "--locked",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    match profile {
-        "debug" => {}
-        "release" => {
-            command.arg("--release");
-        }
-        other => {
-            command.args(["--profile", other]);
-        }
-    }
-    let started = Instant::now();
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "building weft-controller failed ({}): {command:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    let bin = profile_dir.join("weft-controller");
-    assert!(
-        bin.exists(),
-        "cargo built weft-controller but {} does not exist",
-        bin.display()
-    );
-    eprintln!(
-        "[mesh] weft-controller built in {:?}: {}",
-        started.elapsed(),
-        bin.display()
-    );
-    bin
+    weft_tests::workspace_bin::workspace_bin("weft-controller", "weft-controller")
 }
 
 /// Keeps the caller's environment from configuring a process behind the test's back: every
