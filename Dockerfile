@@ -9,6 +9,9 @@
 # - The builder is the Rust release rust-toolchain.toml pins, on Debian 12; the runtime is
 #   Debian 12 slim, so the glibc the binaries link against is the one they run with. Pin
 #   both by digest (IMAGE@sha256:...) for bit-for-bit release builds.
+# - Carries Debian 12's iptables (1.8.9-2, the version tests/env/setup.sh pins): the injected
+#   init container runs `weft-proxy init`, which runs iptables-save/iptables-restore (nf_tables
+#   by default, or the -nft-/-legacy- ones with --iptables) from PATH.
 #
 # There is no Docker engine where the test suite runs: scripts/image builds the same image
 # (same paths, user and entrypoint, no base image) offline as an OCI archive, and
@@ -28,6 +31,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D -m 0755 -t /out target/release/weft-controller target/release/weft-proxy
 
 FROM ${RUNTIME_IMAGE}
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends iptables \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 1337 weft \
     && useradd --uid 1337 --gid 1337 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin weft

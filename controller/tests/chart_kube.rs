@@ -378,6 +378,29 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
         ["app", "weft-proxy"]
     );
     assert_eq!(container_names(&injected, "initContainers"), ["weft-init"]);
+    // The injected init step's arguments are ones weft-proxy accepts (checked with the real
+    // binary, printing the rules it would program).
+    let init = &injected["spec"]["initContainers"][0];
+    let args: Vec<&str> = init["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let proxy = weft_tests::workspace_bin::workspace_bin("weft-proxy", "weft-proxy");
+    let dry_run = Command::new(&proxy)
+        .args(&args)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(
+        dry_run.status.success()
+            && rules.contains("--to-ports 15001")
+            && rules.contains("--uid-owner 1337"),
+        "weft-proxy {args:?} --dry-run: {rules}{}",
+        String::from_utf8_lossy(&dry_run.stderr)
+    );
     apply(
         &cluster,
         "pod-plain.yaml",

@@ -1,7 +1,9 @@
 //! The container image as `scripts/image` builds it offline: an OCI layout archive that
 //! unpacks without Docker into a root filesystem from which both release binaries run as
 //! the image's non-root user (chroot, so these tests need root, as CI has), with the
-//! config and name the Helm chart relies on, and that crane can push to a registry.
+//! config and name the Helm chart relies on, and that crane can push to a registry. The
+//! image's `weft-proxy init` (the injected init container) programs its rules with the
+//! image's own iptables in a network namespace the test makes, with both backends.
 //!
 //! The image is built once per test binary (a release build of both binaries, then the
 //! archive) into `target/image/test/`.
@@ -18,6 +20,9 @@ use weft_tests::tools::tool;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const USER: &str = "1337:1337";
+/// The image's PATH (Debian's default, as in the Dockerfile's debian:12-slim runtime): it
+/// must hold /usr/sbin, where `weft-proxy init` finds iptables-save and iptables-restore.
+const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const BINARIES: [&str; 2] = ["weft-controller", "weft-proxy"];
 
 /// The image built by `scripts/image`, unpacked.
@@ -163,9 +168,8 @@ fn config_starts_the_controller_as_the_non_root_user() {
     assert_eq!(run["WorkingDir"], "/", "{run}");
     let env = run["Env"].as_array().expect("config has Env");
     assert!(
-        env.iter().any(|e| e
-            .as_str()
-            .is_some_and(|e| e.starts_with("PATH=/usr/local/bin"))),
+        env.iter()
+            .any(|e| e.as_str() == Some(&format!("PATH={IMAGE_PATH}"))),
         "{env:?}"
     );
     assert_eq!(
@@ -216,7 +220,7 @@ fn in_image(rootfs: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(host_chroot());
     command
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("PATH", IMAGE_PATH)
         .arg(format!("--userspec={USER}"))
         .arg(rootfs)
         .args(args);
@@ -361,6 +365,8 @@ fn crane_pushes_the_archive_and_exports_its_filesystem() {
     for expected in [
         "usr/local/bin/weft-controller",
         "usr/local/bin/weft-proxy",
+        "usr/sbin/xtables-nft-multi",
+        "usr/sbin/iptables-restore",
         "etc/passwd",
     ] {
         assert!(

@@ -199,6 +199,9 @@ fn init_container(config: &InjectionConfig) -> Value {
             "--outbound-port", config.ports.outbound.to_string(),
             "--inbound-port", config.ports.inbound.to_string(),
             "--admin-port", config.ports.admin.to_string(),
+            // Connections to the controller are not redirected (the proxy's own are exempt by
+            // its uid; this covers the xDS port the chart chose).
+            "--xds-ports", xds_port(&config.xds_address),
         ],
         "securityContext": {
             "runAsUser": 0,
@@ -210,6 +213,15 @@ fn init_container(config: &InjectionConfig) -> Value {
         },
         "resources": { "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "64Mi" } },
     })
+}
+
+/// The port of `host:port` (15012 when it names none).
+fn xds_port(address: &str) -> String {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .unwrap_or(15012)
+        .to_string()
 }
 
 fn proxy_container(

@@ -111,6 +111,8 @@ fn a_plain_pod_gets_the_proxy_the_init_container_and_volumes() {
     assert_eq!(patched["metadata"]["annotations"][ROOT_ANNOTATION], "ROOT");
     let init = &patched["spec"]["initContainers"][0];
     assert_eq!(init["args"][0], "init");
+    let args = init["args"].to_string();
+    assert!(args.contains(r#""--xds-ports","15012""#), "{args}");
     assert_eq!(
         init["securityContext"]["capabilities"]["add"],
         json!(["NET_ADMIN", "NET_RAW"])
