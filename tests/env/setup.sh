@@ -25,6 +25,7 @@ GRPCIO_VERSION=1.85.1
 PROMETHEUS_DEB=2.42.0+ds-5+deb12u1
 NGHTTP2_DEB=1.52.0-1+deb12u3
 IPTABLES_DEB=1.8.9-2       # weft-proxy init and the interception test (iptables-nft by default)
+IPROUTE2_DEB=6.1.0-3       # `ip netns`, veth: the tests' network namespaces
 
 CACHE=${WEFT_CACHE:-$HOME/.cache/weft}
 TOOLS=$CACHE/tools/bin
@@ -168,11 +169,16 @@ install_h2load() {
 }
 
 # iptables is a system package (weft-proxy init runs iptables-restore from PATH, inside the
-# test's network namespace), so it is installed for real; both backends come with it.
+# test's network namespace), so it is installed for real; both backends come with it. The
+# namespaces themselves need iproute2's `ip`.
 install_iptables() {
   if ! dpkg-query -W -f='${Version}' iptables 2>/dev/null | grep -qx "$IPTABLES_DEB"; then
     apt_update_once
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "iptables=$IPTABLES_DEB"
+  fi
+  if ! command -v ip >/dev/null; then
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "iproute2=$IPROUTE2_DEB"
   fi
   local bin
   for bin in iptables-save iptables-restore iptables-nft-restore iptables-legacy-restore; do

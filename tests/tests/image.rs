@@ -169,7 +169,7 @@ fn config_starts_the_controller_as_the_non_root_user() {
     let env = run["Env"].as_array().expect("config has Env");
     assert!(
         env.iter()
-            .any(|e| e.as_str() == Some(&format!("PATH={IMAGE_PATH}"))),
+            .any(|e| e.as_str() == Some(format!("PATH={IMAGE_PATH}").as_str())),
         "{env:?}"
     );
     assert_eq!(
@@ -377,4 +377,147 @@ fn crane_pushes_the_archive_and_exports_its_filesystem() {
         );
     }
     drop(registry);
+}
+
+/// A network namespace of the test's own, `weft-img-<pid>` (`ip netns add`); dropping it
+/// deletes it, also when the test fails.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    fn create() -> Self {
+        let name = format!("weft-img-{}", std::process::id());
+        // One left by an earlier run killed before its cleanup, whose pid this one reuses.
+        let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+        let namespace = Self { name };
+        output_of(Command::new("ip").args(["netns", "add", &namespace.name]));
+        namespace
+    }
+
+    /// `ip netns exec <namespace>`, to which the caller appends a command; only the image's
+    /// PATH is in its environment.
+    fn exec(&self) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .env_clear()
+            .env("PATH", IMAGE_PATH)
+            .args(["netns", "exec", &self.name]);
+        command
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        match Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "cannot delete network namespace {} ({}): {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(err) => eprintln!("cannot run ip netns delete {}: {err}", self.name),
+        }
+    }
+}
+
+/// Runs `command` to its end; its stdout, or a panic with everything it said.
+fn output_of(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The nat rules of `weft-proxy init`'s defaults that the test looks for, as iptables-save
+/// prints them (an explicit `-m tcp` for `--dport`): weft's two chains, the jumps into them,
+/// the REDIRECTs to the proxy's listeners, and rules that need the owner and tcp modules.
+const EXPECTED_NAT_RULES: [&str; 8] = [
+    ":WEFT_INBOUND - [0:0]",
+    ":WEFT_OUTPUT - [0:0]",
+    "-A PREROUTING -p tcp -j WEFT_INBOUND",
+    "-A OUTPUT -p tcp -j WEFT_OUTPUT",
+    "-A WEFT_INBOUND -p tcp -m tcp --dport 15000 -j RETURN",
+    "-A WEFT_INBOUND -p tcp -j REDIRECT --to-ports 15006",
+    "-A WEFT_OUTPUT -m owner --uid-owner 1337 -j RETURN",
+    "-A WEFT_OUTPUT -p tcp -j REDIRECT --to-ports 15001",
+];
+
+/// The injected init container: `weft-proxy init` from the image, as root (the init
+/// container runs as root with NET_ADMIN), in a fresh network namespace, with the image's
+/// own iptables, once with the system links (nf_tables) and once with `--iptables legacy`.
+/// Run twice (the second run replaces the first's rules), each rule is then there once, as
+/// both the image's iptables-save and the host's read the namespace's nat table.
+#[test]
+fn init_from_the_image_programs_iptables_in_a_network_namespace() {
+    let built = built();
+    // A container runtime gives the container a /dev; weft-proxy init runs iptables-save
+    // with its stdin on /dev/null.
+    let dev = built.rootfs.join("dev");
+    std::fs::create_dir_all(&dev).expect("the image's /dev");
+    if !dev.join("null").exists() {
+        output_of(
+            Command::new("mknod")
+                .args(["-m", "666"])
+                .arg(dev.join("null"))
+                .args(["c", "1", "3"]),
+        );
+    }
+
+    for (backend, save) in [
+        ("system", "iptables-save"),
+        ("legacy", "iptables-legacy-save"),
+    ] {
+        let namespace = Namespace::create();
+        let in_namespace_image = |args: &[&str]| {
+            let mut command = namespace.exec();
+            command.arg(host_chroot()).arg(&built.rootfs).args(args);
+            command
+        };
+        for run in 1..=2 {
+            let said = output_of(&mut in_namespace_image(&[
+                "/usr/local/bin/weft-proxy",
+                "init",
+                "--iptables",
+                backend,
+            ]));
+            assert!(
+                said.contains("outbound TCP → 15001, inbound TCP → 15006"),
+                "{backend}, run {run}: {said}"
+            );
+        }
+        let by_image = output_of(&mut in_namespace_image(&[save, "-t", "nat"]));
+        let by_host = output_of(namespace.exec().args([save, "-t", "nat"]));
+        for (reader, saved) in [("the image's", &by_image), ("the host's", &by_host)] {
+            for rule in EXPECTED_NAT_RULES {
+                let count = saved.lines().filter(|line| line.trim() == rule).count();
+                assert_eq!(
+                    count, 1,
+                    "{backend}: {reader} {save} shows `{rule}` {count} times:\n{saved}"
+                );
+            }
+        }
+        let path = namespace.path();
+        drop(namespace);
+        assert!(
+            !path.exists(),
+            "network namespace {} not deleted",
+            path.display()
+        );
+    }
 }
