@@ -561,19 +561,14 @@ async fn two_controllers_one_status_writer_and_a_handover_under_load_without_a_f
     // The backends live at 192.0.2.10 in a network namespace of this test: a real endpoint
     // address for the EndpointSlices (the apiserver refuses loopback ones).
     let address: std::net::Ipv4Addr = "192.0.2.10".parse().unwrap();
-    let netns = weft_tests::netns::TestNetns::create("ctl", &[address]).unwrap();
-    let v1 = weft_tests::backend::Backend::start_with(
-        "v1",
-        netns.listen((address, 50051).into()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let v2 = weft_tests::backend::Backend::start_with(
-        "v2",
-        netns.listen((address, 50052).into()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let netns = weft_tests::netns::Netns::create(&format!("weft-ctl-{}", std::process::id()));
+    netns.link_host('c', &[address]);
+    let v1 = weft_tests::backend::Backend::start_with("v1", netns.listen((address, 50051).into()))
+        .await
+        .unwrap();
+    let v2 = weft_tests::backend::Backend::start_with("v2", netns.listen((address, 50052).into()))
+        .await
+        .unwrap();
 
     let lease = Duration::from_secs(4);
     let mut a = start_chart_controller(&cluster, "replica-a", webhook_port, "4s");

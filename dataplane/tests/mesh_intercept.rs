@@ -27,10 +27,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::netns::Netns;
 use common::*;
 use serde_json::Value;
 use weft_tests::backend::Backend;
+use weft_tests::netns::Netns;
 use weft_tests::process::{Process, wait_until};
 use weft_tests::tools::{tool, tools_dir};
 

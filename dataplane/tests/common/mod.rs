@@ -29,8 +29,6 @@ use tonic::transport::{Channel, Endpoint};
 use weft_tests::backend::pb;
 use weft_tests::process::{Process, free_port, wait_until};
 
-pub mod netns;
-
 pub use pb::echo_client::EchoClient;
 pub use pb::{EchoReply, EchoRequest};
 
