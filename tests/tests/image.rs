@@ -429,19 +429,21 @@ impl Drop for Namespace {
     }
 }
 
-/// Runs `command` to its end; its stdout, or a panic with everything it said.
-fn output_of(command: &mut Command) -> String {
+/// Runs `command` to its end; its (stdout, stderr), or a panic with everything it said.
+fn output_of(command: &mut Command) -> (String, String) {
     let out = command
         .output()
         .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(
         out.status.success(),
-        "{command:?} failed ({}):\n--- stdout\n{}--- stderr\n{}",
+        "{command:?} failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
         out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (stdout, stderr)
 }
 
 /// The nat rules of `weft-proxy init`'s defaults that the test looks for, as iptables-save
@@ -490,7 +492,8 @@ fn init_from_the_image_programs_iptables_in_a_network_namespace() {
             command
         };
         for run in 1..=2 {
-            let said = output_of(&mut in_namespace_image(&[
+            // Its one line goes to stderr.
+            let (_, said) = output_of(&mut in_namespace_image(&[
                 "/usr/local/bin/weft-proxy",
                 "init",
                 "--iptables",
@@ -501,8 +504,8 @@ fn init_from_the_image_programs_iptables_in_a_network_namespace() {
                 "{backend}, run {run}: {said}"
             );
         }
-        let by_image = output_of(&mut in_namespace_image(&[save, "-t", "nat"]));
-        let by_host = output_of(namespace.exec().args([save, "-t", "nat"]));
+        let (by_image, _) = output_of(&mut in_namespace_image(&[save, "-t", "nat"]));
+        let (by_host, _) = output_of(namespace.exec().args([save, "-t", "nat"]));
         for (reader, saved) in [("the image's", &by_image), ("the host's", &by_host)] {
             for rule in EXPECTED_NAT_RULES {
                 let count = saved.lines().filter(|line| line.trim() == rule).count();
