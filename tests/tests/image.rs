@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use weft_tests::netns::Netns;
 use weft_tests::oci::{self, CONFIG_MEDIA_TYPE, Layout, MANIFEST_MEDIA_TYPE};
 use weft_tests::process::{Process, free_port, wait_until};
 use weft_tests::tools::tool;
@@ -379,54 +380,15 @@ fn crane_pushes_the_archive_and_exports_its_filesystem() {
     drop(registry);
 }
 
-/// A network namespace of the test's own, `weft-img-<pid>` (`ip netns add`); dropping it
-/// deletes it, also when the test fails.
-struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    fn create() -> Self {
-        let name = format!("weft-img-{}", std::process::id());
-        // One left by an earlier run killed before its cleanup, whose pid this one reuses.
-        let _ = Command::new("ip").args(["netns", "delete", &name]).output();
-        let namespace = Self { name };
-        output_of(Command::new("ip").args(["netns", "add", &namespace.name]));
-        namespace
-    }
-
-    /// `ip netns exec <namespace>`, to which the caller appends a command; only the image's
-    /// PATH is in its environment.
-    fn exec(&self) -> Command {
-        let mut command = Command::new("ip");
-        command
-            .env_clear()
-            .env("PATH", IMAGE_PATH)
-            .args(["netns", "exec", &self.name]);
-        command
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        match Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "cannot delete network namespace {} ({}): {}",
-                self.name,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(err) => eprintln!("cannot run ip netns delete {}: {err}", self.name),
-        }
-    }
+/// `ip netns exec <namespace>`, to which the caller appends a command; only the image's
+/// PATH is in its environment (as the container runtime would set it).
+fn exec_in(namespace: &Netns) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .env_clear()
+        .env("PATH", IMAGE_PATH)
+        .args(["netns", "exec", &namespace.name]);
+    command
 }
 
 /// Runs `command` to its end; its (stdout, stderr), or a panic with everything it said.
@@ -485,9 +447,10 @@ fn init_from_the_image_programs_iptables_in_a_network_namespace() {
         ("system", "iptables-save"),
         ("legacy", "iptables-legacy-save"),
     ] {
-        let namespace = Namespace::create();
+        // Deleted when dropped, also when the test fails.
+        let namespace = Netns::create(&format!("weft-img-{}", std::process::id()));
         let in_namespace_image = |args: &[&str]| {
-            let mut command = namespace.exec();
+            let mut command = exec_in(&namespace);
             command.arg(host_chroot()).arg(&built.rootfs).args(args);
             command
         };
@@ -505,7 +468,7 @@ fn init_from_the_image_programs_iptables_in_a_network_namespace() {
             );
         }
         let (by_image, _) = output_of(&mut in_namespace_image(&[save, "-t", "nat"]));
-        let (by_host, _) = output_of(namespace.exec().args([save, "-t", "nat"]));
+        let (by_host, _) = output_of(exec_in(&namespace).args([save, "-t", "nat"]));
         for (reader, saved) in [("the image's", &by_image), ("the host's", &by_host)] {
             for rule in EXPECTED_NAT_RULES {
                 let count = saved.lines().filter(|line| line.trim() == rule).count();
@@ -515,7 +478,7 @@ fn init_from_the_image_programs_iptables_in_a_network_namespace() {
                 );
             }
         }
-        let path = namespace.path();
+        let path = Path::new("/run/netns").join(&namespace.name);
         drop(namespace);
         assert!(
             !path.exists(),
