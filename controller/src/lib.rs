@@ -18,6 +18,7 @@ pub mod certs;
 mod check_ready;
 pub mod inject;
 pub mod leader;
+pub mod members;
 mod mesh_identity;
 pub mod model;
 pub mod publisher;
@@ -96,6 +97,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Box<dyn std::any::Any + Send>,
     ) = match (&mode, client.clone()) {
         (SourceMode::Local(dir), _) => {
+            if auth_on {
+                members::store::restore_and_keep(&mesh_identity::state_dir(&settings), &proxies);
+            }
             let source = Arc::new(LocalSource::new(dir.clone()).start(index.clone()).await?);
             let errors = source.clone();
             let errors: admin::SourceErrors = Arc::new(move || {
@@ -111,6 +115,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let client = client.ok_or_else(|| anyhow::anyhow!("no Kubernetes client"))?;
             eprintln!("weft-controller: {mode}; waiting for the first full listing");
             let source = source::kube::start(client.clone(), index.clone()).await;
+            members::pods::watch(client.clone(), proxies.clone());
             let election = leader::run(
                 client.clone(),
                 leader::LeaderSettings {
@@ -135,10 +140,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         index,
         revisions,
         proxies.workloads(),
+        proxies.members(),
         auth_on.then(|| settings.trust_domain.clone()),
         snapshot_tx,
         published_tx,
     ));
+    tokio::spawn(prune_departed_members(proxies.clone()));
     let admin_handler = admin::handler(admin::AdminState {
         metrics: Arc::new(Mutex::new(metrics_registry)),
         proxies,
@@ -210,6 +217,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         () = weft_common::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// Forgets proxies that left more than `ads::registry::MEMBER_LINGER` ago, checking often
+/// enough that one is forgotten at most a few seconds late.
+async fn prune_departed_members(proxies: Arc<ProxyRegistry>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        proxies.prune_departed(std::time::Instant::now());
+    }
 }
 
 /// Binds an optional listener, naming the flag on failure.

@@ -54,7 +54,7 @@ pub async fn certificate_authority(
 /// The Secret a generated CA is kept in (Kubernetes mode).
 pub const CA_SECRET: &str = "weft-ca";
 
-fn state_dir(settings: &Settings) -> PathBuf {
+pub(crate) fn state_dir(settings: &Settings) -> PathBuf {
     settings.state_dir.clone().unwrap_or_else(|| {
         let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
         home.join(".local/state/weft-controller")

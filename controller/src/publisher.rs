@@ -5,7 +5,9 @@
 //! translation, only the ClusterLoadAssignments are made again. The connected proxies
 //! (workloads) are an input like the index: each has its own listeners, so a proxy that
 //! connects, leaves or changes its node metadata means a new translation (debounced alike,
-//! so a burst of connecting proxies is translated once).
+//! so a burst of connecting proxies is translated once). The mesh's members (which
+//! endpoints run a proxy) decide only the endpoints' marking: a change of them alone
+//! remakes only the ClusterLoadAssignments.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::ads::Snapshot;
 use crate::model::{Index, Kind, ObjectKey};
-use crate::xds::{self, Enforcing, ResourceReport, Translation, Workloads};
+use crate::xds::{self, Enforcing, Members, ResourceReport, Translation, Workloads};
 
 /// How long the index must be quiet before a push.
 pub const QUIET: Duration = Duration::from_millis(10);
@@ -40,6 +42,7 @@ pub async fn run(
     index: Arc<Mutex<Index>>,
     mut revisions: watch::Receiver<u64>,
     mut workloads: watch::Receiver<Workloads>,
+    mut members: watch::Receiver<Members>,
     trust_domain: Option<String>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     published: watch::Sender<Published>,
@@ -47,9 +50,11 @@ pub async fn run(
     let mut last = None;
     loop {
         let current = workloads.borrow_and_update().clone();
+        let current_members = members.borrow_and_update().clone();
         publish(
             &index,
             &current,
+            &current_members,
             trust_domain.as_deref(),
             &mut last,
             &snapshots,
@@ -63,8 +68,9 @@ pub async fn run(
             }
             // A new proxy needs its listeners (and its namespace's `outbound/<ns>`).
             Ok(()) = workloads.changed() => {}
+            Ok(()) = members.changed() => {}
         }
-        debounce(&mut revisions, &mut workloads).await;
+        debounce(&mut revisions, &mut workloads, &mut members).await;
     }
 }
 
@@ -103,15 +109,17 @@ impl Inputs {
 fn translate(
     index: &Index,
     workloads: &Workloads,
+    members: &Members,
     trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
 ) -> Translation {
     let inputs = Inputs::of(index, workloads, trust_domain);
+    let mtls = trust_domain.is_some();
     let translation = match last.take() {
         Some(last) if last.inputs == inputs => {
-            xds::retranslate_endpoints(index, workloads, trust_domain.is_some(), &last.translation)
+            xds::retranslate_endpoints(index, workloads, members, mtls, &last.translation)
         }
-        _ => xds::translate_for(index, workloads, trust_domain),
+        _ => xds::translate_for(index, workloads, members, trust_domain),
     };
     *last = Some(LastTranslation {
         inputs,
@@ -123,6 +131,7 @@ fn translate(
 fn publish(
     index: &Mutex<Index>,
     workloads: &Workloads,
+    members: &Members,
     trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
     snapshots: &watch::Sender<Option<Arc<Snapshot>>>,
@@ -134,7 +143,7 @@ fn publish(
         if !index.is_synced() {
             return;
         }
-        translate(&index, workloads, trust_domain, last)
+        translate(&index, workloads, members, trust_domain, last)
     };
     let snapshot = Arc::new(translation.snapshot);
     let is_new = !snapshots
@@ -161,6 +170,7 @@ fn publish(
 async fn debounce(
     revisions: &mut watch::Receiver<u64>,
     workloads: &mut watch::Receiver<Workloads>,
+    members: &mut watch::Receiver<Members>,
 ) {
     let deadline = Instant::now() + MAX_DELAY;
     loop {
@@ -171,6 +181,9 @@ async fn debounce(
             }
             // A closed registry only disables this branch (`Ok` pattern).
             Ok(()) = workloads.changed() => {
+                if Instant::now() >= deadline { return; }
+            }
+            Ok(()) = members.changed() => {
                 if Instant::now() >= deadline { return; }
             }
             () = tokio::time::sleep_until(quiet_until) => return,

@@ -2,6 +2,7 @@
 //! debounce.
 
 use super::*;
+use crate::xds::{Member, Members};
 
 use crate::xds::testutil::{DOMAIN, greeters, index as index_of, objects, service_yaml, workloads};
 
@@ -19,12 +20,12 @@ fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
     let mut index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
     let mut last = None;
-    let first = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    let first = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
     for object in objects(&slice("10.0.0.2")) {
         index.apply(object);
     }
-    let second = translate(&index, &proxies, Some(DOMAIN), &mut last);
-    let full = xds::translate_for(&index, &proxies, Some(DOMAIN));
+    let second = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let full = xds::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert!(
         second.snapshot.for_node("client.team-a").is_some(),
@@ -59,31 +60,67 @@ fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
 }
 
 #[test]
+fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
+    let index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
+    let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
+    let mut last = None;
+    let first = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let member = Member {
+        namespace: "default".into(),
+        labels: Default::default(),
+        inbound_addr: None,
+        pod_ip: Some("10.0.0.1".parse().unwrap()),
+    };
+    let members = Members::from([("pod/default/greeter-1".to_owned(), member)]);
+    let second = translate(&index, &proxies, &members, Some(DOMAIN), &mut last);
+    let full = xds::translate_for(&index, &proxies, &members, Some(DOMAIN));
+    assert_eq!(second.snapshot, full.snapshot);
+    assert_ne!(
+        first.snapshot, second.snapshot,
+        "the endpoint is marked now"
+    );
+    assert!(Arc::ptr_eq(
+        first
+            .snapshot
+            .shared_resources(crate::ads::ResourceType::Cluster),
+        second
+            .snapshot
+            .shared_resources(crate::ads::ResourceType::Cluster)
+    ));
+}
+
+#[test]
 fn a_service_change_or_a_new_proxy_translates_everything() {
     let mut index = index_of(&greeters());
     let mut last = None;
-    let first = translate(&index, &Workloads::new(), Some(DOMAIN), &mut last);
+    let first = translate(
+        &index,
+        &Workloads::new(),
+        &Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
-    let second = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    let second = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
     assert_eq!(
         second.snapshot,
-        xds::translate_for(&index, &proxies, Some(DOMAIN)).snapshot
+        xds::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
     );
     assert_ne!(first.snapshot, second.snapshot, "outbound/team-a is new");
     for object in objects(&service_yaml("default", "extra", &[("grpc", 80)])) {
         index.apply(object);
     }
-    let third = translate(&index, &proxies, Some(DOMAIN), &mut last);
+    let third = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
     assert_eq!(
         third.snapshot,
-        xds::translate_for(&index, &proxies, Some(DOMAIN)).snapshot
+        xds::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
     );
     // Another proxy in a namespace already served: its own listeners are new.
     let more = workloads(&[
         ("client", "team-a", "127.0.0.1:15006"),
         ("other", "team-a", "127.0.0.1:16006"),
     ]);
-    let fourth = translate(&index, &more, Some(DOMAIN), &mut last);
+    let fourth = translate(&index, &more, &Members::new(), Some(DOMAIN), &mut last);
     assert!(fourth.snapshot.for_node("other.team-a").is_some());
     assert!(!third.snapshot.same_content(&fourth.snapshot));
 }
@@ -93,7 +130,12 @@ async fn quiet_period_ends_a_debounce() {
     let (_tx, mut rx) = watch::channel(0u64);
     let (_proxies, mut proxies_rx) = watch::channel(Workloads::new());
     let start = Instant::now();
-    debounce(&mut rx, &mut proxies_rx).await;
+    debounce(
+        &mut rx,
+        &mut proxies_rx,
+        &mut watch::channel(Members::new()).1,
+    )
+    .await;
     assert_eq!(start.elapsed(), QUIET);
 }
 
@@ -108,7 +150,12 @@ async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
     });
     let (_proxies, mut proxies_rx) = watch::channel(Workloads::new());
     let start = Instant::now();
-    debounce(&mut rx, &mut proxies_rx).await;
+    debounce(
+        &mut rx,
+        &mut proxies_rx,
+        &mut watch::channel(Members::new()).1,
+    )
+    .await;
     ticker.abort();
     let waited = start.elapsed();
     assert!(
@@ -129,10 +176,20 @@ async fn proxies_connecting_extend_the_debounce_and_a_closed_registry_does_not_s
         // `proxies` dropped here: the registry is gone.
     });
     let start = Instant::now();
-    debounce(&mut rx, &mut proxies_rx).await;
+    debounce(
+        &mut rx,
+        &mut proxies_rx,
+        &mut watch::channel(Members::new()).1,
+    )
+    .await;
     connecting.await.unwrap();
     assert_eq!(start.elapsed(), QUIET / 2 * 3 + QUIET);
     let start = Instant::now();
-    debounce(&mut rx, &mut proxies_rx).await;
+    debounce(
+        &mut rx,
+        &mut proxies_rx,
+        &mut watch::channel(Members::new()).1,
+    )
+    .await;
     assert_eq!(start.elapsed(), QUIET);
 }

@@ -49,7 +49,8 @@ pub struct Settings {
     #[arg(long, env = "WEFT_CERT_LIFETIME", default_value = "24h", value_parser = parse_lifetime)]
     pub cert_lifetime: Duration,
 
-    /// Local mode: where the generated CA is kept (`ca.crt`, `ca.key`).
+    /// Local mode: where the generated CA (`ca.crt`, `ca.key`) and the mesh's members
+    /// (`members.json`, remembered across restarts) are kept.
     #[arg(long, env = "WEFT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 

@@ -5,7 +5,8 @@
 //! - the controller, started with the Deployment's own arguments (addresses moved to
 //!   loopback) and a TokenRequest token of the chart's ServiceAccount, watches, writes status,
 //!   reviews a proxy's token, holds the Lease, keeps the webhook's caBundle and injects Pods
-//!   that the apiserver sends it; the apiserver's audit log of that ServiceAccount must show
+//!   that the apiserver sends it, and marks the endpoints of injected pods for mutual TLS
+//!   although no proxy of theirs is connected to it; the apiserver's audit log of that ServiceAccount must show
 //!   exactly the verbs the chart grants, none refused;
 //! - two controllers: one writes status at a time, and killing it hands over within the
 //!   lease time.
@@ -21,7 +22,13 @@ use std::time::{Duration, Instant};
 
 use common::identity::{channel, create_certificate};
 use common::*;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use prost::Message as _;
 use serde_json::Value;
+use tonic::transport::Channel;
 use weft_tests::kube::KubeCluster;
 use weft_tests::process::{Process, free_port, wait_until};
 use weft_tests::tools::tool;
@@ -47,6 +54,54 @@ fn helm(cluster: &KubeCluster, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `tlsMode` mark of each endpoint of `cluster`, as the proxy `node_id` (with `token`)
+/// gets it over SotW ADS: (address, marked).
+async fn endpoint_marks(
+    channel: &Channel,
+    token: &str,
+    node_id: &str,
+    cluster: &str,
+) -> Vec<(String, bool)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: node_id.into(),
+            ..Default::default()
+        }),
+        type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
+        resource_names: vec![cluster.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let bearer = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let mut responses = AggregatedDiscoveryServiceClient::new(channel.clone())
+        .stream_aggregated_resources(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let response = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .expect("an EDS response within 10 s")
+        .unwrap()
+        .unwrap();
+    let mut marks = Vec::new();
+    for any in &response.resources {
+        let assignment = ClusterLoadAssignment::decode(&any.value[..]).unwrap();
+        for endpoint in assignment.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+            let marked = endpoint.metadata.as_ref().is_some_and(|m| {
+                m.filter_metadata
+                    .get("envoy.transport_socket_match")
+                    .is_some_and(|s| s.fields.contains_key("tlsMode"))
+            });
+            marks.push((format!("{:?}", endpoint.host_identifier), marked));
+        }
+    }
+    marks
 }
 
 fn kubectl_json(cluster: &KubeCluster, args: &[&str]) -> Value {
@@ -443,6 +498,42 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
     let dry: Value = serde_json::from_str(&dry).unwrap();
     assert_eq!(container_names(&dry, "containers"), ["app", "weft-proxy"]);
     assert_eq!(container_names(&dry, "initContainers"), ["weft-init"]);
+
+    // The injected pod, once it has an IP, is a mesh member: the Service endpoint at that
+    // IP is marked for mutual TLS, though no proxy of the pod is connected to this replica
+    // (it could be connected to another).
+    let greeter = "outbound|50051||greeter.default.svc.cluster.local";
+    let marks = endpoint_marks(&tls, &proxy_token, "web-1.default", greeter).await;
+    assert!(
+        marks.len() == 1 && !marks[0].1,
+        "before the pod has its IP: {marks:?}"
+    );
+    cluster
+        .kubectl_ok([
+            "-n",
+            "shop",
+            "patch",
+            "pod",
+            "greeter",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running","podIP":"192.0.2.1","podIPs":[{"ip":"192.0.2.1"}]}}"#,
+        ])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let marks = endpoint_marks(&tls, &proxy_token, "web-1.default", greeter).await;
+        if marks.len() == 1 && marks[0].1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the injected pod's endpoint is not marked: {marks:?}\n{}",
+            controller.process.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // RBAC: the ServiceAccount used exactly what the chart grants, and nothing was refused.
     let (used, refused) = audited(&cluster);

@@ -470,6 +470,12 @@ async fn a_restarted_controller_keeps_its_ca_and_old_certificates_still_validate
         log.contains("root CA from"),
         "the restart did not load the CA:\n{log}"
     );
+    // Nor does it forget which endpoints run a proxy: A, reconnecting first, must not be
+    // told that B (Strict) speaks plaintext before B has reconnected too.
+    assert!(
+        log.contains("remembered the mesh's members"),
+        "the restart forgot the mesh's members:\n{log}"
+    );
 
     // B's certificate from before the restart is still trusted by a client whose
     // certificate comes from the new controller process, and A's still works with B.

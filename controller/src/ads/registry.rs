@@ -4,12 +4,19 @@
 //! (one per node id, however many streams it has open), which the publisher translates each
 //! proxy's own listeners from, and it remembers the certificate last issued to each node
 //! (identity and expiry, shown at `/debug/proxies`).
+//!
+//! It also publishes the mesh's members, the workloads known to run a proxy, which decide
+//! which endpoints clients reach over mutual TLS: the connected proxies, those that left
+//! less than [`MEMBER_LINGER`] ago (a broken stream or a controller restart must not turn
+//! a `Strict` server's clients to plaintext while it reconnects), those remembered from
+//! before a restart (local mode) and the injected pods (Kubernetes, where a proxy may be
+//! connected to another replica).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::xds::{NodeInfo, Workload, Workloads};
+use crate::xds::{Member, Members, NodeInfo, Workload, Workloads};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -40,6 +47,11 @@ pub struct ProxyStatus {
     pub certificate_expiry_unix: Option<u64>,
 }
 
+/// How long a proxy that left stays a member: long enough to reconnect after a broken
+/// stream or a controller restart (proxies retry within seconds), short enough that an
+/// address reused by a plaintext server is not reached over TLS for long.
+pub const MEMBER_LINGER: Duration = Duration::from_secs(120);
+
 #[derive(Debug)]
 pub struct ProxyRegistry {
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
@@ -49,6 +61,12 @@ pub struct ProxyRegistry {
     open: Mutex<BTreeMap<String, usize>>,
     /// Node id → expiry of the certificate last issued to it.
     certificates: Mutex<BTreeMap<String, SystemTime>>,
+    /// Every member: connected, departed and pods.
+    members: watch::Sender<Members>,
+    /// Proxies gone (or remembered from before a restart), until the instant they expire.
+    departed: Mutex<BTreeMap<String, (Member, Instant)>>,
+    /// Injected pods (Kubernetes), by `pod/<namespace>/<name>`.
+    pods: Mutex<Members>,
 }
 
 impl ProxyRegistry {
@@ -59,12 +77,66 @@ impl ProxyRegistry {
             workloads: watch::Sender::new(Workloads::new()),
             open: Mutex::default(),
             certificates: Mutex::default(),
+            members: watch::Sender::new(Members::new()),
+            departed: Mutex::default(),
+            pods: Mutex::default(),
         })
     }
 
     /// The connected workloads, by node id.
     pub fn workloads(&self) -> watch::Receiver<Workloads> {
         self.workloads.subscribe()
+    }
+
+    /// The mesh's members (see the module comment).
+    pub fn members(&self) -> watch::Receiver<Members> {
+        self.members.subscribe()
+    }
+
+    /// Members known from before a restart: they count as departed just now.
+    pub fn remember(&self, members: Members) {
+        let until = Instant::now() + MEMBER_LINGER;
+        let connected = self.workloads.borrow();
+        let mut departed = lock(&self.departed);
+        for (key, member) in members {
+            if !connected.contains_key(&key) {
+                departed.insert(key, (member, until));
+            }
+        }
+        drop((connected, departed));
+        self.publish_members();
+    }
+
+    /// Replaces the injected pods.
+    pub fn set_pods(&self, pods: Members) {
+        *lock(&self.pods) = pods;
+        self.publish_members();
+    }
+
+    /// Forgets departed proxies whose time ran out at `now`.
+    pub fn prune_departed(&self, now: Instant) {
+        lock(&self.departed).retain(|_, (_, until)| *until > now);
+        self.publish_members();
+    }
+
+    /// Publishes the union of pods, departed and connected proxies. Computed under the
+    /// channel's lock, so concurrent changes publish in order and the last one wins.
+    fn publish_members(&self) {
+        self.members.send_if_modified(|current| {
+            let mut members: Members = lock(&self.pods).clone();
+            let departed = lock(&self.departed);
+            members.extend(departed.iter().map(|(k, (m, _))| (k.clone(), m.clone())));
+            drop(departed);
+            let connected = self.workloads.borrow();
+            members.extend(
+                connected
+                    .iter()
+                    .filter_map(|(id, workload)| Some((id.clone(), workload.member()?))),
+            );
+            let changed = *current != members;
+            *current = members;
+            changed
+        });
     }
 
     /// Notes the certificate just issued to `node_id`.
@@ -106,6 +178,8 @@ impl ProxyRegistry {
         self.workloads.send_if_modified(|workloads| {
             workloads.insert(node_id.to_owned(), workload.clone()) != Some(workload)
         });
+        lock(&self.departed).remove(node_id);
+        self.publish_members();
         StreamGuard {
             registry: self.clone(),
             id,
@@ -178,10 +252,18 @@ impl Drop for StreamGuard {
         };
         if last {
             open.remove(&self.node_id);
+            drop(open);
             lock(&self.registry.certificates).remove(&self.node_id);
-            self.registry
-                .workloads
-                .send_if_modified(|workloads| workloads.remove(&self.node_id).is_some());
+            let mut left = None;
+            self.registry.workloads.send_if_modified(|workloads| {
+                left = workloads.remove(&self.node_id);
+                left.is_some()
+            });
+            if let Some(member) = left.as_ref().and_then(Workload::member) {
+                let until = Instant::now() + MEMBER_LINGER;
+                lock(&self.registry.departed).insert(self.node_id.clone(), (member, until));
+            }
+            self.registry.publish_members();
         }
     }
 }
@@ -250,5 +332,34 @@ mod tests {
         let b = registry.snapshot();
         assert_eq!(b[0].identity.as_deref(), Some("spiffe://x"));
         assert_eq!(b[0].certificate_expiry_unix, Some(7));
+    }
+
+    #[test]
+    fn members_are_connected_departed_for_a_while_remembered_and_pods() {
+        let registry = ProxyRegistry::new();
+        let members = registry.members();
+        let keys = || members.borrow().keys().cloned().collect::<Vec<_>>();
+        let a = registry.connect(&node("a.default"), Protocol::Delta, None);
+        assert_eq!(keys(), ["a.default"]);
+        drop(a);
+        assert_eq!(keys(), ["a.default"], "a proxy that left lingers");
+        assert!(registry.workloads().borrow().is_empty());
+
+        let member = members.borrow()["a.default"].clone();
+        registry.remember(Members::from([("b.default".to_owned(), member.clone())]));
+        let mut pod = member.clone();
+        pod.pod_ip = Some("10.0.0.1".parse().unwrap());
+        registry.set_pods(Members::from([("pod/default/p".to_owned(), pod)]));
+        assert_eq!(keys(), ["a.default", "b.default", "pod/default/p"]);
+
+        // Reconnecting ends the linger; a later departure starts a new one.
+        let b = registry.connect(&node("b.default"), Protocol::Sotw, None);
+        registry.prune_departed(Instant::now() + MEMBER_LINGER + Duration::from_secs(1));
+        assert_eq!(keys(), ["b.default", "pod/default/p"]);
+        drop(b);
+        registry.set_pods(Members::new());
+        assert_eq!(keys(), ["b.default"]);
+        registry.prune_departed(Instant::now() + MEMBER_LINGER + Duration::from_secs(1));
+        assert!(keys().is_empty());
     }
 }

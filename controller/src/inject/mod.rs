@@ -13,6 +13,8 @@
 //! - container `weft-proxy` (uid 1337, read-only root, no capabilities) with its node id and
 //!   namespace from the downward API, the projected ServiceAccount token (audience `weft`)
 //!   it authenticates with, the mesh's root certificate, ports, probes and resources;
+//! - label `weft.dev/sidecar: injected`: the controller watches pods with it, so a client
+//!   reaches this pod over mutual TLS even while its proxy is connected to another replica;
 //! - annotation `weft.dev/xds-root`: the root certificate the proxy verifies the controller
 //!   with, mounted into the proxy through a downward-API volume. It keeps the webhook free of
 //!   any per-namespace object (Istio writes a ConfigMap into every namespace); a Pod sees
@@ -34,6 +36,11 @@ use serde_json::{Value, json};
 pub const INJECT_KEY: &str = "weft.dev/inject";
 /// The annotation holding the root certificate for the proxy.
 pub const ROOT_ANNOTATION: &str = "weft.dev/xds-root";
+/// The label every injected pod gets (value [`SIDECAR_INJECTED`]): the controller watches
+/// pods carrying it to know which endpoints run a proxy, whichever replica that proxy is
+/// connected to.
+pub const SIDECAR_LABEL: &str = "weft.dev/sidecar";
+pub const SIDECAR_INJECTED: &str = "injected";
 /// The sidecar's container name (its presence means "already injected").
 pub const PROXY_CONTAINER: &str = "weft-proxy";
 /// The init container's name.
@@ -143,9 +150,22 @@ pub fn inject(pod: &Pod, config: &InjectionConfig, root_pem: &str) -> Injection 
         .flat_map(|c| c.ports.iter().flatten())
         .find(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
         .and_then(|p| u16::try_from(p.container_port).ok());
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let mut labels = pod.metadata.labels.clone().unwrap_or_default();
 
     let mut ops = Vec::new();
+    // The sidecar label: create the map if absent, else add our key. The proxy's own
+    // labels (for MtlsPolicy selectors) include it, like the pod's.
+    match pod.metadata.labels {
+        None => ops.push(json!({
+            "op": "add", "path": "/metadata/labels",
+            "value": { SIDECAR_LABEL: SIDECAR_INJECTED },
+        })),
+        Some(_) => ops.push(json!({
+            "op": "add", "path": format!("/metadata/labels/{}", escape(SIDECAR_LABEL)),
+            "value": SIDECAR_INJECTED,
+        })),
+    }
+    labels.insert(SIDECAR_LABEL.to_owned(), SIDECAR_INJECTED.to_owned());
     // Annotations: create the map if absent, else add our key (`/` escaped as `~1`).
     match annotations {
         None => ops.push(json!({

@@ -75,7 +75,11 @@ fn a_plain_pod_gets_the_proxy_the_init_container_and_volumes() {
     );
     assert_eq!(
         env("WEFT_WORKLOAD_LABELS").value.as_deref(),
-        Some("app=greeter")
+        Some("app=greeter,weft.dev/sidecar=injected")
+    );
+    assert_eq!(
+        patched["metadata"]["labels"][SIDECAR_LABEL],
+        SIDECAR_INJECTED
     );
     assert_eq!(
         env("WEFT_XDS_ADDR").value.as_deref(),
@@ -123,6 +127,11 @@ fn a_plain_pod_gets_the_proxy_the_init_container_and_volumes() {
 fn existing_lists_and_annotations_are_appended_to() {
     let mut original = plain_pod();
     original["metadata"]["annotations"] = json!({ "team": "a/b" });
+    // Without labels, the label map is created.
+    original["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
     original["spec"]["initContainers"] = json!([{ "name": "migrate", "image": "m:1" }]);
     original["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
     let patched = apply(
@@ -130,6 +139,10 @@ fn existing_lists_and_annotations_are_appended_to() {
         &inject(&pod(original.clone()), &config(), "ROOT"),
     );
     assert_eq!(patched["metadata"]["annotations"]["team"], "a/b");
+    assert_eq!(
+        patched["metadata"]["labels"][SIDECAR_LABEL],
+        SIDECAR_INJECTED
+    );
     assert_eq!(patched["metadata"]["annotations"][ROOT_ANNOTATION], "ROOT");
     assert_eq!(patched["spec"]["initContainers"][0]["name"], "migrate");
     assert_eq!(patched["spec"]["initContainers"][1]["name"], INIT_CONTAINER);

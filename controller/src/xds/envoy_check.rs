@@ -69,6 +69,7 @@ fn bootstrap(yaml: &str) -> Bootstrap {
     let translation = translate_for(
         &index(&format!("{yaml}{DISABLE_POLICY}")),
         &proxies,
+        &super::Members::new(),
         Some(DOMAIN),
     );
     let snapshot = &translation.snapshot;

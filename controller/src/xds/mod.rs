@@ -146,7 +146,7 @@ pub use secrets::{
 };
 pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
 pub use tls::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
-pub use workloads::{Enforcing, Workload, Workloads};
+pub use workloads::{Enforcing, Member, Members, Workload, Workloads};
 
 /// The result of translating an index.
 #[derive(Debug, Clone)]
@@ -205,13 +205,15 @@ pub fn translate(index: &Index) -> Translation {
     translate_for(
         index,
         &Workloads::new(),
+        &Members::new(),
         Some(weft_common::spiffe::DEFAULT_TRUST_DOMAIN),
     )
 }
 
 /// [`translate`], for the connected proxies `workloads`: each gets its own listeners, its
 /// namespace its `outbound/<ns>` (even without Services there), its app an `inbound|<addr>`
-/// cluster, and the endpoints it runs the `tlsMode: weft` mark unless its mode is `Disable`.
+/// cluster, and the endpoints it runs the `tlsMode: weft` mark unless its mode is `Disable`
+/// (so do the endpoints of `members`, the mesh's proxies not connected here).
 /// Clusters check servers' SPIFFE ids against `trust_domain`.
 ///
 /// `trust_domain` is `None` when the mesh runs without mTLS (the controller authenticates no
@@ -220,6 +222,7 @@ pub fn translate(index: &Index) -> Translation {
 pub fn translate_for(
     index: &Index,
     workloads: &Workloads,
+    members: &Members,
     trust_domain: Option<&str>,
 ) -> Translation {
     let mut warnings = Vec::new();
@@ -236,7 +239,7 @@ pub fn translate_for(
         }
     }
     let targets = match trust_domain {
-        Some(_) => workloads::MtlsTargets::build(workloads, &policies),
+        Some(_) => workloads::MtlsTargets::build(workloads, members, &policies),
         None => workloads::MtlsTargets::default(),
     };
     for (name, assignment) in load_assignments(index, &catalog, &targets, &mut warnings) {
@@ -266,20 +269,21 @@ pub fn translate_for(
     }
 }
 
-/// `previous`, a translation of this index for these `workloads` made before only
+/// `previous`, a translation of this index for these `workloads` and `members` made before only
 /// EndpointSlices changed, with its ClusterLoadAssignments made again (marked for the same
 /// workloads): nothing else depends on an EndpointSlice, and endpoint changes (pods coming
 /// and going) are the most frequent change there is. The per-proxy listeners are kept.
 pub fn retranslate_endpoints(
     index: &Index,
     workloads: &Workloads,
+    members: &Members,
     mtls: bool,
     previous: &Translation,
 ) -> Translation {
     let mut warnings = Vec::new();
     let catalog = services::Catalog::build(index, &mut warnings);
     let targets = match mtls {
-        true => workloads::MtlsTargets::build(workloads, &mtls::PolicySet::build(index)),
+        true => workloads::MtlsTargets::build(workloads, members, &mtls::PolicySet::build(index)),
         false => workloads::MtlsTargets::default(),
     };
     let assignments = load_assignments(index, &catalog, &targets, &mut warnings);

@@ -2,12 +2,20 @@
 //! [`NodeInfo`]), and what they add to a translation: each proxy's own `outbound` and
 //! `inbound` listeners, the shared `inbound|<app addr>` clusters, which endpoints are run by
 //! a proxy that accepts mutual TLS, and which MtlsPolicy governs which proxy.
+//!
+//! Which endpoints run a proxy is not only a question of who is connected right now: a
+//! proxy whose xDS stream broke, or that is connected to another controller replica (or
+//! to this one before a restart), still refuses plaintext under `Strict`. So marking reads
+//! the mesh's [`Members`] as well: pods the injector labelled (Kubernetes), proxies that
+//! left a moment ago, and those remembered across a restart (local mode). See
+//! `ads::registry` for where members come from.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::util::pack_any;
+use serde::{Deserialize, Serialize};
 
 use super::mtls::{PolicySet, Resolution};
 use super::{NodeInfo, ResourceReport, cluster, inbound, listener};
@@ -53,7 +61,33 @@ impl From<&NodeInfo> for Workload {
     }
 }
 
+/// A workload known to run a mesh proxy, connected to this controller or not: where its
+/// endpoints are marked `tlsMode: weft` (unless its MtlsPolicy mode is `Disable`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub namespace: String,
+    /// The pod's labels: MtlsPolicy selectors match them.
+    pub labels: BTreeMap<String, String>,
+    /// Its proxy's inbound listener (local mode: endpoints list it).
+    pub inbound_addr: Option<SocketAddr>,
+    /// The pod IP (Kubernetes: endpoints list it with the app's port).
+    pub pod_ip: Option<IpAddr>,
+}
+
+/// The mesh's members by a stable key (node id, or `pod/<namespace>/<name>`).
+pub type Members = BTreeMap<String, Member>;
+
 impl Workload {
+    /// As a mesh member; `None` when it has no inbound side (nothing to mark).
+    pub fn member(&self) -> Option<Member> {
+        self.serves_inbound.then(|| Member {
+            namespace: self.namespace.clone(),
+            labels: self.labels.clone(),
+            inbound_addr: Some(self.inbound_addr),
+            pod_ip: self.pod_ip,
+        })
+    }
+
     /// The workload of an xDS Node (see [`NodeInfo::from_node`]; errors name the field).
     pub fn from_node(node: &Node) -> Result<Self, String> {
         NodeInfo::from_node(node).map(|info| Self::from(&info))
@@ -71,15 +105,16 @@ pub(super) struct MtlsTargets {
 }
 
 impl MtlsTargets {
-    /// Every workload whose mode is not `Disable` (a `Disable` proxy accepts plaintext
-    /// only, so its clients must not use TLS).
-    pub fn build(workloads: &Workloads, policies: &PolicySet) -> Self {
+    /// Every connected workload and every member whose mode is not `Disable` (a
+    /// `Disable` proxy accepts plaintext only, so its clients must not use TLS).
+    pub fn build(workloads: &Workloads, members: &Members, policies: &PolicySet) -> Self {
         let mut targets = Self::default();
-        for workload in workloads.values().filter(|w| w.serves_inbound) {
-            let resolution = policies.resolve(&workload.namespace, &workload.labels);
+        let connected = workloads.values().filter_map(Workload::member);
+        for member in connected.chain(members.values().cloned()) {
+            let resolution = policies.resolve(&member.namespace, &member.labels);
             if resolution.resolved.mode != MtlsMode::Disable {
-                targets.inbound.insert(workload.inbound_addr);
-                targets.pods.extend(workload.pod_ip);
+                targets.inbound.extend(member.inbound_addr);
+                targets.pods.extend(member.pod_ip);
             }
         }
         targets

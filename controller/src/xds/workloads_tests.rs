@@ -75,7 +75,7 @@ fn marks(t: &Translation) -> Vec<(String, bool)> {
 fn endpoints_of_local_proxies_are_marked_by_inbound_address() {
     let yaml = greeter(&["127.0.0.1", "127.0.0.2"], 50051);
     let proxies = by_id(vec![workload("greeter-0", "default", "127.0.0.1:50051")]);
-    let t = translate_for(&index(&yaml), &proxies, Some(DOMAIN));
+    let t = translate_for(&index(&yaml), &proxies, &Members::new(), Some(DOMAIN));
     assert_eq!(
         marks(&t),
         [("127.0.0.1".into(), true), ("127.0.0.2".into(), false)]
@@ -87,7 +87,12 @@ fn endpoints_of_pods_are_marked_by_pod_ip_with_any_port() {
     let yaml = greeter(&["10.0.0.1", "10.0.0.2"], 8080);
     let mut w = workload("greeter-0", "default", "127.0.0.1:15006");
     w.pod_ip = Some("10.0.0.2".parse().unwrap());
-    let t = translate_for(&index(&yaml), &by_id(vec![w]), Some(DOMAIN));
+    let t = translate_for(
+        &index(&yaml),
+        &by_id(vec![w]),
+        &Members::new(),
+        Some(DOMAIN),
+    );
     assert_eq!(
         marks(&t),
         [("10.0.0.1".into(), false), ("10.0.0.2".into(), true)]
@@ -103,7 +108,12 @@ fn endpoints_of_disable_proxies_are_not_marked() {
     legacy.labels.insert("app".into(), "legacy".into());
     let mut web = workload("web-0", "default", "127.0.0.1:15006");
     web.pod_ip = Some("10.0.0.2".parse().unwrap());
-    let t = translate_for(&index(&yaml), &by_id(vec![legacy, web]), Some(DOMAIN));
+    let t = translate_for(
+        &index(&yaml),
+        &by_id(vec![legacy, web]),
+        &Members::new(),
+        Some(DOMAIN),
+    );
     assert_eq!(
         marks(&t),
         [("10.0.0.1".into(), false), ("10.0.0.2".into(), true)]
@@ -119,9 +129,51 @@ fn endpoints_of_disable_proxies_are_not_marked() {
 }
 
 #[test]
+fn endpoints_of_members_not_connected_here_are_marked_unless_disable() {
+    let yaml = greeter(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "127.0.0.1"], 8080)
+        + &policy("legacy", "Disable", "app: legacy");
+    let member = |ip: &str, labels: &[(&str, &str)]| Member {
+        namespace: "default".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        inbound_addr: None,
+        pod_ip: Some(ip.parse().unwrap()),
+    };
+    let mut members = Members::new();
+    members.insert("pod/default/web".into(), member("10.0.0.1", &[]));
+    members.insert(
+        "pod/default/legacy".into(),
+        member("10.0.0.2", &[("app", "legacy")]),
+    );
+    // A local proxy that left a moment ago: marked by its inbound address.
+    let mut local = member("10.9.9.9", &[]);
+    (local.pod_ip, local.inbound_addr) = (None, Some("127.0.0.1:8080".parse().unwrap()));
+    members.insert("greeter-0.default".into(), local);
+    let t = translate_for(&index(&yaml), &Workloads::new(), &members, Some(DOMAIN));
+    assert_eq!(
+        marks(&t),
+        [
+            ("10.0.0.1".into(), true),
+            ("10.0.0.2".into(), false),
+            ("10.0.0.3".into(), false),
+            ("127.0.0.1".into(), true)
+        ]
+    );
+    // Members add no listeners: only connected proxies get config.
+    assert!(t.snapshot.for_node("greeter-0.default").is_none());
+}
+
+#[test]
 fn without_proxies_nothing_is_marked() {
     let yaml = greeter(&["127.0.0.1"], 50051);
-    let t = translate_for(&index(&yaml), &Workloads::new(), Some(DOMAIN));
+    let t = translate_for(
+        &index(&yaml),
+        &Workloads::new(),
+        &Members::new(),
+        Some(DOMAIN),
+    );
     assert_eq!(marks(&t), [("127.0.0.1".into(), false)]);
 }
 
@@ -153,7 +205,12 @@ fn each_proxy_gets_its_listeners_in_its_mode_and_apps_get_clusters() {
     a.app_addr = "127.0.0.1:50061".parse().unwrap();
     let mut b = workload("client-0", "team-a", "127.0.0.1:50052");
     b.outbound_addr = "127.0.0.1:16001".parse().unwrap();
-    let t = translate_for(&index(&yaml), &by_id(vec![a, b]), Some(DOMAIN));
+    let t = translate_for(
+        &index(&yaml),
+        &by_id(vec![a, b]),
+        &Members::new(),
+        Some(DOMAIN),
+    );
     assert!(
         t.snapshot.resources(ResourceType::Listener).is_empty(),
         "no shared listeners"
@@ -214,7 +271,12 @@ fn a_tie_between_selectors_is_noted_on_the_loser() {
     let mut w = workload("web-0", "default", "127.0.0.1:15006");
     w.labels.insert("app".into(), "web".into());
     w.labels.insert("tier".into(), "front".into());
-    let t = translate_for(&index(&yaml), &by_id(vec![w]), Some(DOMAIN));
+    let t = translate_for(
+        &index(&yaml),
+        &by_id(vec![w]),
+        &Members::new(),
+        Some(DOMAIN),
+    );
     assert!(
         t.report(Kind::MtlsPolicy, "default", "a-app")
             .notes

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use weft_controller::ads::ResourceType;
 use weft_controller::model::Index;
 use weft_controller::source::local::parse_file;
-use weft_controller::xds::{Translation, Workload, Workloads, translate_for};
+use weft_controller::xds::{Members, Translation, Workload, Workloads, translate_for};
 
 use crate::config::{
     InboundMode, ProxyConfig, Resources, UpstreamMtls, assemble, parse_cluster, parse_endpoints,
@@ -53,7 +53,7 @@ pub(super) fn translate_yaml(yaml: &str, workloads: &[Workload]) -> Translation 
         .iter()
         .map(|w| (w.node_id.clone(), w.clone()))
         .collect();
-    translate_for(&index, &workloads, Some(DOMAIN))
+    translate_for(&index, &workloads, &Members::new(), Some(DOMAIN))
 }
 
 /// The config proxy `node` assembles from everything the controller sends it.

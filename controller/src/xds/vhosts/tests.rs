@@ -162,6 +162,7 @@ fn route_configurations_for_service_route_and_client_namespaces() {
         names(crate::xds::translate_for(
             &index,
             &clients(&["team-c", "default"]),
+            &crate::xds::Members::new(),
             Some(DOMAIN)
         )),
         ["outbound/default", "outbound/team-b", "outbound/team-c"]
@@ -220,6 +221,7 @@ fn translate_for_all(yaml: &[&str], namespaces: &[&str]) -> crate::xds::Translat
     crate::xds::translate_for(
         &index(&yaml.join("---\n")),
         &clients(namespaces),
+        &crate::xds::Members::new(),
         Some(DOMAIN),
     )
 }
