@@ -158,7 +158,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut listening = Vec::new();
     if let Some(listener) = plaintext_listener {
         listening.push(format!("xDS (ADS) on {}", listener.local_addr()?));
-        let router = tonic::transport::Server::builder()
+        let router = xds_server(settings.xds_keepalive)
             .add_service(ads.clone().into_server())
             .add_optional_service(certificates.clone().map(CertificateService::into_server));
         servers.spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
@@ -168,7 +168,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         listening.push(format!("xDS over TLS and certificates on {addr}"));
         let serving = mesh_identity::serving_identity(&settings, ca, addr)?;
         let incoming = certs::tls_incoming(listener, serving.server_config()?);
-        let router = tonic::transport::Server::builder()
+        let router = xds_server(settings.xds_keepalive)
             .add_service(ads.into_server())
             .add_optional_service(certificates.map(CertificateService::into_server));
         servers.spawn(router.serve_with_incoming(incoming));
@@ -227,6 +227,15 @@ async fn prune_departed_members(proxies: Arc<ProxyRegistry>) {
         ticks.tick().await;
         proxies.prune_departed(std::time::Instant::now());
     }
+}
+
+/// An xDS server (plaintext or TLS): it pings each connection every `keepalive` and closes
+/// one that answers no ping within as long again; its streams end and the registry forgets
+/// their proxies.
+fn xds_server(keepalive: std::time::Duration) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
 }
 
 /// Binds an optional listener, naming the flag on failure.

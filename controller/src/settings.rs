@@ -101,6 +101,12 @@ pub struct Settings {
         default_value = "weft-controller-leader"
     )]
     pub lease_name: String,
+    /// The xDS servers ping every proxy this often over HTTP/2 and drop one that answers no
+    /// ping within as long again, so a vanished proxy (its node gone, its network cut)
+    /// leaves the registry and the status counts within twice this.
+    #[arg(long, env = "WEFT_XDS_KEEPALIVE", default_value = "10s", value_parser = parse_keepalive)]
+    pub xds_keepalive: Duration,
+
     /// How long the leader's Lease lasts without renewal: a dead leader is replaced after
     /// about this long.
     #[arg(long, env = "WEFT_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
@@ -140,6 +146,14 @@ fn parse_optional_addr(value: &str) -> Result<MaybeAddr, String> {
 fn parse_lifetime(value: &str) -> Result<Duration, String> {
     match weft_common::time::parse_duration(value)? {
         d if d < Duration::from_secs(10) => Err(format!("{value:?}: at least 10s")),
+        d => Ok(d),
+    }
+}
+
+/// An xDS keepalive: at least 1s (pings more often than that are noise).
+fn parse_keepalive(value: &str) -> Result<Duration, String> {
+    match weft_common::time::parse_duration(value)? {
+        d if d < Duration::from_secs(1) => Err(format!("{value:?}: at least 1s")),
         d => Ok(d),
     }
 }

@@ -202,3 +202,64 @@ async fn a_proxy_in_an_empty_namespace_gets_its_route_config() {
     let reply = client.unary(request("hi")).await.unwrap().into_inner();
     assert!(["v1", "v2"].contains(&reply.instance.as_str()), "{reply:?}");
 }
+
+/// An Envoy that names its namespace only in node metadata (its id has no `.<namespace>`)
+/// gets its namespace's config; frozen (SIGSTOP: its TCP connection stays open, nothing
+/// answers), it is dropped by the controller's HTTP/2 keepalive within twice the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_in_metadata_only_gets_config_and_a_frozen_proxy_is_dropped() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("config");
+    std::fs::create_dir(&dir).unwrap();
+    write_config(&dir, "services.yaml", &services_yaml(7001, 7002));
+    let controller = Controller::start(
+        &[
+            "--config-dir",
+            dir.to_str().unwrap(),
+            "--xds-keepalive",
+            "1s",
+        ],
+        &work.path().join("controller.log"),
+    );
+    let bootstrap = bootstrap(
+        "envoy-meta",
+        weft_tests::process::free_port(),
+        controller.xds_port,
+        false,
+    )
+    .replace(
+        "metadata: {outboundAddr:",
+        "metadata: {namespace: lonely, outboundAddr:",
+    );
+    let envoy =
+        tokio::task::block_in_place(|| weft_tests::envoy::Envoy::start(&bootstrap).unwrap());
+    wait_for_routes(&envoy, "outbound/lonely", |routes| {
+        routes.contains("outbound/lonely")
+    });
+    let connected = |controller: &Controller| {
+        let (_, body) = controller.admin("/debug/proxies").unwrap();
+        let proxies: serde_json::Value = serde_json::from_str(&body).unwrap();
+        proxies.as_array().unwrap().len()
+    };
+    assert_eq!(connected(&controller), 1);
+    // Without the keepalive nothing would notice: TCP stays up while Envoy is frozen.
+
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &envoy.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    };
+    signal("STOP");
+    let frozen_at = Instant::now();
+    let dropped = wait_until("the frozen Envoy dropped", Duration::from_secs(10), || {
+        Ok(connected(&controller) == 0)
+    });
+    signal("CONT");
+    dropped.unwrap_or_else(|err| panic!("{err}\n{}", controller.process.log_tail(20)));
+    eprintln!(
+        "a frozen proxy was dropped after {:?} (keepalive 1s)",
+        frozen_at.elapsed()
+    );
+}

@@ -124,6 +124,11 @@ impl Envoy {
     }
 
     /// The admin interface's address.
+    /// The Envoy process id (to signal it, e.g. freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
