@@ -52,13 +52,31 @@ pub struct ProxyStatus {
 /// address reused by a plaintext server is not reached over TLS for long.
 pub const MEMBER_LINGER: Duration = Duration::from_secs(120);
 
+/// Distinct namespaces whose proxies one controller serves at once, at most. Each gets its
+/// own translated `outbound/<namespace>`, so node ids (unauthenticated in local
+/// development) must not grow that set without bound; with authentication a namespace is
+/// one a token was issued in, and real clusters stay far below this.
+pub const MAX_PROXY_NAMESPACES: usize = 1024;
+
+/// A proxy refused because its namespace would exceed [`MAX_PROXY_NAMESPACES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node namespace {namespace:?}: proxies of {limit} namespaces are connected already, the most one controller serves"
+)]
+pub struct TooManyNamespaces {
+    pub namespace: String,
+    pub limit: usize,
+}
+
 #[derive(Debug)]
 pub struct ProxyRegistry {
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_id: Mutex<u64>,
-    /// Connected workloads; each node id's count of open streams alongside.
+    /// Connected workloads; each node id's count of open streams alongside, and each
+    /// namespace's count of connected node ids.
     workloads: watch::Sender<Workloads>,
-    open: Mutex<BTreeMap<String, usize>>,
+    open: Mutex<Open>,
+    namespace_limit: usize,
     /// Node id → expiry of the certificate last issued to it.
     certificates: Mutex<BTreeMap<String, SystemTime>>,
     /// Every member: connected, departed and pods.
@@ -69,13 +87,26 @@ pub struct ProxyRegistry {
     pods: Mutex<Members>,
 }
 
+/// Open streams per node id, connected node ids per namespace.
+#[derive(Debug, Default)]
+struct Open {
+    streams: BTreeMap<String, usize>,
+    nodes: BTreeMap<String, usize>,
+}
+
 impl ProxyRegistry {
     pub fn new() -> Arc<Self> {
+        Self::with_namespace_limit(MAX_PROXY_NAMESPACES)
+    }
+
+    /// A registry serving proxies of at most `namespace_limit` namespaces at once.
+    pub fn with_namespace_limit(namespace_limit: usize) -> Arc<Self> {
         Arc::new(Self {
             streams: Mutex::default(),
             next_id: Mutex::default(),
             workloads: watch::Sender::new(Workloads::new()),
             open: Mutex::default(),
+            namespace_limit,
             certificates: Mutex::default(),
             members: watch::Sender::new(Members::new()),
             departed: Mutex::default(),
@@ -145,14 +176,30 @@ impl ProxyRegistry {
     }
 
     /// Registers a stream of proxy `node` (with the identity its token proved); it is
-    /// removed when the returned guard drops.
+    /// removed when the returned guard drops. Refused when `node`'s namespace would be one
+    /// more than the registry serves.
     pub fn connect(
         self: &Arc<Self>,
         node: &NodeInfo,
         protocol: Protocol,
         identity: Option<String>,
-    ) -> StreamGuard {
+    ) -> Result<StreamGuard, TooManyNamespaces> {
         let node_id = node.id.as_str();
+        {
+            let mut open = lock(&self.open);
+            let first_stream = !open.streams.contains_key(node_id);
+            if first_stream {
+                let new_namespace = !open.nodes.contains_key(&node.namespace);
+                if new_namespace && open.nodes.len() >= self.namespace_limit {
+                    return Err(TooManyNamespaces {
+                        namespace: node.namespace.clone(),
+                        limit: self.namespace_limit,
+                    });
+                }
+                *open.nodes.entry(node.namespace.clone()).or_default() += 1;
+            }
+            *open.streams.entry(node_id.to_owned()).or_default() += 1;
+        }
         let id = {
             let mut next = lock(&self.next_id);
             *next += 1;
@@ -173,18 +220,18 @@ impl ProxyRegistry {
                 certificate_expiry_unix: None,
             },
         );
-        *lock(&self.open).entry(node_id.to_owned()).or_default() += 1;
         let workload = Workload::from(node);
         self.workloads.send_if_modified(|workloads| {
             workloads.insert(node_id.to_owned(), workload.clone()) != Some(workload)
         });
         lock(&self.departed).remove(node_id);
         self.publish_members();
-        StreamGuard {
+        Ok(StreamGuard {
             registry: self.clone(),
             id,
             node_id: node_id.to_owned(),
-        }
+            namespace: node.namespace.clone(),
+        })
     }
 
     /// Every connected stream, ordered by node id.
@@ -214,6 +261,7 @@ pub struct StreamGuard {
     registry: Arc<ProxyRegistry>,
     id: u64,
     node_id: String,
+    namespace: String,
 }
 
 impl StreamGuard {
@@ -243,7 +291,7 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         lock(&self.registry.streams).remove(&self.id);
         let mut open = lock(&self.registry.open);
-        let last = match open.get_mut(&self.node_id) {
+        let last = match open.streams.get_mut(&self.node_id) {
             Some(count) if *count > 1 => {
                 *count -= 1;
                 false
@@ -251,7 +299,11 @@ impl Drop for StreamGuard {
             _ => true,
         };
         if last {
-            open.remove(&self.node_id);
+            open.streams.remove(&self.node_id);
+            match open.nodes.get_mut(&self.namespace) {
+                Some(count) if *count > 1 => *count -= 1,
+                _ => _ = open.nodes.remove(&self.namespace),
+            }
             drop(open);
             lock(&self.registry.certificates).remove(&self.node_id);
             let mut left = None;
@@ -286,7 +338,9 @@ mod tests {
     #[test]
     fn streams_register_update_and_leave() {
         let registry = ProxyRegistry::new();
-        let guard = registry.connect(&node("a.default"), Protocol::Delta, None);
+        let guard = registry
+            .connect(&node("a.default"), Protocol::Delta, None)
+            .unwrap();
         let progress = TypeProgress {
             sent_version: Some("v1".into()),
             ..Default::default()
@@ -309,13 +363,19 @@ mod tests {
     fn workloads_follow_connected_nodes_across_overlapping_streams() {
         let registry = ProxyRegistry::new();
         let workloads = registry.workloads();
-        let first = registry.connect(&node("a.team-a"), Protocol::Delta, None);
-        let second = registry.connect(&node("a.team-a"), Protocol::Delta, None);
-        let _b = registry.connect(
-            &node("b.default"),
-            Protocol::Sotw,
-            Some("spiffe://x".into()),
-        );
+        let first = registry
+            .connect(&node("a.team-a"), Protocol::Delta, None)
+            .unwrap();
+        let second = registry
+            .connect(&node("a.team-a"), Protocol::Delta, None)
+            .unwrap();
+        let _b = registry
+            .connect(
+                &node("b.default"),
+                Protocol::Sotw,
+                Some("spiffe://x".into()),
+            )
+            .unwrap();
         registry.record_certificate(
             "b.default",
             SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7),
@@ -339,7 +399,9 @@ mod tests {
         let registry = ProxyRegistry::new();
         let members = registry.members();
         let keys = || members.borrow().keys().cloned().collect::<Vec<_>>();
-        let a = registry.connect(&node("a.default"), Protocol::Delta, None);
+        let a = registry
+            .connect(&node("a.default"), Protocol::Delta, None)
+            .unwrap();
         assert_eq!(keys(), ["a.default"]);
         drop(a);
         assert_eq!(keys(), ["a.default"], "a proxy that left lingers");
@@ -353,7 +415,9 @@ mod tests {
         assert_eq!(keys(), ["a.default", "b.default", "pod/default/p"]);
 
         // Reconnecting ends the linger; a later departure starts a new one.
-        let b = registry.connect(&node("b.default"), Protocol::Sotw, None);
+        let b = registry
+            .connect(&node("b.default"), Protocol::Sotw, None)
+            .unwrap();
         registry.prune_departed(Instant::now() + MEMBER_LINGER + Duration::from_secs(1));
         assert_eq!(keys(), ["b.default", "pod/default/p"]);
         drop(b);
@@ -361,5 +425,36 @@ mod tests {
         assert_eq!(keys(), ["b.default"]);
         registry.prune_departed(Instant::now() + MEMBER_LINGER + Duration::from_secs(1));
         assert!(keys().is_empty());
+    }
+
+    #[test]
+    fn proxies_of_a_namespace_beyond_the_limit_are_refused_until_one_leaves() {
+        let registry = ProxyRegistry::with_namespace_limit(2);
+        let a = registry
+            .connect(&node("a.one"), Protocol::Delta, None)
+            .unwrap();
+        let _b = registry
+            .connect(&node("b.two"), Protocol::Delta, None)
+            .unwrap();
+        let _b2 = registry
+            .connect(&node("b2.two"), Protocol::Delta, None)
+            .unwrap();
+        let err = registry
+            .connect(&node("c.three"), Protocol::Delta, None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node namespace \"three\": proxies of 2 namespaces are connected already, the most one controller serves"
+        );
+        assert!(!registry.workloads().borrow().contains_key("c.three"));
+        // A second stream of a connected node, and nodes of known namespaces, are served.
+        let _a2 = registry
+            .connect(&node("a.one"), Protocol::Sotw, None)
+            .unwrap();
+        drop(a);
+        drop(_a2);
+        let _c = registry
+            .connect(&node("c.three"), Protocol::Delta, None)
+            .unwrap();
     }
 }

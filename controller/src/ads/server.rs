@@ -230,7 +230,10 @@ impl AdsService {
             .as_ref()
             .zip(trust_domain)
             .map(|(identity, td)| identity.spiffe_id(td).to_string());
-        let guard = self.registry.connect(&info, P::PROTOCOL, spiffe_id);
+        let guard = self
+            .registry
+            .connect(&info, P::PROTOCOL, spiffe_id)
+            .map_err(|err| Status::resource_exhausted(err.to_string()))?;
         if let Some(sds) = &sds {
             self.registry.record_certificate(&node_id, sds.not_after);
         }
