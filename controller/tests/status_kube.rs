@@ -1,7 +1,7 @@
 //! Status against a real kube-apiserver: five kinds of invalid resource that the schema
 //! cannot catch each get a condition whose message says what is wrong, visible with
 //! `kubectl get -o yaml`, while a valid route beside them stays Accepted; with a proxy
-//! connected, `Programmed` counts its ACK.
+//! connected, `Programmed` counts its ACK; a proxy's 100 KB NACK reason is quoted cut.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
@@ -137,4 +137,111 @@ async fn invalid_resources_are_reported_on_their_own_status() {
             "{metrics}"
         );
     });
+}
+
+/// A proxy that NACKs with a 100 KB reason: the route's status is still written, says
+/// `Rejected` and quotes the reason cut to about 1 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_nack_reason_is_cut_and_status_stays_writable() {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::google::rpc::Status;
+
+    let cluster = tokio::task::block_in_place(|| {
+        let cluster = KubeCluster::start().unwrap();
+        install_crds(&cluster);
+        apply(
+            &cluster,
+            "services.yaml",
+            &services_yaml_at("192.0.2.10", 7001, 7002),
+        );
+        apply(
+            &cluster,
+            "route.yaml",
+            &route(
+                "good",
+                "greeter",
+                "  - backendRefs: [{name: greeter-v1, port: 50051}]\n",
+            ),
+        );
+        cluster
+    });
+    let kubeconfig = cluster.kubeconfig_path().to_str().unwrap().to_string();
+    let controller = tokio::task::block_in_place(|| {
+        Controller::start(
+            &["--kubeconfig", &kubeconfig],
+            &cluster.dir().join("controller.log"),
+        )
+    });
+    let cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    let node = Node {
+        id: "nacker-0.default".into(),
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(node.clone()),
+        type_url: cds.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let bearer = format!("Bearer {}", controller.token.as_deref().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "http://127.0.0.1:{}",
+        controller.xds_port
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let mut responses = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reason = format!("cluster rejected: {}", "y".repeat(100 * 1024));
+    tx.send(DiscoveryRequest {
+        node: Some(node),
+        type_url: cds.into(),
+        response_nonce: first.nonce.clone(),
+        error_detail: Some(Status {
+            code: 3,
+            message: reason,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let programmed = tokio::task::block_in_place(|| {
+        wait_condition(
+            &cluster,
+            "grpcroute/good",
+            "Programmed",
+            "False Rejected: 1 of 1 proxies rejected the config: nacker-0.default: cluster rejected: yyy",
+        )
+    });
+    assert!(
+        programmed.ends_with("yyy … (cut, 102418 bytes in all)"),
+        "{}",
+        &programmed[programmed.len().saturating_sub(80)..]
+    );
+    assert!(programmed.len() < 1200, "{} bytes", programmed.len());
+    eprintln!(
+        "a 100 KB NACK became a {}-byte Programmed condition",
+        programmed.len()
+    );
+    drop(tx);
 }

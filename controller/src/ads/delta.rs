@@ -372,10 +372,7 @@ fn settle(
                     st.rejected.insert(name, version);
                 }
             }
-            let nack = Nack {
-                version: pending.system_version,
-                message: error.message.clone(),
-            };
+            let nack = Nack::new(pending.system_version, &error.message);
             st.progress.last_nack = Some(nack.clone());
             ClientEvent::Nack { ty, nack }
         }

@@ -6,11 +6,38 @@ use serde::Serialize;
 
 use super::types::ResourceType;
 
-/// A rejected update: which version, and the client's reason.
+/// A rejected update: which version, and the client's reason (cut to
+/// [`MAX_NACK_MESSAGE`] bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Nack {
     pub version: String,
     pub message: String,
+}
+
+/// The most of a NACK's reason kept (and quoted in status): a client may send any length,
+/// and a status of several proxies' reasons must stay far below the apiserver's limits.
+pub const MAX_NACK_MESSAGE: usize = 1024;
+
+impl Nack {
+    /// A NACK of `version`; a reason over [`MAX_NACK_MESSAGE`] bytes is cut at a character
+    /// boundary and says how long it was.
+    pub fn new(version: String, message: &str) -> Self {
+        if message.len() <= MAX_NACK_MESSAGE {
+            return Self {
+                version,
+                message: message.to_owned(),
+            };
+        }
+        let note = format!(" … (cut, {} bytes in all)", message.len());
+        let mut end = MAX_NACK_MESSAGE - note.len();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            version,
+            message: format!("{}{note}", &message[..end]),
+        }
+    }
 }
 
 /// Per type: the version last sent, the last one ACKed, and the last NACK.
@@ -52,5 +79,29 @@ impl NonceSource {
     pub(crate) fn next(&mut self) -> (u64, String) {
         self.0 += 1;
         (self.0, self.0.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_reasons_are_cut_at_a_character_boundary_and_say_so() {
+        let short = Nack::new("v1".into(), "bad regex");
+        assert_eq!(short.message, "bad regex");
+        let long = "é".repeat(50_000); // 100 000 bytes, two per character
+        let cut = Nack::new("v2".into(), &long);
+        assert!(
+            cut.message.len() <= MAX_NACK_MESSAGE,
+            "{}",
+            cut.message.len()
+        );
+        assert!(
+            cut.message.ends_with(" … (cut, 100000 bytes in all)"),
+            "{}",
+            &cut.message[cut.message.len() - 40..]
+        );
+        assert!(cut.message.starts_with("éé"));
     }
 }

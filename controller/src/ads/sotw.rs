@@ -120,10 +120,8 @@ impl SotwStream {
             }
             match &req.error_detail {
                 Some(error) => {
-                    let nack = Nack {
-                        version: st.progress.sent_version.clone().unwrap_or_default(),
-                        message: error.message.clone(),
-                    };
+                    let version = st.progress.sent_version.clone().unwrap_or_default();
+                    let nack = Nack::new(version, &error.message);
                     st.progress.last_nack = Some(nack.clone());
                     reply.events.push(ClientEvent::Nack { ty, nack });
                 }

@@ -14,7 +14,8 @@ use crate::api::{
 };
 use crate::xds::ResourceReport;
 
-/// NACK reasons quoted in a status, at most.
+/// NACK reasons quoted in a status, at most (each at most `ads::MAX_NACK_MESSAGE` bytes,
+/// so a status stays a few KB however many proxies reject and however much they say).
 const MAX_REJECTIONS: usize = 8;
 
 /// The status a resource should carry now. `previous` supplies transition times.
@@ -71,11 +72,15 @@ pub fn desired_status(
     } else if summary.total == 0 {
         ("Unknown", "NoProxies", none.to_string())
     } else if summary.nacked > 0 {
-        let reasons: Vec<String> = summary
+        let mut reasons: Vec<String> = summary
             .rejections
             .iter()
             .map(|r| format!("{}: {}", r.proxy, r.reason))
             .collect();
+        let unquoted = summary.nacked as usize - summary.rejections.len();
+        if unquoted > 0 {
+            reasons.push(format!("and {unquoted} more"));
+        }
         (
             "False",
             "Rejected",
@@ -197,10 +202,7 @@ mod tests {
         let progress = TypeProgress {
             sent_version: Some(sent.into()),
             acked_version: Some(acked.into()),
-            last_nack: nack.map(|m| Nack {
-                version: sent.into(),
-                message: m.into(),
-            }),
+            last_nack: nack.map(|m| Nack::new(sent.into(), m)),
         };
         ProxyStatus {
             node_id: name.into(),
@@ -307,6 +309,33 @@ mod tests {
             &time(1),
         );
         assert_eq!(find(&pending, CONDITION_PROGRAMMED).reason, "Pending");
+    }
+
+    #[test]
+    fn many_long_nacks_quote_eight_cut_reasons_and_count_the_rest() {
+        let long = "x".repeat(100_000);
+        let connected: Vec<ProxyStatus> = (0..20)
+            .map(|i| proxy(&format!("p{i:02}.ns"), "v2", "v1", Some(&long)))
+            .collect();
+        let status = desired_status(&report(Ok(()), Ok(())), &connected, None, None, &time(1));
+        let programmed = find(&status, CONDITION_PROGRAMMED);
+        assert!(
+            programmed
+                .message
+                .starts_with("20 of 20 proxies rejected the config: p00.ns: xxx"),
+            "{}",
+            &programmed.message[..80]
+        );
+        assert!(programmed.message.ends_with("; and 12 more"));
+        assert_eq!(programmed.message.matches("bytes in all").count(), 8);
+        // Far below the apiserver's 32 KB limit on a condition message.
+        assert!(
+            programmed.message.len() < 10 * 1024,
+            "{}",
+            programmed.message.len()
+        );
+        let summary = status.proxies.unwrap();
+        assert_eq!((summary.nacked, summary.rejections.len()), (20, 8));
     }
 
     #[test]
