@@ -39,6 +39,8 @@ pub(super) enum FaultTarget {
 pub(super) struct AppliedFault {
     pub key: ObjectKey,
     pub target: FaultTarget,
+    /// The RPCs it selects among its target's (`None`: all).
+    pub rpc_match: Option<crate::api::RouteMatch>,
     /// Added to the match of each route it copies.
     pub narrowing: Vec<HeaderMatcher>,
     /// The `HTTPFault`, packed.
@@ -65,24 +67,25 @@ pub(super) fn translate_faults(
             Err(list) => report.accepted = problems(list),
             Ok(values) => {
                 if let Ok(target) = target {
-                    if let Some(first) = applied.iter().find(|f: &&AppliedFault| f.target == target)
-                    {
+                    let rpc_match = fault.spec.rpc_match.as_ref();
+                    let hides = |f: &&AppliedFault| {
+                        f.target == target && matching::can_overlap(f.rpc_match.as_ref(), rpc_match)
+                    };
+                    if let Some(first) = applied.iter().find(hides) {
                         report.notes.push(format!(
                             "FaultInjection {}/{} has the same target and comes first (by \
                              namespace/name): an RPC both match gets only that fault",
                             first.key.namespace, first.key.name
                         ));
                     }
-                    let narrowing = fault
-                        .spec
-                        .rpc_match
-                        .as_ref()
+                    let narrowing = rpc_match
                         .map(matching::narrowing_matchers)
                         .unwrap_or_default();
                     let config = pack_any(http_fault(&values));
                     applied.push(AppliedFault {
                         key: key.clone(),
                         target,
+                        rpc_match: rpc_match.cloned(),
                         narrowing,
                         config,
                     });

@@ -114,5 +114,35 @@ pub(super) fn header_matchers(headers: &[HeaderMatch]) -> Vec<HeaderMatcher> {
         .collect()
 }
 
+/// Whether some RPC can match both `a` and `b` (`None`: every RPC). Answers `false` only
+/// when that is certain: exact service or method names that differ, or an exact value
+/// required of the same header that differs. Regular expressions are assumed to overlap.
+pub(super) fn can_overlap(a: Option<&RouteMatch>, b: Option<&RouteMatch>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return true;
+    };
+    if let (Some(x), Some(y)) = (&a.method, &b.method)
+        && x.match_type == MatchType::Exact
+        && y.match_type == MatchType::Exact
+    {
+        let differ =
+            |p: &Option<String>, q: &Option<String>| matches!((p, q), (Some(p), Some(q)) if p != q);
+        if differ(&x.service, &y.service) || differ(&x.method, &y.method) {
+            return false;
+        }
+    }
+    let exact = |m: &RouteMatch| {
+        m.headers
+            .iter()
+            .filter(|h| h.match_type == MatchType::Exact)
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    let theirs = exact(b);
+    !exact(a)
+        .iter()
+        .any(|(name, value)| theirs.iter().any(|(n, v)| n == name && v != value))
+}
+
 #[cfg(test)]
 mod tests;

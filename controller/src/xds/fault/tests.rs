@@ -175,6 +175,40 @@ fn faults_on_the_same_target_are_noted() {
 }
 
 #[test]
+fn faults_on_disjoint_methods_of_one_target_are_not_said_to_hide_each_other() {
+    let on = |name: &str, method: &str| {
+        fault_yaml(
+            name,
+            &format!(
+                "  targetRef: {{kind: Service, name: greeter}}\n  \
+                 match: {{method: {{service: helloworld.Greeter, method: {method}}}}}\n  \
+                 delay: {{fixedDelay: 1s}}\n"
+            ),
+        )
+    };
+    let t = with_faults_yaml(&[
+        on("a", "SayHello"),
+        on("b", "SayGoodbye"),
+        on("c", "SayHello"),
+    ]);
+    let notes = |name: &str| {
+        t.report(Kind::FaultInjection, "default", name)
+            .notes
+            .clone()
+    };
+    assert!(
+        notes("a").is_empty() && notes("b").is_empty(),
+        "{:?}",
+        notes("b")
+    );
+    let c = notes("c");
+    assert!(
+        c.len() == 1 && c[0].starts_with("FaultInjection default/a has the same target"),
+        "{c:?}"
+    );
+}
+
+#[test]
 fn missing_or_invalid_targets_and_invalid_faults_are_left_out() {
     let bad_route = "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\n\
         metadata: {name: bad, namespace: default}\nspec:\n  parentRefs: [{name: greeter}]\n  rules:\n  \

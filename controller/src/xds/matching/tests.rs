@@ -148,3 +148,57 @@ fn narrowing_puts_the_method_on_path() {
     assert_eq!(matchers.len(), 1);
     assert_eq!(matchers[0].name, "a");
 }
+
+fn rpc(method: Option<MethodMatch>, headers: &[(&str, MatchType, &str)]) -> RouteMatch {
+    RouteMatch {
+        method,
+        headers: headers
+            .iter()
+            .map(|(name, match_type, value)| HeaderMatch {
+                match_type: match_type.clone(),
+                name: (*name).to_owned(),
+                value: (*value).to_owned(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn matches_overlap_unless_an_exact_name_or_header_value_differs() {
+    let say = rpc(
+        Some(method(MatchType::Exact, Some("g.Greeter"), Some("Say"))),
+        &[],
+    );
+    let wave = rpc(
+        Some(method(MatchType::Exact, Some("g.Greeter"), Some("Wave"))),
+        &[],
+    );
+    let other = rpc(Some(method(MatchType::Exact, Some("g.Other"), None)), &[]);
+    let greeter = rpc(Some(method(MatchType::Exact, Some("g.Greeter"), None)), &[]);
+    let any_say = rpc(
+        Some(method(MatchType::RegularExpression, None, Some("S.*"))),
+        &[],
+    );
+    assert!(!can_overlap(Some(&say), Some(&wave)));
+    assert!(!can_overlap(Some(&say), Some(&other)));
+    assert!(
+        can_overlap(Some(&say), Some(&greeter)),
+        "a method of the service"
+    );
+    assert!(
+        can_overlap(Some(&wave), Some(&any_say)),
+        "regexes are assumed to overlap"
+    );
+    assert!(can_overlap(None, Some(&say)) && can_overlap(Some(&say), None));
+
+    let canary = rpc(None, &[("X-Canary", MatchType::Exact, "1")]);
+    let stable = rpc(None, &[("x-canary", MatchType::Exact, "0")]);
+    let canary_re = rpc(None, &[("x-canary", MatchType::RegularExpression, "0|1")]);
+    let user = rpc(None, &[("x-user", MatchType::Exact, "0")]);
+    assert!(
+        !can_overlap(Some(&canary), Some(&stable)),
+        "header names ignore case"
+    );
+    assert!(can_overlap(Some(&canary), Some(&canary_re)));
+    assert!(can_overlap(Some(&canary), Some(&user)));
+}
