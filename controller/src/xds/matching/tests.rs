@@ -155,7 +155,7 @@ fn rpc(method: Option<MethodMatch>, headers: &[(&str, MatchType, &str)]) -> Rout
         headers: headers
             .iter()
             .map(|(name, match_type, value)| HeaderMatch {
-                match_type: match_type.clone(),
+                match_type: *match_type,
                 name: (*name).to_owned(),
                 value: (*value).to_owned(),
             })
