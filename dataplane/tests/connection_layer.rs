@@ -1,7 +1,7 @@
 //! The connection layer over loopback against the real tonic test backend: pooled upstream
 //! HTTP/2 (`Endpoint::send`: a hand-built unary call, one shared connect under concurrency,
-//! reconnecting after a backend restart, refused connects and refused streams classified as
-//! before-request), and the listener (`listener::serve` with a tiny forwarding service:
+//! reconnecting after a backend restart, refused connects, refused streams and GOAWAYs below
+//! the stream classified as before-request), and the listener (`listener::serve` with a tiny forwarding service:
 //! unary and all streaming shapes through it, status trailers passed through, in-flight
 //! streams surviving endpoint removal, the graceful drain and its deadline).
 
@@ -295,6 +295,43 @@ async fn refused_streams_and_resets_are_classified() {
         assert!(err.message().starts_with(&prefix), "{err}");
         server.abort();
     }
+}
+
+/// A raw HTTP/2 server that sends each connection a GOAWAY whose last stream id (0) is below
+/// every request, with `reason`, and serves nothing.
+async fn goaway_server(reason: h2::Reason) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let mut connection = h2::server::handshake(socket).await.unwrap();
+                connection.abrupt_shutdown(reason);
+                while connection.accept().await.is_some() {}
+                // Keep the socket open, as servers do after a GOAWAY, so the client reads it
+                // rather than racing a closed connection.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                drop(connection);
+            });
+        }
+    });
+    (addr, server)
+}
+
+/// A GOAWAY (NO_ERROR) whose last stream id is below the request: refused, whether the
+/// request was on its way (h2 fails the stream with the GOAWAY) or not yet sent (hyper
+/// returns it unsent, and the one resend on a new connection meets the same).
+#[tokio::test]
+async fn a_goaway_below_the_stream_is_refused() {
+    let (addr, server) = goaway_server(h2::Reason::NO_ERROR).await;
+    let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
+    let err = endpoint
+        .send(unary_request("x"), CONNECT)
+        .await
+        .unwrap_err();
+    assert!(err.is_before_request(), "{err}");
+    server.abort();
 }
 
 #[tokio::test]

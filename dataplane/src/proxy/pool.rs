@@ -319,29 +319,46 @@ impl UpstreamError {
     }
 }
 
-// h2 errors reach us only as `dyn Error` inside hyper's (h2 is not a direct dependency), so
-// they are told apart by h2's Display text, which has been stable across h2 0.3 and 0.4.
-/// A GOAWAY from the peer: only streams it never processed fail with this.
-const H2_REMOTE_GOAWAY: &str = "connection error received: ";
-/// RST_STREAM(REFUSED_STREAM) from the peer.
-const H2_REMOTE_REFUSED: &str =
-    "stream error received: refused stream before processing any application logic";
-/// A reset hyper sent because the request body failed.
-const H2_LOCAL_RESET: &str = "stream error sent by user: ";
-
+/// Classifies a failed send by the error's type: hyper's own kinds, then the h2 error it
+/// wraps (which frame, from which side), never by message text.
+/// - canceled: the connection closed before the request was sent → refused;
+/// - a GOAWAY from the peer with NO_ERROR: h2 fails with it only the streams above the
+///   GOAWAY's last stream id, which the peer never processed → refused (a GOAWAY with an
+///   error code fails every open stream, processed or not → reset);
+/// - RST_STREAM(REFUSED_STREAM) from the peer → refused;
+/// - a reset this side sent (the request body failed: the client went away) → canceled;
+/// - anything else (the connection broke, another reset) → reset: the app may have seen it.
 fn classify(addr: SocketAddr, err: &hyper::Error) -> UpstreamError {
     if err.is_canceled() {
         let reason = "connection closed before the request was sent".to_owned();
         return UpstreamError::Refused { addr, reason };
     }
     let reason = std::error::Error::source(err).map_or_else(|| err.to_string(), |e| e.to_string());
-    if reason.starts_with(H2_REMOTE_GOAWAY) || reason == H2_REMOTE_REFUSED {
-        UpstreamError::Refused { addr, reason }
-    } else if reason.starts_with(H2_LOCAL_RESET) || err.is_user() {
-        UpstreamError::Canceled { addr, reason }
-    } else {
-        UpstreamError::Reset { addr, reason }
+    let from_peer =
+        |h2: &h2::Error, frame_reason| h2.is_remote() && h2.reason() == Some(frame_reason);
+    match h2_error(err) {
+        Some(h2) if h2.is_go_away() && from_peer(h2, h2::Reason::NO_ERROR) => {
+            UpstreamError::Refused { addr, reason }
+        }
+        Some(h2) if h2.is_reset() && from_peer(h2, h2::Reason::REFUSED_STREAM) => {
+            UpstreamError::Refused { addr, reason }
+        }
+        Some(h2) if h2.is_reset() && !h2.is_remote() => UpstreamError::Canceled { addr, reason },
+        _ if err.is_user() => UpstreamError::Canceled { addr, reason },
+        _ => UpstreamError::Reset { addr, reason },
     }
+}
+
+/// The h2 error somewhere in `err`'s chain of sources.
+fn h2_error(err: &hyper::Error) -> Option<&h2::Error> {
+    let mut source = std::error::Error::source(err);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return Some(h2);
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Opens a TCP connection (TCP_NODELAY), mutual TLS on it when `tls` is given, and an HTTP/2
