@@ -30,7 +30,9 @@
 //!   cluster. `timeout: T` → `max_stream_duration` T and `grpc_timeout_header_max` T (caps
 //!   the client's deadline, applies when it sets none; `0s` = no cap). `retry` → retry_policy:
 //!   `retry_on` from the codes Envoy knows (cancelled, deadline-exceeded, internal,
-//!   resource-exhausted, unavailable; others get a note and are not retried), `num_retries` =
+//!   resource-exhausted, unavailable; others get a note and are not retried), then
+//!   `connect-failure,refused-stream` (a request that never reached the app is retried
+//!   whatever the codes; a reset after it was sent never is, as in weft-proxy), `num_retries` =
 //!   `attempts` (retries after the first try, as in Istio: `attempts: 3` = up to 4 tries),
 //!   `per_try_timeout`, `retry_back_off.base_interval` = `backoff` (default 25ms).
 //! - **Precedence**: a GrpcRoute in the parent Service's namespace (a producer route) applies

@@ -223,6 +223,10 @@ pub(super) fn proto_duration(duration: Duration) -> ProtoDuration {
     }
 }
 
+/// Envoy's `retry_on` conditions for a request that never reached the app: the connection
+/// failed, or the server refused the stream (REFUSED_STREAM).
+const NEVER_SENT_CONDITIONS: [&str; 2] = ["connect-failure", "refused-stream"];
+
 /// The `retry_on` name of the statuses Envoy can retry on.
 fn retry_on_name(status: GrpcStatus) -> Option<&'static str> {
     Some(match status {
@@ -246,6 +250,9 @@ fn retry_policy(retry: &RetryValues) -> Option<RetryPolicy> {
     if retry.attempts == 0 || names.is_empty() {
         return None;
     }
+    // A request that never reached the app is safe to send again, whatever codes the
+    // policy names: weft-proxy does so, and these two conditions make Envoy do the same.
+    let names: Vec<&str> = names.into_iter().chain(NEVER_SENT_CONDITIONS).collect();
     Some(RetryPolicy {
         retry_on: names.join(","),
         num_retries: Some(UInt32Value {

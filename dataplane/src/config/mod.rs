@@ -214,6 +214,9 @@ pub struct WeightedBackend {
 pub struct RetryPolicy {
     /// gRPC status codes (numeric) that are retried.
     pub codes: BTreeSet<u32>,
+    /// Whether an attempt that never reached the app (connect failure, refused stream) is
+    /// retried (`retry_on` `connect-failure` or `refused-stream`).
+    pub not_sent: bool,
     /// Retries after the first attempt.
     pub retries: u32,
     pub per_try_timeout: Option<Duration>,

@@ -29,6 +29,11 @@ use super::{RetryPolicy, RouteAction, WeightedBackend};
 /// Envoy's default retry back-off base interval.
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
 
+/// The `retry_on` conditions that mean "the request never reached the app" (the connection
+/// failed, the stream was refused): weft-proxy retries all such attempts when either is set
+/// (it also counts a GOAWAY below the stream and a connection that closed before sending).
+const NOT_SENT_CONDITIONS: [&str; 2] = ["connect-failure", "refused-stream"];
+
 /// The `retry_on` names of gRPC statuses and their codes.
 const RETRY_ON_CODES: [(&str, u32); 5] = [
     ("cancelled", 1),
@@ -253,7 +258,7 @@ pub(super) fn retry_policy(policy: &EnvoyRetryPolicy) -> FieldResult<Option<Retr
         ),
     ];
     reject_set(&set)?;
-    let codes = retry_codes(&policy.retry_on)?;
+    let (codes, not_sent) = retry_conditions(&policy.retry_on)?;
     let retries = policy.num_retries.map_or(1, |n| n.value);
     let per_try_timeout = nonzero_duration(policy.per_try_timeout.as_ref(), "per_try_timeout")?;
     let backoff = match &policy.retry_back_off {
@@ -271,36 +276,44 @@ pub(super) fn retry_policy(policy: &EnvoyRetryPolicy) -> FieldResult<Option<Retr
             base
         }
     };
-    if codes.is_empty() || retries == 0 {
+    if (codes.is_empty() && !not_sent) || retries == 0 {
         return Ok(None);
     }
     Ok(Some(RetryPolicy {
         codes,
+        not_sent,
         retries,
         per_try_timeout,
         backoff,
     }))
 }
 
-/// The gRPC codes of a `retry_on` list; a condition that is not a gRPC status name (`5xx`,
-/// `reset`, ...) is an error, since weft-proxy retries on gRPC statuses only.
-fn retry_codes(retry_on: &str) -> FieldResult<BTreeSet<u32>> {
+/// The gRPC codes of a `retry_on` list, and whether it retries requests that never reached
+/// the app; any other condition (`5xx`, `reset`, ...) is an error, since weft-proxy retries
+/// on gRPC statuses and unsent requests only.
+fn retry_conditions(retry_on: &str) -> FieldResult<(BTreeSet<u32>, bool)> {
     let mut codes = BTreeSet::new();
+    let mut not_sent = false;
     for token in retry_on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if NOT_SENT_CONDITIONS.contains(&token) {
+            not_sent = true;
+            continue;
+        }
         let Some((_, code)) = RETRY_ON_CODES.iter().find(|(name, _)| *name == token) else {
             let known: Vec<&str> = RETRY_ON_CODES.iter().map(|(name, _)| *name).collect();
             return Err(FieldError::new(
                 "retry_on",
                 format!(
                     "{token:?} is not supported by weft-proxy, which retries on gRPC statuses \
-                     only: {}",
-                    known.join(", ")
+                     ({}) and on requests that never reached the app ({})",
+                    known.join(", "),
+                    NOT_SENT_CONDITIONS.join(", ")
                 ),
             ));
         };
         codes.insert(*code);
     }
-    Ok(codes)
+    Ok((codes, not_sent))
 }
 
 #[cfg(test)]

@@ -225,6 +225,7 @@ fn retry_on_names_map_to_grpc_codes() {
         policy,
         RetryPolicy {
             codes: BTreeSet::from([1, 4, 8, 13, 14]),
+            not_sent: false,
             retries: 3,
             per_try_timeout: Some(MS(500)),
             backoff: MS(25),
@@ -235,6 +236,20 @@ fn retry_on_names_map_to_grpc_codes() {
         ..to_cluster("c")
     });
     assert_eq!(action.retry.unwrap().codes, BTreeSet::from([14]));
+}
+
+#[test]
+fn connect_failure_and_refused_stream_retry_requests_that_never_left() {
+    for retry_on in [
+        "connect-failure",
+        "refused-stream",
+        "internal,connect-failure,refused-stream",
+    ] {
+        let policy = retry_of(retry(retry_on, 2, None)).unwrap();
+        assert!(policy.not_sent, "{retry_on}");
+    }
+    let codes_only = retry_of(retry("unavailable", 2, None)).unwrap();
+    assert!(!codes_only.not_sent);
 }
 
 #[test]

@@ -95,6 +95,7 @@ fn converts_the_controllers_demo_routes() {
         action.retry,
         Some(Retry {
             codes: BTreeSet::from([14]),
+            not_sent: false,
             retries: 3,
             per_try_timeout: Some(Duration::from_millis(500)),
             backoff: Duration::from_millis(25),

@@ -8,6 +8,7 @@
 //! and `original_dst` (where an intercepted outbound connection was going).
 
 pub mod admission;
+pub mod attempt;
 pub mod body;
 pub mod call;
 pub mod counting;

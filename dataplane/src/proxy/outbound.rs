@@ -1,8 +1,10 @@
 //! The outbound stack: what happens to an RPC the local app sends, in request order —
 //! route by `:authority` (or, on an intercepted connection whose authority names no Service,
 //! by the original destination: see `original_dst`) and `/package.Service/Method`, fault (delay, abort), deadline (the
-//! client's `grpc-timeout` capped by the route's timeout), retry, pick an endpoint (P2C), send
-//! on a pooled HTTP/2 connection, stream the answer back. Any failure on the way is answered
+//! client's `grpc-timeout` capped by the route's timeout), attempts (each decided on by the
+//! attempt machine, `attempt`: a retry only when the request never reached the app or the
+//! app answered a code the policy names), pick an endpoint (P2C), send on a pooled HTTP/2
+//! connection, stream the answer back. Any failure on the way is answered
 //! by the proxy as a Trailers-Only gRPC response (see [`Call::fail`]).
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::attempt::{Attempts, Outcome, Verdict};
 use super::body::{ProxyBody, boxed};
 use super::call::Call;
 use super::fault;
@@ -103,8 +106,8 @@ impl Outbound {
             .await
     }
 
-    /// Sends attempts until one answers, the retry policy or budget says stop, or the
-    /// deadline passes.
+    /// Sends attempts until one answers, or the attempt machine (`attempt`) says stop: the
+    /// I/O of each attempt here, every decision there.
     #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
@@ -125,7 +128,7 @@ impl Outbound {
             }
             None => (body, None),
         };
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(policy);
         loop {
             let (endpoint, connect_timeout) =
                 match pick_endpoint(&self.upstreams, config, &route.action) {
@@ -149,105 +152,79 @@ impl Outbound {
             }
             let in_flight = endpoint.start();
             let sent = endpoint.send(request, connect_timeout);
-            let outcome = match try_deadline {
+            let sent = match try_deadline {
                 Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
                 None => Some(sent.await),
             };
-            // The body of the next attempt, or the code and message to fail with.
-            let next = match outcome {
-                Some(Ok(response)) => {
-                    if let Some(failed) = non_grpc_answer(&response) {
+            let (outcome, last) = match sent {
+                Some(Ok(response)) => match non_grpc_answer(&response) {
+                    Some(code) => {
                         let message = format!(
                             "upstream {} answered HTTP {} without gRPC",
                             endpoint.addr(),
                             response.status()
                         );
-                        self.next_attempt(policy, attempt, Some(failed), replay.as_ref())
-                            .ok_or((failed, message))
-                    } else {
-                        let status = grpc::status_of(response.headers());
-                        let retry =
-                            status
-                                .filter(|status| *status != code::OK)
-                                .and_then(|status| {
-                                    self.next_attempt(
-                                        policy,
-                                        attempt,
-                                        Some(status),
-                                        replay.as_ref(),
-                                    )
-                                });
-                        match retry {
-                            Some(next) => Ok(next),
-                            None => return call.respond(response, in_flight, deadline),
-                        }
+                        (Outcome::Answered(code), Last::Failure(code, message))
                     }
+                    None => match grpc::status_of(response.headers()).filter(|c| *c != code::OK) {
+                        None => return call.respond(response, in_flight, deadline),
+                        Some(code) => (Outcome::Answered(code), Last::Answer(response)),
+                    },
+                },
+                Some(Err(err)) => {
+                    let outcome = if err.is_before_request() {
+                        Outcome::NotSent
+                    } else {
+                        Outcome::BrokenAfterSend
+                    };
+                    (outcome, Last::Failure(code::UNAVAILABLE, err.message()))
                 }
-                Some(Err(err)) => self
-                    .next_attempt(policy, attempt, None, replay.as_ref())
-                    .ok_or_else(|| (code::UNAVAILABLE, err.message())),
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     return call.fail(code::DEADLINE_EXCEEDED, &deadline_message(timeout));
                 }
-                None => self
-                    .next_attempt(policy, attempt, None, replay.as_ref())
-                    .ok_or_else(|| {
-                        let message =
-                            format!("per-try timeout elapsed waiting for {}", endpoint.addr());
-                        (code::UNAVAILABLE, message)
-                    }),
+                None => {
+                    let message =
+                        format!("per-try timeout elapsed waiting for {}", endpoint.addr());
+                    (
+                        Outcome::PerTryTimeout,
+                        Last::Failure(code::UNAVAILABLE, message),
+                    )
+                }
             };
-            drop(in_flight);
-            body = match next {
-                Ok(body) => body,
-                Err((failed, message)) => return call.fail(failed, &message),
+            let can_replay = replay.as_ref().is_some_and(ReplayHandle::can_replay);
+            let time_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let budget = || self.retry_budget.try_withdraw();
+            let next = match attempts.after(outcome, can_replay, budget, fastrand::f64, time_left) {
+                Verdict::RetryAfter(pause) => replay
+                    .as_ref()
+                    .and_then(ReplayHandle::retry_body)
+                    .map(|replayed| (pause, replayed)),
+                Verdict::DeadlineFirst(left) => {
+                    drop((in_flight, last));
+                    tokio::time::sleep(left).await;
+                    return call.fail(code::DEADLINE_EXCEEDED, &deadline_message(timeout));
+                }
+                Verdict::Finish => None,
             };
-            attempt += 1;
-            if let Err(message) = self.pause(&call, policy, attempt, deadline, timeout).await {
-                return call.fail(code::DEADLINE_EXCEEDED, &message);
-            }
+            let Some((pause, replayed)) = next else {
+                return match last {
+                    // A Trailers-Only answer is passed on as the app gave it.
+                    Last::Answer(response) => call.respond(response, in_flight, deadline),
+                    Last::Failure(code, message) => call.fail(code, &message),
+                };
+            };
+            drop((in_flight, last));
+            call.metrics().retry(call.destination_service());
+            tokio::time::sleep(pause).await;
+            body = boxed(replayed);
         }
     }
+}
 
-    /// The body for another attempt, when the policy allows one after `attempt` ended with
-    /// `status`, the request can be replayed, and the retry budget has room.
-    fn next_attempt(
-        &self,
-        policy: Option<&crate::config::RetryPolicy>,
-        attempt: u32,
-        status: Option<u32>,
-        replay: Option<&ReplayHandle>,
-    ) -> Option<ProxyBody> {
-        let policy = policy?;
-        if !retry::should_retry(policy, attempt, status) {
-            return None;
-        }
-        let body = replay?.retry_body()?;
-        self.retry_budget.try_withdraw().then(|| boxed(body))
-    }
-
-    /// Waits the backoff before attempt `attempt`; when the deadline would pass first, waits
-    /// for the deadline and returns the message to fail with instead.
-    async fn pause(
-        &self,
-        call: &Call,
-        policy: Option<&crate::config::RetryPolicy>,
-        attempt: u32,
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<(), String> {
-        call.metrics().retry(call.destination_service());
-        let pause = policy.map_or(Duration::ZERO, |policy| {
-            retry::backoff(policy, attempt - 1, fastrand::f64)
-        });
-        let until = Instant::now() + pause;
-        if let Some(deadline) = deadline.filter(|deadline| *deadline <= until) {
-            tokio::time::sleep_until(deadline).await;
-            return Err(deadline_message(timeout));
-        }
-        tokio::time::sleep_until(until).await;
-        Ok(())
-    }
+/// How an attempt that may be the last ended: an answer to pass on, or a code and message.
+enum Last {
+    Answer(Response<Incoming>),
+    Failure(u32, String),
 }
 
 /// The `:authority` the client named (HTTP/2 sends it in the URI; `host` as a fallback).

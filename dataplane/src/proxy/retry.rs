@@ -1,4 +1,4 @@
-//! Retries: whether an attempt may be retried ([`should_retry`]), how long to wait
+//! Retries: whether a policy allows another attempt ([`should_retry`]), how long to wait
 //! ([`backoff`]), a process-wide [`RetryBudget`] that keeps retries from multiplying load
 //! during an outage, and a [`ReplayBody`] that lets a retry resend a request body that has
 //! already streamed (in part) to the first attempt.
@@ -18,11 +18,9 @@ use super::grpc::code;
 use crate::config::RetryPolicy;
 
 /// Whether attempt `attempt` (1 = the first try) that ended with gRPC `code` may be retried
-/// under `policy`. `None` means the upstream failed before any response (connect error,
-/// reset, per-try timeout); like a gRPC client, the proxy treats that as `UNAVAILABLE`, so it
-/// is retried exactly when the policy retries `UNAVAILABLE`.
-pub fn should_retry(policy: &RetryPolicy, attempt: u32, code: Option<u32>) -> bool {
-    let code = code.unwrap_or(code::UNAVAILABLE);
+/// under `policy` (attempts left, and a code it names). Which outcomes count as which code,
+/// and which may never be retried, is the attempt machine's (`attempt`).
+pub fn should_retry(policy: &RetryPolicy, attempt: u32, code: u32) -> bool {
     attempt <= policy.retries && code != code::OK && policy.codes.contains(&code)
 }
 
@@ -177,6 +175,11 @@ pub struct ReplayHandle {
 }
 
 impl ReplayHandle {
+    /// Whether [`retry_body`](Self::retry_body) would give a body now.
+    pub fn can_replay(&self) -> bool {
+        lock(&self.shared).replayable
+    }
+
     /// The body for another attempt: it replays the recorded frames, then continues from the
     /// source. From now on only this body reads the source; earlier attempts' bodies fail
     /// with [`Superseded`]. `None` when more than `limit` bytes have passed or the source

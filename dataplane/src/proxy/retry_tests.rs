@@ -16,6 +16,7 @@ use crate::proxy::body::boxed;
 fn policy(retries: u32, codes: &[u32]) -> RetryPolicy {
     RetryPolicy {
         codes: codes.iter().copied().collect::<BTreeSet<_>>(),
+        not_sent: true,
         retries,
         per_try_timeout: None,
         backoff: Duration::from_millis(25),
@@ -25,26 +26,28 @@ fn policy(retries: u32, codes: &[u32]) -> RetryPolicy {
 #[test]
 fn retries_listed_codes_until_attempts_run_out() {
     let policy = policy(2, &[code::UNAVAILABLE, code::RESOURCE_EXHAUSTED]);
-    assert!(should_retry(&policy, 1, Some(code::UNAVAILABLE)));
-    assert!(should_retry(&policy, 2, Some(code::RESOURCE_EXHAUSTED)));
+    assert!(should_retry(&policy, 1, code::UNAVAILABLE));
+    assert!(should_retry(&policy, 2, code::RESOURCE_EXHAUSTED));
     assert!(
-        !should_retry(&policy, 3, Some(code::UNAVAILABLE)),
+        !should_retry(&policy, 3, code::UNAVAILABLE),
         "2 retries = 3 attempts"
     );
-    assert!(!should_retry(&policy, 1, Some(code::INTERNAL)));
-    assert!(!should_retry(&policy, 1, Some(code::OK)));
+    assert!(!should_retry(&policy, 1, code::INTERNAL));
+    assert!(!should_retry(&policy, 1, code::OK));
 }
 
 #[test]
-fn a_failure_before_any_response_counts_as_unavailable() {
-    assert!(should_retry(&policy(1, &[code::UNAVAILABLE]), 1, None));
-    assert!(!should_retry(&policy(1, &[code::INTERNAL]), 1, None));
-    assert!(!should_retry(&policy(0, &[code::UNAVAILABLE]), 1, None));
+fn no_retries_means_none() {
+    assert!(!should_retry(
+        &policy(0, &[code::UNAVAILABLE]),
+        1,
+        code::UNAVAILABLE
+    ));
 }
 
 #[test]
 fn ok_is_never_retried_even_if_listed() {
-    assert!(!should_retry(&policy(3, &[code::OK]), 1, Some(code::OK)));
+    assert!(!should_retry(&policy(3, &[code::OK]), 1, code::OK));
 }
 
 #[test]

@@ -105,7 +105,9 @@ fn retries_map_to_envoy_retry_on() {
     let policy = action(&t.routes(GREETER)[0]).retry_policy.clone().unwrap();
     assert_eq!(
         policy.retry_on,
-        "unavailable,cancelled,deadline-exceeded,internal,resource-exhausted"
+        "unavailable,cancelled,deadline-exceeded,internal,resource-exhausted,\
+         connect-failure,refused-stream",
+        "the codes, then the requests that never reached the app"
     );
     assert_eq!(
         policy.num_retries,
@@ -150,7 +152,10 @@ fn no_retry_policy_without_attempts_or_retryable_codes() {
         .retry_policy
         .clone()
         .unwrap();
-    assert_eq!(policy.retry_on, "unavailable");
+    assert_eq!(
+        policy.retry_on,
+        "unavailable,connect-failure,refused-stream"
+    );
     assert_eq!(policy.per_try_timeout, None);
     assert_eq!(
         policy.retry_back_off.unwrap().base_interval,
