@@ -1,11 +1,15 @@
 //! What `weft-controller` and `weft-proxy` share: as processes, one-line flag errors,
 //! quiet-by-default logging, waiting for SIGINT/SIGTERM and a small HTTP/1 admin server; as
-//! a mesh, workload identities (`spiffe`), durations and certificate renewal times (`time`) and the certificate service both speak (`ca_api`,
-//! generated from proto/weft/ca/v1/ca.proto).
+//! a mesh, the gRPC and xDS vocabulary (`grpc`: status codes, names, the HTTP → gRPC
+//! mapping; `xds`: type URLs), workload identities (`spiffe`), durations and certificate
+//! renewal times (`time`) and the certificate service both speak (`ca_api`, generated from
+//! proto/weft/ca/v1/ca.proto).
 
 pub mod admin;
+pub mod grpc;
 pub mod spiffe;
 pub mod time;
+pub mod xds;
 
 /// The certificate service (`weft.ca.v1.CertificateService`): messages, client and server.
 #[allow(clippy::all, missing_docs)]

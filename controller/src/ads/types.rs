@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use weft_common::xds::type_url;
+
 /// A resource type served over ADS. The declaration order is the push order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceType {
@@ -27,15 +29,11 @@ impl ResourceType {
 
     pub fn type_url(self) -> &'static str {
         match self {
-            ResourceType::Secret => {
-                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-            }
-            ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            ResourceType::Endpoint => {
-                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-            }
-            ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceType::Secret => type_url::SECRET,
+            ResourceType::Cluster => type_url::CLUSTER,
+            ResourceType::Endpoint => type_url::ENDPOINT,
+            ResourceType::Listener => type_url::LISTENER,
+            ResourceType::Route => type_url::ROUTE,
         }
     }
 

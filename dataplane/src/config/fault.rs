@@ -15,6 +15,8 @@ use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
 
+use weft_common::grpc::{self, code};
+
 use super::convert::{FieldError, FieldResult, decode_any, duration, unsupported};
 use super::{AbortFault, DelayFault, FaultConfig};
 
@@ -26,16 +28,6 @@ pub(super) const FAULT_FILTER: &str = "envoy.filters.http.fault";
 pub(super) type FaultSetting = Option<Option<FaultConfig>>;
 
 const MILLION: u32 = 1_000_000;
-
-/// gRPC status codes (numeric) used by the HTTP → gRPC mapping.
-mod code {
-    pub const UNKNOWN: u32 = 2;
-    pub const PERMISSION_DENIED: u32 = 7;
-    pub const UNIMPLEMENTED: u32 = 12;
-    pub const INTERNAL: u32 = 13;
-    pub const UNAVAILABLE: u32 = 14;
-    pub const UNAUTHENTICATED: u32 = 16;
-}
 
 /// One route's fault config. `None` when it sets neither a delay nor an abort.
 pub(super) fn fault_config(fault: &HttpFault) -> FieldResult<Option<FaultConfig>> {
@@ -107,7 +99,7 @@ fn abort_fault(abort: &FaultAbort) -> FieldResult<AbortFault> {
             ));
         }
         Some(ErrorType::HttpStatus(status)) if (200..600).contains(&status) => {
-            grpc_status_of_http(status)
+            u16::try_from(status).map_or(code::UNKNOWN, grpc::code_for_http_status)
         }
         Some(ErrorType::HttpStatus(status)) => {
             return Err(FieldError::new(
@@ -122,19 +114,6 @@ fn abort_fault(abort: &FaultAbort) -> FieldResult<AbortFault> {
         message: abort.response_body.clone(),
         per_million: per_million(abort.percentage.as_ref()).map_err(|e| e.within("percentage"))?,
     })
-}
-
-/// The gRPC status a client sees for an HTTP status, per gRPC's
-/// `doc/http-grpc-status-mapping.md`.
-pub(super) fn grpc_status_of_http(status: u32) -> u32 {
-    match status {
-        400 => code::INTERNAL,
-        401 => code::UNAUTHENTICATED,
-        403 => code::PERMISSION_DENIED,
-        404 => code::UNIMPLEMENTED,
-        429 | 502 | 503 | 504 => code::UNAVAILABLE,
-        _ => code::UNKNOWN,
-    }
 }
 
 /// A FractionalPercent as parts per million, capped at 100 %. Absent means 0, as in Envoy

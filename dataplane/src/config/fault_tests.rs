@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 
-use super::{fault_config, grpc_status_of_http, is_empty_fault, per_million};
+use super::{fault_config, is_empty_fault, per_million};
 use crate::config::test_protos::{controller_fault, proto_duration};
 use crate::config::{AbortFault, DelayFault, FaultConfig};
 
@@ -79,23 +79,7 @@ fn percentages_become_parts_per_million() {
 }
 
 #[test]
-fn http_statuses_map_to_grpc_statuses() {
-    let cases = [
-        (400, 13),
-        (401, 16),
-        (403, 7),
-        (404, 12),
-        (429, 14),
-        (502, 14),
-        (503, 14),
-        (504, 14),
-        (500, 2),
-        (418, 2),
-        (200, 2),
-    ];
-    for (http, grpc) in cases {
-        assert_eq!(grpc_status_of_http(http), grpc, "{http}");
-    }
+fn an_http_status_abort_becomes_the_grpc_status_a_client_sees() {
     let fault = fault_config(&abort_with(ErrorType::HttpStatus(503)))
         .unwrap()
         .unwrap();

@@ -44,6 +44,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weft_common::xds::type_url;
+
 /// A resource the proxy cannot use: `resource` names it (`"Listener outbound"`), `field` is
 /// the path inside it (`"virtual_hosts[0].routes[2].match.safe_regex"`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,12 +75,10 @@ impl ResourceKind {
 
     pub fn type_url(self) -> &'static str {
         match self {
-            ResourceKind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            ResourceKind::Endpoints => {
-                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-            }
-            ResourceKind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            ResourceKind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceKind::Cluster => type_url::CLUSTER,
+            ResourceKind::Endpoints => type_url::ENDPOINT,
+            ResourceKind::Listener => type_url::LISTENER,
+            ResourceKind::Route => type_url::ROUTE,
         }
     }
 

@@ -1,5 +1,5 @@
 //! gRPC wire facts the proxy needs (from the gRPC over HTTP/2 spec): status codes and their
-//! canonical names, Trailers-Only responses (the only way the proxy itself answers an RPC),
+//! canonical names (shared with the rest of weft: `weft_common::grpc`), Trailers-Only responses (the only way the proxy itself answers an RPC),
 //! `grpc-timeout` parsing and formatting, and the HTTP status → gRPC code mapping for upstream
 //! answers that are not gRPC.
 
@@ -10,62 +10,12 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::body::{self, ProxyBody};
 
-/// The canonical gRPC status codes.
-pub mod code {
-    pub const OK: u32 = 0;
-    pub const CANCELLED: u32 = 1;
-    pub const UNKNOWN: u32 = 2;
-    pub const INVALID_ARGUMENT: u32 = 3;
-    pub const DEADLINE_EXCEEDED: u32 = 4;
-    pub const NOT_FOUND: u32 = 5;
-    pub const ALREADY_EXISTS: u32 = 6;
-    pub const PERMISSION_DENIED: u32 = 7;
-    pub const RESOURCE_EXHAUSTED: u32 = 8;
-    pub const FAILED_PRECONDITION: u32 = 9;
-    pub const ABORTED: u32 = 10;
-    pub const OUT_OF_RANGE: u32 = 11;
-    pub const UNIMPLEMENTED: u32 = 12;
-    pub const INTERNAL: u32 = 13;
-    pub const UNAVAILABLE: u32 = 14;
-    pub const DATA_LOSS: u32 = 15;
-    pub const UNAUTHENTICATED: u32 = 16;
-}
-
-/// Canonical names, indexed by code.
-const NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
+pub use weft_common::grpc::{code, code_from_name, code_name};
 
 /// `grpc-status` header values, indexed by code (no formatting on the error path).
 const DIGITS: [&str; 17] = [
     "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
 ];
-
-/// The canonical name of `code` (`"UNAVAILABLE"`); codes outside 0..=16 are `"UNKNOWN"`.
-pub fn code_name(code: u32) -> &'static str {
-    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
-}
-
-/// The code whose canonical name is `name` (`"UNAVAILABLE"` → 14).
-pub fn code_from_name(name: &str) -> Option<u32> {
-    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
-}
 
 /// A Trailers-Only response: HTTP 200, `content-type: application/grpc`, `grpc-status`, and
 /// `grpc-message` (percent-encoded per the spec; omitted when empty), with an empty body.
@@ -216,14 +166,7 @@ pub fn status_of(headers: &HeaderMap) -> Option<u32> {
 
 /// For an upstream answer that is not gRPC, the code the gRPC spec maps its HTTP status to.
 pub fn code_for_http_status(status: StatusCode) -> u32 {
-    match status.as_u16() {
-        400 => code::INTERNAL,
-        401 => code::UNAUTHENTICATED,
-        403 => code::PERMISSION_DENIED,
-        404 => code::UNIMPLEMENTED,
-        429 | 502 | 503 | 504 => code::UNAVAILABLE,
-        _ => code::UNKNOWN,
-    }
+    weft_common::grpc::code_for_http_status(status.as_u16())
 }
 
 /// Whether a message looks like gRPC: `content-type: application/grpc`, optionally followed
