@@ -78,7 +78,8 @@ mod tests {
             assert_eq!(code_name(i as u32), *name);
         }
         assert_eq!(code_name(code::UNAVAILABLE), "UNAVAILABLE");
-        assert_eq!(code_name(99), "UNKNOWN");
+        assert_eq!(code_name(17), "UNKNOWN");
+        assert_eq!(code_name(u32::MAX), "UNKNOWN");
         assert_eq!(code_from_name("unavailable"), None, "names are upper case");
     }
 
@@ -94,6 +95,7 @@ mod tests {
             (503, code::UNAVAILABLE),
             (504, code::UNAVAILABLE),
             (500, code::UNKNOWN),
+            (418, code::UNKNOWN),
             (200, code::UNKNOWN),
         ] {
             assert_eq!(code_for_http_status(status), expected, "HTTP {status}");
