@@ -1,4 +1,4 @@
-//! weft-bench: the benchmark rig (DESIGN.md §7). `weft-bench` runs the data-plane
+//! weft-bench: the benchmark rig. `weft-bench` runs the data-plane
 //! comparison (direct, weft-proxy and Envoy, one hop and a pair) and the control-plane
 //! benchmark (`ads-load` against weft-controller), then writes `bench/RESULTS.md`.
 //!

@@ -1,5 +1,5 @@
 //! Command-line flags and environment variables of `weft-controller`. Every setting has a
-//! flag and a `WEFT_*` environment variable; defaults follow DESIGN.md §5 ports.
+//! flag and a `WEFT_*` environment variable; defaults are the ports in the README (Ports).
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The proxy's admin endpoint (DESIGN.md §5, port 15000): `/ready` (200 only once a complete
+//! The proxy's admin endpoint (port 15000): `/ready` (200 only once a complete
 //! config from xDS is held; otherwise 503 naming what is missing), `/metrics` (the process's
 //! one Prometheus registry), `/config_dump` (the config in force, as JSON) and `/healthz`.
 

@@ -1,5 +1,5 @@
 //! Command-line flags and environment variables of `weft-proxy`. Every setting has a flag
-//! and a `WEFT_*` environment variable; default ports follow DESIGN.md §5 (admin 15000,
+//! and a `WEFT_*` environment variable; default ports are the README's (admin 15000,
 //! outbound 15001, inbound 15006) and bind loopback unless told otherwise.
 
 use std::net::SocketAddr;

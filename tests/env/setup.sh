@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test environment: installs, pins and caches every real component the tests use
-# (DESIGN.md §6) into one cache directory outside the checkout, keyed by version.
+# into one cache directory outside the checkout, keyed by version.
 #
 #   tests/env/setup.sh            install what is missing, print what it did
 #   WEFT_CACHE=/some/dir ...      cache somewhere else (default: ~/.cache/weft)

@@ -1,4 +1,4 @@
-//! The user-facing API, group `weft.dev`, version `v1alpha1` (DESIGN.md §4): the Rust types
+//! The user-facing API, group `weft.dev`, version `v1alpha1`: the Rust types
 //! behind the `GrpcRoute`, `FaultInjection` and `MtlsPolicy` custom resources, and the
 //! rendering of their CRDs (`crds/`, `charts/weft/crds/`, written by `weft-crdgen`).
 //!
