@@ -1,7 +1,9 @@
-//! HTTP/2 conformance of weft-proxy's outbound listener: h2spec runs every generic, HTTP/2
-//! and HPACK case against a proxy configured by weft-controller. A case may fail only if it
-//! is listed in [`EXPLAINED`] with why that failure is not a protocol error of weft-proxy's;
-//! any other failure fails the test with h2spec's own report of it.
+//! HTTP/2 conformance of weft-proxy's listeners: h2spec runs every generic, HTTP/2 and
+//! HPACK case against the outbound listener of a client proxy and the inbound listener of a
+//! server proxy (in front of the tonic test backend), both configured by weft-controller.
+//! A case may fail only if it is listed in [`EXPLAINED`] with why that failure is not a
+//! protocol error of weft-proxy's; any other failure fails the test with h2spec's own
+//! report of it.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
@@ -100,64 +102,77 @@ fn cases(report: &str) -> Vec<Case> {
     cases
 }
 
+/// Runs h2spec against `port`; returns its cases, and its output for failure messages.
+fn h2spec(mesh: &Mesh, port: u16, name: &str) -> (Vec<Case>, String) {
+    let report_path = mesh.dir.path().join(format!("h2spec-{name}.xml"));
+    let run = Command::new(tool("h2spec"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--path", "/weft.test.Echo/Unary", "--timeout", "2"])
+        .args(["--junit-report", report_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let output = String::from_utf8_lossy(&run.stdout).into_owned();
+    let report = std::fs::read_to_string(&report_path)
+        .unwrap_or_else(|err| panic!("no h2spec report for {name} ({err}):\n{output}"));
+    (cases(&report), output)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_outbound_listener_passes_h2spec_but_for_explained_cases() {
+async fn both_listeners_pass_h2spec_but_for_explained_cases() {
     let backend = Backend::start("greeter").await.unwrap();
     let mut mesh = Mesh::new();
-    mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr()]));
     blocking(|| {
         mesh.start_controller();
+        let server = mesh.start_proxy(ProxyOptions::new("server-0").app(backend.addr()));
+        mesh.write(
+            "services.yaml",
+            &service_yaml("greeter", &[mesh.proxy(server).inbound]),
+        );
         mesh.start_proxy(ProxyOptions::new("client-0"));
     });
-    let port = mesh.proxy(0).outbound.port();
-    let report_path = mesh.dir.path().join("h2spec.xml");
-    let run = blocking(|| {
-        Command::new(tool("h2spec"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--path", "/weft.test.Echo/Unary", "--timeout", "2"])
-            .args(["--junit-report", report_path.to_str().unwrap()])
-            .output()
-            .unwrap()
-    });
-    let output = String::from_utf8_lossy(&run.stdout);
-    let report = std::fs::read_to_string(&report_path)
-        .unwrap_or_else(|err| panic!("no h2spec report ({err}):\n{output}"));
-    let cases = cases(&report);
-    assert!(
-        cases.len() >= 140,
-        "h2spec ran {} cases:\n{output}",
-        cases.len()
-    );
-
-    let mut unexplained = Vec::new();
-    for case in &cases {
-        if let Outcome::Failed(why) = &case.outcome {
-            let explained = EXPLAINED
-                .iter()
-                .any(|(package, name, _)| *package == case.package && *name == case.name);
-            if !explained {
-                unexplained.push(format!("{} {}: {why}", case.package, case.name));
-            }
-        }
+    let listeners = [
+        ("outbound", mesh.proxy(1).outbound.port()),
+        ("inbound", mesh.proxy(0).inbound.port()),
+    ];
+    for (name, port) in listeners {
+        let (cases, output) = blocking(|| h2spec(&mesh, port, name));
+        assert!(
+            cases.len() >= 140,
+            "{name}: h2spec ran {} cases:\n{output}",
+            cases.len()
+        );
+        let unexplained: Vec<String> = cases
+            .iter()
+            .filter_map(|case| match &case.outcome {
+                Outcome::Failed(why) => Some((case, why)),
+                _ => None,
+            })
+            .filter(|(case, _)| {
+                !EXPLAINED
+                    .iter()
+                    .any(|(package, name, _)| *package == case.package && *name == case.name)
+            })
+            .map(|(case, why)| format!("{} {}: {why}", case.package, case.name))
+            .collect();
+        assert!(
+            unexplained.is_empty(),
+            "{name}: h2spec failures without an explanation:\n{}\n\nh2spec's output:\n{output}",
+            unexplained.join("\n")
+        );
+        let passed = cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Passed)
+            .count();
+        let skipped = cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Skipped)
+            .count();
+        println!(
+            "h2spec, {name} listener: {} cases, {passed} passed, {skipped} skipped (they need a response body), {} failed as explained",
+            cases.len(),
+            cases.len() - passed - skipped
+        );
     }
-    assert!(
-        unexplained.is_empty(),
-        "h2spec failures without an explanation:\n{}\n\nh2spec's output:\n{output}",
-        unexplained.join("\n")
-    );
-    let passed = cases
-        .iter()
-        .filter(|c| c.outcome == Outcome::Passed)
-        .count();
-    let skipped = cases
-        .iter()
-        .filter(|c| c.outcome == Outcome::Skipped)
-        .count();
-    println!(
-        "h2spec: {} cases, {passed} passed, {skipped} skipped (they need a response body), {} failed as explained",
-        cases.len(),
-        cases.len() - passed - skipped
-    );
 }
 
 #[test]
