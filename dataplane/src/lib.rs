@@ -95,6 +95,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener_settings = ListenerSettings {
         max_concurrent_streams: settings.max_concurrent_streams,
         drain_timeout: settings.drain_timeout,
+        max_connections: settings.max_connections,
+        handshake_timeout: settings.handshake_timeout,
+        idle_timeout: settings.idle_timeout,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     // Each RPC's handler future is boxed: unboxed, its ~4 KB of state lives inside the

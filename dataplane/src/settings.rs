@@ -89,6 +89,19 @@ pub struct Settings {
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
 
+    /// Downstream connections each listener holds at once, at most; one more is closed.
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// How long a downstream client may take to send the HTTP/2 preface (after TLS).
+    #[arg(long, env = "WEFT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A downstream connection on which no RPC started for this long gets a GOAWAY (as
+    /// Envoy's idle timeout; its open streams finish). `0s`: never.
+    #[arg(long, env = "WEFT_IDLE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// How long in-flight RPCs may run after SIGTERM before the proxy exits.
     #[arg(long, env = "WEFT_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,

@@ -120,6 +120,9 @@ impl Proxy {
         let settings = ListenerSettings {
             max_concurrent_streams: 100,
             drain_timeout,
+            max_connections: 100,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3600),
         };
         let service = forwarder(upstreams, target);
         let serving = tokio::spawn(serve(listener, PlainTcp, service, settings, async {

@@ -6,6 +6,8 @@
 //! closes the connection (rapid reset, CONTINUATION flood, oversized headers), or, for
 //! control-frame floods that it answers, stops reading while its answers wait for a client
 //! that never reads them — its memory grows by less than [`RSS_BOUND_KB`] either way.
+//! Then the listener's bounds on what a client may hold: the connection cap, the handshake
+//! timeout and the idle timeout.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
@@ -206,4 +208,106 @@ async fn the_proxy_survives_abuse_and_other_clients_keep_their_answers() {
             if closed { "closed" } else { "kept" }
         );
     }
+}
+
+/// Whether the proxy closes `socket` within `within` (reads end), whatever it sent first.
+async fn closed_within(socket: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = vec![0u8; 16 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A raw connection that has sent the preface and an empty SETTINGS, then nothing (a
+/// connection the proxy closed at once may fail the writes; reading tells).
+async fn handshaken(port: u16) -> TcpStream {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(FRAME_TYPES.2, 0, 0, &[]));
+    let _ = socket.write_all(&hello).await;
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_and_timed_out_before_the_handshake_and_when_idle() {
+    let backend = Backend::start("greeter").await.unwrap();
+    let mut mesh = Mesh::new();
+    mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr()]));
+    blocking(|| {
+        mesh.start_controller();
+        let options = ProxyOptions::new("client-0")
+            .arg("--max-connections=3")
+            .arg("--handshake-timeout=1s")
+            .arg("--idle-timeout=2s");
+        mesh.start_proxy(options);
+        mesh.proxy(0).wait_config("the greeter", |dump| {
+            endpoints_of(dump, "greeter").len() == 1
+        });
+    });
+    let port = mesh.proxy(0).outbound.port();
+
+    // Handshake: silence is closed after about a second; a preface keeps the connection.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "a silent client was kept"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed after {took:?}, before the timeout"
+    );
+    let mut greeted = handshaken(port).await;
+    assert!(
+        !closed_within(&mut greeted, Duration::from_millis(1500)).await,
+        "a client that sent the preface was closed by the handshake timeout"
+    );
+
+    // Idle: a connection with no new request for 2 s gets a GOAWAY; the client's next call
+    // goes on a new connection and succeeds.
+    let (mut good, connections) = counted_client(port, GREETER).await;
+    unary(&mut good, request("first"), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let opened = connections.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    unary(&mut good, request("after idle"), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        opened + 1,
+        "the idle connection was not closed"
+    );
+    assert!(
+        closed_within(&mut greeted, Duration::from_secs(2)).await,
+        "an idle raw connection was kept"
+    );
+
+    // Cap: three connections are held; a fourth is closed at once.
+    let held = [
+        handshaken(port).await,
+        handshaken(port).await,
+        handshaken(port).await,
+    ];
+    let mut fourth = handshaken(port).await;
+    assert!(
+        closed_within(&mut fourth, Duration::from_millis(500)).await,
+        "a fourth connection was accepted over the cap of 3"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut after = handshaken(port).await;
+    assert!(
+        !closed_within(&mut after, Duration::from_millis(500)).await,
+        "a connection was refused after the others closed"
+    );
 }

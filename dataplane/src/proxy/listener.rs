@@ -3,6 +3,13 @@
 //! accepting, GOAWAY every connection, let in-flight streams finish for up to the drain
 //! timeout, then close what is left.
 //!
+//! Bounds on what a client may hold: at most `max_connections` connections per listener
+//! (one more is closed at once); the HTTP/2 connection preface (after TLS, on the inbound
+//! listener) within `handshake_timeout` of accepting, or the connection is closed; and a
+//! connection on which no request started for `idle_timeout` gets a GOAWAY (streams still
+//! open finish, as in any graceful close; gRPC clients reconnect on their next call), and
+//! one whose client answers no PING within `idle_timeout` is closed.
+//!
 //! What a connection is before HTTP/2 starts is the listener's [`Admission`]: the outbound
 //! listener takes every TCP connection as it is, noting where an intercepted one was going
 //! (`original_dst::Intercepted`; [`PlainTcp`] takes them as they are); the inbound one sniffs TLS,
@@ -15,7 +22,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -23,9 +34,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2::Builder;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::body::ProxyBody;
@@ -38,7 +49,16 @@ pub struct ListenerSettings {
     pub max_concurrent_streams: u32,
     /// How long in-flight streams may run after shutdown before their connections are cut.
     pub drain_timeout: Duration,
+    /// Connections open at once, at most; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send the HTTP/2 connection preface.
+    pub handshake_timeout: Duration,
+    /// A connection on which no request started for this long gets a GOAWAY.
+    pub idle_timeout: Duration,
 }
+
+/// The HTTP/2 client connection preface's length (`PRI * HTTP/2.0...`).
+const PREFACE_LEN: usize = 24;
 
 /// Turns an accepted TCP connection into the stream HTTP/2 is served on, or refuses it
 /// (`None`: the connection is dropped).
@@ -103,7 +123,18 @@ where
         .max_header_list_size(MAX_HEADER_LIST)
         // gRPC has no use for `date`; an upstream's own is passed through untouched.
         .auto_date_header(false);
+    if !settings.idle_timeout.is_zero() {
+        // A client that no longer answers (gone, or one that never reads) would keep a
+        // connection open forever, even after the idle GOAWAY (whose graceful close waits
+        // for a PING answer): ping each connection every idle timeout and close one that
+        // does not answer within it.
+        builder
+            .keep_alive_interval(settings.idle_timeout)
+            .keep_alive_timeout(settings.idle_timeout);
+    }
     let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let timeouts = (settings.handshake_timeout, settings.idle_timeout);
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -111,13 +142,18 @@ where
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = settings.max_connections, "connection limit reached; closing a new connection");
+                        continue;
+                    };
                     let connection = serve_connection(
                         stream,
                         admission.clone(),
                         builder.clone(),
                         service.clone(),
                         draining.clone(),
+                        (slot, timeouts),
                     );
                     connections.spawn(connection);
                 }
@@ -158,6 +194,7 @@ async fn serve_connection<A, S, F>(
     builder: Arc<Builder<TokioExecutor>>,
     service: S,
     mut draining: watch::Receiver<bool>,
+    (_slot, (handshake_timeout, idle_timeout)): (OwnedSemaphorePermit, (Duration, Duration)),
 ) where
     A: Admission,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
@@ -173,15 +210,27 @@ async fn serve_connection<A, S, F>(
     let Some((io, peer)) = admitted else {
         return;
     };
+    let (started_tx, mut started) = watch::channel(0u64);
     let service = service_fn(move |mut request| {
+        started_tx.send_modify(|n| *n += 1);
         A::annotate(&peer, &mut request);
         let response = service(request);
         async move { Ok::<_, Infallible>(response.await) }
     });
+    let io = CountingIo::new(io);
+    let read = io.read.clone();
     let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = preface_missed(&read, handshake_timeout) => {
+            tracing::debug!(?handshake_timeout, "no HTTP/2 preface in time; closing the connection");
+            return;
+        }
+        () = idle(&mut started, idle_timeout) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
         () = started_draining(&mut draining) => {
             connection.as_mut().graceful_shutdown();
             connection.await
@@ -189,6 +238,95 @@ async fn serve_connection<A, S, F>(
     };
     if let Err(err) = result {
         tracing::debug!(%err, "downstream connection ended with an error");
+    }
+}
+
+/// Resolves when `timeout` has passed and fewer bytes than the preface were read by then;
+/// never otherwise.
+async fn preface_missed(read: &AtomicUsize, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if read.load(Relaxed) >= PREFACE_LEN {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves once no request started (no change of `started`) for `timeout`; never when
+/// `timeout` is zero (no idle timeout).
+async fn idle(started: &mut watch::Receiver<u64>, timeout: Duration) {
+    if timeout.is_zero() {
+        return std::future::pending().await;
+    }
+    loop {
+        started.mark_unchanged();
+        tokio::select! {
+            () = tokio::time::sleep(timeout) => return,
+            changed = started.changed() => if changed.is_err() {
+                // The service is gone with its connection; nothing starts any more.
+                return std::future::pending().await;
+            },
+        }
+    }
+}
+
+/// A connection's stream, counting the bytes read from it (to tell whether the preface
+/// arrived).
+struct CountingIo<T> {
+    inner: T,
+    read: Arc<AtomicUsize>,
+}
+
+impl<T> CountingIo<T> {
+    fn new(inner: T) -> Self {
+        Self {
+            inner,
+            read: Arc::default(),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let got = buf.filled().len() - before;
+        if got > 0 {
+            self.read.fetch_add(got, Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
