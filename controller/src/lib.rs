@@ -3,7 +3,7 @@
 //!
 //! The wiring, in the order a change travels: a source (`source`) writes the index
 //! (`model`); the publisher (`publisher`) debounces changes, translates the index
-//! (`xds`) and publishes a snapshot; the ADS server (`ads`) pushes it to every connected
+//! (`translate`) and publishes a snapshot; the ADS server (`ads`) pushes it to every connected
 //! proxy, adding each proxy's own listener; in Kubernetes mode the status writer (`status`)
 //! reports conditions on each resource, written by the replica that holds the leader Lease
 //! (`leader`); the admin endpoint (`admin`) shows readiness,
@@ -25,7 +25,7 @@ pub mod publisher;
 mod settings;
 pub mod source;
 pub mod status;
-pub mod xds;
+pub mod translate;
 
 pub use settings::{Settings, SettingsError, SourceMode};
 

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::ads::Snapshot;
 use crate::model::{Index, Kind, ObjectKey};
-use crate::xds::{self, Enforcing, Members, ResourceReport, Translation, Workloads};
+use crate::translate::{self, Enforcing, Members, ResourceReport, Translation, Workloads};
 
 /// How long the index must be quiet before a push.
 pub const QUIET: Duration = Duration::from_millis(10);
@@ -117,9 +117,9 @@ fn translate(
     let mtls = trust_domain.is_some();
     let translation = match last.take() {
         Some(last) if last.inputs == inputs => {
-            xds::retranslate_endpoints(index, workloads, members, mtls, &last.translation)
+            translate::retranslate_endpoints(index, workloads, members, mtls, &last.translation)
         }
-        _ => xds::translate_for(index, workloads, members, trust_domain),
+        _ => translate::translate_for(index, workloads, members, trust_domain),
     };
     *last = Some(LastTranslation {
         inputs,

@@ -2,9 +2,11 @@
 //! debounce.
 
 use super::*;
-use crate::xds::{Member, Members};
+use crate::translate::{Member, Members};
 
-use crate::xds::testutil::{DOMAIN, greeters, index as index_of, objects, service_yaml, workloads};
+use crate::translate::testutil::{
+    DOMAIN, greeters, index as index_of, objects, service_yaml, workloads,
+};
 
 fn slice(address: &str) -> String {
     format!(
@@ -25,7 +27,7 @@ fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
         index.apply(object);
     }
     let second = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
-    let full = xds::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN));
+    let full = translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert!(
         second.snapshot.for_node("client.team-a").is_some(),
@@ -73,7 +75,7 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
     };
     let members = Members::from([("pod/default/greeter-1".to_owned(), member)]);
     let second = translate(&index, &proxies, &members, Some(DOMAIN), &mut last);
-    let full = xds::translate_for(&index, &proxies, &members, Some(DOMAIN));
+    let full = translate::translate_for(&index, &proxies, &members, Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert_ne!(
         first.snapshot, second.snapshot,
@@ -104,7 +106,7 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
     let second = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
     assert_eq!(
         second.snapshot,
-        xds::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
+        translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
     );
     assert_ne!(first.snapshot, second.snapshot, "outbound/team-a is new");
     for object in objects(&service_yaml("default", "extra", &[("grpc", 80)])) {
@@ -113,7 +115,7 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
     let third = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
     assert_eq!(
         third.snapshot,
-        xds::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
+        translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
     );
     // Another proxy in a namespace already served: its own listeners are new.
     let more = workloads(&[

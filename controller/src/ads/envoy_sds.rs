@@ -17,7 +17,7 @@ use weft_common::time::renew_at;
 use super::snapshot::TypeResources;
 use crate::auth::Identity;
 use crate::ca::CertificateAuthority;
-use crate::xds::{certificate_secret, trust_bundle_secret};
+use crate::translate::{certificate_secret, trust_bundle_secret};
 
 /// What the ADS server needs to issue Envoy's certificates.
 #[derive(Clone)]

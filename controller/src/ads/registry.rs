@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::xds::{Member, Members, NodeInfo, Workload, Workloads};
+use crate::translate::{Member, Members, NodeInfo, Workload, Workloads};
 
 use serde::Serialize;
 use tokio::sync::watch;

@@ -38,7 +38,7 @@ use super::snapshot::Snapshot;
 use super::sotw::SotwStream;
 use super::types::ResourceType;
 use crate::auth::{Authenticator, Identity, check_namespace};
-use crate::xds::{NodeInfo, route_config_name};
+use crate::translate::{NodeInfo, route_config_name};
 
 /// The latest snapshot to serve; `None` until the first full sync.
 pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::ads::ProxyRegistry;
 use crate::inject::{SIDECAR_INJECTED, SIDECAR_LABEL};
-use crate::xds::{Member, Members};
+use crate::translate::{Member, Members};
 
 /// The member a pod is, keyed `pod/<namespace>/<name>`; `None` when it has no IP or has
 /// finished.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::ads::ProxyRegistry;
-use crate::xds::Members;
+use crate::translate::Members;
 
 /// The file, in the state directory.
 pub const MEMBERS_FILE: &str = "members.json";
@@ -90,7 +90,7 @@ fn io(path: &Path, source: std::io::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::Member;
+    use crate::translate::Member;
 
     #[test]
     fn members_round_trip_and_a_missing_file_is_none() {

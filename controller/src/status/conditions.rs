@@ -12,7 +12,7 @@ use crate::api::{
     CONDITION_ACCEPTED, CONDITION_PROGRAMMED, CONDITION_RESOLVED_REFS, ProxyRejection,
     ProxySummary, ResourceStatus,
 };
-use crate::xds::ResourceReport;
+use crate::translate::ResourceReport;
 
 /// NACK reasons quoted in a status, at most (each at most `ads::MAX_NACK_MESSAGE` bytes,
 /// so a status stays a few KB however many proxies reject and however much they say).

@@ -11,7 +11,7 @@ pub use conditions::desired_status;
 /// every other kind (see [`desired_status`]).
 pub fn governed<'a>(
     key: &ObjectKey,
-    enforcing: &'a crate::xds::Enforcing,
+    enforcing: &'a crate::translate::Enforcing,
 ) -> Option<&'a std::collections::BTreeSet<String>> {
     static NONE: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     (key.kind == crate::model::Kind::MtlsPolicy).then(|| enforcing.get(key).unwrap_or(&NONE))

@@ -211,8 +211,10 @@ fn the_inbound_listener_gives_the_mode_and_is_not_required() {
 
     let workload =
         crate::config::controller_mtls_tests::workload("g", "default", "127.0.0.1:15006", &[]);
-    let strict =
-        weft_controller::xds::inbound_listener(&workload, weft_controller::api::MtlsMode::Strict);
+    let strict = weft_controller::translate::inbound_listener(
+        &workload,
+        weft_controller::api::MtlsMode::Strict,
+    );
     let parsed = parse_listener(&strict.1).unwrap();
     resources.listeners.insert(parsed.name.clone(), parsed);
     let config = assemble(resources.clone());

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use weft_controller::ads::ResourceType;
 use weft_controller::model::Index;
 use weft_controller::source::local::parse_file;
-use weft_controller::xds::{Members, Translation, Workload, Workloads, translate_for};
+use weft_controller::translate::{Members, Translation, Workload, Workloads, translate_for};
 
 use crate::config::{
     InboundMode, ProxyConfig, Resources, UpstreamMtls, assemble, parse_cluster, parse_endpoints,
@@ -83,7 +83,7 @@ fn proxy_config(translation: &Translation, node: &str) -> ProxyConfig {
 
 fn demo_with_policies() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../controller/src/xds/testdata/demo/input.yaml");
+        .join("../controller/src/translate/testdata/demo/input.yaml");
     let demo = std::fs::read_to_string(path).unwrap();
     format!(
         "{demo}\n---\napiVersion: weft.dev/v1alpha1\nkind: MtlsPolicy\n\

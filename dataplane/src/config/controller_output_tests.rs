@@ -1,5 +1,5 @@
 //! Every resource the real weft-controller produces for its golden cases
-//! (`controller/src/xds/testdata/{demo,mesh}/input.yaml`), converted by these parsers and
+//! (`controller/src/translate/testdata/{demo,mesh}/input.yaml`), converted by these parsers and
 //! assembled, then routed: the controller's exact shapes rather than hand-made copies.
 
 use std::collections::BTreeSet;
@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue};
 use weft_controller::ads::ResourceType;
 use weft_controller::model::Index;
 use weft_controller::source::local::parse_file;
-use weft_controller::xds::{NodeInfo, Translation, outbound_listener, translate};
+use weft_controller::translate::{NodeInfo, Translation, outbound_listener, translate};
 
 use crate::config::{
     ProxyConfig, Resources, assemble, parse_cluster, parse_endpoints, parse_listener,
@@ -20,7 +20,7 @@ use crate::config::{
 
 fn translation(case: &str) -> Translation {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../controller/src/xds/testdata")
+        .join("../controller/src/translate/testdata")
         .join(case)
         .join("input.yaml");
     let text = std::fs::read_to_string(&path).unwrap();

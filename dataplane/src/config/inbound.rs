@@ -1,6 +1,6 @@
 //! The `inbound` Listener → [`InboundConfig`]: which transports its filter chains accept.
 //! A TLS chain alone is `Strict`, a TLS and a plaintext chain `Permissive`, a plaintext
-//! chain alone `Disable` (weft-controller's shapes, see `controller/src/xds/inbound.rs`).
+//! chain alone `Disable` (weft-controller's shapes, see `controller/src/translate/inbound.rs`).
 //!
 //! What is read and what is not:
 //! - Each chain: its transport socket (absent or raw buffer: plaintext; a

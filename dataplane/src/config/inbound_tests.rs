@@ -14,7 +14,7 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 use prost::Message;
 use weft_controller::api::MtlsMode;
-use weft_controller::xds::inbound_listener;
+use weft_controller::translate::inbound_listener;
 
 use crate::config::controller_mtls_tests::workload;
 use crate::config::test_protos::{connection_manager, controller_listener, listener_with};

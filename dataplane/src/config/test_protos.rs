@@ -1,6 +1,6 @@
 //! Test helpers: Envoy protos built the way weft-controller builds them
-//! (`controller/src/xds/{listener,routes,cluster,endpoints,fault,vhosts}.rs`, see the golden
-//! dumps in `controller/src/xds/testdata/`), plus small builders for hand-made variants.
+//! (`controller/src/translate/{listener,routes,cluster,endpoints,fault,vhosts}.rs`, see the golden
+//! dumps in `controller/src/translate/testdata/`), plus small builders for hand-made variants.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -155,7 +155,7 @@ pub(super) fn transport_socket_matches(trust_domain: &str) -> Vec<TransportSocke
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::testutil::decode;
+    use crate::translate::testutil::decode;
 
     fn typed<M: prost::Message + Default>(socket: &TransportSocket) -> M {
         match &socket.config_type {

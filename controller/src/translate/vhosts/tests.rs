@@ -1,6 +1,8 @@
 use super::*;
-use crate::xds::testutil::{DOMAIN, GREETER, clients, greeters, index, route_names, service_yaml};
-use crate::xds::translate;
+use crate::translate::testutil::{
+    DOMAIN, GREETER, clients, greeters, index, route_names, service_yaml,
+};
+use crate::translate::translate;
 
 fn domains_of(config: &RouteConfiguration) -> Vec<(&str, Vec<&str>)> {
     config
@@ -147,7 +149,7 @@ fn route_configurations_for_service_route_and_client_namespaces() {
                  spec:\n  parentRefs: [{name: greeter, namespace: default}]\n  rules:\n  \
                  - backendRefs: [{name: greeter-v1, namespace: default, port: 50051}]\n";
     let index = index(&format!("{}---\n{route}", greeters()));
-    let names = |t: crate::xds::Translation| -> Vec<String> {
+    let names = |t: crate::translate::Translation| -> Vec<String> {
         t.snapshot
             .resources(crate::ads::ResourceType::Route)
             .iter()
@@ -159,10 +161,10 @@ fn route_configurations_for_service_route_and_client_namespaces() {
         ["outbound/default", "outbound/team-b"]
     );
     assert_eq!(
-        names(crate::xds::translate_for(
+        names(crate::translate::translate_for(
             &index,
             &clients(&["team-c", "default"]),
-            &crate::xds::Members::new(),
+            &crate::translate::Members::new(),
             Some(DOMAIN)
         )),
         ["outbound/default", "outbound/team-b", "outbound/team-c"]
@@ -183,7 +185,7 @@ fn hosts_shared_across_namespaces_keep_each_view_and_prosts_encoding() {
                    spec: {clusterIP: 10.96.0.10, ports: [{name: grpc, port: 50051}]}\n";
     let t = translate_for_all(&[greeter, consumer, dup], &["default", "team-b", "team-c"]);
     for resource in t.snapshot.resources(crate::ads::ResourceType::Route).iter() {
-        let decoded: RouteConfiguration = crate::xds::testutil::decode(&resource.body);
+        let decoded: RouteConfiguration = crate::translate::testutil::decode(&resource.body);
         assert_eq!(
             decoded.encode_to_vec(),
             resource.body.value,
@@ -217,11 +219,11 @@ fn hosts_shared_across_namespaces_keep_each_view_and_prosts_encoding() {
     );
 }
 
-fn translate_for_all(yaml: &[&str], namespaces: &[&str]) -> crate::xds::Translation {
-    crate::xds::translate_for(
+fn translate_for_all(yaml: &[&str], namespaces: &[&str]) -> crate::translate::Translation {
+    crate::translate::translate_for(
         &index(&yaml.join("---\n")),
         &clients(namespaces),
-        &crate::xds::Members::new(),
+        &crate::translate::Members::new(),
         Some(DOMAIN),
     )
 }

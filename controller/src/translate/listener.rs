@@ -88,7 +88,7 @@ pub(super) fn http_filter(name: &str, config: Any) -> HttpFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::testutil::decode;
+    use crate::translate::testutil::decode;
 
     #[test]
     fn reads_the_namespace_routes_with_fault_before_router() {

@@ -151,7 +151,7 @@ pub(super) fn is_dns_label(text: &str, rfc1035: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::testutil::{index, service_yaml};
+    use crate::translate::testutil::{index, service_yaml};
 
     #[test]
     fn names_follow_the_istio_convention() {

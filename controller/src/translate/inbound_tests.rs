@@ -4,8 +4,8 @@
 use envoy_types::pb::envoy::config::route::v3::route_action::MaxStreamDuration;
 
 use super::*;
-use crate::xds::testutil::{decode, workload};
-use crate::xds::tls::TLS_SOCKET;
+use crate::translate::testutil::{decode, workload};
+use crate::translate::tls::TLS_SOCKET;
 
 fn listener(mode: MtlsMode) -> Listener {
     let mut w = workload("greeter-0", "default", "127.0.0.1:50051");

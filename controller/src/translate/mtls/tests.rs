@@ -1,7 +1,7 @@
 //! Tests of MtlsPolicy reports and mode resolution.
 
 use super::*;
-use crate::xds::testutil::{index, key};
+use crate::translate::testutil::{index, key};
 
 fn policy(name: &str, namespace: &str, mode: &str, labels: &str) -> String {
     format!(
@@ -133,7 +133,7 @@ fn more_labels_win_then_the_first_by_name() {
         policy("a-other", "default", "Permissive", "tier: front"),
     ]
     .join("---\n");
-    let tie_index = crate::xds::testutil::index(&tie_yaml);
+    let tie_index = crate::translate::testutil::index(&tie_yaml);
     let tie = PolicySet::build(&tie_index).resolve("default", &both);
     assert_eq!(
         (

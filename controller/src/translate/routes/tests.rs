@@ -1,8 +1,8 @@
 use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 
 use super::*;
-use crate::xds::testutil::{GREETER, greeters, index, route_names, service_yaml};
-use crate::xds::{Translation, translate};
+use crate::translate::testutil::{GREETER, greeters, index, route_names, service_yaml};
+use crate::translate::{Translation, translate};
 
 fn route_yaml(namespace: &str, name: &str, spec: &str) -> String {
     format!(

@@ -57,7 +57,7 @@ pub fn trust_bundle_secret(bundle_pem: &str) -> (String, Any) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::testutil::decode;
+    use crate::translate::testutil::decode;
 
     fn inline_string(source: Option<DataSource>) -> String {
         match source.and_then(|s| s.specifier) {

@@ -246,7 +246,7 @@ fn secrets() -> Vec<Secret> {
 
 fn validate(case: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/xds/testdata")
+        .join("src/translate/testdata")
         .join(case);
     let yaml = std::fs::read_to_string(dir.join("input.yaml")).expect("input.yaml");
     let temp = tempfile::tempdir().expect("temp dir");

@@ -1,6 +1,6 @@
 //! Golden-file tests: small indexes (YAML under `testdata/<case>/input.yaml`, the same
 //! kinds and serde types as local mode) translated, rendered readably and compared with
-//! `testdata/<case>/*.txt`. `WEFT_UPDATE_GOLDEN=1 cargo test -p weft-controller --lib xds`
+//! `testdata/<case>/*.txt`. `WEFT_UPDATE_GOLDEN=1 cargo test -p weft-controller --lib translate`
 //! rewrites them; review the diff.
 //!
 //! Rendering: prost messages have no serde, so a resource is its `{:#?}` with every nested
@@ -198,7 +198,7 @@ fn fold_at(lines: &[&str], i: usize) -> (String, usize) {
 
 fn testdata(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/xds/testdata")
+        .join("src/translate/testdata")
         .join(case)
 }
 

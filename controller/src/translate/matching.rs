@@ -24,7 +24,7 @@ pub(super) enum PathMatch {
 /// Any one path segment (a service or a method name).
 const SEGMENT: &str = "[^/]+";
 
-/// The path match of a method match (see the module comment of `xds` for the rules).
+/// The path match of a method match (see the module comment of `translate` for the rules).
 pub(super) fn path_match(method: Option<&MethodMatch>) -> PathMatch {
     let Some(method) = method else {
         return PathMatch::Any;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::Object;
-use crate::xds::testutil::objects;
+use crate::translate::testutil::objects;
 
 fn route(spec: &str) -> GrpcRoute {
     let yaml = format!(

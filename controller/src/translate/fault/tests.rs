@@ -3,8 +3,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 
 use super::*;
-use crate::xds::testutil::{GREETER, decode, greeters, index, route_names};
-use crate::xds::{Translation, translate};
+use crate::translate::testutil::{GREETER, decode, greeters, index, route_names};
+use crate::translate::{Translation, translate};
 
 const ROUTE: &str = "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\n\
     metadata: {name: r, namespace: default}\nspec:\n  parentRefs: [{name: greeter}]\n  rules:\n  \

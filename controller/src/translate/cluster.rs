@@ -130,7 +130,7 @@ fn http2_cluster(name: &str) -> Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::testutil::decode;
+    use crate::translate::testutil::decode;
 
     #[test]
     fn eds_over_ads_least_request_http2() {

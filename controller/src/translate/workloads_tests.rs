@@ -10,10 +10,10 @@ use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
 use super::*;
 use crate::model::Kind;
-use crate::xds::endpoints::socket_address;
-use crate::xds::testutil::{decode, index, key, service_yaml, workload};
-use crate::xds::tls::{TRANSPORT_SOCKET_MATCH, tls_mode_weft, transport_socket_matches};
-use crate::xds::{Translation, translate_for};
+use crate::translate::endpoints::socket_address;
+use crate::translate::testutil::{decode, index, key, service_yaml, workload};
+use crate::translate::tls::{TRANSPORT_SOCKET_MATCH, tls_mode_weft, transport_socket_matches};
+use crate::translate::{Translation, translate_for};
 
 const DOMAIN: &str = "example.org";
 

@@ -154,8 +154,8 @@ pub(super) fn lb_endpoint(addr: SocketAddr, mtls: bool) -> LbEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::services::Catalog;
-    use crate::xds::testutil::{index, service_yaml};
+    use crate::translate::services::Catalog;
+    use crate::translate::testutil::{index, service_yaml};
 
     fn slice(name: &str, service: &str, ports: &str, endpoints: &str) -> String {
         format!(
