@@ -57,6 +57,13 @@ pub struct ListenerSettings {
     pub idle_timeout: Duration,
 }
 
+/// A connection's time limits (see [`ListenerSettings`]).
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    handshake: Duration,
+    idle: Duration,
+}
+
 /// The HTTP/2 client connection preface's length (`PRI * HTTP/2.0...`).
 const PREFACE_LEN: usize = 24;
 
@@ -134,7 +141,10 @@ where
     }
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let timeouts = (settings.handshake_timeout, settings.idle_timeout);
+    let timeouts = Timeouts {
+        handshake: settings.handshake_timeout,
+        idle: settings.idle_timeout,
+    };
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -153,7 +163,8 @@ where
                         builder.clone(),
                         service.clone(),
                         draining.clone(),
-                        (slot, timeouts),
+                        slot,
+                        timeouts,
                     );
                     connections.spawn(connection);
                 }
@@ -194,7 +205,8 @@ async fn serve_connection<A, S, F>(
     builder: Arc<Builder<TokioExecutor>>,
     service: S,
     mut draining: watch::Receiver<bool>,
-    (_slot, (handshake_timeout, idle_timeout)): (OwnedSemaphorePermit, (Duration, Duration)),
+    _slot: OwnedSemaphorePermit,
+    timeouts: Timeouts,
 ) where
     A: Admission,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
@@ -223,11 +235,11 @@ async fn serve_connection<A, S, F>(
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = preface_missed(&read, handshake_timeout) => {
-            tracing::debug!(?handshake_timeout, "no HTTP/2 preface in time; closing the connection");
+        () = preface_missed(&read, timeouts.handshake) => {
+            tracing::debug!(timeout = ?timeouts.handshake, "no HTTP/2 preface in time; closing the connection");
             return;
         }
-        () = idle(&mut started, idle_timeout) => {
+        () = idle(&mut started, timeouts.idle) => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
