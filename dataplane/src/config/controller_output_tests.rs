@@ -209,3 +209,59 @@ fn the_mesh_config_routes_per_namespace() {
         "grpcroute:default/greeter:rules[0].matches[0]"
     );
 }
+
+/// The demo translation, made once for the property tests.
+fn demo() -> &'static Translation {
+    static DEMO: std::sync::OnceLock<Translation> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| translation("demo"))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Any corruption of a resource the controller sends (a byte changed, the end cut off) is
+    /// an error or a config, never a panic.
+    #[test]
+    fn corrupted_resources_never_panic_the_parsers(
+        pick in 0usize..1000,
+        at in 0usize..100_000,
+        byte in proptest::prelude::any::<u8>(),
+        keep in 0usize..100_000,
+    ) {
+        let snapshot = &demo().snapshot;
+        let mut all = Vec::new();
+        for ty in [ResourceType::Route, ResourceType::Cluster, ResourceType::Endpoint] {
+            all.extend(snapshot.resources(ty).iter().map(|r| (ty, r.body.clone())));
+        }
+        let (ty, mut body) = all[pick % all.len()].clone();
+        if !body.value.is_empty() {
+            let at = at % body.value.len();
+            body.value[at] = byte;
+            body.value.truncate(keep % (body.value.len() + 1));
+        }
+        match ty {
+            ResourceType::Route => _ = parse_route_config(&body),
+            ResourceType::Cluster => _ = parse_cluster(&body),
+            _ => _ = parse_endpoints(&body),
+        }
+    }
+
+    /// Any request (authority, path, a header) is routed without a panic, and the same way
+    /// every time.
+    #[test]
+    fn any_request_routes_without_panicking_and_deterministically(
+        authority in "(greeter|greeter-v1|greeter\\.default|[a-z.:0-9]{0,12})(:50051)?",
+        path in "/([a-zA-Z.]{0,12}/[a-zA-Z]{0,8})?(\\?.{0,5})?",
+        header in "[ -~]{0,12}",
+    ) {
+        let config = proxy_config(demo(), "default");
+        let table = config.outbound.as_ref().unwrap();
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&header) {
+            headers.insert("x-canary", value);
+        }
+        let first = table.select(&authority, &path, &headers).map(|d| d.route.name.clone());
+        let again = table.select(&authority, &path, &headers).map(|d| d.route.name.clone());
+        proptest::prop_assert_eq!(first, again);
+    }
+}

@@ -190,3 +190,23 @@ fn a_named_counting_body_boxes_its_callback() {
     let body: CountingBody<ProxyBody> = CountingBody::new(crate::proxy::body::empty(), on_end);
     drop(body);
 }
+
+proptest::proptest! {
+    /// However messages are cut into DATA frames, each is counted exactly once.
+    #[test]
+    fn every_message_is_counted_once_however_the_stream_is_cut(
+        lengths in proptest::collection::vec(0usize..300, 0..20),
+        cuts in proptest::collection::vec(0usize..6_000, 0..30),
+    ) {
+        let stream = messages(&lengths);
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut counter = MessageCounter::default();
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            counter.feed(&stream[at..cut]);
+            at = cut;
+        }
+        proptest::prop_assert_eq!(counter.messages, lengths.len() as u64);
+    }
+}

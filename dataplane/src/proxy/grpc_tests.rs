@@ -195,3 +195,33 @@ fn grpc_content_types_are_recognised() {
     assert!(!grpc("application/grp"));
     assert!(!is_grpc(&HeaderMap::new()));
 }
+
+proptest::proptest! {
+    /// A formatted deadline reads back never shorter than it was, and longer by less than one
+    /// part in 10^5 (or the cap).
+    #[test]
+    fn timeouts_round_trip_rounded_up(nanos in 1u64..u64::MAX / 4) {
+        let d = Duration::from_nanos(nanos);
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", format_timeout(d));
+        let back = parse_timeout(&headers).expect("a formatted timeout parses");
+        proptest::prop_assert!(back >= d, "{back:?} < {d:?}");
+        proptest::prop_assert!(back - d <= d / 100_000 + Duration::from_nanos(1), "{back:?} vs {d:?}");
+    }
+
+    /// Whatever a peer sends as `grpc-timeout` or `grpc-status`, reading it never panics,
+    /// and a status is a number or UNKNOWN.
+    #[test]
+    fn any_header_value_is_read_without_panicking(value in proptest::collection::vec(0x20u8..0x7f, 0..16)) {
+        let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", value.clone());
+        headers.insert("grpc-status", value.clone());
+        let _ = parse_timeout(&headers);
+        let status = status_of(&headers).unwrap();
+        let digits = value.as_bytes().iter().all(u8::is_ascii_digit) && !value.is_empty() && value.len() <= 9;
+        if !digits {
+            proptest::prop_assert_eq!(status, code::UNKNOWN);
+        }
+    }
+}

@@ -255,3 +255,39 @@ fn demo_manifests_load() {
     assert!(index.is_synced());
     assert_eq!(index.len(), 8);
 }
+
+/// The demo manifests the local mode ships with, as a seed for the property below.
+const DEMO: &str = include_str!("../../translate/testdata/demo/input.yaml");
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Any edit of a valid file (a character replaced, the rest cut off) parses, or fails
+    /// with an error that names the file and a line inside it — never a panic.
+    #[test]
+    fn any_edit_of_a_file_parses_or_names_a_line(
+        at in 0usize..10_000,
+        replacement in proptest::prelude::any::<char>(),
+        keep in 0usize..10_000,
+    ) {
+        let mut text: Vec<char> = DEMO.chars().collect();
+        let at = at % text.len();
+        text[at] = replacement;
+        text.truncate(keep % (text.len() + 1));
+        let text: String = text.into_iter().collect();
+        if let Err(err) = parse(&text) {
+            let shown = err.to_string();
+            proptest::prop_assert!(shown.contains(FILE), "{shown}");
+            let lines = text.lines().count().max(1);
+            if let Some(line) = err.line {
+                proptest::prop_assert!(line >= 1 && line <= lines + 1, "line {line} of {lines}: {shown}");
+            }
+        }
+    }
+
+    /// Arbitrary text is never a panic either.
+    #[test]
+    fn arbitrary_text_never_panics(text in "[ -~\n\t]{0,400}") {
+        let _ = parse(&text);
+    }
+}
