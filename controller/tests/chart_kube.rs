@@ -20,12 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::identity::{channel, create_certificate};
+use common::identity::{channel, create_certificate, open_ads};
 use common::*;
-use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use prost::Message as _;
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -64,31 +61,11 @@ async fn endpoint_marks(
     node_id: &str,
     cluster: &str,
 ) -> Vec<(String, bool)> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: node_id.into(),
-            ..Default::default()
-        }),
-        type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
-        resource_names: vec![cluster.into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let bearer = format!("Bearer {token}").parse().unwrap();
-    request.metadata_mut().insert("authorization", bearer);
-    let mut responses = AggregatedDiscoveryServiceClient::new(channel.clone())
-        .stream_aggregated_resources(request)
+    let eds = weft_common::xds::type_url::ENDPOINT;
+    let mut stream = open_ads(channel, Some(token), node_id, eds, &[cluster])
         .await
-        .unwrap()
-        .into_inner();
-    let response = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .expect("an EDS response within 10 s")
-        .unwrap()
         .unwrap();
+    let response = stream.next().await.unwrap();
     let mut marks = Vec::new();
     for any in &response.resources {
         let assignment = ClusterLoadAssignment::decode(&any.value[..]).unwrap();

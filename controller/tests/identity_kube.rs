@@ -12,16 +12,13 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::identity::*;
 use common::*;
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tokio_stream::wrappers::ReceiverStream;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use tonic::Code;
 use tonic::transport::Channel;
 use weft_tests::kube::{KubeCluster, SA_ISSUER};
@@ -53,32 +50,11 @@ async fn first_routes(
     token: Option<&str>,
     node_id: &str,
 ) -> Result<DiscoveryResponse, tonic::Status> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: node_id.into(),
-            ..Default::default()
-        }),
-        type_url: RDS.into(),
-        resource_names: vec!["outbound/default".into(), "outbound/team-b".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(token) = token {
-        let bearer = format!("Bearer {token}").parse().unwrap();
-        request.metadata_mut().insert("authorization", bearer);
-    }
-    let mut responses = AggregatedDiscoveryServiceClient::new(channel.clone())
-        .stream_aggregated_resources(request)
+    let names = ["outbound/default", "outbound/team-b"];
+    open_ads(channel, token, node_id, RDS, &names)
         .await?
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .next()
         .await
-        .map_err(|_| tonic::Status::deadline_exceeded("test: no response in 10 s"))?;
-    drop(tx);
-    first?.ok_or_else(|| tonic::Status::unknown("test: the stream ended without a response"))
 }
 
 /// Route configuration names in an RDS response.

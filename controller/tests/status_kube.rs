@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::identity::open_ads;
 use common::*;
 use weft_tests::kube::KubeCluster;
 use weft_tests::process::wait_until;
@@ -45,16 +46,22 @@ fn wait_condition(cluster: &KubeCluster, resource: &str, kind: &str, expect: &st
     last
 }
 
+/// An apiserver with the CRDs and the demo Services (endpoints in 192.0.2.0/24).
+fn cluster_with_services() -> KubeCluster {
+    let cluster = KubeCluster::start().unwrap();
+    install_crds(&cluster);
+    apply(
+        &cluster,
+        "services.yaml",
+        &services_yaml_at("192.0.2.10", 7001, 7002),
+    );
+    cluster
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_resources_are_reported_on_their_own_status() {
     tokio::task::block_in_place(|| {
-        let cluster = KubeCluster::start().unwrap();
-        install_crds(&cluster);
-        apply(
-            &cluster,
-            "services.yaml",
-            &services_yaml_at("192.0.2.10", 7001, 7002),
-        );
+        let cluster = cluster_with_services();
         let backend =
             |name: &str, port: u16| format!("  - backendRefs: [{{name: {name}, port: {port}}}]\n");
         let mut yaml = route("good", "greeter", &backend("greeter-v1", 50051));
@@ -143,19 +150,11 @@ async fn invalid_resources_are_reported_on_their_own_status() {
 /// `Rejected` and quotes the reason cut to about 1 KB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_nack_reason_is_cut_and_status_stays_writable() {
-    use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
     use envoy_types::pb::google::rpc::Status;
 
     let cluster = tokio::task::block_in_place(|| {
-        let cluster = KubeCluster::start().unwrap();
-        install_crds(&cluster);
-        apply(
-            &cluster,
-            "services.yaml",
-            &services_yaml_at("192.0.2.10", 7001, 7002),
-        );
+        let cluster = cluster_with_services();
         apply(
             &cluster,
             "route.yaml",
@@ -174,24 +173,7 @@ async fn a_huge_nack_reason_is_cut_and_status_stays_writable() {
             &cluster.dir().join("controller.log"),
         )
     });
-    let cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-    let node = Node {
-        id: "nacker-0.default".into(),
-        ..Default::default()
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(node.clone()),
-        type_url: cds.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let bearer = format!("Bearer {}", controller.token.as_deref().unwrap());
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.parse().unwrap());
+    let cds = weft_common::xds::type_url::CLUSTER;
     let channel = tonic::transport::Endpoint::from_shared(format!(
         "http://127.0.0.1:{}",
         controller.xds_port
@@ -200,30 +182,26 @@ async fn a_huge_nack_reason_is_cut_and_status_stays_writable() {
     .connect()
     .await
     .unwrap();
-    let mut responses = AggregatedDiscoveryServiceClient::new(channel)
-        .stream_aggregated_resources(request)
+    let node = "nacker-0.default";
+    let mut stream = open_ads(&channel, controller.token.as_deref(), node, cds, &[])
         .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .unwrap()
-        .unwrap()
         .unwrap();
+    let first = stream.next().await.unwrap();
     let reason = format!("cluster rejected: {}", "y".repeat(100 * 1024));
-    tx.send(DiscoveryRequest {
-        node: Some(node),
-        type_url: cds.into(),
-        response_nonce: first.nonce.clone(),
-        error_detail: Some(Status {
-            code: 3,
-            message: reason,
+    stream
+        .requests
+        .send(DiscoveryRequest {
+            type_url: cds.into(),
+            response_nonce: first.nonce.clone(),
+            error_detail: Some(Status {
+                code: 3,
+                message: reason,
+                ..Default::default()
+            }),
             ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
 
     let programmed = tokio::task::block_in_place(|| {
         wait_condition(
@@ -243,5 +221,5 @@ async fn a_huge_nack_reason_is_cut_and_status_stays_writable() {
         "a 100 KB NACK became a {}-byte Programmed condition",
         programmed.len()
     );
-    drop(tx);
+    drop(stream);
 }

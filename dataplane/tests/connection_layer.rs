@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a failed step is reported
 
+mod common;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::raw_h2::{RawConnection, raw_h2_server};
 use futures::future::BoxFuture;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -266,20 +269,12 @@ async fn a_closed_port_is_refused_before_the_request() {
 
 /// A raw HTTP/2 server that resets every stream with `reason`.
 async fn resetting_server(reason: h2::Reason) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            connections.spawn(async move {
-                let mut connection = h2::server::handshake(socket).await.unwrap();
-                while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                    respond.send_reset(reason);
-                }
-            });
+    raw_h2_server(move |mut connection: RawConnection| async move {
+        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+            respond.send_reset(reason);
         }
-    });
-    (addr, server)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -300,26 +295,18 @@ async fn refused_streams_and_resets_are_classified() {
     }
 }
 
-/// A raw HTTP/2 server that sends each connection a GOAWAY whose last stream id (0) is below
-/// every request, with `reason`, and serves nothing.
-async fn goaway_server(reason: h2::Reason) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            connections.spawn(async move {
-                let mut connection = h2::server::handshake(socket).await.unwrap();
-                connection.abrupt_shutdown(reason);
-                while connection.accept().await.is_some() {}
-                // Keep the socket open, as servers do after a GOAWAY, so the client reads it
-                // rather than racing a closed connection.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                drop(connection);
-            });
-        }
-    });
-    (addr, server)
+/// A raw HTTP/2 server that sends each connection a GOAWAY (NO_ERROR) whose last stream id
+/// (0) is below every request, and serves nothing.
+async fn goaway_server() -> (SocketAddr, JoinHandle<()>) {
+    raw_h2_server(|mut connection: RawConnection| async move {
+        connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+        while connection.accept().await.is_some() {}
+        // Keep the socket open, as servers do after a GOAWAY, so the client reads it rather
+        // than racing a closed connection.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(connection);
+    })
+    .await
 }
 
 /// A GOAWAY (NO_ERROR) whose last stream id is below the request: refused, whether the
@@ -327,7 +314,7 @@ async fn goaway_server(reason: h2::Reason) -> (SocketAddr, JoinHandle<()>) {
 /// returns it unsent, and the one resend on a new connection meets the same).
 #[tokio::test]
 async fn a_goaway_below_the_stream_is_refused() {
-    let (addr, server) = goaway_server(h2::Reason::NO_ERROR).await;
+    let (addr, server) = goaway_server().await;
     let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
     let err = endpoint
         .send(unary_request("x"), CONNECT)

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use common::raw_h2::{RawConnection, raw_h2_server};
 use common::*;
 use prost::Message as _;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
@@ -38,25 +38,18 @@ struct RawBackend {
 
 impl RawBackend {
     async fn start(answer: fn(usize) -> Answer) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                let counter = counter.clone();
-                connections.spawn(async move {
-                    let Ok(mut connection) = h2::server::handshake(socket).await else {
-                        return;
-                    };
-                    while let Some(Ok((request, respond))) = connection.accept().await {
-                        let n = counter.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(serve(request, respond, answer(n)));
-                    }
-                });
+        let (addr, task) = raw_h2_server(move |mut connection: RawConnection| {
+            let counter = counter.clone();
+            async move {
+                while let Some(Ok((request, respond))) = connection.accept().await {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(serve(request, respond, answer(n)));
+                }
             }
-        });
+        })
+        .await;
         Self {
             addr,
             requests,

@@ -1,6 +1,15 @@
-//! Talking to the controller's TLS port as a proxy would: a channel trusting the mesh root,
-//! a CSR for a fresh key, and CreateCertificate with a token and node id.
+//! Talking to the controller as a proxy would: a channel trusting the mesh root, a CSR for
+//! a fresh key, CreateCertificate with a token and node id, and a SotW ADS stream with a
+//! token.
 
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use weft_common::ca_api::CertificateRequest;
 use weft_common::ca_api::certificate_service_client::CertificateServiceClient;
@@ -51,4 +60,57 @@ pub async fn create_certificate(
         .create_certificate(request)
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// A SotW ADS stream, opened by [`open_ads`]: later requests go into `requests`.
+pub struct AdsStream {
+    pub requests: mpsc::Sender<DiscoveryRequest>,
+    pub responses: Streaming<DiscoveryResponse>,
+}
+
+impl AdsStream {
+    /// The next response within 10 s, or why there is none.
+    pub async fn next(&mut self) -> Result<DiscoveryResponse, tonic::Status> {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.responses.message())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("test: no response in 10 s"))?;
+        next?.ok_or_else(|| tonic::Status::unknown("test: the stream ended without a response"))
+    }
+}
+
+/// Opens a SotW ADS stream as `node_id` with `token` (as `authorization: Bearer`, if any)
+/// and asks for `names` of `type_url`.
+pub async fn open_ads(
+    channel: &Channel,
+    token: Option<&str>,
+    node_id: &str,
+    type_url: &str,
+    names: &[&str],
+) -> Result<AdsStream, tonic::Status> {
+    let (requests, rx) = mpsc::channel(4);
+    requests
+        .send(DiscoveryRequest {
+            node: Some(Node {
+                id: node_id.into(),
+                ..Default::default()
+            }),
+            type_url: type_url.into(),
+            resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = token {
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    let responses = AggregatedDiscoveryServiceClient::new(channel.clone())
+        .stream_aggregated_resources(request)
+        .await?
+        .into_inner();
+    Ok(AdsStream {
+        requests,
+        responses,
+    })
 }

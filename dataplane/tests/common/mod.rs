@@ -12,6 +12,8 @@
 #![allow(dead_code)] // each test file uses its own subset
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
+pub mod raw_h2;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
