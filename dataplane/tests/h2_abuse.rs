@@ -129,18 +129,24 @@ async fn commit(abuse: Abuse, port: u16) -> (bool, u32) {
         }
     }
     // Closed by the proxy if reading now ends (after whatever it sent) within a second.
-    let mut sink = vec![0u8; 64 * 1024];
-    let closed = tokio::time::timeout(Duration::from_secs(1), async {
-        loop {
-            match socket.read(&mut sink).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let closed = closed_within(&mut socket, Duration::from_secs(1)).await;
     (closed, round)
+}
+
+/// A controller and one proxy (`options`) whose Service greeter is a tonic backend, once
+/// the proxy holds the greeter's endpoint.
+async fn proxy_in_front_of_greeter(options: ProxyOptions) -> (Mesh, Backend) {
+    let backend = Backend::start("greeter").await.unwrap();
+    let mut mesh = Mesh::new();
+    mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr()]));
+    blocking(|| {
+        mesh.start_controller();
+        mesh.start_proxy(options);
+        mesh.proxy(0).wait_config("the greeter", |dump| {
+            endpoints_of(dump, "greeter").len() == 1
+        });
+    });
+    (mesh, backend)
 }
 
 /// The resident memory of process `pid`, in KB.
@@ -152,16 +158,7 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_survives_abuse_and_other_clients_keep_their_answers() {
-    let backend = Backend::start("greeter").await.unwrap();
-    let mut mesh = Mesh::new();
-    mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr()]));
-    blocking(|| {
-        mesh.start_controller();
-        mesh.start_proxy(ProxyOptions::new("client-0"));
-        mesh.proxy(0).wait_config("the greeter", |dump| {
-            endpoints_of(dump, "greeter").len() == 1
-        });
-    });
+    let (mesh, _backend) = proxy_in_front_of_greeter(ProxyOptions::new("client-0")).await;
     let port = mesh.proxy(0).outbound.port();
     let mut good = client(port, GREETER).await;
     for abuse in [
@@ -237,20 +234,11 @@ async fn handshaken(port: u16) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped_and_timed_out_before_the_handshake_and_when_idle() {
-    let backend = Backend::start("greeter").await.unwrap();
-    let mut mesh = Mesh::new();
-    mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr()]));
-    blocking(|| {
-        mesh.start_controller();
-        let options = ProxyOptions::new("client-0")
-            .arg("--max-connections=3")
-            .arg("--handshake-timeout=1s")
-            .arg("--idle-timeout=2s");
-        mesh.start_proxy(options);
-        mesh.proxy(0).wait_config("the greeter", |dump| {
-            endpoints_of(dump, "greeter").len() == 1
-        });
-    });
+    let options = ProxyOptions::new("client-0")
+        .arg("--max-connections=3")
+        .arg("--handshake-timeout=1s")
+        .arg("--idle-timeout=2s");
+    let (mesh, _backend) = proxy_in_front_of_greeter(options).await;
     let port = mesh.proxy(0).outbound.port();
 
     // Handshake: silence is closed after about a second; a preface keeps the connection.

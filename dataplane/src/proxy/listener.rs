@@ -6,9 +6,10 @@
 //! Bounds on what a client may hold: at most `max_connections` connections per listener
 //! (one more is closed at once); the HTTP/2 connection preface (after TLS, on the inbound
 //! listener) within `handshake_timeout` of accepting, or the connection is closed; and a
-//! connection on which no request started for `idle_timeout` gets a GOAWAY (streams still
-//! open finish, as in any graceful close; gRPC clients reconnect on their next call), and
-//! one whose client answers no PING within `idle_timeout` is closed.
+//! connection on which no request started for `idle_timeout` (noticed within a quarter
+//! more) gets a GOAWAY (streams still open finish, as in any graceful close; gRPC clients
+//! reconnect on their next call), and one whose client answers no PING within
+//! `idle_timeout` is closed.
 //!
 //! What a connection is before HTTP/2 starts is the listener's [`Admission`]: the outbound
 //! listener takes every TCP connection as it is, noting where an intercepted one was going
@@ -25,7 +26,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -222,9 +223,11 @@ async fn serve_connection<A, S, F>(
     let Some((io, peer)) = admitted else {
         return;
     };
-    let (started_tx, mut started) = watch::channel(0u64);
+    // Requests started on this connection: one relaxed add per request, read by `idle`.
+    let started = Arc::new(AtomicU64::new(0));
+    let counted = started.clone();
     let service = service_fn(move |mut request| {
-        started_tx.send_modify(|n| *n += 1);
+        counted.fetch_add(1, Relaxed);
         A::annotate(&peer, &mut request);
         let response = service(request);
         async move { Ok::<_, Infallible>(response.await) }
@@ -239,7 +242,7 @@ async fn serve_connection<A, S, F>(
             tracing::debug!(timeout = ?timeouts.handshake, "no HTTP/2 preface in time; closing the connection");
             return;
         }
-        () = idle(&mut started, timeouts.idle) => {
+        () = idle(&started, timeouts.idle) => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
@@ -262,29 +265,34 @@ async fn preface_missed(read: &AtomicUsize, timeout: Duration) {
     }
 }
 
-/// Resolves once no request started (no change of `started`) for `timeout`; never when
-/// `timeout` is zero (no idle timeout).
-async fn idle(started: &mut watch::Receiver<u64>, timeout: Duration) {
+/// Resolves once no request started (`started` did not move) for `timeout`, noticed within
+/// a quarter of it; never when `timeout` is zero (no idle timeout). Polling a counter keeps
+/// the per-request cost to one relaxed add.
+async fn idle(started: &AtomicU64, timeout: Duration) {
     if timeout.is_zero() {
         return std::future::pending().await;
     }
+    let step = timeout / 4;
+    let mut seen = started.load(Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
     loop {
-        started.mark_unchanged();
-        tokio::select! {
-            () = tokio::time::sleep(timeout) => return,
-            changed = started.changed() => if changed.is_err() {
-                // The service is gone with its connection; nothing starts any more.
-                return std::future::pending().await;
-            },
+        tokio::time::sleep(step).await;
+        let now = started.load(Relaxed);
+        if now != seen {
+            (seen, quiet_since) = (now, tokio::time::Instant::now());
+        } else if quiet_since.elapsed() >= timeout {
+            return;
         }
     }
 }
 
-/// A connection's stream, counting the bytes read from it (to tell whether the preface
-/// arrived).
+/// A connection's stream, counting the bytes read from it until the preface is in (to tell
+/// whether it arrived); past that, reads cost nothing more.
 struct CountingIo<T> {
     inner: T,
     read: Arc<AtomicUsize>,
+    /// False once the preface is in.
+    counting: bool,
 }
 
 impl<T> CountingIo<T> {
@@ -292,6 +300,7 @@ impl<T> CountingIo<T> {
         Self {
             inner,
             read: Arc::default(),
+            counting: true,
         }
     }
 }
@@ -304,9 +313,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let got = buf.filled().len() - before;
-        if got > 0 {
-            self.read.fetch_add(got, Relaxed);
+        if self.counting {
+            let got = buf.filled().len() - before;
+            let read = self.read.fetch_add(got, Relaxed) + got;
+            self.counting = read < PREFACE_LEN;
         }
         polled
     }
