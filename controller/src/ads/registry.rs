@@ -138,10 +138,23 @@ impl ProxyRegistry {
         self.publish_members();
     }
 
-    /// Replaces the injected pods.
+    /// Replaces the injected pods (a full listing).
     pub fn set_pods(&self, pods: Members) {
         *lock(&self.pods) = pods;
         self.publish_members();
+    }
+
+    /// One injected pod changed: now `member`, or no member any more (`None`).
+    pub fn update_pod(&self, key: String, member: Option<Member>) {
+        let mut pods = lock(&self.pods);
+        let changed = match member {
+            Some(member) => pods.insert(key, member.clone()) != Some(member),
+            None => pods.remove(&key).is_some(),
+        };
+        drop(pods);
+        if changed {
+            self.publish_members();
+        }
     }
 
     /// Forgets departed proxies whose time ran out at `now`.
@@ -411,7 +424,7 @@ mod tests {
         registry.remember(Members::from([("b.default".to_owned(), member.clone())]));
         let mut pod = member.clone();
         pod.pod_ip = Some("10.0.0.1".parse().unwrap());
-        registry.set_pods(Members::from([("pod/default/p".to_owned(), pod)]));
+        registry.update_pod("pod/default/p".to_owned(), Some(pod));
         assert_eq!(keys(), ["a.default", "b.default", "pod/default/p"]);
 
         // Reconnecting ends the linger; a later departure starts a new one.
@@ -421,6 +434,8 @@ mod tests {
         registry.prune_departed(Instant::now() + MEMBER_LINGER + Duration::from_secs(1));
         assert_eq!(keys(), ["b.default", "pod/default/p"]);
         drop(b);
+        registry.update_pod("pod/default/p".to_owned(), None);
+        assert_eq!(keys(), ["b.default"]);
         registry.set_pods(Members::new());
         assert_eq!(keys(), ["b.default"]);
         registry.prune_departed(Instant::now() + MEMBER_LINGER + Duration::from_secs(1));

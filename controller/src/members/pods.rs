@@ -49,30 +49,20 @@ pub fn watch(client: Client, registry: Arc<ProxyRegistry>) -> JoinHandle<()> {
     let config = watcher::Config::default().labels(&format!("{SIDECAR_LABEL}={SIDECAR_INJECTED}"));
     tokio::spawn(async move {
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
-        let mut members = Members::new();
         let mut listing = Members::new();
         while let Some(event) = events.next().await {
             match event {
                 Err(err) => {
                     tracing::warn!(%err, "pod watch failed; retrying, the last members stay");
-                    continue;
                 }
-                Ok(Event::Init) => {
-                    listing.clear();
-                    continue;
+                Ok(Event::Init) => listing.clear(),
+                Ok(Event::InitApply(pod)) => listing.extend(member_of(&pod)),
+                Ok(Event::InitDone) => registry.set_pods(std::mem::take(&mut listing)),
+                Ok(Event::Apply(pod)) => {
+                    registry.update_pod(key_of(&pod), member_of(&pod).map(|(_, member)| member));
                 }
-                Ok(Event::InitApply(pod)) => {
-                    listing.extend(member_of(&pod));
-                    continue;
-                }
-                Ok(Event::InitDone) => members = std::mem::take(&mut listing),
-                Ok(Event::Apply(pod)) => match member_of(&pod) {
-                    Some((key, member)) => _ = members.insert(key, member),
-                    None => _ = members.remove(&key_of(&pod)),
-                },
-                Ok(Event::Delete(pod)) => _ = members.remove(&key_of(&pod)),
+                Ok(Event::Delete(pod)) => registry.update_pod(key_of(&pod), None),
             }
-            registry.set_pods(members.clone());
         }
     })
 }

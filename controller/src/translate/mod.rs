@@ -215,7 +215,8 @@ pub fn translate(index: &Index) -> Translation {
 /// [`translate`], for the connected proxies `workloads`: each gets its own listeners, its
 /// namespace its `outbound/<ns>` (even without Services there), its app an `inbound|<addr>`
 /// cluster, and the endpoints it runs the `tlsMode: weft` mark unless its mode is `Disable`
-/// (so do the endpoints of `members`, the mesh's proxies not connected here).
+/// (so do the endpoints of `members`, every proxy known to run in the mesh, connected here
+/// or not: the registry publishes them; a connected one may be in both).
 /// Clusters check servers' SPIFFE ids against `trust_domain`.
 ///
 /// `trust_domain` is `None` when the mesh runs without mTLS (the controller authenticates no
