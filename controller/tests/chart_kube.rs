@@ -283,7 +283,12 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
     install(&cluster, webhook_port);
 
     // Every object the release made exists; the CRDs are Established.
-    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+    for crd in [
+        "grpcroutes",
+        "faultinjections",
+        "mtlspolicies",
+        "backendpolicies",
+    ] {
         cluster
             .kubectl_ok([
                 "wait",
@@ -616,7 +621,12 @@ async fn two_controllers_one_status_writer_and_a_handover_under_load_without_a_f
     let cluster = KubeCluster::start().unwrap();
     let webhook_port = free_port();
     install(&cluster, webhook_port);
-    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+    for crd in [
+        "grpcroutes",
+        "faultinjections",
+        "mtlspolicies",
+        "backendpolicies",
+    ] {
         cluster
             .kubectl_ok([
                 "wait",

@@ -32,7 +32,8 @@ fn every_kind_has_one_file_per_directory() {
         [
             "grpcroutes.weft.dev.yaml",
             "faultinjections.weft.dev.yaml",
-            "mtlspolicies.weft.dev.yaml"
+            "mtlspolicies.weft.dev.yaml",
+            "backendpolicies.weft.dev.yaml"
         ]
     );
     assert_eq!(api::CRD_DIRS, ["crds", "charts/weft/crds"]);

@@ -46,6 +46,15 @@ fn fault(name: &str, spec: &str) -> String {
     )
 }
 
+/// A BackendPolicy for `greeter` with `settings` (a YAML flow mapping's entries, or none).
+fn backend_policy(name: &str, settings: &str) -> String {
+    let separator = if settings.is_empty() { "" } else { ", " };
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {{name: {name}}}\n\
+         spec: {{targetRef: {{kind: Service, name: greeter}}{separator}{settings}}}\n"
+    )
+}
+
 const BACKENDS: &str = "backendRefs: [{name: greeter-v1, port: 50051}]";
 
 #[test]
@@ -60,10 +69,11 @@ fn weft_crds_on_a_real_apiserver() -> anyhow::Result<()> {
         "crd/grpcroutes.weft.dev",
         "crd/faultinjections.weft.dev",
         "crd/mtlspolicies.weft.dev",
+        "crd/backendpolicies.weft.dev",
     ])?;
 
     // The demo config is valid as is.
-    for file in ["route.yaml", "fault.yaml"] {
+    for file in ["route.yaml", "fault.yaml", "backend.yaml"] {
         let path = repo(&format!("manifests/local/{file}"));
         cluster.kubectl_ok(["apply".as_ref(), "-f".as_ref(), path.as_os_str()])?;
     }
@@ -193,6 +203,22 @@ fn weft_crds_on_a_real_apiserver() -> anyhow::Result<()> {
             mtls.replace("name: default", "name: loose")
                 .replace("Strict", "Loose"),
             &["spec.mode", "Unsupported value: \"Loose\""],
+        ),
+        (
+            "backend policy that sets nothing",
+            backend_policy("empty", ""),
+            &[
+                "spec",
+                "set at least one of outlierDetection, circuitBreaker, connectTimeout",
+            ],
+        ),
+        (
+            "ejection share over 100",
+            backend_policy("share", "outlierDetection: {maxEjectionPercent: 150}"),
+            &[
+                "spec.outlierDetection.maxEjectionPercent",
+                "less than or equal to 100",
+            ],
         ),
     ];
     let mut wrong = Vec::new();

@@ -58,6 +58,7 @@ fn every_rule_compiles() {
         ("GrpcRoute", schema::<GrpcRoute>()),
         ("FaultInjection", schema::<FaultInjection>()),
         ("MtlsPolicy", schema::<MtlsPolicy>()),
+        ("BackendPolicy", schema::<BackendPolicy>()),
     ] {
         let compiled = kube_cel::compile_schema(&schema);
         let errors: Vec<String> = compiled

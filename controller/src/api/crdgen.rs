@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{FaultInjection, GrpcRoute, MtlsPolicy};
+use super::{BackendPolicy, FaultInjection, GrpcRoute, MtlsPolicy};
 
 /// Where the CRD files live, relative to the repository root; each gets the same files.
 pub const CRD_DIRS: [&str; 2] = ["crds", "charts/weft/crds"];
@@ -50,7 +50,12 @@ pub enum CrdGenError {
 
 /// The CRDs of every weft kind, in a fixed order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![GrpcRoute::crd(), FaultInjection::crd(), MtlsPolicy::crd()]
+    vec![
+        GrpcRoute::crd(),
+        FaultInjection::crd(),
+        MtlsPolicy::crd(),
+        BackendPolicy::crd(),
+    ]
 }
 
 /// Renders every CRD to its file contents.
@@ -173,10 +178,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         assert_eq!(
             stale_files(root.path()).unwrap().len(),
-            6,
+            8,
             "all missing at first"
         );
-        assert_eq!(write_crd_files(root.path()).unwrap().len(), 6);
+        assert_eq!(write_crd_files(root.path()).unwrap().len(), 8);
         assert!(stale_files(root.path()).unwrap().is_empty());
         assert!(
             write_crd_files(root.path()).unwrap().is_empty(),

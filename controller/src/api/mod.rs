@@ -1,5 +1,5 @@
 //! The user-facing API, group `weft.dev`, version `v1alpha1`: the Rust types
-//! behind the `GrpcRoute`, `FaultInjection` and `MtlsPolicy` custom resources, and the
+//! behind the `GrpcRoute`, `FaultInjection`, `MtlsPolicy` and `BackendPolicy` custom resources, and the
 //! rendering of their CRDs (`crds/`, `charts/weft/crds/`, written by `weft-crdgen`).
 //!
 //! How validation is split:
@@ -14,6 +14,7 @@
 //! Local mode reads the same YAML, with no apiserver in front, so the types stay permissive
 //! (plain strings and numbers); the controller runs the full validation either way.
 
+mod backend;
 mod common;
 mod crdgen;
 mod fault;
@@ -29,6 +30,10 @@ mod manifest_tests;
 #[cfg(test)]
 mod schema_tests;
 
+pub use backend::{
+    BackendPolicy, BackendPolicySpec, BackendTargetKind, BackendTargetRef, CircuitBreaker,
+    Http2Keepalive, OutlierDetection,
+};
 pub use common::{Duration, DurationError, GrpcStatus, Percentage};
 pub use crdgen::{
     CRD_DIRS, CrdChange, CrdFile, CrdGenError, REGENERATE_COMMAND, crd_files, crds, stale_files,

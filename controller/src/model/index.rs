@@ -228,11 +228,11 @@ mod tests {
     #[test]
     fn synced_only_after_every_kind_listed() {
         let mut index = Index::new();
-        for kind in &Kind::ALL[..4] {
+        for kind in &Kind::ALL[..5] {
             index.reset(*kind, vec![]);
         }
         assert!(!index.is_synced());
-        index.reset(Kind::MtlsPolicy, vec![]);
+        index.reset(Kind::BackendPolicy, vec![]);
         assert!(index.is_synced());
     }
 }

@@ -1,4 +1,4 @@
-//! The domain model: every object weft reads (Services, EndpointSlices and the three weft
+//! The domain model: every object weft reads (Services, EndpointSlices and the four weft
 //! kinds), held in one synchronous in-memory index that sources write to and translation
 //! reads from. No I/O here.
 
@@ -11,7 +11,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::api::{FaultInjection, GrpcRoute, MtlsPolicy};
+use crate::api::{BackendPolicy, FaultInjection, GrpcRoute, MtlsPolicy};
 
 /// The kinds of object the index holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,15 +21,17 @@ pub enum Kind {
     GrpcRoute,
     FaultInjection,
     MtlsPolicy,
+    BackendPolicy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::GrpcRoute,
         Kind::FaultInjection,
         Kind::MtlsPolicy,
+        Kind::BackendPolicy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::GrpcRoute => "GrpcRoute",
             Kind::FaultInjection => "FaultInjection",
             Kind::MtlsPolicy => "MtlsPolicy",
+            Kind::BackendPolicy => "BackendPolicy",
         }
     }
 }
@@ -75,6 +78,7 @@ pub enum Object {
     GrpcRoute(GrpcRoute),
     FaultInjection(FaultInjection),
     MtlsPolicy(MtlsPolicy),
+    BackendPolicy(BackendPolicy),
 }
 
 impl Object {
@@ -85,6 +89,7 @@ impl Object {
             Object::GrpcRoute(_) => Kind::GrpcRoute,
             Object::FaultInjection(_) => Kind::FaultInjection,
             Object::MtlsPolicy(_) => Kind::MtlsPolicy,
+            Object::BackendPolicy(_) => Kind::BackendPolicy,
         }
     }
 
@@ -95,6 +100,7 @@ impl Object {
             Object::GrpcRoute(o) => &o.metadata,
             Object::FaultInjection(o) => &o.metadata,
             Object::MtlsPolicy(o) => &o.metadata,
+            Object::BackendPolicy(o) => &o.metadata,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The Kubernetes source: one kube-rs watcher per kind (Service, EndpointSlice, GrpcRoute,
-//! FaultInjection, MtlsPolicy) writing the shared index.
+//! FaultInjection, MtlsPolicy, BackendPolicy) writing the shared index.
 //!
 //! A watch (re)start lists every object again; the listing is buffered and applied with
 //! `Index::reset` only when complete (`InitDone`), so a relist after a 410 Gone or an
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::SharedIndex;
-use crate::api::{FaultInjection, GrpcRoute, MtlsPolicy};
+use crate::api::{BackendPolicy, FaultInjection, GrpcRoute, MtlsPolicy};
 use crate::model::{Kind, Object};
 
 /// Running watchers; dropping the handle stops them.
@@ -83,6 +83,13 @@ pub async fn start(client: Client, index: SharedIndex) -> KubeSourceHandle {
             &client,
             Kind::MtlsPolicy,
             Object::MtlsPolicy,
+            &index,
+            &revision_tx,
+        ),
+        spawn_watcher::<BackendPolicy>(
+            &client,
+            Kind::BackendPolicy,
+            Object::BackendPolicy,
             &index,
             &revision_tx,
         ),

@@ -28,7 +28,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::ads::ProxyRegistry;
-use crate::api::{FaultInjection, GrpcRoute, MtlsPolicy, ResourceStatus};
+use crate::api::{BackendPolicy, FaultInjection, GrpcRoute, MtlsPolicy, ResourceStatus};
 use crate::leader::Election;
 use crate::model::{Kind, Object, ObjectKey};
 use crate::publisher::Published;
@@ -95,6 +95,7 @@ fn current_status(index: &SharedIndex, key: &ObjectKey) -> Option<ResourceStatus
         Object::GrpcRoute(o) => o.status.clone(),
         Object::FaultInjection(o) => o.status.clone(),
         Object::MtlsPolicy(o) => o.status.clone(),
+        Object::BackendPolicy(o) => o.status.clone(),
         _ => None,
     }
 }
@@ -117,6 +118,10 @@ async fn patch_status(
             .await
             .map(drop),
         Kind::MtlsPolicy => Api::<MtlsPolicy>::namespaced(client.clone(), ns)
+            .patch_status(name, &params, &patch)
+            .await
+            .map(drop),
+        Kind::BackendPolicy => Api::<BackendPolicy>::namespaced(client.clone(), ns)
             .patch_status(name, &params, &patch)
             .await
             .map(drop),

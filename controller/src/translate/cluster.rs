@@ -1,6 +1,7 @@
 //! One Cluster per Service port: endpoints over EDS (ADS), least-request balancing, HTTP/2
-//! to the upstream, circuit breakers raised out of the way of gRPC multiplexing, and mutual
-//! TLS to endpoints run by a proxy (`tls.rs`). Also the `inbound|<app addr>` clusters the
+//! to the upstream, circuit breakers raised out of the way of gRPC multiplexing unless a
+//! BackendPolicy sets them (with outlier detection, connect timeout and keepalive:
+//! `backend.rs`), and mutual TLS to endpoints run by a proxy (`tls.rs`). Also the `inbound|<app addr>` clusters the
 //! inbound listeners route to: the same, but STATIC (the one app address) and plaintext.
 
 use std::collections::HashMap;
@@ -23,8 +24,11 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
+use super::backend;
 use super::endpoints::lb_endpoint;
+use super::routes::proto_duration;
 use super::tls::transport_socket_matches;
+use super::validate::BackendValues;
 
 /// The key of `typed_extension_protocol_options` that sets the upstream HTTP protocol.
 pub(super) const HTTP_PROTOCOL_OPTIONS: &str =
@@ -46,9 +50,14 @@ pub(super) fn ads_config_source() -> ConfigSource {
 /// The Cluster `name` (`outbound|<port>||<host>`), its endpoints served over EDS by the
 /// same name, mutual TLS to endpoints marked `{tlsMode: weft}` (checked against
 /// `trust_domain`), plaintext to the others; plaintext only when the mesh has no mTLS
-/// (`None`: nothing would serve Envoy the secrets the TLS socket waits for).
-pub(super) fn cluster(name: &str, trust_domain: Option<&str>) -> Cluster {
-    Cluster {
+/// (`None`: nothing would serve Envoy the secrets the TLS socket waits for). `policy`: the
+/// Service's BackendPolicy, if one applies.
+pub(super) fn cluster(
+    name: &str,
+    trust_domain: Option<&str>,
+    policy: Option<&BackendValues>,
+) -> Cluster {
+    let mut cluster = Cluster {
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: Some(ads_config_source()),
@@ -59,6 +68,37 @@ pub(super) fn cluster(name: &str, trust_domain: Option<&str>) -> Cluster {
             .map(transport_socket_matches)
             .unwrap_or_default(),
         ..http2_cluster(name)
+    };
+    if let Some(policy) = policy {
+        apply_policy(&mut cluster, policy);
+    }
+    cluster
+}
+
+/// Overrides the defaults `http2_cluster` set with what the BackendPolicy says.
+fn apply_policy(cluster: &mut Cluster, policy: &BackendValues) {
+    if let Some(timeout) = policy.connect_timeout {
+        cluster.connect_timeout = Some(proto_duration(timeout));
+    }
+    if let Some(thresholds) = cluster
+        .circuit_breakers
+        .as_mut()
+        .and_then(|breakers| breakers.thresholds.first_mut())
+    {
+        let limit = |value: Option<u32>| value.map(|value| UInt32Value { value });
+        if let Some(max) = limit(policy.max_requests) {
+            thresholds.max_requests = Some(max);
+        }
+        if let Some(max) = limit(policy.max_pending_requests) {
+            thresholds.max_pending_requests = Some(max);
+        }
+    }
+    cluster.outlier_detection = policy.outlier.as_ref().map(backend::outlier_detection);
+    if let Some(keepalive) = policy.keepalive {
+        cluster.typed_extension_protocol_options = http2_options_with(Http2ProtocolOptions {
+            connection_keepalive: Some(backend::keepalive(keepalive)),
+            ..Default::default()
+        });
     }
 }
 
@@ -87,12 +127,15 @@ pub(super) fn inbound_cluster(app_addr: SocketAddr) -> Cluster {
 
 /// `typed_extension_protocol_options` that make the upstream explicitly HTTP/2.
 pub(super) fn http2_options() -> HashMap<String, Any> {
+    http2_options_with(Http2ProtocolOptions::default())
+}
+
+/// `typed_extension_protocol_options`: explicitly HTTP/2, with these options.
+fn http2_options_with(options: Http2ProtocolOptions) -> HashMap<String, Any> {
     let http2 = HttpProtocolOptions {
         upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
             ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(options)),
             },
         )),
         ..Default::default()
@@ -137,6 +180,7 @@ mod tests {
         let c = cluster(
             "outbound|50051||greeter.default.svc.cluster.local",
             Some("cluster.local"),
+            None,
         );
         assert_eq!(c.name, "outbound|50051||greeter.default.svc.cluster.local");
         assert_eq!(

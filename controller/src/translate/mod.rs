@@ -6,6 +6,9 @@
 //!   `outbound|<port>||<name>.<ns>.svc.cluster.local`: EDS over ADS, `LEAST_REQUEST`, 1 s
 //!   connect timeout, HTTP/2 upstream (`HttpProtocolOptions` explicit HTTP/2), circuit
 //!   breakers raised to 1 000 000 (gRPC multiplexes many RPCs on few connections).
+//! - **BackendPolicy** (`backend.rs`): the targeted Service's clusters (every port) get its
+//!   outlier detection, circuit breaker caps, connect timeout and HTTP/2 keepalive; one
+//!   policy per Service (the first by name; the others are not accepted).
 //! - **Endpoints** (`endpoints.rs`): a ClusterLoadAssignment of the same name from the
 //!   EndpointSlices labelled `kubernetes.io/service-name: <service>` in the Service's
 //!   namespace: every endpoint whose `conditions.ready` is not false, first address, with the
@@ -105,6 +108,7 @@
 //! Envoy's map fields (`typed_per_filter_config`, ...) are `HashMap`s: each holds at most one
 //! entry here, so the encoding, and with it the content hash, is deterministic.
 
+mod backend;
 mod cluster;
 mod endpoints;
 mod fault;
@@ -156,7 +160,7 @@ pub struct Translation {
     /// Clusters, ClusterLoadAssignments and RouteConfigurations, shared; per connected
     /// proxy (node id), its `outbound` and `inbound` Listeners ([`Snapshot::for_node`]).
     pub snapshot: Snapshot,
-    /// One report per GrpcRoute, FaultInjection and MtlsPolicy in the index (shared: an
+    /// One report per GrpcRoute, FaultInjection, MtlsPolicy and BackendPolicy in the index (shared: an
     /// endpoint-only retranslation and the publisher keep the same reports).
     pub reports: Arc<BTreeMap<ObjectKey, ResourceReport>>,
     /// Per MtlsPolicy, the node ids of the connected proxies whose mode it sets (a policy
@@ -234,10 +238,12 @@ pub fn translate_for(
     let policies = mtls::PolicySet::build(index);
     let mut builder = Snapshot::builder();
 
+    let backend_settings = backend::resolve_policies(index, &catalog, &mut reports);
     for service in catalog.iter() {
+        let policy = backend_settings.get(&(service.namespace.clone(), service.name.clone()));
         for port in &service.ports {
             let name = service.cluster(port.port);
-            let cluster = pack_any(cluster::cluster(&name, trust_domain));
+            let cluster = pack_any(cluster::cluster(&name, trust_domain, policy));
             builder.add(ResourceType::Cluster, name, cluster);
         }
     }

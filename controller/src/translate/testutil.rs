@@ -33,6 +33,9 @@ pub(crate) fn objects(yaml: &str) -> Vec<Object> {
                 (API_VERSION, "MtlsPolicy") => {
                     Object::MtlsPolicy(serde_json::from_value::<MtlsPolicy>(doc).unwrap())
                 }
+                (API_VERSION, "BackendPolicy") => {
+                    Object::BackendPolicy(serde_json::from_value(doc).unwrap())
+                }
                 other => panic!("unexpected document {other:?}"),
             }
         })

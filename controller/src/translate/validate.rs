@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::api::{
-    self, FaultInjection, GrpcRoute, GrpcStatus, HeaderMatch, MatchType, MethodMatch, Percentage,
-    RouteMatch,
+    self, BackendPolicy, FaultInjection, GrpcRoute, GrpcStatus, HeaderMatch, MatchType,
+    MethodMatch, Percentage, RouteMatch,
 };
 
 use super::matching::{PathMatch, path_match};
@@ -219,6 +219,140 @@ pub(super) fn fault(fault: &FaultInjection) -> Result<FaultValues, Vec<String>> 
     problems.into_result(FaultValues { delay, abort })
 }
 
+/// The checked values of a BackendPolicy; `None` leaves the weft default in place.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) struct BackendValues {
+    pub connect_timeout: Option<Duration>,
+    pub max_requests: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub outlier: Option<OutlierValues>,
+    /// (interval, timeout)
+    pub keepalive: Option<(Duration, Duration)>,
+}
+
+/// Outlier detection with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct OutlierValues {
+    pub consecutive_errors: u32,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+}
+
+/// The defaults of `OutlierDetection`'s fields (see the API's doc comments).
+const DEFAULT_CONSECUTIVE_ERRORS: u32 = 5;
+const DEFAULT_OUTLIER_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
+/// Envoy's default wait for a keepalive PING's answer.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Checks a BackendPolicy; on success, its values.
+pub(super) fn backend_policy(policy: &BackendPolicy) -> Result<BackendValues, Vec<String>> {
+    let mut problems = Problems::default();
+    let spec = &policy.spec;
+    name(&mut problems, "spec.targetRef.name", &spec.target_ref.name);
+    if spec.outlier_detection.is_none()
+        && spec.circuit_breaker.is_none()
+        && spec.connect_timeout.is_none()
+        && spec.http2_keepalive.is_none()
+    {
+        problems.add(
+            "spec",
+            "set at least one of outlierDetection, circuitBreaker, connectTimeout, http2Keepalive",
+        );
+    }
+    let connect_timeout = spec
+        .connect_timeout
+        .as_ref()
+        .and_then(|timeout| problems.check("spec.connectTimeout", duration(timeout, false)));
+    let breaker = spec.circuit_breaker.as_ref();
+    let max_requests = bounded(
+        &mut problems,
+        "spec.circuitBreaker.maxRequests",
+        breaker.and_then(|b| b.max_requests),
+        0..=1_000_000,
+    );
+    let max_pending_requests = bounded(
+        &mut problems,
+        "spec.circuitBreaker.maxPendingRequests",
+        breaker.and_then(|b| b.max_pending_requests),
+        0..=1_000_000,
+    );
+    let outlier = spec.outlier_detection.as_ref().map(|outlier| {
+        let path = "spec.outlierDetection";
+        let consecutive_errors = bounded(
+            &mut problems,
+            &format!("{path}.consecutiveErrors"),
+            outlier.consecutive_errors,
+            1..=1000,
+        );
+        let consecutive_gateway_errors = bounded(
+            &mut problems,
+            &format!("{path}.consecutiveGatewayErrors"),
+            outlier.consecutive_gateway_errors,
+            1..=1000,
+        );
+        let max_ejection_percent = bounded(
+            &mut problems,
+            &format!("{path}.maxEjectionPercent"),
+            outlier.max_ejection_percent,
+            0..=100,
+        );
+        let mut time = |field: &str, value: &Option<api::Duration>, default| match value {
+            None => default,
+            Some(value) => problems
+                .check(&format!("{path}.{field}"), duration(value, false))
+                .unwrap_or(default),
+        };
+        OutlierValues {
+            consecutive_errors: consecutive_errors.unwrap_or(DEFAULT_CONSECUTIVE_ERRORS),
+            consecutive_gateway_errors,
+            interval: time("interval", &outlier.interval, DEFAULT_OUTLIER_INTERVAL),
+            base_ejection_time: time(
+                "baseEjectionTime",
+                &outlier.base_ejection_time,
+                DEFAULT_BASE_EJECTION_TIME,
+            ),
+            max_ejection_time: time(
+                "maxEjectionTime",
+                &outlier.max_ejection_time,
+                DEFAULT_MAX_EJECTION_TIME,
+            ),
+            max_ejection_percent: max_ejection_percent.unwrap_or(DEFAULT_MAX_EJECTION_PERCENT),
+        }
+    });
+    let keepalive = spec.http2_keepalive.as_ref().and_then(|keepalive| {
+        let interval = problems.check(
+            "spec.http2Keepalive.interval",
+            duration(&keepalive.interval, false).and_then(|interval| {
+                if interval < Duration::from_secs(1) {
+                    Err(format!("{} is shorter than 1s", keepalive.interval))
+                } else {
+                    Ok(interval)
+                }
+            }),
+        );
+        let timeout = match &keepalive.timeout {
+            None => Some(DEFAULT_KEEPALIVE_TIMEOUT),
+            Some(timeout) => {
+                problems.check("spec.http2Keepalive.timeout", duration(timeout, false))
+            }
+        };
+        Some((interval?, timeout?))
+    });
+    problems.into_result(BackendValues {
+        connect_timeout,
+        max_requests,
+        max_pending_requests,
+        outlier,
+        keepalive,
+    })
+}
+
 /// Checks a match: method names or regular expressions, and header matches.
 pub(super) fn route_match(problems: &mut Problems, path: &str, rpc: &RouteMatch) {
     if let Some(method) = &rpc.method {
@@ -321,6 +455,23 @@ fn duration(value: &api::Duration, zero_ok: bool) -> Result<Duration, String> {
         return Err(format!("{value} must be longer than 0"));
     }
     Ok(parsed)
+}
+
+/// A count within `range` (what the schema enforces in a cluster).
+fn bounded(
+    problems: &mut Problems,
+    path: &str,
+    value: Option<i32>,
+    range: std::ops::RangeInclusive<i32>,
+) -> Option<u32> {
+    let value = value?;
+    if range.contains(&value) {
+        u32::try_from(value).ok()
+    } else {
+        let (low, high) = range.into_inner();
+        problems.add(path, format!("{value} is not within {low} to {high}"));
+        None
+    }
 }
 
 fn percentage(value: Percentage) -> Result<f64, String> {

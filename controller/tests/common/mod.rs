@@ -332,7 +332,12 @@ pub fn install_crds(cluster: &KubeCluster) {
     cluster
         .kubectl_ok(["apply", "-f", crds.to_str().unwrap()])
         .unwrap();
-    for crd in ["grpcroutes", "faultinjections", "mtlspolicies"] {
+    for crd in [
+        "grpcroutes",
+        "faultinjections",
+        "mtlspolicies",
+        "backendpolicies",
+    ] {
         cluster
             .kubectl_ok([
                 "wait",

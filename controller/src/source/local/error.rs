@@ -7,7 +7,8 @@ use crate::model::{Kind, ObjectKey};
 
 /// The kinds a config directory may hold, as said in error messages.
 pub const SUPPORTED_KINDS: &str = "v1 Service, discovery.k8s.io/v1 EndpointSlice, \
-     weft.dev/v1alpha1 GrpcRoute, weft.dev/v1alpha1 FaultInjection, weft.dev/v1alpha1 MtlsPolicy";
+     weft.dev/v1alpha1 GrpcRoute, weft.dev/v1alpha1 FaultInjection, weft.dev/v1alpha1 MtlsPolicy, \
+     weft.dev/v1alpha1 BackendPolicy";
 
 /// One problem in one file. Displays as `file:line:column: problem`, the form editors and
 /// terminals link to.

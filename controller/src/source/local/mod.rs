@@ -1,6 +1,6 @@
 //! The local source: a directory of YAML files holding the same kinds as a cluster
 //! (`v1` Service, `discovery.k8s.io/v1` EndpointSlice, `weft.dev/v1alpha1` GrpcRoute,
-//! FaultInjection, MtlsPolicy), so a demo config moves to a cluster as is.
+//! FaultInjection, MtlsPolicy, BackendPolicy), so a demo config moves to a cluster as is.
 //!
 //! Split into a pure, synchronous core and a thin I/O layer:
 //! - [`parse_file`] turns one file's text into objects, or one [`FileError`] that names the

@@ -16,7 +16,7 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::error::{FileError, Problem};
 use super::split::{DocumentText, split_documents};
-use crate::api::{FaultInjection, GrpcRoute, MtlsPolicy};
+use crate::api::{BackendPolicy, FaultInjection, GrpcRoute, MtlsPolicy};
 use crate::model::{Kind, Object, ObjectKey};
 
 /// An object and the file line its document starts on.
@@ -140,6 +140,7 @@ fn parse_document(document: &DocumentText) -> Result<Parsed, Located> {
             typed::<FaultInjection>(known, document).map(Object::FaultInjection)
         }
         Kind::MtlsPolicy => typed::<MtlsPolicy>(known, document).map(Object::MtlsPolicy),
+        Kind::BackendPolicy => typed::<BackendPolicy>(known, document).map(Object::BackendPolicy),
     }?;
     if object.key().name.is_empty() {
         let line = header.metadata.map_or(document.first_content_line, |m| {
@@ -159,6 +160,7 @@ fn known_kind(api_version: &str, kind: &str) -> Result<Option<Kind>, Problem> {
         (crate::api::API_VERSION, "GrpcRoute") => Some(Kind::GrpcRoute),
         (crate::api::API_VERSION, "FaultInjection") => Some(Kind::FaultInjection),
         (crate::api::API_VERSION, "MtlsPolicy") => Some(Kind::MtlsPolicy),
+        (crate::api::API_VERSION, "BackendPolicy") => Some(Kind::BackendPolicy),
         _ => None,
     };
     if exact.is_some() {

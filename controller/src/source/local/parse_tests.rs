@@ -230,8 +230,8 @@ fn demo_manifests_load() {
     let counts: Vec<usize> = Kind::ALL.iter().map(|k| count(*k)).collect();
     assert_eq!(
         counts,
-        [3, 2, 1, 1, 1],
-        "Service, EndpointSlice, GrpcRoute, FaultInjection, MtlsPolicy"
+        [3, 2, 1, 1, 1, 1],
+        "Service, EndpointSlice, GrpcRoute, FaultInjection, MtlsPolicy, BackendPolicy"
     );
     let slices: Vec<_> = state
         .objects()
@@ -253,7 +253,7 @@ fn demo_manifests_load() {
     let mut index = crate::model::Index::new();
     state.apply_to(&mut index);
     assert!(index.is_synced());
-    assert_eq!(index.len(), 8);
+    assert_eq!(index.len(), 9);
 }
 
 /// The demo manifests the local mode ships with, as a seed for the property below.
