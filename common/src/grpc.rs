@@ -1,7 +1,7 @@
 //! The gRPC vocabulary every part of weft speaks, from the gRPC over HTTP/2 spec and
-//! `doc/statuscodes.md`: status codes, their canonical names, and the code a client sees
-//! for an HTTP status that is not gRPC (`doc/http-grpc-status-mapping.md`). Pure data; no
-//! I/O.
+//! `doc/statuscodes.md`: status codes, their canonical names, the code a client sees for an
+//! HTTP status that is not gRPC (`doc/http-grpc-status-mapping.md`), and the other way round,
+//! the HTTP status Envoy counts a gRPC status as (outlier detection). Pure data; no I/O.
 
 /// The canonical gRPC status codes.
 pub mod code {
@@ -67,6 +67,32 @@ pub fn code_for_http_status(status: u16) -> u32 {
     }
 }
 
+/// The HTTP status Envoy takes a gRPC status for (its `Grpc::Utility::grpcToHttpStatus`),
+/// which is what its outlier detection counts: UNAVAILABLE → 503, INTERNAL → 500, OK → 200.
+/// Codes outside 0..=16 are 500.
+pub fn http_status_for_code(code: u32) -> u16 {
+    match code {
+        code::OK => 200,
+        code::CANCELLED => 499,
+        code::UNKNOWN => 500,
+        code::INVALID_ARGUMENT => 400,
+        code::DEADLINE_EXCEEDED => 504,
+        code::NOT_FOUND => 404,
+        code::ALREADY_EXISTS => 409,
+        code::PERMISSION_DENIED => 403,
+        code::RESOURCE_EXHAUSTED => 429,
+        code::FAILED_PRECONDITION => 400,
+        code::ABORTED => 409,
+        code::OUT_OF_RANGE => 400,
+        code::UNIMPLEMENTED => 501,
+        code::INTERNAL => 500,
+        code::UNAVAILABLE => 503,
+        code::DATA_LOSS => 500,
+        code::UNAUTHENTICATED => 401,
+        _ => 500,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +126,17 @@ mod tests {
         ] {
             assert_eq!(code_for_http_status(status), expected, "HTTP {status}");
         }
+    }
+
+    #[test]
+    fn grpc_codes_count_as_envoys_http_statuses() {
+        let expected: [u16; 17] = [
+            200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401,
+        ];
+        for (code, status) in expected.into_iter().enumerate() {
+            assert_eq!(http_status_for_code(code as u32), status, "{}", NAMES[code]);
+        }
+        assert_eq!(http_status_for_code(17), 500);
+        assert_eq!(http_status_for_code(u32::MAX), 500);
     }
 }

@@ -58,7 +58,8 @@ fn metrics(registry: &Mutex<Registry>) -> Reply {
 }
 
 /// The config in force: versions, the inbound listener's mTLS mode, the outbound routes,
-/// clusters and their endpoints (and which of those are reached over mTLS).
+/// clusters (connect timeout, circuit breakers, outlier detection, keepalive) and their
+/// endpoints (and which of those are reached over mTLS).
 pub fn config_dump(config: &ProxyConfig) -> Value {
     let versions: serde_json::Map<String, Value> = config
         .resources
@@ -83,10 +84,32 @@ pub fn config_dump(config: &ProxyConfig) -> Value {
             let mtls_endpoints: Vec<String> = set
                 .map(|set| set.mtls.iter().map(ToString::to_string).collect())
                 .unwrap_or_default();
+            let ms = |duration: std::time::Duration| duration.as_millis() as u64;
+            let outlier = cluster.outlier_detection.as_ref().map(|o| {
+                json!({
+                    "consecutive_5xx": o.consecutive_5xx,
+                    "consecutive_gateway_failure": o.consecutive_gateway_failure,
+                    "enforcing_consecutive_5xx": o.enforcing_consecutive_5xx,
+                    "enforcing_consecutive_gateway_failure": o.enforcing_consecutive_gateway_failure,
+                    "interval_ms": ms(o.interval),
+                    "base_ejection_time_ms": ms(o.base_ejection_time),
+                    "max_ejection_time_ms": ms(o.max_ejection_time),
+                    "max_ejection_percent": o.max_ejection_percent,
+                })
+            });
+            let keepalive = cluster.keepalive.as_ref().map(|k| {
+                json!({"interval_ms": ms(k.interval), "timeout_ms": ms(k.timeout)})
+            });
             json!({
                 "name": cluster.name,
                 "service": cluster.service,
-                "connect_timeout_ms": cluster.connect_timeout.as_millis() as u64,
+                "connect_timeout_ms": ms(cluster.connect_timeout),
+                "circuit_breakers": {
+                    "max_requests": cluster.circuit_breakers.max_requests,
+                    "max_pending_requests": cluster.circuit_breakers.max_pending_requests,
+                },
+                "outlier_detection": outlier,
+                "http2_keepalive": keepalive,
                 "endpoints": endpoints,
                 "mtls_endpoints": mtls_endpoints,
             })

@@ -193,8 +193,10 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Drops pooled connections to endpoints that left every cluster (in-flight RPCs keep
-/// theirs until they end).
+/// Drops pooled connections (and outlier state) of endpoints that left every cluster
+/// (in-flight RPCs keep theirs until they end), and the circuit-breaker counters of clusters
+/// that left the config: counters are kept by cluster name, so a cluster's survive every
+/// update that keeps it.
 async fn forget_removed_endpoints(
     mut config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
@@ -209,5 +211,6 @@ async fn forget_removed_endpoints(
             .collect();
         live.insert(app_addr);
         upstreams.retain(&live);
+        upstreams.retain_clusters(|name| config.clusters.contains_key(name));
     }
 }

@@ -258,6 +258,28 @@ mod tests {
     }
 
     #[test]
+    fn the_maximum_ejection_time_is_never_below_the_base() {
+        let long_base = "{targetRef: {kind: Service, name: greeter}, \
+                         outlierDetection: {baseEjectionTime: 10m}}";
+        let t = translate(&index(
+            &(greeters() + "---\n" + &policy("greeter", long_base)),
+        ));
+        let outlier = cluster_of(&t, CLUSTER).outlier_detection.unwrap();
+        assert_eq!(outlier.max_ejection_time, seconds(600), "the default grows");
+
+        let below = "{targetRef: {kind: Service, name: greeter}, \
+                     outlierDetection: {baseEjectionTime: 5s, maxEjectionTime: 1s}}";
+        let t = translate(&index(&(greeters() + "---\n" + &policy("greeter", below))));
+        assert_eq!(
+            t.report(Kind::BackendPolicy, "default", "greeter").accepted,
+            Err(
+                "spec.outlierDetection.maxEjectionTime: 1s is shorter than baseEjectionTime (5s)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
     fn an_empty_policy_is_refused() {
         let t = translate(&index(
             &(greeters()

@@ -308,20 +308,32 @@ pub(super) fn backend_policy(policy: &BackendPolicy) -> Result<BackendValues, Ve
                 .check(&format!("{path}.{field}"), duration(value, false))
                 .unwrap_or(default),
         };
+        let interval = time("interval", &outlier.interval, DEFAULT_OUTLIER_INTERVAL);
+        let base_ejection_time = time(
+            "baseEjectionTime",
+            &outlier.base_ejection_time,
+            DEFAULT_BASE_EJECTION_TIME,
+        );
+        // Envoy refuses a maximum below the base; the default maximum grows to the base.
+        let max_ejection_time = time(
+            "maxEjectionTime",
+            &outlier.max_ejection_time,
+            DEFAULT_MAX_EJECTION_TIME.max(base_ejection_time),
+        );
+        if max_ejection_time < base_ejection_time {
+            problems.add(
+                &format!("{path}.maxEjectionTime"),
+                format!(
+                    "{max_ejection_time:?} is shorter than baseEjectionTime ({base_ejection_time:?})"
+                ),
+            );
+        }
         OutlierValues {
             consecutive_errors: consecutive_errors.unwrap_or(DEFAULT_CONSECUTIVE_ERRORS),
             consecutive_gateway_errors,
-            interval: time("interval", &outlier.interval, DEFAULT_OUTLIER_INTERVAL),
-            base_ejection_time: time(
-                "baseEjectionTime",
-                &outlier.base_ejection_time,
-                DEFAULT_BASE_EJECTION_TIME,
-            ),
-            max_ejection_time: time(
-                "maxEjectionTime",
-                &outlier.max_ejection_time,
-                DEFAULT_MAX_EJECTION_TIME,
-            ),
+            interval,
+            base_ejection_time,
+            max_ejection_time,
             max_ejection_percent: max_ejection_percent.unwrap_or(DEFAULT_MAX_EJECTION_PERCENT),
         }
     });

@@ -14,8 +14,8 @@ use weft_controller::source::local::parse_file;
 use weft_controller::translate::{NodeInfo, Translation, outbound_listener, translate};
 
 use crate::config::{
-    ProxyConfig, Resources, assemble, parse_cluster, parse_endpoints, parse_listener,
-    parse_route_config,
+    Http2Keepalive, OutlierDetection, ProxyConfig, Resources, assemble, parse_cluster,
+    parse_endpoints, parse_listener, parse_route_config,
 };
 
 fn translation(case: &str) -> Translation {
@@ -123,6 +123,39 @@ fn the_demo_config_is_complete_and_routes() {
         ("weft.test.Echo", "other")
     );
     assert_eq!(table.named.labels("/a.B/C"), ("other", "other"));
+}
+
+#[test]
+fn the_demo_backend_policy_reaches_its_cluster() {
+    let config = proxy_config(&translation("demo"), "default");
+    let v1 = &config.clusters["outbound|50051||greeter-v1.default.svc.cluster.local"];
+    assert_eq!(v1.connect_timeout, Duration::from_secs(1));
+    assert_eq!(v1.circuit_breakers.max_requests, 100);
+    assert_eq!(
+        v1.outlier_detection,
+        Some(OutlierDetection {
+            consecutive_5xx: 5,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 50,
+            // Gateway failures are not set: detected (at Envoy's 5), never enforced.
+            consecutive_gateway_failure: 5,
+            enforcing_consecutive_gateway_failure: 0,
+            ..OutlierDetection::default()
+        })
+    );
+    assert_eq!(
+        v1.keepalive,
+        Some(Http2Keepalive {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        })
+    );
+    // A cluster without a policy: no outlier detection, no pings.
+    let v2 = &config.clusters["outbound|50051||greeter-v2.default.svc.cluster.local"];
+    assert_eq!(v2.outlier_detection, None);
+    assert_eq!(v2.keepalive, None);
 }
 
 #[test]

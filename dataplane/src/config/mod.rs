@@ -245,12 +245,15 @@ pub struct AbortFault {
     pub per_million: u32,
 }
 
-/// One upstream cluster: who it is for metrics, and its endpoints from EDS.
+/// One upstream cluster: who it is for metrics, its endpoints from EDS, how to connect to
+/// them, and how to protect them (circuit breakers, outlier detection).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterConfig {
+    /// The Cluster's name, which routes refer to (`outbound|50051||greeter.default.svc...`).
     pub name: String,
     /// The destination service for metrics, e.g. `greeter.default.svc.cluster.local:50051`.
     pub service: String,
+    /// How long connecting to an endpoint may take (Envoy's default 5 s when unset).
     pub connect_timeout: Duration,
     /// The EDS resource name to subscribe to (usually the cluster name).
     pub eds_name: String,
@@ -260,6 +263,99 @@ pub struct ClusterConfig {
     /// Mutual TLS to the endpoints marked for it ([`EndpointSet::mtls`]), from the
     /// cluster's `transport_socket_matches`; `None`: plaintext to every endpoint.
     pub mtls: Option<UpstreamMtls>,
+    /// The limits of the cluster's circuit breakers (`circuit_breakers`, DEFAULT priority;
+    /// Envoy's 1024 each when unset).
+    pub circuit_breakers: CircuitBreakers,
+    /// Passive health checking of the cluster's endpoints (`outlier_detection`); `None`:
+    /// endpoints are never ejected.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// HTTP/2 PINGs on connections this cluster opens (the upstream HTTP/2 protocol
+    /// options' `connection_keepalive`); `None`: no keepalive pings.
+    pub keepalive: Option<Http2Keepalive>,
+}
+
+/// A cluster's circuit-breaker limits (Envoy's `circuit_breakers.thresholds` of DEFAULT
+/// priority). Past a limit the proxy answers UNAVAILABLE itself, and that answer is never
+/// retried. 0 lets nothing through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakers {
+    /// Attempts in flight to the cluster at once (`max_requests`), from an attempt's start
+    /// until its response stream ends.
+    pub max_requests: u32,
+    /// Attempts waiting at once for a connection to an endpoint of the cluster to be
+    /// established (`max_pending_requests`).
+    pub max_pending_requests: u32,
+}
+
+impl CircuitBreakers {
+    /// Envoy's default for each limit.
+    pub const ENVOY_DEFAULT: u32 = 1024;
+}
+
+impl Default for CircuitBreakers {
+    /// Envoy's defaults, which apply with no `circuit_breakers` at all.
+    fn default() -> Self {
+        Self {
+            max_requests: Self::ENVOY_DEFAULT,
+            max_pending_requests: Self::ENVOY_DEFAULT,
+        }
+    }
+}
+
+/// Envoy's consecutive-error outlier detection (`outlier_detection`): an endpoint that
+/// answers too many 5xx (gRPC statuses count as Envoy's HTTP equivalents) in a row is
+/// ejected from balancing for a while. Success-rate and failure-percentage detection are not
+/// implemented (see `cluster.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// 5xx in a row that eject an endpoint (`consecutive_5xx`); 0 never does.
+    pub consecutive_5xx: u32,
+    /// 502, 503 or 504 in a row that eject an endpoint (`consecutive_gateway_failure`); 0
+    /// never does.
+    pub consecutive_gateway_failure: u32,
+    /// Percent chance (0..=100) that a `consecutive_5xx` detection ejects.
+    pub enforcing_consecutive_5xx: u32,
+    /// Percent chance (0..=100) that a `consecutive_gateway_failure` detection ejects
+    /// (Envoy's default 0: detected, never enforced).
+    pub enforcing_consecutive_gateway_failure: u32,
+    /// The ejection count of an endpoint decreases by one per `interval` in service.
+    pub interval: Duration,
+    /// An ejection lasts this times the endpoint's ejection count...
+    pub base_ejection_time: Duration,
+    /// ...but no longer than this (nor than `base_ejection_time`, if that is longer).
+    pub max_ejection_time: Duration,
+    /// Up to this much longer, at random (`max_ejection_time_jitter`; zero by default).
+    pub max_ejection_time_jitter: Duration,
+    /// At most this percent (0..=100) of the cluster's endpoints are ejected at once.
+    pub max_ejection_percent: u32,
+    /// Eject one endpoint even when `max_ejection_percent` would not allow any.
+    pub always_eject_one_host: bool,
+}
+
+impl Default for OutlierDetection {
+    /// Envoy's defaults (an `outlier_detection: {}`).
+    fn default() -> Self {
+        Self {
+            consecutive_5xx: 5,
+            consecutive_gateway_failure: 5,
+            enforcing_consecutive_5xx: 100,
+            enforcing_consecutive_gateway_failure: 0,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_time_jitter: Duration::ZERO,
+            max_ejection_percent: 10,
+            always_eject_one_host: false,
+        }
+    }
+}
+
+/// HTTP/2 keepalive on upstream connections (Envoy's `connection_keepalive`): a PING every
+/// `interval`; no answer within `timeout` closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// How a cluster speaks mutual TLS to its marked endpoints.

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::body::{self, ProxyBody};
 
-pub use weft_common::grpc::{code, code_from_name, code_name};
+pub use weft_common::grpc::{code, code_from_name, code_name, http_status_for_code};
 
 /// `grpc-status` header values, indexed by code (no formatting on the error path).
 const DIGITS: [&str; 17] = [

@@ -8,6 +8,8 @@
 //! | `weft_proxy_rpc_request_messages_total` | counter | [`RpcLabels`] |
 //! | `weft_proxy_rpc_response_messages_total` | counter | [`RpcLabels`] |
 //! | `weft_proxy_retries_total` | counter | `destination_service` |
+//! | `weft_proxy_outlier_ejections_total` | counter | `destination_service` (the cluster's) |
+//! | `weft_proxy_circuit_breaker_overflows_total` | counter | `destination_service` (the cluster's), `limit` (`requests`/`pending`) |
 //! | `weft_proxy_rpcs_in_flight` | gauge | `direction` |
 //! | `weft_proxy_inbound_connections_total` | counter | `connection_security` |
 //! | `weft_proxy_inbound_connections_refused_total` | counter | `reason` ([`Refusal`]) |
@@ -34,6 +36,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use super::breaker::Limit;
 
 /// Which of the proxy's stacks served the RPC.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -105,6 +109,18 @@ struct DestinationLabels {
     destination_service: String,
 }
 
+impl EncodeLabelValue for Limit {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OverflowLabels {
+    destination_service: String,
+    limit: Limit,
+}
+
 /// Upper bounds of the latency histogram, in seconds: 0.5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -129,6 +145,8 @@ pub struct ProxyMetrics {
     request_messages: Family<RpcLabels, Counter>,
     response_messages: Family<RpcLabels, Counter>,
     retries: Family<DestinationLabels, Counter>,
+    ejections: Family<DestinationLabels, Counter>,
+    overflows: Family<OverflowLabels, Counter>,
     /// Indexed by `Direction as usize`.
     in_flight: [Gauge; 2],
     series: RwLock<HashMap<RpcLabels, Series>>,
@@ -146,6 +164,8 @@ impl ProxyMetrics {
             request_messages: Family::default(),
             response_messages: Family::default(),
             retries: Family::default(),
+            ejections: Family::default(),
+            overflows: Family::default(),
             in_flight: [gauge(Direction::Outbound), gauge(Direction::Inbound)],
             series: RwLock::default(),
         };
@@ -174,6 +194,16 @@ impl ProxyMetrics {
             "weft_proxy_retries",
             "Retry attempts sent upstream",
             metrics.retries.clone(),
+        );
+        registry.register(
+            "weft_proxy_outlier_ejections",
+            "Endpoints ejected by outlier detection",
+            metrics.ejections.clone(),
+        );
+        registry.register(
+            "weft_proxy_circuit_breaker_overflows",
+            "Attempts refused by a cluster's circuit breaker, by limit",
+            metrics.overflows.clone(),
         );
         registry.register("weft_proxy_rpcs_in_flight", "RPCs being served", in_flight);
         metrics
@@ -218,6 +248,23 @@ impl ProxyMetrics {
             destination_service: destination_service.to_owned(),
         };
         self.retries.get_or_create(&labels).inc();
+    }
+
+    /// Counts one endpoint of `destination_service` ejected by outlier detection.
+    pub fn outlier_ejection(&self, destination_service: &str) {
+        let labels = DestinationLabels {
+            destination_service: destination_service.to_owned(),
+        };
+        self.ejections.get_or_create(&labels).inc();
+    }
+
+    /// Counts one attempt to `destination_service` refused by its circuit breaker's `limit`.
+    pub fn circuit_breaker_overflow(&self, destination_service: &str, limit: Limit) {
+        let labels = OverflowLabels {
+            destination_service: destination_service.to_owned(),
+            limit,
+        };
+        self.overflows.get_or_create(&labels).inc();
     }
 
     /// Counts an RPC as in flight until the returned guard is dropped.

@@ -100,6 +100,47 @@ fn retries_are_counted_per_destination() {
 }
 
 #[test]
+fn outlier_ejections_are_counted_per_destination() {
+    let (registry, metrics) = setup();
+    assert!(!text(&registry).contains("weft_proxy_outlier_ejections_total{"));
+    metrics.outlier_ejection("greeter:50051");
+    metrics.outlier_ejection("greeter:50051");
+    metrics.outlier_ejection("billing:8080");
+    let out = text(&registry);
+    assert!(
+        out.contains("# TYPE weft_proxy_outlier_ejections counter"),
+        "{out}"
+    );
+    assert!(
+        out.contains("weft_proxy_outlier_ejections_total{destination_service=\"greeter:50051\"} 2")
+    );
+    assert!(
+        out.contains("weft_proxy_outlier_ejections_total{destination_service=\"billing:8080\"} 1")
+    );
+}
+
+#[test]
+fn circuit_breaker_overflows_are_counted_per_destination_and_limit() {
+    let (registry, metrics) = setup();
+    metrics.circuit_breaker_overflow("greeter:50051", Limit::Requests);
+    metrics.circuit_breaker_overflow("greeter:50051", Limit::Requests);
+    metrics.circuit_breaker_overflow("greeter:50051", Limit::Pending);
+    let out = text(&registry);
+    assert!(
+        out.contains("# TYPE weft_proxy_circuit_breaker_overflows counter"),
+        "{out}"
+    );
+    assert!(out.contains(
+        "weft_proxy_circuit_breaker_overflows_total{destination_service=\"greeter:50051\",\
+         limit=\"requests\"} 2"
+    ));
+    assert!(out.contains(
+        "weft_proxy_circuit_breaker_overflows_total{destination_service=\"greeter:50051\",\
+         limit=\"pending\"} 1"
+    ));
+}
+
+#[test]
 fn in_flight_rpcs_are_gauged_until_dropped() {
     let (registry, metrics) = setup();
     let out = text(&registry);

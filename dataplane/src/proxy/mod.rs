@@ -2,7 +2,8 @@
 //! that reads in request order (`outbound` for calls the app makes, `inbound` for calls to
 //! the app). The pieces it is built from each own one concern: `body` (the body type),
 //! `grpc` (status, Trailers-Only, grpc-timeout), `fault`, `retry`, `lb` and `pool`
-//! (choosing an endpoint, pooled HTTP/2 connections), `metrics` (per-RPC Prometheus metrics)
+//! (choosing an endpoint, pooled HTTP/2 connections), `breaker` (circuit breaking) and
+//! `outlier` (outlier detection), `metrics` (per-RPC Prometheus metrics)
 //! `listener` (accepting, stream limits, graceful drain) and `admission` (what an inbound
 //! connection must be before it is served: the MtlsPolicy mode, the TLS handshake, the peer)
 //! and `original_dst` (where an intercepted outbound connection was going).
@@ -10,6 +11,7 @@
 pub mod admission;
 pub mod attempt;
 pub mod body;
+pub mod breaker;
 pub mod call;
 pub mod counting;
 pub mod deadline;
@@ -21,5 +23,6 @@ pub mod listener;
 pub mod metrics;
 pub mod original_dst;
 pub mod outbound;
+pub mod outlier;
 pub mod pool;
 pub mod retry;

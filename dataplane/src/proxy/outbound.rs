@@ -3,9 +3,12 @@
 //! by the original destination: see `original_dst`) and `/package.Service/Method`, fault (delay, abort), deadline (the
 //! client's `grpc-timeout` capped by the route's timeout), attempts (each decided on by the
 //! attempt machine, `attempt`: a retry only when the request never reached the app or the
-//! app answered a code the policy names), pick an endpoint (P2C), send on a pooled HTTP/2
-//! connection, stream the answer back. Any failure on the way is answered
-//! by the proxy as a Trailers-Only gRPC response (see [`Call::fail`]).
+//! app answered a code the policy names), pick an endpoint (P2C, skipping endpoints outlier
+//! detection ejected), take a slot in the cluster's circuit breaker (`breaker`), send on a
+//! pooled HTTP/2 connection (waiting for one counts as pending in the circuit breaker), tell
+//! outlier detection what the attempt came to (`outlier`), stream the answer back. Any
+//! failure on the way is answered by the proxy as a Trailers-Only gRPC response (see
+//! [`Call::fail`]); a circuit breaker's overflow is such an answer, and never retried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +20,15 @@ use tokio::time::Instant;
 
 use super::attempt::{Attempts, Outcome, Verdict};
 use super::body::{ProxyBody, boxed};
+use super::breaker::{self, Limit, PendingLimit, RequestSlot};
 use super::call::Call;
 use super::fault;
 use super::grpc::{self, code};
 use super::metrics::{Direction, ProxyMetrics, Security};
 use super::original_dst::OriginalDst;
-use super::pool::{Endpoint, Upstreams};
+use super::pool::{ConnectOptions, Endpoint, Picked, UpstreamError, Upstreams};
 use super::retry::{self, ReplayHandle, RetryBudget};
-use crate::config::{ProxyConfig, Route, RouteAction};
+use crate::config::{ClusterConfig, EndpointSet, ProxyConfig, Route, RouteAction};
 
 /// Request bodies up to this size are kept so a retry can replay them; longer (streaming)
 /// requests are not retried.
@@ -130,11 +134,23 @@ impl Outbound {
         };
         let mut attempts = Attempts::new(policy);
         loop {
-            let (endpoint, connect_timeout) =
-                match pick_endpoint(&self.upstreams, config, &route.action) {
-                    Ok(picked) => picked,
-                    Err(message) => return call.fail(code::UNAVAILABLE, &message),
-                };
+            let target = match pick_endpoint(&self.upstreams, config, &route.action) {
+                Ok(target) => target,
+                Err(message) => return call.fail(code::UNAVAILABLE, &message),
+            };
+            let Target {
+                cluster,
+                endpoints,
+                picked: Picked { endpoint, breakers },
+            } = target;
+            let limits = cluster.circuit_breakers;
+            let in_flight = match RequestSlot::acquire(&breakers, limits.max_requests) {
+                Ok(slot) => endpoint.start_in(slot),
+                Err(in_use) => {
+                    let max = limits.max_requests;
+                    return overflow(call, cluster, Limit::Requests, in_use, max);
+                }
+            };
             let security = if endpoint.is_mtls() {
                 Security::Mtls
             } else {
@@ -150,12 +166,27 @@ impl Outbound {
                     .headers_mut()
                     .insert("grpc-timeout", grpc::format_timeout(remaining));
             }
-            let in_flight = endpoint.start();
-            let sent = endpoint.send(request, connect_timeout);
+            let connect = ConnectOptions {
+                timeout: cluster.connect_timeout,
+                keepalive: cluster.keepalive,
+                pending: Some(PendingLimit {
+                    breakers: &breakers,
+                    max: limits.max_pending_requests,
+                }),
+            };
+            let sent = endpoint.send(request, connect);
             let sent = match try_deadline {
                 Some(at) => tokio::time::timeout_at(at, sent).await.ok(),
                 None => Some(sent.await),
             };
+            if let Some(Err(UpstreamError::PendingOverflow { waiting, max, .. })) = &sent {
+                return overflow(call, cluster, Limit::Pending, *waiting, *max);
+            }
+            let deadline_passed = sent.is_none() && deadline.is_some_and(|d| Instant::now() >= d);
+            if cluster.outlier_detection.is_some() {
+                let status = outlier_status(&sent, deadline_passed);
+                self.record_outlier(&call, cluster, endpoints, &endpoint, status);
+            }
             let (outcome, last) = match sent {
                 Some(Ok(response)) => match non_grpc_answer(&response) {
                     Some(code) => {
@@ -179,7 +210,7 @@ impl Outbound {
                     };
                     (outcome, Last::Failure(code::UNAVAILABLE, err.message()))
                 }
-                None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                None if deadline_passed => {
                     return call.fail(code::DEADLINE_EXCEEDED, &deadline_message(timeout));
                 }
                 None => {
@@ -219,6 +250,34 @@ impl Outbound {
             body = boxed(replayed);
         }
     }
+
+    /// Tells outlier detection, when the attempt's cluster has it, what the attempt on
+    /// `endpoint` came to (`status`: see [`outlier_status`]); counts an ejection.
+    fn record_outlier(
+        &self,
+        call: &Call,
+        cluster: &ClusterConfig,
+        endpoints: &EndpointSet,
+        endpoint: &Endpoint,
+        status: Option<u16>,
+    ) {
+        let (Some(outlier), Some(status)) = (&cluster.outlier_detection, status) else {
+            return;
+        };
+        let Some(ejection) = self
+            .upstreams
+            .record_outlier(endpoint, endpoints, outlier, status)
+        else {
+            return;
+        };
+        tracing::info!(
+            endpoint = %endpoint.addr(),
+            cluster = %cluster.name,
+            cause = ?ejection.cause,
+            "outlier detection ejected an endpoint"
+        );
+        call.metrics().outlier_ejection(&cluster.service);
+    }
 }
 
 /// How an attempt that may be the last ended: an answer to pass on, or a code and message.
@@ -242,26 +301,72 @@ fn authority(request: &Request<Incoming>) -> &str {
         .unwrap_or("")
 }
 
-/// A weighted backend of the route, then an endpoint of it by power of two choices.
-fn pick_endpoint(
+/// Where one attempt goes: the backend cluster, its endpoints, and what the pool picked.
+struct Target<'c> {
+    cluster: &'c ClusterConfig,
+    endpoints: &'c EndpointSet,
+    picked: Picked,
+}
+
+/// A weighted backend of the route, then an endpoint of it by power of two choices (and the
+/// cluster's circuit-breaker counters).
+fn pick_endpoint<'c>(
     upstreams: &Upstreams,
-    config: &ProxyConfig,
+    config: &'c ProxyConfig,
     action: &RouteAction,
-) -> Result<(Arc<Endpoint>, Duration), String> {
+) -> Result<Target<'c>, String> {
     let backend = action.pick_backend(fastrand::u64(0..action.total_weight.max(1)));
     let Some(cluster) = config.clusters.get(&backend.cluster) else {
         return Err(format!("weft-proxy: unknown cluster {}", backend.cluster));
     };
-    let endpoint = config
-        .endpoints
-        .get(&backend.cluster)
-        .and_then(|set| upstreams.pick(set));
-    match endpoint {
-        Some(endpoint) => Ok((endpoint, cluster.connect_timeout)),
-        None => Err(format!(
+    let endpoints = config.endpoints.get(&backend.cluster);
+    let picked = endpoints.and_then(|set| upstreams.pick_for(cluster, set));
+    match (endpoints, picked) {
+        (Some(endpoints), Some(picked)) => Ok(Target {
+            cluster,
+            endpoints,
+            picked,
+        }),
+        _ => Err(format!(
             "weft-proxy: no healthy endpoint for {}",
             cluster.service
         )),
+    }
+}
+
+/// The proxy's answer to an attempt over one of its cluster's circuit-breaker limits:
+/// UNAVAILABLE, counted, never retried.
+fn overflow(
+    call: Call,
+    cluster: &ClusterConfig,
+    limit: Limit,
+    in_use: u32,
+    max: u32,
+) -> Response<ProxyBody> {
+    call.metrics()
+        .circuit_breaker_overflow(&cluster.service, limit);
+    let message = breaker::overflow_message(&cluster.service, limit, in_use, max);
+    call.fail(code::UNAVAILABLE, &message)
+}
+
+/// What outlier detection counts an attempt as (an HTTP status, as Envoy does for gRPC):
+/// the gRPC status in the response headers (Trailers-Only) as its HTTP equivalent, else
+/// the HTTP status (200 for an answer with a body: trailers are not looked at); a failure
+/// to get an answer as the endpoint's 503, a per-try timeout as 504. `None` for what is no
+/// fault of the endpoint: the call's own deadline passing (often the client's), the client
+/// going away.
+fn outlier_status(
+    sent: &Option<Result<Response<Incoming>, UpstreamError>>,
+    deadline_passed: bool,
+) -> Option<u16> {
+    match sent {
+        Some(Ok(response)) => Some(match grpc::status_of(response.headers()) {
+            Some(code) => grpc::http_status_for_code(code),
+            None => response.status().as_u16(),
+        }),
+        Some(Err(err)) => err.outlier_status(),
+        None if deadline_passed => None,
+        None => Some(504),
     }
 }
 
