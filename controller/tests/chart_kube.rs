@@ -345,10 +345,17 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
         "mtls.yaml",
         "apiVersion: weft.dev/v1alpha1\nkind: MtlsPolicy\nmetadata: {name: strict, namespace: default}\nspec: {mode: Strict}\n",
     );
+    apply(
+        &cluster,
+        "backend.yaml",
+        "apiVersion: weft.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {name: greeter, namespace: default}\n\
+         spec: {targetRef: {kind: Service, name: greeter}, circuitBreaker: {maxRequests: 100}}\n",
+    );
     for (kind, name) in [
         ("grpcroute", "greeter"),
         ("faultinjection", "chaos"),
         ("mtlspolicy", "strict"),
+        ("backendpolicy", "greeter"),
     ] {
         wait_until(
             &format!("{kind}/{name} status"),
