@@ -1,5 +1,5 @@
 //! Accepting downstream connections: HTTP/2 only (prior-knowledge h2c, all gRPC needs),
-//! TCP_NODELAY, a per-connection stream limit, and the graceful drain on shutdown — stop
+//! TCP_NODELAY, writes coalesced per runtime turn (`coalesce`), a per-connection stream limit, and the graceful drain on shutdown — stop
 //! accepting, GOAWAY every connection, let in-flight streams finish for up to the drain
 //! timeout, then close what is left.
 //!
@@ -41,6 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::body::ProxyBody;
+use super::coalesce::CoalescedWrites;
 use super::pool::{CONNECTION_WINDOW, MAX_HEADER_LIST, STREAM_WINDOW};
 
 /// How a listener treats its connections.
@@ -234,6 +235,7 @@ async fn serve_connection<A, S, F>(
     });
     let io = CountingIo::new(io);
     let read = io.read.clone();
+    let io = CoalescedWrites::new(io);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {

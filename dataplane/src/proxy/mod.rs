@@ -13,6 +13,7 @@ pub mod attempt;
 pub mod body;
 pub mod breaker;
 pub mod call;
+pub mod coalesce;
 pub mod counting;
 pub mod deadline;
 pub mod fault;

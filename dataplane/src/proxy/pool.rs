@@ -48,6 +48,7 @@ use tokio::sync::watch;
 
 use super::body::ProxyBody;
 use super::breaker::{ClusterBreakers, PendingLimit, PendingSlot, RequestSlot};
+use super::coalesce::CoalescedWrites;
 use super::lb;
 use super::outlier::{ClusterView, Ejection, HostState};
 use crate::config::{ClusterConfig, EndpointSet, Http2Keepalive, OutlierDetection};
@@ -637,9 +638,9 @@ async fn open(
     }
 }
 
-/// An HTTP/2 client session on `io`, its driver task spawned. With `keepalive`, a PING every
-/// interval, idle or not (as Envoy does), and the connection closes when one goes unanswered
-/// for the timeout.
+/// An HTTP/2 client session on `io` (writes coalesced per runtime turn: `coalesce`), its
+/// driver task spawned. With `keepalive`, a PING every interval, idle or not (as Envoy
+/// does), and the connection closes when one goes unanswered for the timeout.
 async fn h2_handshake<T>(
     addr: SocketAddr,
     io: T,
@@ -661,7 +662,7 @@ where
             .keep_alive_while_idle(true);
     }
     let (sender, connection) = builder
-        .handshake::<_, ProxyBody>(TokioIo::new(io))
+        .handshake::<_, ProxyBody>(TokioIo::new(CoalescedWrites::new(io)))
         .await
         .map_err(|err| UpstreamError::Connect {
             addr,
