@@ -11,13 +11,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tonic::Code;
 use weft_tests::backend::Backend;
-use weft_tests::envoy::Envoy;
+use weft_tests::envoy::{Envoy, mesh_bootstrap};
 use weft_tests::process::{free_port, wait_until};
 
 /// Which proxy the client calls through.
@@ -60,7 +59,9 @@ impl Client {
             ClientProxy::Envoy => {
                 let port = free_port();
                 let xds = mesh.controller().xds_addr;
-                let envoy = Envoy::start(&envoy_bootstrap(port, xds)).unwrap();
+                let bootstrap =
+                    mesh_bootstrap(&format!("envoy-0.{NS}"), port, xds.port(), true, None);
+                let envoy = Envoy::start(&bootstrap).unwrap();
                 let timeout = format!("{}s", connect_timeout_ms as f64 / 1000.0);
                 wait_until(
                     "Envoy's greeter cluster with the policy",
@@ -101,41 +102,6 @@ impl Client {
                 .sum(),
         }
     }
-}
-
-/// Envoy as mesh proxy `envoy-0.default`: Delta ADS (plaintext, local mode) to the
-/// controller at `xds`, its outbound listener at `127.0.0.1:<outbound>`.
-fn envoy_bootstrap(outbound: u16, xds: SocketAddr) -> String {
-    format!(
-        r#"
-node:
-  id: envoy-0.{NS}
-  cluster: weft-test
-  metadata: {{outboundAddr: "127.0.0.1:{outbound}"}}
-dynamic_resources:
-  ads_config:
-    api_type: DELTA_GRPC
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-"#,
-        port = xds.port(),
-    )
 }
 
 /// BackendPolicy `greeter` on Service `greeter` with `settings` (YAML mapping lines,

@@ -150,42 +150,7 @@ pub fn bootstrap_with_token(
     delta: bool,
     token: Option<&str>,
 ) -> String {
-    let api_type = if delta { "DELTA_GRPC" } else { "GRPC" };
-    let metadata = match token {
-        Some(token) => {
-            format!(", initial_metadata: [{{key: authorization, value: \"Bearer {token}\"}}]")
-        }
-        None => String::new(),
-    };
-    format!(
-        r#"
-node:
-  id: {node_id}
-  cluster: weft-test
-  metadata: {{outboundAddr: "127.0.0.1:{outbound_port}"}}
-dynamic_resources:
-  ads_config:
-    api_type: {api_type}
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}{metadata}}}]
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
-"#
-    )
+    weft_tests::envoy::mesh_bootstrap(node_id, outbound_port, xds_port, delta, token)
 }
 
 /// The demo Services and their EndpointSlices, all endpoints on 127.0.0.1.
