@@ -1,7 +1,8 @@
 //! The connection layer over loopback against the real tonic test backend: pooled upstream
 //! HTTP/2 (`Endpoint::send`: a hand-built unary call, one shared connect under concurrency,
 //! reconnecting after a backend restart, refused connects, refused streams and GOAWAYs below
-//! the stream classified as before-request), and the listener (`listener::serve` with a tiny forwarding service:
+//! the stream classified as before-request, keepalive replacing a connection whose peer froze),
+//! and the listener (`listener::serve` with a tiny forwarding service:
 //! unary and all streaming shapes through it, status trailers passed through, in-flight
 //! streams surviving endpoint removal, the graceful drain and its deadline).
 
@@ -26,11 +27,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use weft_proxy::config::EndpointSet;
+use weft_proxy::config::{EndpointSet, Http2Keepalive};
 use weft_proxy::proxy::body::{ProxyBody, boxed};
 use weft_proxy::proxy::grpc;
 use weft_proxy::proxy::listener::{ListenerSettings, PlainTcp, serve};
-use weft_proxy::proxy::pool::{UpstreamError, Upstreams};
+use weft_proxy::proxy::pool::{ConnectOptions, UpstreamError, Upstreams};
 use weft_tests::backend::pb::{EchoReply, EchoRequest};
 use weft_tests::backend::{Backend, INSTANCE_HEADER, connect};
 
@@ -322,6 +323,103 @@ async fn a_goaway_below_the_stream_is_refused() {
         .unwrap_err();
     assert!(err.is_before_request(), "{err}");
     server.abort();
+}
+
+/// A raw HTTP/2 server that answers each connection's first request (gRPC OK, an empty
+/// message) and then freezes: it keeps the connection but never reads it again, so PINGs go
+/// unanswered and requests hang. Counts the connections it accepted.
+async fn freezing_server() -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let (addr, task) = raw_h2_server(move |mut connection: RawConnection| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if let Some(Ok((_request, mut respond))) = connection.accept().await {
+                let response = Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let mut stream = respond.send_response(response, false).unwrap();
+                stream
+                    .send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+                    .unwrap();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                stream.send_trailers(trailers).unwrap();
+                // Drive the connection long enough for the answer to leave, then freeze.
+                let _ = tokio::time::timeout(Duration::from_millis(200), connection.accept()).await;
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(connection);
+        }
+    })
+    .await;
+    (addr, accepted, task)
+}
+
+/// Sends one unary request on `endpoint` with `options` and reads the answer to its end;
+/// gives up after `within`.
+async fn call_within(
+    endpoint: &weft_proxy::proxy::pool::Endpoint,
+    options: ConnectOptions<'_>,
+    within: Duration,
+) -> Result<(), String> {
+    let call = async {
+        let response = endpoint
+            .send(unary_request("x"), options)
+            .await
+            .map_err(|err| err.to_string())?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let trailers = body.trailers().cloned().unwrap_or_default();
+        match trailers.get("grpc-status") {
+            Some(status) if status == "0" => Ok(()),
+            other => Err(format!("grpc-status {other:?}")),
+        }
+    };
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {within:?}")))
+}
+
+/// Upstream HTTP/2 keepalive (a BackendPolicy's `http2Keepalive`): a connection whose peer
+/// stops answering PINGs is closed within interval + timeout, so the next request opens a
+/// new connection and is answered. Without keepalive the same request hangs on the frozen
+/// connection.
+#[tokio::test]
+async fn keepalive_replaces_a_connection_whose_peer_froze() {
+    let keepalive = Http2Keepalive {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+    };
+    for with_keepalive in [true, false] {
+        let (addr, accepted, server) = freezing_server().await;
+        let endpoint = Upstreams::new().pick(&set_of(addr)).unwrap();
+        let options = || ConnectOptions {
+            keepalive: with_keepalive.then_some(keepalive),
+            ..ConnectOptions::from(CONNECT)
+        };
+        call_within(&endpoint, options(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Interval + timeout, and a margin.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let second = call_within(&endpoint, options(), Duration::from_secs(2)).await;
+        if with_keepalive {
+            assert_eq!(second, Ok(()), "with keepalive");
+            assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
+        } else {
+            assert!(
+                second.is_err(),
+                "without keepalive the frozen connection answered"
+            );
+            assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        }
+        server.abort();
+    }
 }
 
 #[tokio::test]
