@@ -609,7 +609,7 @@ async fn service_address(replicas: Vec<u16>) -> u16 {
 
 /// Envoy's bootstrap with ADS over TLS (trusting the mesh root in `root`) and `token`.
 fn tls_bootstrap(outbound: u16, xds_port: u16, token: &str, root: &Path) -> String {
-    let mut yaml = bootstrap_with_token("envoy-0.default", outbound, xds_port, true, Some(token));
+    let mut yaml = mesh_bootstrap("envoy-0.default", outbound, xds_port, true, Some(token));
     yaml += &format!(
         r#"    transport_socket:
       name: envoy.transport_sockets.tls

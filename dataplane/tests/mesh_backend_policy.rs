@@ -143,14 +143,7 @@ async fn outlier_detection(kind: ClientProxy) {
     let mesh = Mesh::new();
     let endpoints = [healthy[0].addr(), healthy[1].addr(), broken.addr()];
     mesh.write("services.yaml", &service_yaml("greeter", &endpoints));
-    mesh.write(
-        "route.yaml",
-        &route_yaml(
-            "greeter",
-            "  - backendRefs: [{name: greeter, port: 50051}]\n    \
-             retry: {attempts: 3, codes: [UNAVAILABLE], backoff: 5ms}\n",
-        ),
-    );
+    mesh.write("route.yaml", &retrying_route());
     mesh.write(
         "policy.yaml",
         &backend_policy(&format!(

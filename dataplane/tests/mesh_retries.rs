@@ -111,14 +111,7 @@ async fn serve(
 async fn mesh_in_front_of(backend: &RawBackend) -> (Mesh, EchoClient<tonic::transport::Channel>) {
     let mut mesh = Mesh::new();
     mesh.write("services.yaml", &service_yaml("greeter", &[backend.addr]));
-    mesh.write(
-        "route.yaml",
-        &route_yaml(
-            "greeter",
-            "  - backendRefs: [{name: greeter, port: 50051}]\n    \
-             retry: {attempts: 3, codes: [UNAVAILABLE], backoff: 5ms}\n",
-        ),
-    );
+    mesh.write("route.yaml", &retrying_route());
     blocking(|| {
         mesh.start_controller();
         mesh.start_proxy(ProxyOptions::new("client-0"));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use weft_tests::backend::pb;
 use weft_tests::envoy::Envoy;
+pub use weft_tests::envoy::mesh_bootstrap;
 use weft_tests::kube::KubeCluster;
 use weft_tests::process::{Process, free_port, wait_until};
 
@@ -83,7 +84,7 @@ impl Controller {
     /// returns it with its outbound listener port. Blocking.
     pub fn start_envoy(&self, delta: bool) -> (Envoy, u16) {
         let outbound = free_port();
-        let envoy = Envoy::start(&bootstrap_with_token(
+        let envoy = Envoy::start(&mesh_bootstrap(
             "envoy-0.default",
             outbound,
             self.xds_port,
@@ -139,18 +140,7 @@ pub fn token_for(kubeconfig: &str, namespace: &str, name: &str, audience: &str) 
 }
 
 pub fn bootstrap(node_id: &str, outbound_port: u16, xds_port: u16, delta: bool) -> String {
-    bootstrap_with_token(node_id, outbound_port, xds_port, delta, None)
-}
-
-/// The bootstrap, sending `token` (if any) as `authorization: Bearer` on the ADS stream.
-pub fn bootstrap_with_token(
-    node_id: &str,
-    outbound_port: u16,
-    xds_port: u16,
-    delta: bool,
-    token: Option<&str>,
-) -> String {
-    weft_tests::envoy::mesh_bootstrap(node_id, outbound_port, xds_port, delta, token)
+    mesh_bootstrap(node_id, outbound_port, xds_port, delta, None)
 }
 
 /// The demo Services and their EndpointSlices, all endpoints on 127.0.0.1.

@@ -12,8 +12,9 @@
 /// first candidate is `first % n`, the second is a *different* candidate chosen uniformly
 /// among the other `n - 1`. `load(i)` is candidate `i`'s outstanding requests; it is called
 /// at most twice, and not at all when `n == 1`. Ties go to the first candidate (which is
-/// already random).
-pub fn p2c(n: usize, first: usize, second: usize, load: impl Fn(usize) -> usize) -> Option<usize> {
+/// already random). The balancer uses [`p2c_excluding`]; this is its core, tested alone.
+#[cfg(test)]
+fn p2c(n: usize, first: usize, second: usize, load: impl Fn(usize) -> usize) -> Option<usize> {
     let (a, b) = candidates(n, first, second)?;
     Some(less_loaded(a, b, load))
 }
@@ -23,7 +24,7 @@ pub fn p2c(n: usize, first: usize, second: usize, load: impl Fn(usize) -> usize)
 /// uniform in `0..m` (`m ≥ 1`).
 ///
 /// Cheap when few are excluded: the two candidates are drawn among all `n`, and when
-/// neither is excluded (always, when none is) that is the choice, as [`p2c`] makes it. Only
+/// neither is excluded (always, when none is) that is the choice, as plain P2C makes it. Only
 /// when one is are the eligible candidates collected and two drawn among them afresh. Either
 /// way the pair compared is uniform among pairs of eligible candidates.
 pub fn p2c_excluding(
@@ -47,7 +48,7 @@ pub fn p2c_excluding(
     eligible.get(chosen).copied()
 }
 
-/// The two candidates [`p2c`] compares (the same one twice when `n == 1`).
+/// The two candidates P2C compares (the same one twice when `n == 1`).
 fn candidates(n: usize, first: usize, second: usize) -> Option<(usize, usize)> {
     match n {
         0 => None,

@@ -697,6 +697,15 @@ pub fn route_yaml(name: &str, rules: &str) -> String {
     )
 }
 
+/// GrpcRoute `greeter`: every RPC to Service greeter, UNAVAILABLE retried 3 times (5ms backoff).
+pub fn retrying_route() -> String {
+    route_yaml(
+        "greeter",
+        "  - backendRefs: [{name: greeter, port: 50051}]\n    \
+         retry: {attempts: 3, codes: [UNAVAILABLE], backoff: 5ms}\n",
+    )
+}
+
 /// The demo route: ServerStream → v2 only; Unary → v1 and v2 by weight.
 pub fn weighted_route(v1_weight: u32, v2_weight: u32) -> String {
     route_yaml(
