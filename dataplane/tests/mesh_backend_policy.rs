@@ -115,6 +115,8 @@ fn backend_policy(settings: &str) -> String {
 }
 
 const CONSECUTIVE_ERRORS: u64 = 3;
+/// The route's `retry.attempts` (see `retrying_route`).
+const RETRIES: u64 = 3;
 const BASE_EJECTION: Duration = Duration::from_secs(4);
 /// Envoy returns an ejected endpoint at the first interval tick after its ejection time.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -163,10 +165,19 @@ async fn outlier_detection(kind: ClientProxy) {
         calls.one(&mut client).await;
     }
     let ejected_at = Instant::now();
-    assert_eq!(
-        broken.calls(),
-        CONSECUTIVE_ERRORS,
-        "{kind:?}: the broken endpoint did not fail {CONSECUTIVE_ERRORS} times in {} calls ({:?})",
+    // weft-proxy ejects on the attempt that reaches the count, before the next one is
+    // balanced. Envoy's ejection is asynchronous (its main thread ejects, then tells the
+    // worker), so a retry of that same call may still reach the endpoint: at most its
+    // remaining retries.
+    let at_ejection = broken.calls();
+    let allowed = match kind {
+        ClientProxy::Weft => CONSECUTIVE_ERRORS,
+        ClientProxy::Envoy => CONSECUTIVE_ERRORS + RETRIES,
+    };
+    assert!(
+        (CONSECUTIVE_ERRORS..=allowed).contains(&at_ejection),
+        "{kind:?}: the broken endpoint failed {at_ejection} times (expected \
+         {CONSECUTIVE_ERRORS} to {allowed}) in {} calls ({:?})",
         calls.total,
         start.elapsed()
     );
@@ -181,7 +192,7 @@ async fn outlier_detection(kind: ClientProxy) {
     }
     assert_eq!(
         broken.calls(),
-        CONSECUTIVE_ERRORS,
+        at_ejection,
         "{kind:?}: the ejected endpoint got calls within {quiet:?} of its ejection"
     );
     assert!(
@@ -196,7 +207,7 @@ async fn outlier_detection(kind: ClientProxy) {
     // fails again and is ejected again.
     let back_by = BASE_EJECTION + INTERVAL * 2 + Duration::from_secs(2);
     let phase = calls.total;
-    while broken.calls() == CONSECUTIVE_ERRORS
+    while broken.calls() == at_ejection
         && ejected_at.elapsed() < back_by
         && calls.total - phase < MAX_CALLS_PER_PHASE
     {
@@ -205,7 +216,7 @@ async fn outlier_detection(kind: ClientProxy) {
     }
     let returned_after = ejected_at.elapsed();
     assert!(
-        broken.calls() > CONSECUTIVE_ERRORS,
+        broken.calls() > at_ejection,
         "{kind:?}: the endpoint did not come back within {back_by:?}"
     );
     assert!(
