@@ -236,7 +236,18 @@ link grpcurl "$CACHE/grpcurl-$GRPCURL_VERSION/grpcurl"
 link ghz "$CACHE/ghz-$GHZ_VERSION/ghz"
 link crane "$CACHE/crane-$CRANE_VERSION/crane"
 link h2spec "$CACHE/h2spec-$H2SPEC_VERSION/h2spec"
-link kubectl "$(command -v kubectl || { say "FAILED: kubectl is not on PATH"; exit 1; })"
+# The machine's kubectl: the first on PATH outside this cache (its bin dir may be on PATH too,
+# and linking our own link to itself would lose kubectl).
+machine_kubectl() {
+  local dir dirs
+  IFS=: read -ra dirs <<<"$PATH"
+  for dir in "${dirs[@]}"; do
+    [[ $(realpath -m "$dir") == "$(realpath -m "$TOOLS")" ]] && continue
+    [[ -x $dir/kubectl ]] && { realpath "$dir/kubectl"; return; }
+  done
+  return 1
+}
+link kubectl "$(machine_kubectl || { say "FAILED: kubectl is not on PATH"; exit 1; })"
 
 say "components ready in $((SECONDS - total_start))s; binaries in $TOOLS"
 echo "$TOOLS"
