@@ -5,8 +5,19 @@
 //! client about removals (and about subscribed names that do not exist), and on reconnect
 //! starts from the client's `initial_resource_versions`, so a controller restart re-sends
 //! nothing the proxy already has. A NACKed resource version is remembered and not re-sent;
-//! a newer version of it is. Snapshot pushes send upserts CDS → EDS → LDS → RDS, then
-//! removals in reverse order.
+//! a newer version of it is. Snapshot pushes send upserts CDS → EDS → LDS → RDS → VHDS,
+//! then removals in reverse order.
+//!
+//! In a view with VHDS ([`Snapshot::vhds`]), two types are special:
+//! - **VirtualHost** subscriptions name authorities (`outbound/<ns>/<authority>`). Each
+//!   resolves to the host serving it, sent under the host's own name with the requested
+//!   names in `aliases`; one that nothing serves is answered, as Envoy expects, with a
+//!   resource of the requested name, no body and itself as alias. A first request naming
+//!   nothing (Envoy's namespace watch) gets such an answer for [`VHDS_PLACEHOLDER`], since
+//!   an empty response would leave Envoy's route configuration warming.
+//! - **Cluster** is wildcard in name only: the stream gets the clusters its virtual hosts
+//!   send to (plus the view's pinned ones, the proxy's inbound cluster), sent before the
+//!   hosts themselves, and loses those no host it holds needs any more.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,6 +29,11 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use super::progress::{ClientEvent, Nack, NonceSource, TypeProgress};
 use super::snapshot::{Snapshot, TypeResources, VersionedResource};
 use super::types::ResourceType;
+use super::vhds::NamespaceHosts;
+
+/// The authority of the answer to a VHDS first request that names nothing: not a host name
+/// (Service names are DNS labels), so never one a client asks for.
+pub const VHDS_PLACEHOLDER: &str = "_";
 
 /// The result of handling one request.
 #[derive(Debug, Default)]
@@ -52,7 +68,19 @@ struct Pending {
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
+    /// The names the stream wants: as subscribed, or (VirtualHost in a VHDS view) the hosts
+    /// its subscriptions resolve to and the subscribed names that resolve to none.
     names: BTreeSet<Arc<str>>,
+    /// VirtualHost in a VHDS view: the names the client subscribed to (authorities), and
+    /// per host it wants, the subscribed names that resolve to it.
+    requested: BTreeSet<Arc<str>>,
+    aliases: BTreeMap<Arc<str>, Vec<Arc<str>>>,
+    /// Cluster in a VHDS view: the clusters the stream's hosts send to, which replace the
+    /// wildcard.
+    following: Option<BTreeSet<Arc<str>>>,
+    /// Whether held resources the stream no longer wants are removed (the hosts and
+    /// clusters of a VHDS view), not only those gone from the snapshot.
+    prune: bool,
     /// ACKed (or announced on reconnect) state of the client.
     acked: BTreeMap<Arc<str>, Held>,
     /// Sent, not yet ACKed, in nonce order.
@@ -100,7 +128,10 @@ impl TypeState {
     }
 
     fn subscribed(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
+        match &self.following {
+            Some(following) => following.contains(name) || self.names.contains(name),
+            None => self.wildcard || self.names.contains(name),
+        }
     }
 
     /// What `diff` would say, when the client was brought up to `prev` by the last diff
@@ -156,20 +187,26 @@ impl TypeState {
         snapshot: &Snapshot,
     ) -> (Vec<Arc<VersionedResource>>, Vec<Arc<str>>) {
         let all = snapshot.resources(ty);
-        let candidates: Vec<&Arc<VersionedResource>> = if self.wildcard {
-            all.iter().collect()
-        } else {
-            self.names.iter().filter_map(|n| all.get(n)).collect()
+        let candidates: Vec<&Arc<VersionedResource>> = match &self.following {
+            Some(following) => following
+                .union(&self.names)
+                .filter_map(|n| all.get(n))
+                .collect(),
+            None if self.wildcard => all.iter().collect(),
+            None => self.names.iter().filter_map(|n| all.get(n)).collect(),
         };
         let upserts = candidates
             .into_iter()
             .filter(|r| self.lacks(r))
             .cloned()
             .collect();
+        // Gone from the snapshot, or (following hosts) no longer needed.
         let mut removals: BTreeSet<Arc<str>> = self
             .held_names()
             .into_iter()
-            .filter(|n| all.get(n).is_none() && self.subscribed(n))
+            .filter(|n| {
+                (all.get(n).is_none() && self.subscribed(n)) || (self.prune && !self.subscribed(n))
+            })
             .filter(|n| self.held(n) != Some(&Held::Absent))
             .collect();
         // Named subscriptions to resources that do not exist are answered as removals.
@@ -254,22 +291,42 @@ impl DeltaStream {
                 );
             }
         }
-        for name in &req.resource_names_subscribe {
-            if name == "*" {
-                st.wildcard = true;
-            } else {
-                st.names.insert(Interner(snapshot.resources(ty)).name(name));
+        let hosts = snapshot.vhds().filter(|_| ty == ResourceType::VirtualHost);
+        if let Some(hosts) = hosts {
+            // Authorities, resolved below; Envoy's first request names none.
+            st.prune = true;
+            if first && req.resource_names_subscribe.is_empty() {
+                st.requested.insert(hosts.placeholder().into());
+            }
+            st.requested.extend(
+                req.resource_names_subscribe
+                    .iter()
+                    .map(|n| Arc::from(n.as_str())),
+            );
+            for name in &req.resource_names_unsubscribe {
+                st.requested.remove(name.as_str());
+            }
+        } else {
+            for name in &req.resource_names_subscribe {
+                if name == "*" {
+                    st.wildcard = true;
+                } else {
+                    st.names.insert(Interner(snapshot.resources(ty)).name(name));
+                }
+            }
+            for name in &req.resource_names_unsubscribe {
+                if name == "*" {
+                    st.wildcard = false;
+                } else {
+                    st.names.remove(name.as_str());
+                    st.acked.remove(name.as_str());
+                    st.rejected.remove(name.as_str());
+                }
             }
         }
-        for name in &req.resource_names_unsubscribe {
-            if name == "*" {
-                st.wildcard = false;
-            } else {
-                st.names.remove(name.as_str());
-                st.acked.remove(name.as_str());
-                st.rejected.remove(name.as_str());
-            }
-        }
+        // Clusters a new host needs go out before the host.
+        let clusters_first = self.follow_hosts(snapshot);
+        let st = self.types.entry(ty).or_default();
 
         // A plain ACK changes nothing the client should get: skip the diff.
         let subscriptions_changed = first
@@ -298,6 +355,15 @@ impl DeltaStream {
             st.diff(ty, snapshot)
         };
         st.diffed = Some(all.clone());
+        let mut cluster_removals = Vec::new();
+        if clusters_first && ty != ResourceType::Cluster {
+            let (responses, removals) = self.push_type(ResourceType::Cluster, snapshot);
+            reply.responses.extend(responses);
+            cluster_removals = removals;
+        }
+        let Some(st) = self.types.get_mut(&ty) else {
+            return reply;
+        };
         if first || !upserts.is_empty() || !removals.is_empty() {
             reply.responses.extend(respond(
                 ty,
@@ -308,35 +374,102 @@ impl DeltaStream {
                 &mut self.nonces,
             ));
         }
+        if !cluster_removals.is_empty()
+            && let Some(clusters) = self.types.get_mut(&ResourceType::Cluster)
+        {
+            reply.responses.extend(respond(
+                ResourceType::Cluster,
+                clusters,
+                snapshot,
+                Vec::new(),
+                cluster_removals,
+                &mut self.nonces,
+            ));
+        }
         reply
+    }
+
+    /// In a VHDS view, brings the VirtualHost names up to what the subscriptions resolve
+    /// to in `snapshot`, and the clusters the stream follows up to those hosts' clusters
+    /// (each set to be diffed afresh when it changed). Says whether the clusters changed.
+    fn follow_hosts(&mut self, snapshot: &Snapshot) -> bool {
+        let Some(hosts) = snapshot.vhds() else {
+            return false;
+        };
+        if let Some(st) = self.types.get_mut(&ResourceType::VirtualHost)
+            && st.prune
+            && resolve_hosts(st, hosts)
+        {
+            st.diffed = None;
+        }
+        let Some(clusters) = self.types.get(&ResourceType::Cluster) else {
+            return false;
+        };
+        let host_names = self
+            .types
+            .get(&ResourceType::VirtualHost)
+            .map(|st| &st.names);
+        let following: BTreeSet<Arc<str>> = host_names
+            .into_iter()
+            .flatten()
+            .flat_map(|host| hosts.clusters_of(host))
+            .chain(snapshot.pinned_clusters())
+            .cloned()
+            .collect();
+        if clusters.following.as_ref() == Some(&following) {
+            return false;
+        }
+        if let Some(clusters) = self.types.get_mut(&ResourceType::Cluster) {
+            clusters.following = Some(following);
+            clusters.prune = true;
+            clusters.diffed = None;
+        }
+        true
+    }
+
+    /// The upserts of `ty` that `snapshot` calls for, as responses, and its removals, left
+    /// for the caller to send after what depends on them.
+    fn push_type(
+        &mut self,
+        ty: ResourceType,
+        snapshot: &Snapshot,
+    ) -> (Vec<DeltaDiscoveryResponse>, Vec<Arc<str>>) {
+        let Some(st) = self.types.get_mut(&ty) else {
+            return (Vec::new(), Vec::new());
+        };
+        let all = snapshot.shared_resources(ty);
+        let (upserts, removals) = match &st.diffed {
+            Some(prev) if prev.version() == all.version() => return (Vec::new(), Vec::new()),
+            Some(prev) => st.diff_since(prev, all),
+            None => st.diff(ty, snapshot),
+        };
+        st.diffed = Some(all.clone());
+        // A host's removals go with its upserts: Envoy applies both at once, and a domain
+        // held twice in between would be rejected.
+        if ty == ResourceType::VirtualHost {
+            if upserts.is_empty() && removals.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            let responses = respond(ty, st, snapshot, upserts, removals, &mut self.nonces);
+            return (responses, Vec::new());
+        }
+        let responses = if upserts.is_empty() {
+            Vec::new()
+        } else {
+            respond(ty, st, snapshot, upserts, Vec::new(), &mut self.nonces)
+        };
+        (responses, removals)
     }
 
     /// Pushes what changed in `snapshot`: upserts in make-before-break order, then
     /// removals in reverse order.
     pub fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        self.follow_hosts(snapshot);
         let mut responses = Vec::new();
         let mut removals_by_type = Vec::new();
         for ty in ResourceType::PUSH_ORDER {
-            let Some(st) = self.types.get_mut(&ty) else {
-                continue;
-            };
-            let all = snapshot.shared_resources(ty);
-            let (upserts, removals) = match &st.diffed {
-                Some(prev) if prev.version() == all.version() => continue,
-                Some(prev) => st.diff_since(prev, all),
-                None => st.diff(ty, snapshot),
-            };
-            st.diffed = Some(all.clone());
-            if !upserts.is_empty() {
-                responses.extend(respond(
-                    ty,
-                    st,
-                    snapshot,
-                    upserts,
-                    Vec::new(),
-                    &mut self.nonces,
-                ));
-            }
+            let (pushed, removals) = self.push_type(ty, snapshot);
+            responses.extend(pushed);
             if !removals.is_empty() {
                 removals_by_type.push((ty, removals));
             }
@@ -355,6 +488,32 @@ impl DeltaStream {
         }
         responses
     }
+}
+
+/// VirtualHost in a VHDS view: sets the names the stream wants to the hosts its
+/// subscriptions resolve to (with their aliases) and the subscriptions that resolve to
+/// none. Says whether anything changed.
+fn resolve_hosts(st: &mut TypeState, hosts: &NamespaceHosts) -> bool {
+    let mut names = BTreeSet::new();
+    let mut aliases: BTreeMap<Arc<str>, Vec<Arc<str>>> = BTreeMap::new();
+    for requested in &st.requested {
+        match hosts.resolve(requested) {
+            Some(host) => {
+                names.insert(host.clone());
+                aliases
+                    .entry(host.clone())
+                    .or_default()
+                    .push(requested.clone());
+            }
+            None => {
+                names.insert(requested.clone());
+            }
+        }
+    }
+    let changed = names != st.names || aliases != st.aliases;
+    st.names = names;
+    st.aliases = aliases;
+    changed
 }
 
 /// Applies an ACK or NACK of a pending response and says which it was.
@@ -443,6 +602,15 @@ fn respond_once(
     removals: Vec<Arc<str>>,
     nonces: &mut NonceSource,
 ) -> DeltaDiscoveryResponse {
+    // VHDS: a subscribed authority that no host serves is answered with a resource of its
+    // name, no body, and itself as alias (what Envoy waits for; a removal would leave its
+    // request paused). A host the client held is removed as usual.
+    let (unserved, removed): (Vec<Arc<str>>, Vec<Arc<str>>) =
+        removals.iter().cloned().partition(|name| {
+            ty == ResourceType::VirtualHost
+                && st.requested.contains(name)
+                && !matches!(st.held(name), Some(Held::Version(_)))
+        });
     let (number, nonce) = nonces.next();
     let system_version = snapshot.resources(ty).version().to_string();
     let mut changes: Vec<(Arc<str>, Held)> = upserts
@@ -458,19 +626,30 @@ fn respond_once(
         },
     );
     st.progress.sent_version = Some(system_version.clone());
+    let mut resources: Vec<Resource> = upserts
+        .iter()
+        .map(|r| Resource {
+            name: r.name.to_string(),
+            version: r.version.to_string(),
+            resource: Some(r.body.clone()),
+            aliases: st
+                .aliases
+                .get(&r.name)
+                .map(|list| list.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        })
+        .collect();
+    resources.extend(unserved.iter().map(|name| Resource {
+        name: name.to_string(),
+        aliases: vec![name.to_string()],
+        ..Default::default()
+    }));
     DeltaDiscoveryResponse {
         system_version_info: system_version,
-        resources: upserts
-            .iter()
-            .map(|r| Resource {
-                name: r.name.to_string(),
-                version: r.version.to_string(),
-                resource: Some(r.body.clone()),
-                ..Default::default()
-            })
-            .collect(),
+        resources,
         type_url: ty.type_url().to_string(),
-        removed_resources: removals.iter().map(|n| n.to_string()).collect(),
+        removed_resources: removed.iter().map(|n| n.to_string()).collect(),
         nonce,
         ..Default::default()
     }

@@ -282,3 +282,227 @@ fn a_new_subscription_on_an_up_to_date_stream_gets_just_that_name() {
             .is_empty()
     );
 }
+
+mod vhds {
+    //! VirtualHost subscriptions by authority and clusters that follow the hosts.
+    use super::*;
+    use crate::ads::snapshot::tests::any;
+    use crate::ads::vhds::{HostEntry, NamespaceHosts};
+    use ResourceType::VirtualHost;
+
+    const GREETER: &str = "outbound/default/greeter:50051";
+    const ECHO: &str = "outbound/default/echo:9000";
+
+    fn host(name: &str, domains: &[&str], clusters: &[&str], content: &str) -> HostEntry {
+        HostEntry {
+            name: name.into(),
+            body: any(VirtualHost.type_url(), content),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            clusters: clusters.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    /// A Delta client's view in namespace `default`: two hosts (contents as given), three
+    /// clusters and an inbound one, pinned.
+    fn view(greeter: &str, echo: &str, echo_clusters: &[&str]) -> Snapshot {
+        let mut builder = Snapshot::builder();
+        for cluster in ["greeter", "echo", "echo-v2", "inbound|app"] {
+            builder.add(Cluster, cluster, any(Cluster.type_url(), cluster));
+        }
+        let hosts = NamespaceHosts::new(
+            "outbound/default",
+            any(Route.type_url(), "shell"),
+            vec![
+                host(
+                    GREETER,
+                    &["greeter:50051", "greeter"],
+                    &["greeter"],
+                    greeter,
+                ),
+                host(ECHO, &["echo:9000", "echo"], echo_clusters, echo),
+            ],
+        );
+        builder
+            .build()
+            .with_vhds(Arc::new(hosts), &["inbound|app".to_string()])
+    }
+
+    fn base() -> Snapshot {
+        view("g1", "e1", &["echo"])
+    }
+
+    /// A stream holding the wildcard clusters (ACKed), nothing else.
+    fn with_clusters(snap: &Snapshot) -> DeltaStream {
+        let stream = settled(Cluster, &[], snap);
+        assert!(stream.types[&Cluster].following.is_some());
+        stream
+    }
+
+    fn aliases(response: &DeltaDiscoveryResponse) -> Vec<(&str, Vec<&str>, bool)> {
+        response
+            .resources
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.aliases.iter().map(String::as_str).collect(),
+                    r.resource.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clusters_start_with_the_pinned_ones_only() {
+        let snap = base();
+        let mut stream = DeltaStream::new();
+        let reply = stream.handle_request(&subscribe(Cluster, &[]), &snap);
+        assert_eq!(reply.responses.len(), 1);
+        assert_eq!(sent(&reply.responses[0]), ["inbound|app"]);
+    }
+
+    #[test]
+    fn an_authority_gets_its_host_under_the_host_name_after_the_host_clusters() {
+        let snap = base();
+        let mut stream = with_clusters(&snap);
+        let reply = stream.handle_request(
+            &subscribe(VirtualHost, &["outbound/default/greeter"]),
+            &snap,
+        );
+        assert_eq!(reply.responses.len(), 2, "{:?}", reply.responses);
+        assert_eq!(reply.responses[0].type_url, Cluster.type_url());
+        assert_eq!(sent(&reply.responses[0]), ["greeter"]);
+        assert_eq!(
+            aliases(&reply.responses[1]),
+            [(GREETER, vec!["outbound/default/greeter"], true)]
+        );
+        // A second alias of the same host resends nothing new but the alias.
+        let nonces: Vec<String> = reply.responses.iter().map(|r| r.nonce.clone()).collect();
+        stream.handle_request(&ack(Cluster, &nonces[0]), &snap);
+        stream.handle_request(&ack(VirtualHost, &nonces[1]), &snap);
+        let reply = stream.handle_request(
+            &subscribe(VirtualHost, &["outbound/default/greeter:50051"]),
+            &snap,
+        );
+        assert!(
+            reply
+                .responses
+                .iter()
+                .all(|r| r.type_url != Cluster.type_url()),
+            "no cluster changes"
+        );
+    }
+
+    #[test]
+    fn an_authority_nothing_serves_is_answered_without_a_body() {
+        let snap = base();
+        let mut stream = with_clusters(&snap);
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/nope:1"]), &snap);
+        assert_eq!(reply.responses.len(), 1);
+        assert_eq!(
+            aliases(&reply.responses[0]),
+            [(
+                "outbound/default/nope:1",
+                vec!["outbound/default/nope:1"],
+                false
+            )]
+        );
+        assert!(reply.responses[0].removed_resources.is_empty());
+    }
+
+    #[test]
+    fn a_first_request_naming_nothing_gets_the_placeholder() {
+        let snap = base();
+        let mut stream = DeltaStream::new();
+        let reply = stream.handle_request(&subscribe(VirtualHost, &[]), &snap);
+        assert_eq!(
+            aliases(&reply.responses[0]),
+            [("outbound/default/_", vec!["outbound/default/_"], false)]
+        );
+    }
+
+    /// A stream holding the greeter host and its cluster, everything ACKed.
+    fn holding_greeter(snap: &Snapshot) -> DeltaStream {
+        let mut stream = with_clusters(snap);
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/greeter"]), snap);
+        for response in reply.responses {
+            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
+            assert!(
+                stream
+                    .handle_request(&ack(ty, &response.nonce), snap)
+                    .responses
+                    .is_empty()
+            );
+        }
+        stream
+    }
+
+    #[test]
+    fn a_change_to_a_host_reaches_only_the_streams_holding_it() {
+        let mut stream = holding_greeter(&base());
+        assert!(
+            stream
+                .handle_snapshot(&view("g1", "e2", &["echo"]))
+                .is_empty(),
+            "echo is not held"
+        );
+        let pushed = stream.handle_snapshot(&view("g2", "e2", &["echo"]));
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(
+            aliases(&pushed[0]),
+            [(GREETER, vec!["outbound/default/greeter"], true)]
+        );
+    }
+
+    #[test]
+    fn a_rejected_host_holds_back_only_itself() {
+        let snap = base();
+        let mut stream = holding_greeter(&snap);
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
+        let echo = reply.responses.last().unwrap().clone();
+        assert_eq!(sent(&echo), [ECHO]);
+        for response in &reply.responses[..reply.responses.len() - 1] {
+            stream.handle_request(&ack(Cluster, &response.nonce), &snap);
+        }
+        let nacked = stream.handle_request(&nack(VirtualHost, &echo.nonce, "bad echo"), &snap);
+        assert!(matches!(nacked.events[..], [ClientEvent::Nack { .. }]));
+        // The same echo again is not re-sent; greeter's change still goes out.
+        let pushed = stream.handle_snapshot(&view("g2", "e1", &["echo"]));
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(sent(&pushed[0]), [GREETER]);
+    }
+
+    #[test]
+    fn a_host_that_moves_to_new_clusters_gets_them_first_and_loses_the_old_after() {
+        let snap = base();
+        let mut stream = holding_greeter(&snap);
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
+        for response in reply.responses {
+            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
+            stream.handle_request(&ack(ty, &response.nonce), &snap);
+        }
+        let pushed = stream.handle_snapshot(&view("g1", "e2", &["echo-v2"]));
+        let order: Vec<(&str, Vec<&str>, Vec<&str>)> = pushed
+            .iter()
+            .map(|r| {
+                let ty = ResourceType::from_type_url(&r.type_url)
+                    .unwrap()
+                    .short_name();
+                let removed = r.removed_resources.iter().map(String::as_str).collect();
+                (ty, sent(r), removed)
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("CDS", vec!["echo-v2"], vec![]),
+                ("VHDS", vec![ECHO], vec![]),
+                ("CDS", vec![], vec!["echo"]),
+            ]
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod server;
 mod snapshot;
 mod sotw;
 mod types;
+mod vhds;
 
 pub use delta::{DeltaReply, DeltaStream};
 pub use envoy_sds::EnvoyCertificates;
@@ -23,3 +24,4 @@ pub use server::{AdsService, SnapshotReceiver};
 pub use snapshot::{NodeTypes, Snapshot, SnapshotBuilder, TypeResources, VersionedResource};
 pub use sotw::{SotwReply, SotwStream};
 pub use types::ResourceType;
+pub use vhds::{HostEntry, NamespaceHosts};

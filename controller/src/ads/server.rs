@@ -37,8 +37,9 @@ use super::registry::{Protocol, ProxyRegistry};
 use super::snapshot::Snapshot;
 use super::sotw::SotwStream;
 use super::types::ResourceType;
+use super::vhds::NamespaceHosts;
 use crate::auth::{Authenticator, Identity, check_namespace};
-use crate::translate::{NodeInfo, route_config_name};
+use crate::translate::{NodeInfo, inbound_cluster_name, route_config_name, vhds_route_config};
 
 /// The latest snapshot to serve; `None` until the first full sync.
 pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -247,7 +248,7 @@ impl AdsService {
             Ok(current) => current.clone().unwrap_or_default(),
             Err(_) => return Err(Status::unavailable("the controller is shutting down")),
         };
-        let mut snapshot = node_view(&global, &info, sds.as_ref());
+        let mut snapshot = node_view(&global, &info, sds.as_ref(), P::PROTOCOL);
         self.metrics.connected_proxies.inc();
         let _connected = scopeguard(&self.metrics);
         tracing::info!(node = %node_id, protocol = ?P::PROTOCOL, "proxy connected");
@@ -277,7 +278,7 @@ impl AdsService {
                         if global.node_types(&node_id).is_none() {
                             continue;
                         }
-                        snapshot = node_view(&global, &info, sds.as_ref());
+                        snapshot = node_view(&global, &info, sds.as_ref(), P::PROTOCOL);
                         (state.handle_snapshot(&snapshot), Vec::new())
                     }
                     () = sleep_until(renew_at) => {
@@ -298,7 +299,7 @@ impl AdsService {
                             }
                         }
                         let global = snapshots.borrow().clone().unwrap_or_default();
-                        snapshot = node_view(&global, &info, sds.as_ref());
+                        snapshot = node_view(&global, &info, sds.as_ref(), P::PROTOCOL);
                         (state.handle_snapshot(&snapshot), Vec::new())
                     }
                 }
@@ -346,19 +347,51 @@ impl AdsService {
     }
 }
 
-/// What one proxy sees: the shared sets with its own listeners, only its namespace's route
-/// configuration, and (stock Envoy) its certificate and the trust bundle.
-fn node_view(global: &Snapshot, info: &NodeInfo, sds: Option<&EnvoySds>) -> Snapshot {
+/// What one proxy sees: the shared sets with its own listeners, its namespace's routes,
+/// and (stock Envoy) its certificate and the trust bundle. Over State-of-the-World the
+/// routes are the whole `outbound/<ns>`; over Delta they are its shell and the virtual
+/// hosts the proxy subscribes to on demand, the clusters following those hosts.
+fn node_view(
+    global: &Snapshot,
+    info: &NodeInfo,
+    sds: Option<&EnvoySds>,
+    protocol: Protocol,
+) -> Snapshot {
     let own = global.for_node(&info.id).unwrap_or_else(|| global.clone());
     let route_name = route_config_name(&info.namespace);
-    let routes = own
-        .resources(ResourceType::Route)
-        .subset([route_name.as_str()]);
-    let mut types = vec![(ResourceType::Route, Arc::new(routes))];
+    let mut types = Vec::new();
+    if protocol == Protocol::Sotw {
+        let routes = own
+            .resources(ResourceType::Route)
+            .subset([route_name.as_str()]);
+        types.push((ResourceType::Route, Arc::new(routes)));
+    }
     if let Some(sds) = sds {
         types.push((ResourceType::Secret, sds.secrets.clone()));
     }
-    own.with_types(&types)
+    let view = own.with_types(&types);
+    match protocol {
+        Protocol::Sotw => view,
+        Protocol::Delta => {
+            // A namespace the translation has not served yet has no hosts, but its shell.
+            let hosts = global
+                .namespace_hosts(&info.namespace)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(NamespaceHosts::new(
+                        &route_name,
+                        vhds_route_config(&route_name),
+                        Vec::new(),
+                    ))
+                });
+            let pinned: Vec<String> = info
+                .serves_inbound
+                .then(|| inbound_cluster_name(info.app_addr))
+                .into_iter()
+                .collect();
+            view.with_vhds(hosts, &pinned)
+        }
+    }
 }
 
 /// Resolves at `at`, or never.

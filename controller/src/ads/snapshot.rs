@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use envoy_types::pb::google::protobuf::Any;
 
 use super::types::ResourceType;
+use super::vhds::NamespaceHosts;
 
 /// One named resource and its content version.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +122,14 @@ pub struct Snapshot {
     /// Per node id: the sets that replace the shared ones for that proxy alone (its
     /// listeners, which depend on its addresses and on the mTLS policy that selects it).
     nodes: Arc<BTreeMap<String, NodeTypes>>,
+    /// Per client namespace, the virtual hosts Delta clients subscribe to on demand.
+    namespaces: Arc<BTreeMap<String, Arc<NamespaceHosts>>>,
+    /// In one Delta client's view: its namespace's hosts (what its VirtualHost
+    /// subscriptions resolve against and its clusters follow).
+    vhds: Option<Arc<NamespaceHosts>>,
+    /// In one Delta client's view: clusters it gets whatever hosts it holds (its inbound
+    /// cluster).
+    pinned: Arc<[Arc<str>]>,
 }
 
 /// One proxy's own sets, replacing the shared sets of the same types.
@@ -161,6 +170,12 @@ impl Snapshot {
                 .iter()
                 .zip(other.nodes.iter())
                 .all(|(a, b)| a.0 == b.0 && node_version(a.1) == node_version(b.1))
+            && self.namespaces.len() == other.namespaces.len()
+            && self
+                .namespaces
+                .iter()
+                .zip(other.namespaces.iter())
+                .all(|(a, b)| a.0 == b.0 && a.1.same_content(b.1))
     }
 
     /// This snapshot with the sets of some types replaced (one proxy's own resources).
@@ -172,7 +187,46 @@ impl Snapshot {
         Snapshot {
             types,
             nodes: Arc::default(),
+            namespaces: self.namespaces.clone(),
+            vhds: self.vhds.clone(),
+            pinned: self.pinned.clone(),
         }
+    }
+
+    /// The virtual hosts served to Delta clients in `namespace`.
+    pub fn namespace_hosts(&self, namespace: &str) -> Option<&Arc<NamespaceHosts>> {
+        self.namespaces.get(namespace)
+    }
+
+    /// This view as a Delta client of `hosts`' namespace sees it: the shell route
+    /// configuration, the virtual hosts it may subscribe to, and the clusters it gets
+    /// whatever hosts it holds (`pinned`, those its listeners name).
+    pub fn with_vhds(&self, hosts: Arc<NamespaceHosts>, pinned: &[String]) -> Snapshot {
+        let mut view = self.with_types(&[
+            (ResourceType::Route, hosts.shell().clone()),
+            (ResourceType::VirtualHost, hosts.hosts().clone()),
+        ]);
+        let clusters = self.resources(ResourceType::Cluster);
+        view.pinned = pinned
+            .iter()
+            .map(|name| {
+                clusters
+                    .get(name)
+                    .map_or_else(|| Arc::from(name.as_str()), |r| r.name.clone())
+            })
+            .collect();
+        view.vhds = Some(hosts);
+        view
+    }
+
+    /// The clusters of this Delta client view that it gets whatever hosts it holds.
+    pub fn pinned_clusters(&self) -> &[Arc<str>] {
+        &self.pinned
+    }
+
+    /// The hosts of this Delta client view ([`Self::with_vhds`]).
+    pub fn vhds(&self) -> Option<&NamespaceHosts> {
+        self.vhds.as_deref()
     }
 
     /// The sets made for proxy `node_id` alone, if the translation knew that proxy.
@@ -192,6 +246,9 @@ impl Snapshot {
         Snapshot {
             types: self.types.clone(),
             nodes: other.nodes.clone(),
+            namespaces: other.namespaces.clone(),
+            vhds: None,
+            pinned: Arc::new([]),
         }
     }
 }
@@ -233,6 +290,7 @@ fn set_version(resources: &BTreeMap<Arc<str>, Arc<VersionedResource>>) -> String
 pub struct SnapshotBuilder {
     types: BTreeMap<ResourceType, BTreeMap<String, Any>>,
     nodes: BTreeMap<String, BTreeMap<ResourceType, BTreeMap<String, Any>>>,
+    namespaces: BTreeMap<String, Arc<NamespaceHosts>>,
 }
 
 impl SnapshotBuilder {
@@ -260,6 +318,13 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Sets the virtual hosts Delta clients in `namespace` are served.
+    pub fn namespace_hosts(&mut self, namespace: &str, hosts: NamespaceHosts) -> &mut Self {
+        self.namespaces
+            .insert(namespace.to_owned(), Arc::new(hosts));
+        self
+    }
+
     pub fn build(mut self) -> Snapshot {
         let types = ResourceType::PUSH_ORDER
             .into_iter()
@@ -284,6 +349,9 @@ impl SnapshotBuilder {
         Snapshot {
             types,
             nodes: Arc::new(nodes),
+            namespaces: Arc::new(self.namespaces),
+            vhds: None,
+            pinned: Arc::new([]),
         }
     }
 }

@@ -15,16 +15,20 @@ pub enum ResourceType {
     Endpoint,
     Listener,
     Route,
+    /// VHDS (Delta clients only): the virtual hosts of `outbound/<ns>`, one resource each,
+    /// sent on demand (see `ads::vhds`).
+    VirtualHost,
 }
 
 impl ResourceType {
     /// Upserts go out in this order; removals in the reverse.
-    pub const PUSH_ORDER: [ResourceType; 5] = [
+    pub const PUSH_ORDER: [ResourceType; 6] = [
         ResourceType::Secret,
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
+        ResourceType::VirtualHost,
     ];
 
     pub fn type_url(self) -> &'static str {
@@ -34,6 +38,7 @@ impl ResourceType {
             ResourceType::Endpoint => type_url::ENDPOINT,
             ResourceType::Listener => type_url::LISTENER,
             ResourceType::Route => type_url::ROUTE,
+            ResourceType::VirtualHost => type_url::VIRTUAL_HOST,
         }
     }
 
@@ -51,6 +56,7 @@ impl ResourceType {
             ResourceType::Endpoint => "EDS",
             ResourceType::Listener => "LDS",
             ResourceType::Route => "RDS",
+            ResourceType::VirtualHost => "VHDS",
         }
     }
 

@@ -139,7 +139,7 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
-use crate::ads::{ResourceType, Snapshot, TypeResources};
+use crate::ads::{NamespaceHosts, ResourceType, Snapshot, TypeResources};
 use crate::model::{Index, ObjectKey};
 
 pub use cluster::inbound_cluster_name;
@@ -152,6 +152,7 @@ pub use secrets::{
 };
 pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
 pub use tls::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
+pub use vhosts::vhds_route_config;
 pub use workloads::{Enforcing, Member, Members, Workload, Workloads};
 
 /// The result of translating an index.
@@ -266,8 +267,11 @@ pub fn translate_for(
     namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
     namespaces.extend(workloads.values().map(|w| w.namespace.clone()));
     let namespaces = namespaces.iter().map(String::as_str);
-    for (name, config) in vhosts::route_configurations(namespaces, &catalog, &attached, &faults) {
+    for routing in vhosts::route_configurations(namespaces, &catalog, &attached, &faults) {
+        let (name, config) = routing.config;
+        let hosts = NamespaceHosts::new(&name, routing.shell, routing.hosts);
         builder.add(ResourceType::Route, name, config);
+        builder.namespace_hosts(&routing.namespace, hosts);
     }
 
     Translation {

@@ -2,6 +2,11 @@
 //! Service port, answering to the names a client may use, with the GrpcRoute rules that
 //! apply to that client, faults, and a default route to the Service itself.
 //!
+//! Each namespace's hosts come in two forms: inline in `outbound/<ns>` (what
+//! State-of-the-World clients get), and as VHDS resources `outbound/<ns>/<host>` (what
+//! Delta clients subscribe to one by one, behind a shell `outbound/<ns>` naming `vhds`; see
+//! `ads::vhds`). Both carry the same host; the VHDS one is named after its resource.
+//!
 //! Most virtual hosts look the same from every namespace but the Service's own: only short
 //! names (own namespace) and consumer routes (the client's namespace) tell namespaces apart.
 //! Such a shared host is built and encoded once per translation and its bytes are reused in
@@ -15,35 +20,79 @@ use std::collections::{HashMap, HashSet};
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, VirtualHost,
+    Route, RouteAction, RouteConfiguration, Vhds, VirtualHost,
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message as _;
 use prost::Name as _;
-use prost::encoding::{WireType, encode_key, encode_varint};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
+use super::cluster::ads_config_source;
 use super::fault::{AppliedFault, with_faults};
 use super::matching;
 use super::routes::{AttachedRoute, stream_timeouts};
 use super::services::{Catalog, ServiceEntry, route_config_name};
+use crate::ads::HostEntry;
 use crate::model::ObjectKey;
 
 /// The name of the last route of every virtual host (to the Service itself).
 pub(super) const DEFAULT_ROUTE: &str = "default";
 
-/// A virtual host's domains and its encoding.
+/// A virtual host's domains, the clusters it sends to, and its encoding.
 struct EncodedHost {
+    /// Its own name, `<fqdn>:<port>`.
+    name: String,
     domains: Vec<String>,
+    clusters: Vec<String>,
     bytes: Vec<u8>,
 }
 
-/// The RouteConfigurations serving clients in each of `namespaces`, as (name, `Any`).
+impl EncodedHost {
+    /// This host as the VHDS resource `<route config>/<own name>`, named after the
+    /// resource (Envoy keys VHDS hosts by their own name, and removals by resource name):
+    /// the encoding with its leading `name` field swapped.
+    fn vhds_entry(&self, route_config: &str) -> HostEntry {
+        let name = format!("{route_config}/{}", self.name);
+        let rest = &self.bytes[name_field_len(&self.name)..];
+        let mut value = Vec::with_capacity(name.len() + 4 + rest.len());
+        length_delimited(1, name.as_bytes(), &mut value);
+        value.extend_from_slice(rest);
+        HostEntry {
+            name,
+            body: Any {
+                type_url: VirtualHost::type_url(),
+                value,
+            },
+            domains: self.domains.clone(),
+            clusters: self.clusters.clone(),
+        }
+    }
+}
+
+/// The encoded length of field 1 (a `VirtualHost`'s `name`, which prost writes first)
+/// holding `name`: key, length, bytes.
+fn name_field_len(name: &str) -> usize {
+    1 + encoded_len_varint(name.len() as u64) + name.len()
+}
+
+/// What one client namespace's routing becomes.
+pub(super) struct NamespaceRouting {
+    pub namespace: String,
+    /// `outbound/<ns>`, every host inline (State-of-the-World clients).
+    pub config: (String, Any),
+    /// `outbound/<ns>` as Delta clients get it: no hosts, `vhds` over ADS.
+    pub shell: Any,
+    /// The same hosts as VHDS resources.
+    pub hosts: Vec<HostEntry>,
+}
+
+/// The routing of each of `namespaces`' clients.
 pub(super) fn route_configurations<'n>(
     namespaces: impl IntoIterator<Item = &'n str>,
     catalog: &Catalog,
     routes: &[AttachedRoute],
     faults: &[AppliedFault],
-) -> Vec<(String, Any)> {
+) -> Vec<NamespaceRouting> {
     let hosts_of = Hosts {
         by_parent: routes_by_parent(routes),
         faults,
@@ -63,10 +112,12 @@ pub(super) fn route_configurations<'n>(
             }
         }
     }
-    let mut configs = Vec::new();
+    let mut routing = Vec::new();
     for namespace in namespaces {
+        let name = route_config_name(namespace);
         let mut taken: HashSet<Cow<'_, str>> = HashSet::new();
         let mut hosts: Vec<Cow<'_, [u8]>> = Vec::new();
+        let mut entries = Vec::new();
         for service in catalog.iter() {
             for (i, port) in service.ports.iter().enumerate() {
                 let key = (service.namespace.as_str(), service.name.as_str(), port.port);
@@ -77,27 +128,49 @@ pub(super) fn route_configurations<'n>(
                 match reusable {
                     Some(host) => {
                         taken.extend(host.domains.iter().map(|d| Cow::Borrowed(d.as_str())));
+                        entries.push(host.vhds_entry(&name));
                         hosts.push(Cow::Borrowed(&host.bytes));
                     }
                     None => {
                         let host = hosts_of.build(service, i, namespace, |d| taken.contains(d));
+                        entries.push(host.vhds_entry(&name));
                         taken.extend(host.domains.into_iter().map(Cow::Owned));
                         hosts.push(Cow::Owned(host.bytes));
                     }
                 }
             }
         }
-        let name = route_config_name(namespace);
         let value = encode_route_configuration(&name, &hosts);
-        configs.push((
-            name,
-            Any {
-                type_url: RouteConfiguration::type_url(),
-                value,
-            },
-        ));
+        routing.push(NamespaceRouting {
+            namespace: namespace.to_owned(),
+            shell: vhds_route_config(&name),
+            config: (
+                name,
+                Any {
+                    type_url: RouteConfiguration::type_url(),
+                    value,
+                },
+            ),
+            hosts: entries,
+        });
     }
-    configs
+    routing
+}
+
+/// `outbound/<ns>` for Delta clients: no virtual hosts; they come over VHDS on the same
+/// ADS stream.
+pub fn vhds_route_config(name: &str) -> Any {
+    let config = RouteConfiguration {
+        name: name.to_owned(),
+        vhds: Some(Vhds {
+            config_source: Some(ads_config_source()),
+        }),
+        ..Default::default()
+    };
+    Any {
+        type_url: RouteConfiguration::type_url(),
+        value: config.encode_to_vec(),
+    }
 }
 
 /// Builds virtual hosts.
@@ -137,6 +210,8 @@ impl<'a> Hosts<'a> {
         };
         let bytes = host.encode_to_vec();
         EncodedHost {
+            clusters: clusters_of(&host.routes),
+            name: host.name,
             domains: host.domains,
             bytes,
         }
@@ -248,6 +323,29 @@ fn entries<'a>(
         .collect();
     entries.push((default_route(&service.cluster(port)), None));
     entries
+}
+
+/// The clusters `routes` send to, each once, in order.
+fn clusters_of(routes: &[Route]) -> Vec<String> {
+    let mut clusters: Vec<String> = Vec::new();
+    for route in routes {
+        let Some(Action::Route(action)) = &route.action else {
+            continue;
+        };
+        let names: Vec<&str> = match &action.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(name)) => vec![name.as_str()],
+            Some(ClusterSpecifier::WeightedClusters(weighted)) => {
+                weighted.clusters.iter().map(|c| c.name.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        for name in names {
+            if !clusters.iter().any(|c| c == name) {
+                clusters.push(name.to_owned());
+            }
+        }
+    }
+    clusters
 }
 
 fn default_route(cluster: &str) -> Route {

@@ -1,0 +1,223 @@
+//! What Delta clients are served instead of whole route configurations: per client
+//! namespace, the virtual hosts of `outbound/<ns>` as VHDS resources, the authorities each
+//! answers to, and the clusters each sends to.
+//!
+//! A Delta client (weft-proxy, stock Envoy with the on-demand filter) gets `outbound/<ns>`
+//! as a shell naming `vhds`, and subscribes to `outbound/<ns>/<authority>` on its first RPC
+//! to an authority. [`NamespaceHosts::resolve`] turns that alias into the host serving it
+//! (answered under the host's own name with the alias in `aliases`), and
+//! [`NamespaceHosts::clusters_of`] says which clusters the stream then needs: a Delta
+//! stream's wildcard CDS holds only the clusters of the hosts it subscribed to, so a proxy
+//! that calls 10 of 1000 Services holds 10 hosts and their clusters, and a route change
+//! reaches only the proxies that call that Service.
+//!
+//! One `NamespaceHosts` per namespace is built by translation and shared by every stream
+//! of that namespace; streams keep only names.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Any;
+
+use super::snapshot::TypeResources;
+
+/// One virtual host as translation hands it over.
+#[derive(Debug, Clone)]
+pub struct HostEntry {
+    /// `outbound/<ns>/<fqdn>:<port>`: the resource name and the host's own `name`.
+    pub name: String,
+    /// The encoded `VirtualHost`.
+    pub body: Any,
+    /// The authorities it answers to (its `domains`).
+    pub domains: Vec<String>,
+    /// The clusters its routes send to.
+    pub clusters: Vec<String>,
+}
+
+/// The VHDS view of one client namespace.
+#[derive(Debug, Default)]
+pub struct NamespaceHosts {
+    /// `outbound/<ns>/`: every alias and host name starts with it.
+    prefix: String,
+    /// The shell `outbound/<ns>` (a RouteConfiguration naming `vhds`), as a set of one.
+    shell: Arc<TypeResources>,
+    /// The VirtualHost resources.
+    hosts: Arc<TypeResources>,
+    /// Authority (lowercase, as in `domains`) → the host serving it.
+    by_authority: HashMap<Box<str>, Arc<str>>,
+    /// Host name → the clusters it sends to.
+    clusters: HashMap<Arc<str>, Box<[Arc<str>]>>,
+}
+
+impl NamespaceHosts {
+    /// The hosts of `outbound/<ns>` (`route_config`), and its shell.
+    pub fn new(route_config: &str, shell: Any, hosts: Vec<HostEntry>) -> Self {
+        let prefix = format!("{route_config}/");
+        let mut domains = Vec::with_capacity(hosts.len());
+        let mut clusters_by_host = Vec::with_capacity(hosts.len());
+        let bodies: Vec<(String, Any)> = hosts
+            .into_iter()
+            .map(|host| {
+                domains.push((host.name.clone(), host.domains));
+                clusters_by_host.push((host.name.clone(), host.clusters));
+                (host.name, host.body)
+            })
+            .collect();
+        let hosts = Arc::new(TypeResources::from_bodies(bodies));
+        // Keys share the set's own strings.
+        let own = |name: &str| {
+            hosts
+                .get(name)
+                .map_or_else(|| Arc::from(name), |r| r.name.clone())
+        };
+        let mut by_authority = HashMap::new();
+        for (name, list) in domains {
+            let name = own(&name);
+            for domain in list {
+                by_authority
+                    .entry(domain.to_ascii_lowercase().into_boxed_str())
+                    .or_insert_with(|| name.clone());
+            }
+        }
+        let clusters = clusters_by_host
+            .into_iter()
+            .map(|(name, list)| (own(&name), list.into_iter().map(Arc::from).collect()))
+            .collect();
+        Self {
+            prefix,
+            shell: Arc::new(TypeResources::from_bodies([(
+                route_config.to_owned(),
+                shell,
+            )])),
+            hosts,
+            by_authority,
+            clusters,
+        }
+    }
+
+    /// The answer to a first VHDS request that names nothing: `outbound/<ns>/_`.
+    pub fn placeholder(&self) -> String {
+        format!("{}{}", self.prefix, super::delta::VHDS_PLACEHOLDER)
+    }
+
+    /// The shell route configuration, as a set of one.
+    pub fn shell(&self) -> &Arc<TypeResources> {
+        &self.shell
+    }
+
+    /// The VirtualHost resources.
+    pub fn hosts(&self) -> &Arc<TypeResources> {
+        &self.hosts
+    }
+
+    /// The host a subscribed name stands for: a host's own name, or
+    /// `outbound/<ns>/<authority>` for an authority some host answers to (matched without
+    /// regard to case, as HTTP host names are). `None`: nothing serves it.
+    pub fn resolve(&self, requested: &str) -> Option<&Arc<str>> {
+        if let Some(resource) = self.hosts.get(requested) {
+            return Some(&resource.name);
+        }
+        let authority = requested.strip_prefix(&self.prefix)?;
+        match self.by_authority.get(authority) {
+            Some(name) => Some(name),
+            None => self
+                .by_authority
+                .get(authority.to_ascii_lowercase().as_str()),
+        }
+    }
+
+    /// The clusters host `name` sends to (none for a name that is not a host).
+    pub fn clusters_of(&self, name: &str) -> &[Arc<str>] {
+        self.clusters.get(name).map_or(&[], |list| list)
+    }
+
+    /// Whether both serve the same hosts under the same names (content versions only).
+    pub fn same_content(&self, other: &NamespaceHosts) -> bool {
+        self.shell.version() == other.shell.version()
+            && self.hosts.version() == other.hosts.version()
+    }
+}
+
+impl PartialEq for NamespaceHosts {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix && self.same_content(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, domains: &[&str], clusters: &[&str]) -> HostEntry {
+        HostEntry {
+            name: name.into(),
+            body: Any {
+                type_url: "vh".into(),
+                value: name.as_bytes().to_vec(),
+            },
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            clusters: clusters.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn greeter() -> NamespaceHosts {
+        NamespaceHosts::new(
+            "outbound/default",
+            Any::default(),
+            vec![
+                entry(
+                    "outbound/default/greeter:50051",
+                    &["greeter:50051", "greeter", "10.0.0.1:50051"],
+                    &["outbound|50051||greeter"],
+                ),
+                entry(
+                    "outbound/default/echo:9000",
+                    &["echo:9000", "echo"],
+                    &["outbound|9000||echo", "outbound|9000||echo-v2"],
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn aliases_resolve_to_the_host_serving_them() {
+        let hosts = greeter();
+        for alias in [
+            "greeter",
+            "greeter:50051",
+            "10.0.0.1:50051",
+            "GREETER:50051",
+        ] {
+            assert_eq!(
+                hosts
+                    .resolve(&format!("outbound/default/{alias}"))
+                    .map(|n| &**n),
+                Some("outbound/default/greeter:50051"),
+                "{alias}"
+            );
+        }
+        assert_eq!(
+            hosts.resolve("outbound/default/echo:9000").map(|n| &**n),
+            Some("outbound/default/echo:9000"),
+            "a host's own name"
+        );
+        assert_eq!(hosts.resolve("outbound/default/nope:1"), None);
+        assert_eq!(
+            hosts.resolve("outbound/other/greeter"),
+            None,
+            "another namespace's prefix"
+        );
+    }
+
+    #[test]
+    fn clusters_of_each_host() {
+        let hosts = greeter();
+        let clusters: Vec<&str> = hosts
+            .clusters_of("outbound/default/echo:9000")
+            .iter()
+            .map(|c| &**c)
+            .collect();
+        assert_eq!(clusters, ["outbound|9000||echo", "outbound|9000||echo-v2"]);
+        assert!(hosts.clusters_of("outbound/default/nope").is_empty());
+    }
+}
