@@ -43,7 +43,7 @@ async fn scenario(delta: bool) {
         client
             .unary(request("hi"))
             .await
-            .unwrap()
+            .unwrap_or_else(|status| panic!("{status}\n{}", envoy.log_tail(30)))
             .into_inner()
             .instance,
         "v1"

@@ -57,9 +57,12 @@ fn metrics(registry: &Mutex<Registry>) -> Reply {
     }
 }
 
-/// The config in force: versions, the inbound listener's mTLS mode, the outbound routes,
-/// clusters (connect timeout, circuit breakers, outlier detection, keepalive) and their
-/// endpoints (and which of those are reached over mTLS).
+/// The config in force: versions, the inbound listener's mTLS mode, the outbound routes
+/// (with the virtual hosts held from VHDS joined in), clusters (connect timeout, circuit
+/// breakers, outlier detection, keepalive) and their endpoints (and which of those are
+/// reached over mTLS); and VHDS on its own: `virtual_hosts`, the hosts held by resource
+/// name with the names they answer, and `vhds`, the names subscribed, those answered "not
+/// found" and those refused for being too many.
 pub fn config_dump(config: &ProxyConfig) -> Value {
     let versions: serde_json::Map<String, Value> = config
         .resources
@@ -116,6 +119,26 @@ pub fn config_dump(config: &ProxyConfig) -> Value {
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let on_demand = &config.resources.on_demand;
+    let virtual_hosts: Vec<Value> = config
+        .resources
+        .virtual_hosts
+        .iter()
+        .map(|(resource_name, held)| {
+            let aliases: Vec<&String> = on_demand
+                .aliases
+                .iter()
+                .filter(|(alias, host)| *host == resource_name && *alias != resource_name)
+                .map(|(alias, _)| alias)
+                .collect();
+            json!({
+                "resource_name": resource_name,
+                "name": held.host.name,
+                "domains": held.host.domains,
+                "aliases": aliases,
+            })
+        })
+        .collect();
     json!({
         "complete": config.complete,
         "versions": versions,
@@ -123,6 +146,12 @@ pub fn config_dump(config: &ProxyConfig) -> Value {
         "listeners": listeners,
         "outbound_routes": config.outbound.as_deref().map(route_table),
         "clusters": clusters,
+        "virtual_hosts": virtual_hosts,
+        "vhds": {
+            "subscribed": on_demand.subscribed,
+            "not_found": on_demand.not_found,
+            "refused": on_demand.refused,
+        },
     })
 }
 
@@ -138,7 +167,7 @@ fn route_table(table: &RouteTable) -> Value {
             })
         })
         .collect();
-    json!({"name": table.name, "virtual_hosts": virtual_hosts})
+    json!({"name": table.name, "vhds": table.vhds, "virtual_hosts": virtual_hosts})
 }
 
 fn route(route: &Route) -> Value {
@@ -193,4 +222,65 @@ fn route(route: &Route) -> Value {
         "retry": retry,
         "fault": fault,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::util::pack_any;
+
+    use super::*;
+    use crate::config::test_protos::{
+        GREETER, controller_listener, prefix, route as envoy_route, to_cluster, vhds_shell, vhost,
+    };
+    use crate::config::{
+        Resources, assemble, parse_listener, parse_route_config, parse_virtual_host,
+    };
+
+    #[test]
+    fn config_dump_shows_the_virtual_hosts_held_from_vhds() {
+        let mut resources = Resources::default();
+        let listener = parse_listener(&pack_any(controller_listener("default"))).unwrap();
+        resources.listeners.insert(listener.name.clone(), listener);
+        let shell = parse_route_config(&pack_any(vhds_shell("outbound/default"))).unwrap();
+        resources.routes.insert(shell.name.clone(), Arc::new(shell));
+        let host = vhost(
+            "greeter.default.svc.cluster.local:50051",
+            &["greeter:50051"],
+            vec![envoy_route("default", prefix("/"), to_cluster(GREETER))],
+        );
+        let name = "outbound/default/greeter.default.svc.cluster.local:50051";
+        let alias = "outbound/default/greeter:50051";
+        let lookups = &mut resources.on_demand;
+        lookups.subscribed.insert(alias.into());
+        lookups.subscribed.insert("outbound/default/nope:1".into());
+        lookups.answered(name, &[alias.into()]);
+        lookups.not_served("outbound/default/nope:1");
+        let held = parse_virtual_host(&pack_any(host)).unwrap();
+        resources.virtual_hosts.insert(name.into(), Arc::new(held));
+
+        let dump = config_dump(&assemble(resources));
+        assert_eq!(
+            dump["virtual_hosts"],
+            json!([{
+                "resource_name": name,
+                "name": "greeter.default.svc.cluster.local:50051",
+                "domains": ["greeter:50051"],
+                "aliases": [alias],
+            }])
+        );
+        assert_eq!(
+            dump["vhds"],
+            json!({
+                "subscribed": ["outbound/default/greeter:50051", "outbound/default/nope:1"],
+                "not_found": ["outbound/default/nope:1"],
+                "refused": [],
+            })
+        );
+        let routes = &dump["outbound_routes"];
+        assert_eq!(routes["vhds"], json!(true));
+        assert_eq!(
+            routes["virtual_hosts"][0]["name"],
+            json!("greeter.default.svc.cluster.local:50051")
+        );
+    }
 }

@@ -29,6 +29,7 @@ use crate::proxy::admission::InboundAdmission;
 use crate::proxy::inbound::Inbound;
 use crate::proxy::listener::{self, ListenerSettings};
 use crate::proxy::metrics::{MtlsMetrics, ProxyMetrics};
+use crate::proxy::on_demand::OnDemand;
 use crate::proxy::original_dst::Intercepted;
 use crate::proxy::outbound::Outbound;
 use crate::proxy::pool::Upstreams;
@@ -49,10 +50,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let xds_metrics = Arc::new(xds::XdsMetrics::register(&mut registry));
     let (config_tx, config_rx) = watch::channel(Arc::new(ProxyConfig::default()));
     let control_plane = settings.control_plane().map_err(anyhow::Error::msg)?;
-    let xds_client = xds::spawn(
+    let (on_demand, demands) = OnDemand::channel();
+    let xds_client = xds::spawn_with_demands(
         xds::XdsSettings::from_settings(&settings, control_plane.clone()),
         config_tx,
         xds_metrics,
+        demands,
     );
 
     let mtls_metrics = Arc::new(MtlsMetrics::register(&mut registry));
@@ -73,6 +76,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         upstreams: upstreams.clone(),
         metrics: metrics.clone(),
         retry_budget: RetryBudget::new(0.2, 10, std::time::Duration::from_secs(10)),
+        on_demand,
     });
     let inbound = Arc::new(Inbound::new(
         settings.app_addr,

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::{OnDemand, OnDemandCds};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     CodecType, RouteSpecifier,
@@ -29,6 +30,8 @@ pub const OUTBOUND_LISTENER: &str = "outbound";
 
 /// The network filter name of the HTTP connection manager.
 pub(super) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+/// The filter that fetches a virtual host on an RPC's first use of an authority.
+pub(super) const ON_DEMAND_FILTER: &str = "envoy.filters.http.on_demand";
 /// The terminal HTTP filter.
 pub(super) const ROUTER_FILTER: &str = "envoy.filters.http.router";
 
@@ -47,6 +50,11 @@ pub(super) fn outbound_listener_at(namespace: &str, addr: SocketAddr) -> (String
             route_config_name: route_config_name(namespace),
         })),
         http_filters: vec![
+            // Over Delta the route configuration names VHDS: an RPC to an authority the
+            // proxy holds no virtual host for waits here while it is fetched, and then
+            // while its cluster warms (the controller sends a host's clusters with it).
+            // Over State-of-the-World (every host inline, every cluster) it does nothing.
+            http_filter(ON_DEMAND_FILTER, pack_any(on_demand())),
             // Empty: faults come only from the per-route config.
             http_filter(FAULT_FILTER, pack_any(HttpFault::default())),
             http_filter(ROUTER_FILTER, pack_any(Router::default())),
@@ -77,6 +85,25 @@ pub(super) fn outbound_listener_at(namespace: &str, addr: SocketAddr) -> (String
     (OUTBOUND_LISTENER.to_owned(), pack_any(listener))
 }
 
+/// The on-demand filter's config: virtual hosts, and clusters over the same ADS stream,
+/// waited for at most [`ON_DEMAND_WAIT`].
+fn on_demand() -> OnDemand {
+    OnDemand {
+        odcds: Some(OnDemandCds {
+            source: Some(ads_config_source()),
+            resources_locator: String::new(),
+            timeout: Some(Duration {
+                seconds: ON_DEMAND_WAIT.as_secs() as i64,
+                nanos: 0,
+            }),
+        }),
+    }
+}
+
+/// How long an RPC waits for its cluster on first use (weft-proxy holds an RPC as long
+/// for its virtual host and cluster).
+pub const ON_DEMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(super) fn http_filter(name: &str, config: Any) -> HttpFilter {
     HttpFilter {
         name: name.into(),
@@ -91,7 +118,7 @@ mod tests {
     use crate::translate::testutil::decode;
 
     #[test]
-    fn reads_the_namespace_routes_with_fault_before_router() {
+    fn reads_the_namespace_routes_with_on_demand_and_fault_before_router() {
         let node = NodeInfo::new("client-0", "team-a", "127.0.0.1:15001".parse().unwrap());
         let (name, any) = outbound_listener(&node);
         assert_eq!(name, "outbound");
@@ -119,8 +146,8 @@ mod tests {
             .iter()
             .map(|f| f.name.as_str())
             .collect();
-        assert_eq!(names, [FAULT_FILTER, ROUTER_FILTER]);
-        let Some(HttpFilterConfig::TypedConfig(fault)) = &manager.http_filters[0].config_type
+        assert_eq!(names, [ON_DEMAND_FILTER, FAULT_FILTER, ROUTER_FILTER]);
+        let Some(HttpFilterConfig::TypedConfig(fault)) = &manager.http_filters[1].config_type
         else {
             panic!()
         };

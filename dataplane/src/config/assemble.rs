@@ -3,11 +3,14 @@
 //! `inbound` listener's mode, clusters and their endpoints by cluster name, and whether
 //! everything referenced has arrived ([`ProxyConfig::missing`] says what has not, for
 //! `/ready`). The `inbound` listener is not required: without it the proxy is `Permissive`.
+//! A route configuration naming `vhds` gets the virtual hosts held from VHDS joined in
+//! (`on_demand::with_held_hosts`), for routing and for what is missing alike.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::listener::{INBOUND_LISTENER, OUTBOUND_LISTENER};
+use super::on_demand::with_held_hosts;
 use super::{EndpointSet, ListenerConfig, ProxyConfig, Resources, RouteTable};
 
 /// At most this many missing resources are listed; the rest are counted.
@@ -17,7 +20,7 @@ const MAX_LISTED: usize = 10;
 pub fn assemble(resources: Resources) -> ProxyConfig {
     let outbound = outbound_listener(&resources)
         .and_then(|listener| resources.routes.get(&listener.route_config_name))
-        .cloned();
+        .map(|table| with_held_hosts(table, &resources.virtual_hosts));
     let clusters: HashMap<_, _> = resources
         .clusters
         .iter()
@@ -98,7 +101,8 @@ fn missing_resources(resources: &Resources) -> Vec<String> {
                 listener.route_config_name, listener.name
             )),
             Some(table) => {
-                for cluster in referenced_clusters(table) {
+                let table = with_held_hosts(table, &resources.virtual_hosts);
+                for cluster in referenced_clusters(&table) {
                     if !resources.clusters.contains_key(cluster) {
                         missing.push(format!(
                             "Cluster {cluster} (routed to by RouteConfiguration {})",

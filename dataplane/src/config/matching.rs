@@ -54,6 +54,21 @@ impl RouteTable {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<RouteDecision<'_>> {
+        let virtual_host = self.virtual_host_for(authority, original_dst)?;
+        let route = virtual_host.route_for(authority, path, headers)?;
+        Some(RouteDecision {
+            virtual_host,
+            route,
+        })
+    }
+
+    /// The virtual host [`Self::select_intercepted`] picks for `authority` (and the original
+    /// destination), before looking at routes; `None` when no domain answers.
+    pub fn virtual_host_for(
+        &self,
+        authority: &str,
+        original_dst: Option<SocketAddr>,
+    ) -> Option<&Arc<VirtualHost>> {
         let index = self
             .named_virtual_host(authority)
             .or_else(|| {
@@ -62,22 +77,7 @@ impl RouteTable {
                 original_dst.and_then(|dst| self.domains.get(&dst.to_string()).copied())
             })
             .or_else(|| self.domains.get("*").copied())?;
-        let virtual_host = self.virtual_hosts.get(index)?;
-        let request = Request {
-            authority,
-            path,
-            // Path matchers ignore the query string, as Envoy's do.
-            path_only: path.split_once('?').map_or(path, |(path, _)| path),
-            headers,
-        };
-        let route = virtual_host
-            .routes
-            .iter()
-            .find(|route| request.accepts(route))?;
-        Some(RouteDecision {
-            virtual_host,
-            route,
-        })
+        self.virtual_hosts.get(index)
     }
 
     /// Envoy's virtual host selection: the exact domain, then (weft's addition, like
@@ -136,6 +136,21 @@ impl RouteTable {
             }
         }
         best.map(|(_, _, index)| index)
+    }
+}
+
+impl VirtualHost {
+    /// The first route whose match accepts `path` and `headers` (`authority` is what a
+    /// `:authority` header matcher sees).
+    pub fn route_for(&self, authority: &str, path: &str, headers: &HeaderMap) -> Option<&Route> {
+        let request = Request {
+            authority,
+            path,
+            // Path matchers ignore the query string, as Envoy's do.
+            path_only: path.split_once('?').map_or(path, |(path, _)| path),
+            headers,
+        };
+        self.routes.iter().find(|route| request.accepts(route))
     }
 }
 

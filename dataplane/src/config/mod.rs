@@ -1,7 +1,9 @@
 //! The proxy's own typed config: what the data path reads on every RPC, built from Envoy v3
 //! xDS resources and validated on the way in (`listener`, `routes`, `cluster`, `endpoints`
 //! convert one resource each, `inbound` the `inbound` listener, `transport` the TLS
-//! contexts of both; `assemble` joins them into one [`ProxyConfig`]).
+//! contexts of both; `assemble` joins them into one [`ProxyConfig`]). `on_demand` is VHDS:
+//! virtual hosts fetched as RPCs need them, what was asked and answered, and what the held
+//! config says about an authority.
 //!
 //! Mutual TLS, as the config says it: the `inbound` listener's mode ([`InboundConfig`]),
 //! whether a cluster speaks mTLS to some endpoints and which trust domain servers must be
@@ -24,12 +26,13 @@ mod fault;
 mod inbound;
 mod listener;
 mod matching;
+mod on_demand;
 mod route_action;
 mod route_match;
 mod routes;
 mod string_match;
 #[cfg(test)]
-mod test_protos;
+pub(crate) mod test_protos;
 mod transport;
 
 pub use assemble::assemble;
@@ -37,7 +40,8 @@ pub use cluster::parse_cluster;
 pub use endpoints::parse_endpoints;
 pub use listener::{INBOUND_LISTENER, OUTBOUND_LISTENER, parse_listener};
 pub use matching::RouteDecision;
-pub use routes::parse_route_config;
+pub use on_demand::{Demand, Lookup, MAX_ON_DEMAND_NAMES, OnDemandLookups, RpcTarget};
+pub use routes::{parse_route_config, parse_virtual_host};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -63,14 +67,18 @@ pub enum ResourceKind {
     Endpoints,
     Listener,
     Route,
+    /// VHDS (Delta only): one virtual host of a RouteConfiguration that names `vhds`,
+    /// subscribed by name as RPCs need it.
+    VirtualHost,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 4] = [
+    pub const ALL: [ResourceKind; 5] = [
         ResourceKind::Cluster,
         ResourceKind::Endpoints,
         ResourceKind::Listener,
         ResourceKind::Route,
+        ResourceKind::VirtualHost,
     ];
 
     pub fn type_url(self) -> &'static str {
@@ -79,6 +87,7 @@ impl ResourceKind {
             ResourceKind::Endpoints => type_url::ENDPOINT,
             ResourceKind::Listener => type_url::LISTENER,
             ResourceKind::Route => type_url::ROUTE,
+            ResourceKind::VirtualHost => type_url::VIRTUAL_HOST,
         }
     }
 
@@ -87,7 +96,7 @@ impl ResourceKind {
     }
 
     /// Whether the proxy subscribes to every resource of this type (LDS, CDS) or only to
-    /// the names other resources refer to (RDS, EDS).
+    /// names: those other resources refer to (RDS, EDS) or RPCs need (VHDS).
     pub fn is_wildcard(self) -> bool {
         matches!(self, ResourceKind::Listener | ResourceKind::Cluster)
     }
@@ -133,6 +142,17 @@ pub struct RouteTable {
     pub domains: HashMap<String, usize>,
     /// gRPC services and `/service/method` paths named by some route match; everything else
     /// is counted as `other` in metrics so label cardinality stays bounded.
+    pub named: NamedMethods,
+    /// The RouteConfiguration names `vhds`: virtual hosts beyond those inline come over
+    /// VHDS as RPCs ask for them. In the assembled config the held ones are joined in.
+    pub vhds: bool,
+}
+
+/// A virtual host received over VHDS, with the gRPC methods its routes name (joined into
+/// its route table's [`RouteTable::named`]).
+#[derive(Debug, Clone)]
+pub struct OnDemandHost {
+    pub host: Arc<VirtualHost>,
     pub named: NamedMethods,
 }
 
@@ -393,6 +413,10 @@ pub struct Resources {
     pub routes: BTreeMap<String, Arc<RouteTable>>,
     pub clusters: BTreeMap<String, Arc<ClusterConfig>>,
     pub endpoints: BTreeMap<String, Arc<EndpointSet>>,
+    /// VHDS: the virtual hosts held, by resource name (`<route config>/<host>`).
+    pub virtual_hosts: BTreeMap<String, Arc<OnDemandHost>>,
+    /// VHDS: the names subscribed on demand and what the server answered.
+    pub on_demand: OnDemandLookups,
     /// Per type: the version last applied (for `/config_dump` and metrics).
     pub versions: BTreeMap<ResourceKind, String>,
 }
@@ -400,7 +424,8 @@ pub struct Resources {
 /// The config in force, read once per RPC.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyConfig {
-    /// The outbound route table, once the listener and its RouteConfiguration have arrived.
+    /// The outbound route table, once the listener and its RouteConfiguration have arrived
+    /// (with the virtual hosts held from VHDS joined in).
     pub outbound: Option<Arc<RouteTable>>,
     /// The `inbound` listener's config; `None` when the server sent none (then
     /// [`Self::inbound_mode`] is `Permissive`). Not needed for the config to be complete:

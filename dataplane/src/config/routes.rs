@@ -7,6 +7,11 @@
 //! and must be unique across virtual hosts (as Envoy requires). Fields that would change
 //! routing and are not implemented are errors; fields that only concern Envoy's stats,
 //! tracing or HTTP/1 are ignored.
+//!
+//! VHDS: a RouteConfiguration may name `vhds` (over ADS), and then `VirtualHost` resources
+//! come one by one ([`parse_virtual_host`], the same conversion as an inline host). A fault
+//! set on such a RouteConfiguration itself is an error: the hosts are converted on their
+//! own, so it would silently not reach them.
 
 use std::collections::{HashMap, hash_map::Entry};
 use std::sync::Arc;
@@ -17,11 +22,14 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 
-use super::convert::{FieldError, FieldResult, decode_resource, reject_set};
-use super::fault::fault_setting;
+use super::convert::{FieldError, FieldResult, check_config_source, decode_resource, reject_set};
+use super::fault::{FAULT_FILTER, fault_setting};
 use super::route_action::{retry_policy, route_action};
 use super::route_match::{name_methods, route_match};
-use super::{ConfigError, FaultConfig, NamedMethods, RetryPolicy, Route, RouteTable, VirtualHost};
+use super::{
+    ConfigError, FaultConfig, NamedMethods, OnDemandHost, RetryPolicy, Route, RouteTable,
+    VirtualHost,
+};
 
 /// Converts one RouteConfiguration (`any` must hold one); errors name the resource and the
 /// field, e.g. `virtual_hosts[0].routes[2].match.safe_regex.regex`.
@@ -31,12 +39,40 @@ pub fn parse_route_config(any: &Any) -> Result<RouteTable, ConfigError> {
     route_table(&config).map_err(|err| err.of_resource(&resource))
 }
 
+/// Converts one VHDS `VirtualHost` (`any` must hold one); errors name the host and the
+/// field, e.g. `VirtualHost greeter:50051: routes[0].route.timeout`.
+pub fn parse_virtual_host(any: &Any) -> Result<OnDemandHost, ConfigError> {
+    let vhost: EnvoyVirtualHost = decode_resource(any, "VirtualHost")?;
+    let resource = format!("VirtualHost {}", vhost.name);
+    on_demand_host(&vhost).map_err(|err| err.of_resource(&resource))
+}
+
+fn on_demand_host(vhost: &EnvoyVirtualHost) -> FieldResult<OnDemandHost> {
+    // Envoy requires the name; it is what metrics and `/config_dump` show.
+    if vhost.name.is_empty() {
+        return Err(FieldError::new("name", "empty"));
+    }
+    let mut named = NamedMethods::default();
+    let host = virtual_host(vhost, None, &mut named)?;
+    for (j, domain) in host.domains.iter().enumerate() {
+        if host.domains[..j].contains(domain) {
+            return Err(FieldError::new(
+                format!("domains[{j}]"),
+                format!("domain {domain:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(OnDemandHost {
+        host: Arc::new(host),
+        named,
+    })
+}
+
 fn route_table(config: &RouteConfiguration) -> FieldResult<RouteTable> {
     if config.name.is_empty() {
         return Err(FieldError::new("name", "empty"));
     }
     let set = [
-        ("vhds", config.vhds.is_some()),
         (
             "internal_only_headers",
             !config.internal_only_headers.is_empty(),
@@ -69,7 +105,17 @@ fn route_table(config: &RouteConfiguration) -> FieldResult<RouteTable> {
         ("route_specifiers", !config.route_specifiers.is_empty()),
     ];
     reject_set(&set)?;
+    if let Some(vhds) = &config.vhds {
+        check_config_source(vhds.config_source.as_ref(), "vhds.config_source")?;
+    }
     let fault = fault_setting(&config.typed_per_filter_config)?.flatten();
+    if config.vhds.is_some() && fault.is_some() {
+        return Err(FieldError::new(
+            format!("typed_per_filter_config[{FAULT_FILTER:?}]"),
+            "a fault on a RouteConfiguration with `vhds` would not reach the virtual hosts \
+             VHDS sends; set it on those hosts or their routes",
+        ));
+    }
     let mut domains = HashMap::new();
     let mut named = NamedMethods::default();
     let mut virtual_hosts = Vec::with_capacity(config.virtual_hosts.len());
@@ -100,6 +146,7 @@ fn route_table(config: &RouteConfiguration) -> FieldResult<RouteTable> {
         virtual_hosts,
         domains,
         named,
+        vhds: config.vhds.is_some(),
     })
 }
 

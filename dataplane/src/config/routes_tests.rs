@@ -4,16 +4,19 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{
+    ApiConfigSource, ConfigSource, HeaderValue, HeaderValueOption,
+};
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, QueryParameterMatcher, RedirectAction, RouteConfiguration,
+    DirectResponseAction, QueryParameterMatcher, RedirectAction, RouteConfiguration, Vhds,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::util::pack_any;
 
-use super::parse_route_config;
+use super::{parse_route_config, parse_virtual_host};
 use crate::config::test_protos::*;
 use crate::config::{
     AbortFault, ConfigError, NamedMethods, PathMatch, RetryPolicy as Retry, RouteTable,
@@ -303,4 +306,80 @@ fn wrong_type_or_bytes_are_errors() {
             .virtual_hosts
             .is_empty()
     );
+}
+
+#[test]
+fn a_route_configuration_may_name_vhds_over_ads() {
+    let table = parse(vhds_shell("outbound/default")).unwrap();
+    assert!(table.vhds);
+    assert!(table.virtual_hosts.is_empty());
+    assert!(!parse(demo_route_config()).unwrap().vhds);
+
+    let mut elsewhere = vhds_shell("outbound/default");
+    elsewhere.vhds = Some(Vhds {
+        config_source: Some(ConfigSource {
+            config_source_specifier: Some(ConfigSourceSpecifier::ApiConfigSource(
+                ApiConfigSource::default(),
+            )),
+            ..Default::default()
+        }),
+    });
+    assert_eq!(parse(elsewhere).unwrap_err().field, "vhds.config_source");
+
+    // Its own fault would not reach the hosts VHDS sends.
+    let mut faulted = vhds_shell("outbound/default");
+    faulted.typed_per_filter_config = std::collections::HashMap::from([(
+        FAULT.to_owned(),
+        pack_any(controller_fault(Some((14, "x", 1)), None)),
+    )]);
+    let err = parse(faulted).unwrap_err();
+    assert_eq!(
+        err.field,
+        "typed_per_filter_config[\"envoy.filters.http.fault\"]"
+    );
+}
+
+#[test]
+fn a_vhds_virtual_host_converts_like_an_inline_one() {
+    let config = demo_route_config();
+    let inline = parse(config.clone()).unwrap();
+    let held = parse_virtual_host(&pack_any(config.virtual_hosts[0].clone())).unwrap();
+    assert_eq!(held.host.name, inline.virtual_hosts[0].name);
+    assert_eq!(held.host.domains, inline.virtual_hosts[0].domains);
+    assert_eq!(held.host.routes.len(), 4);
+    assert_eq!(
+        held.host.routes[0].fault,
+        inline.virtual_hosts[0].routes[0].fault
+    );
+    assert_eq!(
+        held.host.routes[0].action,
+        inline.virtual_hosts[0].routes[0].action
+    );
+    assert_eq!(held.named, inline.named);
+}
+
+#[test]
+fn vhds_virtual_host_errors_name_the_host_and_field() {
+    let parse_host = |host| parse_virtual_host(&pack_any(host)).unwrap_err();
+    let err = parse_host(vhost(
+        "greeter:50051",
+        &["greeter:50051"],
+        vec![
+            ok_route(),
+            route("q", regex_path(r"\Qa\E"), to_cluster("c")),
+        ],
+    ));
+    assert_eq!(err.resource, "VirtualHost greeter:50051");
+    assert_eq!(err.field, "routes[1].match.safe_regex.regex");
+    let err = parse_host(vhost("", &["a"], vec![ok_route()]));
+    assert_eq!(
+        (err.resource.as_str(), err.field.as_str()),
+        ("VirtualHost ", "name")
+    );
+    let err = parse_host(vhost("v", &["a", "A"], vec![ok_route()]));
+    assert_eq!(err.field, "domains[1]");
+    let err = parse_host(vhost("v", &[], vec![ok_route()]));
+    assert_eq!(err.field, "domains");
+    let err = parse_virtual_host(&pack_any(Router::default())).unwrap_err();
+    assert_eq!(err.resource, "VirtualHost");
 }

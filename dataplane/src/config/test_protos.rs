@@ -31,8 +31,8 @@ use envoy_types::pb::envoy::config::route::v3::route_action::{
 use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster,
+    HeaderMatcher, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, Vhds,
+    VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::FaultDelay;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
@@ -299,6 +299,18 @@ pub fn route_config(name: &str, virtual_hosts: Vec<VirtualHost>) -> RouteConfigu
     RouteConfiguration {
         name: name.into(),
         virtual_hosts,
+        ..Default::default()
+    }
+}
+
+/// weft-controller's route configuration for a Delta client: no virtual hosts inline, all
+/// of them over VHDS (ADS).
+pub fn vhds_shell(name: &str) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.into(),
+        vhds: Some(Vhds {
+            config_source: Some(ads()),
+        }),
         ..Default::default()
     }
 }

@@ -51,6 +51,12 @@ impl Call {
         }
     }
 
+    /// Counts the RPC's latency from `start`: when it arrived, for one held before it could
+    /// be routed (`on_demand`).
+    pub fn started_at(&mut self, start: Instant) {
+        self.start = start;
+    }
+
     /// Marks the RPC as one a fault was injected into (delay or abort).
     pub fn fault_injected(&mut self) {
         self.labels.fault_injected = true;

@@ -10,6 +10,7 @@
 //! | `weft_proxy_retries_total` | counter | `destination_service` |
 //! | `weft_proxy_outlier_ejections_total` | counter | `destination_service` (the cluster's) |
 //! | `weft_proxy_circuit_breaker_overflows_total` | counter | `destination_service` (the cluster's), `limit` (`requests`/`pending`) |
+//! | `weft_proxy_vhds_requests_total` | counter | `outcome` ([`VhdsOutcome`]) |
 //! | `weft_proxy_rpcs_in_flight` | gauge | `direction` |
 //! | `weft_proxy_inbound_connections_total` | counter | `connection_security` |
 //! | `weft_proxy_inbound_connections_refused_total` | counter | `reason` ([`Refusal`]) |
@@ -115,6 +116,33 @@ impl EncodeLabelValue for Limit {
     }
 }
 
+/// How an outbound RPC whose virtual host had to come over VHDS fared (an RPC is counted
+/// when the held config could not route it at once).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum VhdsOutcome {
+    /// A virtual host answered its authority (and its route's clusters had endpoints).
+    Found,
+    /// No host serves the authority: the server said so, now or shortly before.
+    NotFound,
+    /// Nothing usable arrived within the hold (`on_demand::HOLD_LIMIT`).
+    Timeout,
+}
+
+impl EncodeLabelValue for VhdsOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            VhdsOutcome::Found => "found",
+            VhdsOutcome::NotFound => "not_found",
+            VhdsOutcome::Timeout => "timeout",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VhdsLabels {
+    outcome: VhdsOutcome,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OverflowLabels {
     destination_service: String,
@@ -147,6 +175,7 @@ pub struct ProxyMetrics {
     retries: Family<DestinationLabels, Counter>,
     ejections: Family<DestinationLabels, Counter>,
     overflows: Family<OverflowLabels, Counter>,
+    vhds: Family<VhdsLabels, Counter>,
     /// Indexed by `Direction as usize`.
     in_flight: [Gauge; 2],
     series: RwLock<HashMap<RpcLabels, Series>>,
@@ -166,6 +195,7 @@ impl ProxyMetrics {
             retries: Family::default(),
             ejections: Family::default(),
             overflows: Family::default(),
+            vhds: Family::default(),
             in_flight: [gauge(Direction::Outbound), gauge(Direction::Inbound)],
             series: RwLock::default(),
         };
@@ -204,6 +234,11 @@ impl ProxyMetrics {
             "weft_proxy_circuit_breaker_overflows",
             "Attempts refused by a cluster's circuit breaker, by limit",
             metrics.overflows.clone(),
+        );
+        registry.register(
+            "weft_proxy_vhds_requests",
+            "Outbound RPCs that waited for their virtual host over VHDS, by outcome",
+            metrics.vhds.clone(),
         );
         registry.register("weft_proxy_rpcs_in_flight", "RPCs being served", in_flight);
         metrics
@@ -265,6 +300,11 @@ impl ProxyMetrics {
             limit,
         };
         self.overflows.get_or_create(&labels).inc();
+    }
+
+    /// Counts one RPC that needed its virtual host over VHDS, by how that went.
+    pub fn vhds_request(&self, outcome: VhdsOutcome) {
+        self.vhds.get_or_create(&VhdsLabels { outcome }).inc();
     }
 
     /// Counts an RPC as in flight until the returned guard is dropped.

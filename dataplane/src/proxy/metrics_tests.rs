@@ -141,6 +141,24 @@ fn circuit_breaker_overflows_are_counted_per_destination_and_limit() {
 }
 
 #[test]
+fn vhds_requests_are_counted_by_outcome() {
+    let (registry, metrics) = setup();
+    metrics.vhds_request(VhdsOutcome::Found);
+    metrics.vhds_request(VhdsOutcome::Found);
+    metrics.vhds_request(VhdsOutcome::NotFound);
+    metrics.vhds_request(VhdsOutcome::Timeout);
+    let out = text(&registry);
+    for line in [
+        "# TYPE weft_proxy_vhds_requests counter",
+        "weft_proxy_vhds_requests_total{outcome=\"found\"} 2",
+        "weft_proxy_vhds_requests_total{outcome=\"not_found\"} 1",
+        "weft_proxy_vhds_requests_total{outcome=\"timeout\"} 1",
+    ] {
+        assert!(out.contains(line), "{line} missing from\n{out}");
+    }
+}
+
+#[test]
 fn in_flight_rpcs_are_gauged_until_dropped() {
     let (registry, metrics) = setup();
     let out = text(&registry);

@@ -6,7 +6,8 @@
 //! `outlier` (outlier detection), `metrics` (per-RPC Prometheus metrics)
 //! `listener` (accepting, stream limits, graceful drain) and `admission` (what an inbound
 //! connection must be before it is served: the MtlsPolicy mode, the TLS handshake, the peer)
-//! and `original_dst` (where an intercepted outbound connection was going).
+//! and `original_dst` (where an intercepted outbound connection was going), `on_demand`
+//! (holding an outbound RPC until its virtual host arrives over VHDS).
 
 pub mod admission;
 pub mod attempt;
@@ -22,6 +23,7 @@ pub mod inbound;
 pub mod lb;
 pub mod listener;
 pub mod metrics;
+pub mod on_demand;
 pub mod original_dst;
 pub mod outbound;
 pub mod outlier;

@@ -1,6 +1,8 @@
 //! The outbound stack: what happens to an RPC the local app sends, in request order —
 //! route by `:authority` (or, on an intercepted connection whose authority names no Service,
-//! by the original destination: see `original_dst`) and `/package.Service/Method`, fault (delay, abort), deadline (the
+//! by the original destination: see `original_dst`) and `/package.Service/Method` (for a
+//! route configuration naming `vhds`, first holding the RPC until its virtual host, clusters
+//! and endpoints have arrived: see `on_demand`), fault (delay, abort), deadline (the
 //! client's `grpc-timeout` capped by the route's timeout), attempts (each decided on by the
 //! attempt machine, `attempt`: a retry only when the request never reached the app or the
 //! app answered a code the policy names), pick an endpoint (P2C, skipping endpoints outlier
@@ -24,11 +26,14 @@ use super::breaker::{self, Limit, PendingLimit, RequestSlot};
 use super::call::Call;
 use super::fault;
 use super::grpc::{self, code};
-use super::metrics::{Direction, ProxyMetrics, Security};
+use super::metrics::{Direction, ProxyMetrics, Security, VhdsOutcome};
+use super::on_demand::{self, Hold, OnDemand};
 use super::original_dst::OriginalDst;
 use super::pool::{ConnectOptions, Endpoint, Picked, UpstreamError, Upstreams};
 use super::retry::{self, ReplayHandle, RetryBudget};
-use crate::config::{ClusterConfig, EndpointSet, ProxyConfig, Route, RouteAction};
+use crate::config::{
+    ClusterConfig, EndpointSet, Lookup, ProxyConfig, Route, RouteAction, RpcTarget,
+};
 
 /// Request bodies up to this size are kept so a retry can replay them; longer (streaming)
 /// requests are not retried.
@@ -40,36 +45,81 @@ pub struct Outbound {
     pub upstreams: Upstreams,
     pub metrics: Arc<ProxyMetrics>,
     pub retry_budget: RetryBudget,
+    /// Where to ask for virtual hosts over VHDS.
+    pub on_demand: OnDemand,
 }
 
 impl Outbound {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let arrived = Instant::now();
         let config = self.config.borrow().clone();
-        let Some(table) = config.outbound.as_ref() else {
+        if config.outbound.is_none() {
             return grpc::trailers_only(
                 code::UNAVAILABLE,
                 "weft-proxy has no routes yet: no config from the control plane",
             );
-        };
+        }
         let authority = authority(&request);
         let path = request.uri().path();
         let original_dst = request
             .extensions()
             .get::<OriginalDst>()
             .map(|original| original.0);
-        let decision = table.select_intercepted(authority, original_dst, path, request.headers());
+        let rpc = RpcTarget {
+            authority,
+            original_dst,
+            path,
+            headers: request.headers(),
+        };
+        // Set only when the RPC was held: the config that answered.
+        let answered;
+        let (config, decision, held) = match config.lookup(&rpc) {
+            Lookup::Wait { .. } => match self.on_demand.hold(self.config.clone(), &rpc).await {
+                Hold::Answered(config) => {
+                    answered = config;
+                    let lookup = answered.lookup(&rpc);
+                    self.metrics.vhds_request(on_demand::outcome(&lookup));
+                    (&answered, lookup.decision(), true)
+                }
+                Hold::TimedOut => {
+                    self.metrics.vhds_request(VhdsOutcome::Timeout);
+                    let mut call = Call::new(
+                        &self.metrics,
+                        Direction::Outbound,
+                        "unknown",
+                        ("other", "other"),
+                    );
+                    call.started_at(arrived.into_std());
+                    return call.fail(code::UNAVAILABLE, &format!("no config for {authority} yet"));
+                }
+            },
+            Lookup::NotFound => {
+                self.metrics.vhds_request(VhdsOutcome::NotFound);
+                (&config, None, false)
+            }
+            lookup => (&config, lookup.decision(), false),
+        };
+        let Some(table) = config.outbound.as_ref() else {
+            return grpc::trailers_only(
+                code::UNAVAILABLE,
+                "weft-proxy has no routes yet: no config from the control plane",
+            );
+        };
         let Some(decision) = decision else {
             let mut message = format!("weft-proxy: no route for {path} on authority {authority:?}");
             if let Some(original_dst) = original_dst {
                 message += &format!(" (original destination {original_dst})");
             }
-            return Call::new(
+            let mut call = Call::new(
                 &self.metrics,
                 Direction::Outbound,
                 "unknown",
                 ("other", "other"),
-            )
-            .fail(code::UNIMPLEMENTED, &message);
+            );
+            if held {
+                call.started_at(arrived.into_std());
+            }
+            return call.fail(code::UNIMPLEMENTED, &message);
         };
         let mut call = Call::new(
             &self.metrics,
@@ -77,6 +127,9 @@ impl Outbound {
             &decision.virtual_host.name,
             table.named.labels(path),
         );
+        if held {
+            call.started_at(arrived.into_std());
+        }
         let route = decision.route;
         if !grpc::is_grpc(request.headers()) {
             return call.fail(code::INTERNAL, "weft-proxy forwards gRPC only");
@@ -84,7 +137,8 @@ impl Outbound {
 
         let timeout =
             grpc::effective_timeout(grpc::parse_timeout(request.headers()), route.action.timeout);
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        // From arrival: time spent held for config counts against the RPC's deadline.
+        let deadline = timeout.map(|timeout| arrived + timeout);
 
         if let Some(fault) = &route.fault {
             let decision = fault::decide(fault, || fastrand::u32(0..1_000_000));
@@ -106,7 +160,7 @@ impl Outbound {
 
         let (parts, body) = request.into_parts();
         let body = call.count_request(boxed(body));
-        self.forward(call, &config, route, parts, body, deadline, timeout)
+        self.forward(call, config, route, parts, body, deadline, timeout)
             .await
     }
 

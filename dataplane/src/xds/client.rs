@@ -6,6 +6,9 @@
 //!   received a response. While disconnected nothing is published: the last config stays.
 //! - `Auto` speaks Delta and falls back to State-of-the-World for good when the server
 //!   answers Delta with `UNIMPLEMENTED`.
+//! - Names the data path needs over VHDS arrive on a channel ([`spawn_with_demands`]) and
+//!   are handed to the protocol state, which says what to subscribe; while no stream is
+//!   open they wait in the channel (a new stream re-subscribes what was asked before).
 //! - Connection changes are logged at info, rejected updates at warn, the rest at debug.
 
 use std::future::Future;
@@ -16,6 +19,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
@@ -35,13 +39,25 @@ type AdsClient = AggregatedDiscoveryServiceClient<Channel>;
 /// Services would pass with its route configuration alone).
 const MAX_XDS_MESSAGE: usize = 64 << 20;
 
-/// Starts the xDS client; it runs until the task is aborted.
+/// Starts the xDS client without VHDS demands (nothing asks for virtual hosts); it runs
+/// until the task is aborted.
 pub fn spawn(
     settings: XdsSettings,
     config: watch::Sender<Arc<ProxyConfig>>,
     metrics: Arc<XdsMetrics>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(settings, config, metrics))
+    tokio::spawn(run(settings, config, metrics, None))
+}
+
+/// Starts the xDS client; `demands` carries the VHDS names (`<route config>/<authority>`)
+/// the data path needs (`proxy::on_demand`). It runs until the task is aborted.
+pub fn spawn_with_demands(
+    settings: XdsSettings,
+    config: watch::Sender<Arc<ProxyConfig>>,
+    metrics: Arc<XdsMetrics>,
+    demands: mpsc::Receiver<String>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(settings, config, metrics, Some(demands)))
 }
 
 /// A protocol variant the stream loop can open.
@@ -119,6 +135,7 @@ async fn run(
     settings: XdsSettings,
     config: watch::Sender<Arc<ProxyConfig>>,
     metrics: Arc<XdsMetrics>,
+    mut demands: Option<mpsc::Receiver<String>>,
 ) {
     let out = Publisher { config, metrics };
     let held = Held::new(Parsers::default());
@@ -134,7 +151,7 @@ async fn run(
     loop {
         let (next, ended, name) = match session {
             Session::Delta(mut state) => {
-                let ended = run_stream(&settings, &mut state, &out).await;
+                let ended = run_stream(&settings, &mut state, &out, &mut demands).await;
                 if falls_back(settings.protocol, true, &ended) {
                     tracing::info!(
                         server = %settings.control_plane.server,
@@ -147,7 +164,7 @@ async fn run(
                 (Session::Delta(state), ended, DeltaState::NAME)
             }
             Session::Sotw(mut state) => {
-                let ended = run_stream(&settings, &mut state, &out).await;
+                let ended = run_stream(&settings, &mut state, &out, &mut demands).await;
                 (Session::Sotw(state), ended, SotwState::NAME)
             }
         };
@@ -173,7 +190,12 @@ async fn run(
 }
 
 /// Opens one stream and runs it until it ends.
-async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &Publisher) -> Ended {
+async fn run_stream<P: Transport>(
+    settings: &XdsSettings,
+    state: &mut P,
+    out: &Publisher,
+    demands: &mut Option<mpsc::Receiver<String>>,
+) -> Ended {
     let mut ended = Ended {
         connected: false,
         received: false,
@@ -220,8 +242,26 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
     out.metrics.connects.inc();
     tracing::info!(server = %settings.control_plane.server, protocol = P::NAME, "connected to the xDS server");
     loop {
-        match responses.message().await {
-            Ok(Some(response)) => {
+        let response = tokio::select! {
+            response = responses.next() => response,
+            Some(name) = next_demand(demands) => {
+                let (requests, changed) = state.demand(&name);
+                if !requests.is_empty() {
+                    tracing::debug!(%name, "subscribing a VirtualHost on demand");
+                } else if changed {
+                    tracing::debug!(%name, "too many VirtualHost names subscribed; not asking");
+                }
+                if changed {
+                    out.publish(state.held());
+                }
+                for request in requests {
+                    let _ = tx.send(request);
+                }
+                continue;
+            }
+        };
+        match response {
+            Some(Ok(response)) => {
                 ended.received = true;
                 let outcome = state.handle(&response);
                 out.record(&outcome, state.held());
@@ -231,13 +271,25 @@ async fn run_stream<P: Transport>(settings: &XdsSettings, state: &mut P, out: &P
                     let _ = tx.send(request);
                 }
             }
-            Ok(None) => return ended,
-            Err(status) => {
+            None => return ended,
+            Some(Err(status)) => {
                 ended.error = StreamError::Status(status);
                 return ended;
             }
         }
     }
+}
+
+/// The next name the data path needs; never resolves once nothing can send any more (or
+/// when there is no channel).
+async fn next_demand(demands: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    if let Some(receiver) = demands {
+        if let Some(name) = receiver.recv().await {
+            return Some(name);
+        }
+        *demands = None;
+    }
+    std::future::pending().await
 }
 
 /// Where accepted updates and verdicts go.
@@ -260,9 +312,14 @@ impl Publisher {
         }
         if outcome.changed {
             self.metrics.record_versions(&held.resources.versions);
-            let config = config::assemble(held.resources.clone());
-            self.config.send_replace(Arc::new(config));
+            self.publish(held);
         }
+    }
+
+    /// Assembles and publishes what is held.
+    fn publish(&self, held: &Held) {
+        let config = config::assemble(held.resources.clone());
+        self.config.send_replace(Arc::new(config));
     }
 }
 

@@ -9,6 +9,14 @@
 //! - After an accepted response, EDS and RDS subscriptions follow what the clusters and
 //!   listeners now name (`resource_names_subscribe` / `_unsubscribe`); resources no longer
 //!   wanted are dropped.
+//! - VHDS: when the data path needs a virtual host ([`Protocol::demand`]) its name
+//!   (`<route config>/<authority>`) is subscribed once and kept for the proxy's lifetime.
+//!   The server answers with the host under its own resource name listing the name among
+//!   its `aliases`, or says no host serves it: a resource of that name (or listing it as an
+//!   alias) without a body, as Envoy expects, or the name in `removed_resources`. Later
+//!   removals (either way) may name the host or an alias. Held hosts are announced by
+//!   resource name in `initial_resource_versions` on reconnect, and the names asked for are
+//!   re-subscribed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +28,24 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use super::state::{
     Converted, Held, Outcome, Protocol, Verdict, Wanted, nack_status, short_name, unknown_type,
 };
-use crate::config::{ConfigError, ResourceKind};
+use crate::config::{ConfigError, Demand, ResourceKind};
+
+/// A response's resources, converted.
+#[derive(Default)]
+struct Changes {
+    upserts: Vec<Upsert>,
+    /// VHDS: names the server says no host serves (resources without a body).
+    absent: Vec<String>,
+}
+
+/// One resource of a response, converted.
+struct Upsert {
+    name: String,
+    version: String,
+    /// The names it answers besides its own (VHDS).
+    aliases: Vec<String>,
+    value: Converted,
+}
 
 /// The Delta protocol state: what is held (kept across reconnects) and what this stream
 /// subscribed to.
@@ -83,17 +108,35 @@ impl DeltaState {
         &self,
         kind: ResourceKind,
         response: &DeltaDiscoveryResponse,
-    ) -> Result<Vec<(String, String, Converted)>, Vec<String>> {
-        let mut converted = Vec::new();
+    ) -> Result<Changes, Vec<String>> {
+        let mut changes = Changes::default();
         let mut errors = Vec::new();
         for resource in &response.resources {
+            let missing = |field: &str| ConfigError {
+                resource: format!("{} {}", short_name(kind), resource.name),
+                field: field.into(),
+                problem: "missing".into(),
+            };
+            let vhds = kind == ResourceKind::VirtualHost;
             let result = match &resource.resource {
-                Some(any) => self.held.parsers.convert(kind, any),
-                None => Err(ConfigError {
-                    resource: format!("{} {}", short_name(kind), resource.name),
-                    field: "resource".into(),
-                    problem: "missing".into(),
+                // A virtual host's own name is not its resource name (`<route config>/...`),
+                // which is how it is held, updated and removed.
+                Some(_) if vhds && resource.name.is_empty() => Err(missing("name")),
+                Some(any) => self.held.parsers.convert(kind, any).map_err(|mut err| {
+                    if vhds {
+                        err.resource = format!("{} {}", short_name(kind), resource.name);
+                    }
+                    err
                 }),
+                // Envoy's VHDS "no such host": the names asked for, without a body.
+                None if vhds && !(resource.name.is_empty() && resource.aliases.is_empty()) => {
+                    let names = resource.aliases.iter().chain([&resource.name]);
+                    let names = names.filter(|name| !name.is_empty()).cloned();
+                    changes.absent.extend(names);
+                    continue;
+                }
+                None if vhds => Err(missing("name")),
+                None => Err(missing("resource")),
             };
             match result {
                 Ok(value) => {
@@ -101,13 +144,18 @@ impl DeltaState {
                         "" => value.name().to_string(),
                         name => name.to_string(),
                     };
-                    converted.push((name, resource.version.clone(), value))
+                    changes.upserts.push(Upsert {
+                        name,
+                        version: resource.version.clone(),
+                        aliases: resource.aliases.clone(),
+                        value,
+                    })
                 }
                 Err(err) => errors.push(err.to_string()),
             }
         }
         if errors.is_empty() {
-            Ok(converted)
+            Ok(changes)
         } else {
             Err(errors)
         }
@@ -124,8 +172,8 @@ impl Protocol for DeltaState {
         for kind in ResourceKind::ALL {
             let names = match self.held.wanted(kind) {
                 Wanted::Wildcard => BTreeSet::from(["*".to_string()]),
-                Wanted::Names(names) if names.is_empty() => continue,
-                Wanted::Names(names) => names,
+                Wanted::Names(names) | Wanted::OnDemand(names) if names.is_empty() => continue,
+                Wanted::Names(names) | Wanted::OnDemand(names) => names,
             };
             let mut request = self.request(kind);
             request.resource_names_subscribe = names.iter().cloned().collect();
@@ -159,8 +207,8 @@ impl Protocol for DeltaState {
                 verdict: Verdict::of(None, Some(message)),
             };
         };
-        let converted = match self.convert_all(kind, response) {
-            Ok(converted) => converted,
+        let changes = match self.convert_all(kind, response) {
+            Ok(changes) => changes,
             Err(errors) => {
                 let message = errors.join("; ");
                 return Outcome {
@@ -170,11 +218,20 @@ impl Protocol for DeltaState {
                 };
             }
         };
-        for (name, version, value) in converted {
-            self.held.upsert(kind, &name, Some(&version), value);
+        for upsert in changes.upserts {
+            self.held
+                .upsert(kind, &upsert.name, Some(&upsert.version), upsert.value);
+            if kind == ResourceKind::VirtualHost {
+                let lookups = &mut self.held.resources.on_demand;
+                lookups.answered(&upsert.name, &upsert.aliases);
+            }
         }
-        for name in &response.removed_resources {
-            self.held.remove(kind, name);
+        for name in changes.absent.iter().chain(&response.removed_resources) {
+            if kind == ResourceKind::VirtualHost {
+                self.held.remove_on_demand(name);
+            } else {
+                self.held.remove(kind, name);
+            }
         }
         self.held.set_version(kind, &response.system_version_info);
         let mut requests = vec![reply(None)];
@@ -190,8 +247,30 @@ impl Protocol for DeltaState {
     fn held(&self) -> &Held {
         &self.held
     }
+
+    fn demand(&mut self, name: &str) -> (Vec<DeltaDiscoveryRequest>, bool) {
+        let kind = ResourceKind::VirtualHost;
+        match self.held.resources.on_demand.demand(name) {
+            Demand::AlreadyAsked => (Vec::new(), false),
+            // Published, so the RPCs waiting for it fail now.
+            Demand::Refused => (Vec::new(), true),
+            Demand::Subscribe => {
+                self.subscribed
+                    .entry(kind)
+                    .or_default()
+                    .insert(name.to_owned());
+                let mut request = self.request(kind);
+                request.resource_names_subscribe = vec![name.to_owned()];
+                (vec![request], false)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 #[path = "delta_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "delta_vhds_tests.rs"]
+mod vhds_tests;

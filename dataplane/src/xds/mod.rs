@@ -1,6 +1,7 @@
 //! The xDS client: one ADS stream to the controller (Delta by default, State-of-the-World
-//! when asked or when the server lacks Delta), subscribing LDS and CDS by wildcard and RDS
-//! and EDS by the names the listeners and clusters refer to. Every accepted update is
+//! when asked or when the server lacks Delta), subscribing LDS and CDS by wildcard, RDS
+//! and EDS by the names the listeners and clusters refer to, and (Delta only) VHDS by the
+//! names RPCs need, as the data path asks. Every accepted update is
 //! converted (`config::parse_*`), assembled and published on a `watch`; a bad update is
 //! NACKed with the reason and the last good config stays in force, also while the
 //! controller is unreachable.
@@ -19,7 +20,7 @@ mod state;
 #[cfg(test)]
 mod testutil;
 
-pub use client::spawn;
+pub use client::{spawn, spawn_with_demands};
 pub use control_plane::{ControlPlane, ControlPlaneError};
 pub use metrics::{ConfigInfoLabels, UpdateLabels, XdsMetrics};
 

@@ -9,6 +9,8 @@
 //!   EDS responses carry only what they carry.
 //! - After an accepted response, RDS and EDS requests follow what the listeners and clusters
 //!   now name; resources no longer wanted are dropped.
+//! - No VHDS: it is Delta only. A RouteConfiguration naming `vhds`, or a VirtualHost
+//!   response, is NACKed (the server should have sent the hosts inline).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,6 +94,10 @@ impl SotwState {
         let mut errors = Vec::new();
         for any in &response.resources {
             match self.held.parsers.convert(kind, any) {
+                Ok(Converted::Route(table)) if table.vhds => errors.push(format!(
+                    "RouteConfiguration {}: vhds: virtual host discovery needs Delta xDS",
+                    table.name
+                )),
                 Ok(value) => converted.push(value),
                 Err(err) => errors.push(err.to_string()),
             }
@@ -132,6 +138,7 @@ impl Protocol for SotwState {
                 Wanted::Wildcard => BTreeSet::new(),
                 Wanted::Names(names) if names.is_empty() => continue,
                 Wanted::Names(names) => names,
+                Wanted::OnDemand(_) => continue,
             };
             self.streams.insert(
                 kind,
@@ -149,7 +156,9 @@ impl Protocol for SotwState {
     }
 
     fn handle(&mut self, response: &DiscoveryResponse) -> Outcome<DiscoveryRequest> {
-        let Some(kind) = ResourceKind::from_type_url(&response.type_url) else {
+        let kind = ResourceKind::from_type_url(&response.type_url)
+            .filter(|kind| *kind != ResourceKind::VirtualHost);
+        let Some(kind) = kind else {
             let message = unknown_type(&response.type_url);
             let request = DiscoveryRequest {
                 type_url: response.type_url.clone(),

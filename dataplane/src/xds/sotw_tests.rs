@@ -166,3 +166,24 @@ fn unknown_type_is_nacked_and_changes_nothing() {
     let outcome = state.handle(&response(CDS, "c-1", "n8", &["c1=e1", "c2=e2"]));
     check(&outcome.requests[0], CDS, "c-1", "n8", &[]);
 }
+
+#[test]
+fn vhds_is_delta_only() {
+    use crate::xds::testutil::VHDS;
+    let mut state = populated();
+    let (requests, changed) = state.demand("outbound/default/greeter:50051");
+    assert!(requests.is_empty() && !changed);
+    let outcome = state.handle(&response(RDS, "r-2", "n5", &["r1=vhds"]));
+    assert!(!outcome.changed);
+    let message = &outcome.requests[0].error_detail.as_ref().unwrap().message;
+    assert_eq!(
+        message,
+        "RouteConfiguration r1: vhds: virtual host discovery needs Delta xDS"
+    );
+    let outcome = state.handle(&response(VHDS, "v-1", "n6", &["greeter"]));
+    assert!(!outcome.changed);
+    assert_eq!(outcome.verdict.type_name, "unknown");
+    assert!(state.held().resources.virtual_hosts.is_empty());
+    let requests = state.start();
+    assert!(requests.iter().all(|r| r.type_url != VHDS.type_url()));
+}

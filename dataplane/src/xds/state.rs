@@ -1,8 +1,9 @@
 //! What the xDS client holds between responses and across reconnects: every converted
 //! resource by type and name (a [`Resources`]), the version of each, and the names it wants
-//! for the non-wildcard types (RDS from the held listeners, EDS from the held clusters).
+//! for the non-wildcard types (RDS from the held listeners, EDS from the held clusters,
+//! VHDS the names RPCs asked for, with what the server answered: `config::OnDemandLookups`).
 //!
-//! Conversion goes through [`Parsers`], the four `config::parse_*` functions by default;
+//! Conversion goes through [`Parsers`], the five `config::parse_*` functions by default;
 //! tests swap in their own so the protocol logic is tested on its own.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,8 +13,8 @@ use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
 
 use crate::config::{
-    self, ClusterConfig, ConfigError, EndpointSet, ListenerConfig, ResourceKind, Resources,
-    RouteTable,
+    self, ClusterConfig, ConfigError, EndpointSet, ListenerConfig, OnDemandHost, ResourceKind,
+    Resources, RouteTable,
 };
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of every NACK.
@@ -29,6 +30,7 @@ pub struct Parsers {
     pub route: Parse<RouteTable>,
     pub cluster: Parse<ClusterConfig>,
     pub endpoints: Parse<EndpointSet>,
+    pub virtual_host: Parse<OnDemandHost>,
 }
 
 impl Default for Parsers {
@@ -38,6 +40,7 @@ impl Default for Parsers {
             route: config::parse_route_config,
             cluster: config::parse_cluster,
             endpoints: config::parse_endpoints,
+            virtual_host: config::parse_virtual_host,
         }
     }
 }
@@ -49,6 +52,7 @@ pub enum Converted {
     Route(Arc<RouteTable>),
     Cluster(Arc<ClusterConfig>),
     Endpoints(Arc<EndpointSet>),
+    VirtualHost(Arc<OnDemandHost>),
 }
 
 impl Converted {
@@ -59,6 +63,7 @@ impl Converted {
             Converted::Route(table) => &table.name,
             Converted::Cluster(cluster) => &cluster.name,
             Converted::Endpoints(set) => &set.name,
+            Converted::VirtualHost(held) => &held.host.name,
         }
     }
 }
@@ -82,6 +87,9 @@ impl Parsers {
             ResourceKind::Route => Converted::Route(Arc::new((self.route)(any)?)),
             ResourceKind::Cluster => Converted::Cluster(Arc::new((self.cluster)(any)?)),
             ResourceKind::Endpoints => Converted::Endpoints(Arc::new((self.endpoints)(any)?)),
+            ResourceKind::VirtualHost => {
+                Converted::VirtualHost(Arc::new((self.virtual_host)(any)?))
+            }
         })
     }
 }
@@ -100,6 +108,9 @@ pub enum Wanted {
     Wildcard,
     /// These names (RDS, EDS).
     Names(BTreeSet<String>),
+    /// These names, asked for by RPCs (VHDS, Delta only): they do not follow other
+    /// resources, and nothing held is dropped for not being among them.
+    OnDemand(BTreeSet<String>),
 }
 
 /// The resources in force, and what each resource's version is.
@@ -141,6 +152,9 @@ impl Held {
             Converted::Endpoints(v) => {
                 self.resources.endpoints.insert(name.clone(), v);
             }
+            Converted::VirtualHost(v) => {
+                self.resources.virtual_hosts.insert(name.clone(), v);
+            }
         }
         let versions = self.resource_versions.entry(kind).or_default();
         match version {
@@ -159,6 +173,26 @@ impl Held {
             ResourceKind::Route => self.resources.routes.remove(name).is_some(),
             ResourceKind::Cluster => self.resources.clusters.remove(name).is_some(),
             ResourceKind::Endpoints => self.resources.endpoints.remove(name).is_some(),
+            ResourceKind::VirtualHost => self.resources.virtual_hosts.remove(name).is_some(),
+        }
+    }
+
+    /// VHDS: the server says `name` does not exist (in `removed_resources`, or as a
+    /// resource without a body). A held host's name or an alias of one removes the host,
+    /// and every name it answered becomes "not found"; any other name the proxy asked for
+    /// is answered "not found".
+    pub fn remove_on_demand(&mut self, name: &str) {
+        let resource = if self.resources.virtual_hosts.contains_key(name) {
+            Some(name.to_owned())
+        } else {
+            self.resources.on_demand.aliases.get(name).cloned()
+        };
+        match resource {
+            Some(resource) => {
+                self.remove(ResourceKind::VirtualHost, &resource);
+                self.resources.on_demand.host_removed(&resource);
+            }
+            None => self.resources.on_demand.not_served(name),
         }
     }
 
@@ -170,6 +204,7 @@ impl Held {
             ResourceKind::Route => r.routes.keys().cloned().collect(),
             ResourceKind::Cluster => r.clusters.keys().cloned().collect(),
             ResourceKind::Endpoints => r.endpoints.keys().cloned().collect(),
+            ResourceKind::VirtualHost => r.virtual_hosts.keys().cloned().collect(),
         }
     }
 
@@ -194,6 +229,7 @@ impl Held {
                     .filter(|name| !name.is_empty())
                     .collect(),
             ),
+            ResourceKind::VirtualHost => Wanted::OnDemand(r.on_demand.subscribed.clone()),
         }
     }
 
@@ -242,7 +278,7 @@ pub fn nack_status(message: &str) -> Status {
 pub fn unknown_type(type_url: &str) -> String {
     format!(
         "unknown type URL {type_url:?}: weft-proxy uses only Listener, RouteConfiguration, \
-         Cluster and ClusterLoadAssignment"
+         VirtualHost (Delta only), Cluster and ClusterLoadAssignment"
     )
 }
 
@@ -280,10 +316,16 @@ pub trait Protocol {
     type Request;
     type Response;
 
-    /// The requests that open a new stream (subscriptions in CDS, EDS, LDS, RDS order).
+    /// The requests that open a new stream (subscriptions in CDS, EDS, LDS, RDS, VHDS order).
     fn start(&mut self) -> Vec<Self::Request>;
     /// Handles one response.
     fn handle(&mut self, response: &Self::Response) -> Outcome<Self::Request>;
+    /// The data path needs VHDS name `name` (`<route config>/<authority>`): the requests
+    /// that subscribe it, if any, and whether the held resources changed (publish). Only
+    /// Delta has VHDS; State-of-the-World does nothing.
+    fn demand(&mut self, _name: &str) -> (Vec<Self::Request>, bool) {
+        (Vec::new(), false)
+    }
     /// Everything held now.
     fn held(&self) -> &Held;
 }

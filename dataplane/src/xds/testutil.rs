@@ -3,10 +3,11 @@
 //!
 //! A fake resource is an `Any` of the real type URL whose bytes are text:
 //! `name` or `name=ref` (a listener's route config, a cluster's EDS name, or `static` for a
-//! cluster with inline endpoints); a name starting with `!` fails to convert with a
-//! `ConfigError` naming it.
+//! cluster with inline endpoints, `vhds` for a route config naming VHDS, a virtual host's
+//! one domain); a name starting with `!` fails to convert with a `ConfigError` naming it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -14,13 +15,15 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::state::{Held, Parsers, short_name};
 use crate::config::{
-    ClusterConfig, ConfigError, EndpointSet, ListenerConfig, NamedMethods, ResourceKind, RouteTable,
+    ClusterConfig, ConfigError, EndpointSet, ListenerConfig, NamedMethods, OnDemandHost,
+    ResourceKind, RouteTable, VirtualHost,
 };
 
 pub const CDS: ResourceKind = ResourceKind::Cluster;
 pub const EDS: ResourceKind = ResourceKind::Endpoints;
 pub const LDS: ResourceKind = ResourceKind::Listener;
 pub const RDS: ResourceKind = ResourceKind::Route;
+pub const VHDS: ResourceKind = ResourceKind::VirtualHost;
 
 pub fn node() -> Node {
     Node {
@@ -35,6 +38,7 @@ pub fn held() -> Held {
         route: fake_route,
         cluster: fake_cluster,
         endpoints: fake_endpoints,
+        virtual_host: fake_virtual_host,
     })
 }
 
@@ -77,12 +81,13 @@ fn fake_listener(any: &Any) -> Result<ListenerConfig, ConfigError> {
 }
 
 fn fake_route(any: &Any) -> Result<RouteTable, ConfigError> {
-    let (name, _) = decode(RDS, any)?;
+    let (name, reference) = decode(RDS, any)?;
     Ok(RouteTable {
         name,
         virtual_hosts: Vec::new(),
         domains: HashMap::new(),
         named: NamedMethods::default(),
+        vhds: reference == "vhds",
     })
 }
 
@@ -109,6 +114,23 @@ fn fake_endpoints(any: &Any) -> Result<EndpointSet, ConfigError> {
         name,
         addrs: Vec::new(),
         ..Default::default()
+    })
+}
+
+fn fake_virtual_host(any: &Any) -> Result<OnDemandHost, ConfigError> {
+    let (name, domain) = decode(VHDS, any)?;
+    let domains = vec![if domain.is_empty() {
+        name.clone()
+    } else {
+        domain
+    }];
+    Ok(OnDemandHost {
+        host: Arc::new(VirtualHost {
+            name,
+            domains,
+            routes: Vec::new(),
+        }),
+        named: NamedMethods::default(),
     })
 }
 
