@@ -127,6 +127,18 @@ impl TypeState {
         !held && self.rejected.get(&*resource.name) != Some(&resource.version)
     }
 
+    /// Where the stream picks what it holds (see [`TypeProgress::held`]), records it.
+    fn record_held(&mut self) {
+        if self.prune {
+            self.progress.held = self
+                .held_names()
+                .into_iter()
+                .filter(|n| matches!(self.held(n), Some(Held::Version(_))))
+                .map(|n| n.to_string())
+                .collect();
+        }
+    }
+
     fn subscribed(&self, name: &str) -> bool {
         match &self.following {
             Some(following) => following.contains(name) || self.names.contains(name),
@@ -526,13 +538,15 @@ fn settle(
     match &req.error_detail {
         Some(error) => {
             st.diffed = None; // what the client holds is not what was diffed against
+            let names: Vec<&str> = pending.changes.iter().map(|(n, _)| &**n).collect();
+            let nack = Nack::new(pending.system_version, &error.message).about(names.into_iter());
             for (name, held) in pending.changes {
                 if let Held::Version(version) = held {
                     st.rejected.insert(name, version);
                 }
             }
-            let nack = Nack::new(pending.system_version, &error.message);
             st.progress.last_nack = Some(nack.clone());
+            st.record_held();
             ClientEvent::Nack { ty, nack }
         }
         None => {
@@ -541,6 +555,7 @@ fn settle(
                 st.acked.insert(name, held);
             }
             st.progress.acked_version = Some(pending.system_version.clone());
+            st.record_held();
             ClientEvent::Ack {
                 ty,
                 version: pending.system_version,
@@ -626,6 +641,7 @@ fn respond_once(
         },
     );
     st.progress.sent_version = Some(system_version.clone());
+    st.record_held();
     let mut resources: Vec<Resource> = upserts
         .iter()
         .map(|r| Resource {

@@ -12,7 +12,14 @@ use super::types::ResourceType;
 pub struct Nack {
     pub version: String,
     pub message: String,
+    /// The resources of the rejected response, by name; empty when it carried more than
+    /// [`MAX_NACK_RESOURCES`] (it then concerns every resource of its type).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
+
+/// Resource names kept per NACK, at most.
+pub const MAX_NACK_RESOURCES: usize = 32;
 
 /// The most of a NACK's reason kept (and quoted in status): a client may send any length,
 /// and a status of several proxies' reasons must stay far below the apiserver's limits.
@@ -26,6 +33,7 @@ impl Nack {
             return Self {
                 version,
                 message: message.to_owned(),
+                resources: Vec::new(),
             };
         }
         let note = format!(" … (cut, {} bytes in all)", message.len());
@@ -36,7 +44,21 @@ impl Nack {
         Self {
             version,
             message: format!("{}{note}", &message[..end]),
+            resources: Vec::new(),
         }
+    }
+
+    /// This NACK as concerning `resources` (the rejected response's).
+    pub fn about<'a>(mut self, resources: impl ExactSizeIterator<Item = &'a str>) -> Self {
+        if resources.len() <= MAX_NACK_RESOURCES {
+            self.resources = resources.map(str::to_owned).collect();
+        }
+        self
+    }
+
+    /// Whether it concerns resource `name` of its type.
+    pub fn concerns(&self, name: &str) -> bool {
+        self.resources.is_empty() || self.resources.iter().any(|r| r == name)
     }
 }
 
@@ -46,6 +68,11 @@ pub struct TypeProgress {
     pub sent_version: Option<String>,
     pub acked_version: Option<String>,
     pub last_nack: Option<Nack>,
+    /// The resources the proxy holds or is being sent, by name, where it picks them (the
+    /// virtual hosts and clusters of a Delta stream, which follow its RPCs); empty for the
+    /// types that hold everything they are offered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// What one client request meant, beyond any responses it caused.

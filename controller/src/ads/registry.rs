@@ -35,6 +35,8 @@ pub enum Protocol {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyStatus {
     pub node_id: String,
+    /// The namespace whose routes it gets.
+    pub namespace: String,
     pub protocol: Protocol,
     pub connected_at_unix: u64,
     /// Keyed by type short name (CDS, EDS, LDS, RDS).
@@ -225,6 +227,7 @@ impl ProxyRegistry {
             id,
             ProxyStatus {
                 node_id: node_id.to_string(),
+                namespace: node.namespace.clone(),
                 protocol,
                 connected_at_unix,
                 types: BTreeMap::new(),

@@ -121,7 +121,8 @@ impl SotwStream {
             match &req.error_detail {
                 Some(error) => {
                     let version = st.progress.sent_version.clone().unwrap_or_default();
-                    let nack = Nack::new(version, &error.message);
+                    let nack = Nack::new(version, &error.message)
+                        .about(st.sent.keys().map(String::as_str));
                     st.progress.last_nack = Some(nack.clone());
                     reply.events.push(ClientEvent::Nack { ty, nack });
                 }

@@ -112,7 +112,8 @@ fn nacked_version_is_not_resent_but_the_next_one_is() {
             ty: Cluster,
             nack: Nack {
                 version: first.version_info.clone(),
-                message: "bad cluster".into()
+                message: "bad cluster".into(),
+                resources: vec!["a".into()],
             }
         }]
     );

@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::ads::ProxyStatus;
+use crate::ads::{Nack, Protocol, ProxyStatus};
 use crate::api::{
     CONDITION_ACCEPTED, CONDITION_PROGRAMMED, CONDITION_RESOLVED_REFS, ProxyRejection,
     ProxySummary, ResourceStatus,
 };
-use crate::translate::ResourceReport;
+use crate::translate::{Attachments, ResourceReport, route_config_name};
 
 /// NACK reasons quoted in a status, at most (each at most `ads::MAX_NACK_MESSAGE` bytes,
 /// so a status stays a few KB however many proxies reject and however much they say).
@@ -21,8 +21,11 @@ const MAX_REJECTIONS: usize = 8;
 /// The status a resource should carry now. `previous` supplies transition times.
 /// `governed`: for an MtlsPolicy, the node ids of the proxies it governs (those whose
 /// inbound listener enforces it); `Programmed` and the proxy counts then count only those,
-/// so a policy no proxy enforces is never reported as programmed. `None`: every connected
-/// proxy counts (routes and faults reach every proxy of the mesh).
+/// so a policy no proxy enforces is never reported as programmed. `None`: the proxies
+/// holding one of the Envoy resources the report's attachments name count (a Delta proxy
+/// holds the virtual hosts and clusters of the Services it called; a State-of-the-World
+/// proxy its namespace's whole route configuration and every cluster), and only the NACKs
+/// naming one of those resources mark it rejected.
 pub fn desired_status(
     report: &ResourceReport,
     connected: &[ProxyStatus],
@@ -50,13 +53,21 @@ pub fn desired_status(
         ),
         Err(why) => ("False", "BackendNotFound", why.clone()),
     };
+    let attachments = governed.is_none().then_some(&report.attachments);
     let counted: Vec<&ProxyStatus> = connected
         .iter()
-        .filter(|proxy| governed.is_none_or(|ids| ids.contains(&proxy.node_id)))
+        .filter(|proxy| match (governed, attachments) {
+            (Some(ids), _) => ids.contains(&proxy.node_id),
+            (None, Some(attachments)) => holds(proxy, attachments),
+            (None, None) => true,
+        })
         .collect();
-    let summary = summarize(&counted);
+    let summary = summarize(&counted, attachments);
     let (none, proxies) = match governed {
-        None => ("no proxy is connected", "connected proxies"),
+        None => (
+            "no connected proxy holds it (none has called the Services it applies to)",
+            "proxies holding it",
+        ),
         Some(_) => (
             "no connected proxy enforces this policy (none it selects has an inbound \
              listener and a certificate)",
@@ -127,18 +138,57 @@ pub fn desired_status(
     }
 }
 
+/// Whether `proxy` holds one of the Envoy resources in `attachments`.
+fn holds(proxy: &ProxyStatus, attachments: &Attachments) -> bool {
+    match proxy.protocol {
+        Protocol::Delta => {
+            let held = |ty: &str, names: &[String]| {
+                proxy
+                    .types
+                    .get(ty)
+                    .is_some_and(|p| p.held.iter().any(|h| names.contains(h)))
+            };
+            held("VHDS", &attachments.hosts) || held("CDS", &attachments.clusters)
+        }
+        Protocol::Sotw => {
+            let own = format!("{}/", route_config_name(&proxy.namespace));
+            attachments.hosts.iter().any(|h| h.starts_with(&own))
+                || !attachments.clusters.is_empty()
+        }
+    }
+}
+
+/// Whether `nack` concerns a resource attached to `attachments` (any NACK does when
+/// `None`): it names one of them, names none (it concerned its whole type), or rejected the
+/// route configuration holding one of the hosts.
+fn concerns(nack: &Nack, attachments: Option<&Attachments>) -> bool {
+    let Some(attachments) = attachments else {
+        return true;
+    };
+    nack.resources.is_empty()
+        || nack.resources.iter().any(|name| {
+            attachments.clusters.contains(name)
+                || attachments.hosts.iter().any(|host| {
+                    host == name
+                        || host
+                            .strip_prefix(name.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                })
+        })
+}
+
 /// A proxy has the current config when every type it was sent is ACKed at that version; it
-/// rejected it when its last NACK is of the version it was last sent.
-fn summarize(proxies: &[&ProxyStatus]) -> ProxySummary {
+/// rejected it when its last NACK is of the version it was last sent and concerns it.
+fn summarize(proxies: &[&ProxyStatus], attachments: Option<&Attachments>) -> ProxySummary {
     let mut summary = ProxySummary {
         total: proxies.len() as i32,
         ..Default::default()
     };
     for &proxy in proxies {
         let nack = proxy.types.values().find_map(|p| {
-            p.last_nack
-                .as_ref()
-                .filter(|n| p.sent_version.as_deref() == Some(n.version.as_str()))
+            p.last_nack.as_ref().filter(|n| {
+                p.sent_version.as_deref() == Some(n.version.as_str()) && concerns(n, attachments)
+            })
         });
         if let Some(nack) = nack {
             summary.nacked += 1;
@@ -149,10 +199,15 @@ fn summarize(proxies: &[&ProxyStatus]) -> ProxySummary {
                 });
             }
         } else if !proxy.types.is_empty()
-            && proxy
-                .types
-                .values()
-                .all(|p| p.acked_version == p.sent_version)
+            && proxy.types.values().all(|p| {
+                // A type whose last response was rejected over other resources is as
+                // current for this one as its last ACK left it.
+                p.acked_version == p.sent_version
+                    || p.last_nack.as_ref().is_some_and(|n| {
+                        p.sent_version.as_deref() == Some(n.version.as_str())
+                            && !concerns(n, attachments)
+                    })
+            })
         {
             summary.acked += 1;
         }
@@ -189,26 +244,48 @@ mod tests {
     use crate::ads::{Nack, Protocol, TypeProgress};
     use std::collections::BTreeMap;
 
+    const HOST: &str = "outbound/ns/greeter.ns.svc.cluster.local:50051";
+    const OTHER_HOST: &str = "outbound/ns/echo.ns.svc.cluster.local:9000";
+
+    /// A report of a route attached to [`HOST`].
     fn report(accepted: Result<(), String>, resolved: Result<(), String>) -> ResourceReport {
         ResourceReport {
             generation: Some(3),
             accepted,
             resolved_refs: resolved,
             notes: vec![],
+            attachments: Attachments {
+                hosts: vec![HOST.into()],
+                clusters: vec![],
+            },
         }
     }
 
+    /// A Delta proxy holding [`HOST`] (VHDS sent and ACKed as given; a NACK, if any, of the
+    /// version sent, about [`HOST`]).
     fn proxy(name: &str, sent: &str, acked: &str, nack: Option<&str>) -> ProxyStatus {
+        holding(name, &[HOST], sent, acked, nack.map(|m| (m, HOST)))
+    }
+
+    fn holding(
+        name: &str,
+        hosts: &[&str],
+        sent: &str,
+        acked: &str,
+        nack: Option<(&str, &str)>,
+    ) -> ProxyStatus {
         let progress = TypeProgress {
             sent_version: Some(sent.into()),
             acked_version: Some(acked.into()),
-            last_nack: nack.map(|m| Nack::new(sent.into(), m)),
+            last_nack: nack.map(|(m, host)| Nack::new(sent.into(), m).about([host].into_iter())),
+            held: hosts.iter().map(|h| h.to_string()).collect(),
         };
         ProxyStatus {
             node_id: name.into(),
+            namespace: "ns".into(),
             protocol: Protocol::Delta,
             connected_at_unix: 0,
-            types: BTreeMap::from([("RDS", progress)]),
+            types: BTreeMap::from([("VHDS", progress)]),
             unknown_types: vec![],
             identity: None,
             certificate_expiry_unix: None,
@@ -285,7 +362,7 @@ mod tests {
         );
         assert_eq!(
             find(&all, CONDITION_PROGRAMMED).message,
-            "2 of 2 connected proxies ACKed the config"
+            "2 of 2 proxies holding it ACKed the config"
         );
         let rejected = desired_status(
             &ok,
@@ -309,6 +386,62 @@ mod tests {
             &time(1),
         );
         assert_eq!(find(&pending, CONDITION_PROGRAMMED).reason, "Pending");
+    }
+
+    #[test]
+    fn only_proxies_holding_the_resource_count_and_only_nacks_about_it_reject_it() {
+        let ok = report(Ok(()), Ok(()));
+        let connected = [
+            proxy("a.ns", "v2", "v2", None),
+            // Holds another host only: not counted.
+            holding("b.ns", &[OTHER_HOST], "v2", "v2", None),
+            // Rejected another host it holds besides: still programmed with this one.
+            holding(
+                "c.ns",
+                &[HOST, OTHER_HOST],
+                "v3",
+                "v2",
+                Some(("bad echo", OTHER_HOST)),
+            ),
+        ];
+        let status = desired_status(&ok, &connected, None, None, &time(1));
+        assert_eq!(
+            find(&status, CONDITION_PROGRAMMED).message,
+            "2 of 2 proxies holding it ACKed the config"
+        );
+        let nobody = desired_status(&ok, &connected[1..2], None, None, &time(1));
+        assert_eq!(find(&nobody, CONDITION_PROGRAMMED).reason, "NoProxies");
+    }
+
+    #[test]
+    fn a_sotw_proxy_holds_the_hosts_of_its_namespace() {
+        let ok = report(Ok(()), Ok(()));
+        let sotw = |namespace: &str, nacked: Option<&str>| {
+            let mut proxy = holding("s", &[], "v2", "v1", None);
+            proxy.protocol = Protocol::Sotw;
+            proxy.namespace = namespace.into();
+            let rds = proxy.types.remove("VHDS").unwrap();
+            let nack = nacked.map(|name| Nack::new("v2".into(), "bad").about([name].into_iter()));
+            proxy.types.insert(
+                "RDS",
+                TypeProgress {
+                    held: vec![],
+                    last_nack: nack,
+                    ..rds
+                },
+            );
+            proxy
+        };
+        let other_ns = desired_status(&ok, &[sotw("elsewhere", None)], None, None, &time(1));
+        assert_eq!(find(&other_ns, CONDITION_PROGRAMMED).reason, "NoProxies");
+        let rejected = desired_status(
+            &ok,
+            &[sotw("ns", Some("outbound/ns"))],
+            None,
+            None,
+            &time(1),
+        );
+        assert_eq!(find(&rejected, CONDITION_PROGRAMMED).reason, "Rejected");
     }
 
     #[test]

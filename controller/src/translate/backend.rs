@@ -66,7 +66,12 @@ pub(super) fn resolve_policies(
                 }
                 None => {
                     owners.insert(target.clone(), key.name.clone());
-                    if report.resolved_refs.is_ok() {
+                    if let Some(service) = catalog.get(&key.namespace, &service) {
+                        report.attachments.clusters = service
+                            .ports
+                            .iter()
+                            .map(|p| service.cluster(p.port))
+                            .collect();
                         applied.insert(target, values);
                     }
                 }

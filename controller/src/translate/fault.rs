@@ -190,6 +190,26 @@ pub(super) fn with_faults(
     routes
 }
 
+/// The faults [`with_faults`] applies to a virtual host of Service (`namespace`, `name`)
+/// whose entries come from the GrpcRoutes `origins`.
+pub(super) fn applied_faults<'a>(
+    origins: &[&ObjectKey],
+    namespace: &str,
+    name: &str,
+    faults: &'a [AppliedFault],
+) -> impl Iterator<Item = &'a ObjectKey> {
+    faults
+        .iter()
+        .filter(move |f| match &f.target {
+            FaultTarget::Service {
+                namespace: n,
+                name: s,
+            } => n == namespace && s == name,
+            FaultTarget::GrpcRoute(key) => origins.contains(&key),
+        })
+        .map(|f| &f.key)
+}
+
 fn faulted_copy(route: &Route, fault: &AppliedFault) -> Route {
     let mut copy = route.clone();
     copy.name = format!(

@@ -184,6 +184,19 @@ pub struct ResourceReport {
     pub resolved_refs: Result<(), String>,
     /// What some clients cannot honour, or other things worth knowing.
     pub notes: Vec<String>,
+    /// The Envoy resources it is part of: a proxy holding one of them holds this resource
+    /// (what `Programmed` counts), and a NACK naming one concerns it.
+    pub attachments: Attachments,
+}
+
+/// The Envoy resources a weft resource is translated into.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attachments {
+    /// VHDS virtual hosts, `outbound/<client ns>/<fqdn>:<port>` (State-of-the-World
+    /// clients of that namespace hold them inside `outbound/<client ns>`).
+    pub hosts: Vec<String>,
+    /// Clusters (a BackendPolicy's).
+    pub clusters: Vec<String>,
 }
 
 impl ResourceReport {
@@ -193,6 +206,7 @@ impl ResourceReport {
             accepted: Ok(()),
             resolved_refs: Ok(()),
             notes: Vec::new(),
+            attachments: Attachments::default(),
         }
     }
 }
@@ -267,7 +281,14 @@ pub fn translate_for(
     namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
     namespaces.extend(workloads.values().map(|w| w.namespace.clone()));
     let namespaces = namespaces.iter().map(String::as_str);
-    for routing in vhosts::route_configurations(namespaces, &catalog, &attached, &faults) {
+    let (routing, attachments) =
+        vhosts::route_configurations(namespaces, &catalog, &attached, &faults);
+    for (key, hosts) in attachments {
+        if let Some(report) = reports.get_mut(&key) {
+            report.attachments.hosts = hosts;
+        }
+    }
+    for routing in routing {
         let (name, config) = routing.config;
         let hosts = NamespaceHosts::new(&name, routing.shell, routing.hosts);
         builder.add(ResourceType::Route, name, config);

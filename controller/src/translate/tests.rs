@@ -71,11 +71,16 @@ fn every_weft_resource_gets_a_report_with_its_generation() {
         route,
         &ResourceReport {
             generation: Some(7),
+            attachments: Attachments {
+                hosts: vec!["outbound/default/greeter.default.svc.cluster.local:50051".into()],
+                clusters: vec![],
+            },
             ..ResourceReport::new(None)
         }
     );
     let fault = &t.reports[&key(Kind::FaultInjection, "default", "chaos")];
     assert_eq!(fault.generation, Some(2));
+    assert_eq!(fault.attachments.hosts, route.attachments.hosts);
     assert_eq!((&fault.accepted, &fault.resolved_refs), (&Ok(()), &Ok(())));
     assert!(
         fault.notes.is_empty(),

@@ -15,7 +15,7 @@
 //! assembled from encoded hosts exactly as prost would encode the whole message.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
@@ -28,7 +28,7 @@ use prost::Name as _;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::cluster::ads_config_source;
-use super::fault::{AppliedFault, with_faults};
+use super::fault::{AppliedFault, applied_faults, with_faults};
 use super::matching;
 use super::routes::{AttachedRoute, stream_timeouts};
 use super::services::{Catalog, ServiceEntry, route_config_name};
@@ -42,6 +42,8 @@ pub(super) const DEFAULT_ROUTE: &str = "default";
 struct EncodedHost {
     /// Its own name, `<fqdn>:<port>`.
     name: String,
+    /// The GrpcRoutes and FaultInjections it carries.
+    sources: Vec<ObjectKey>,
     domains: Vec<String>,
     clusters: Vec<String>,
     bytes: Vec<u8>,
@@ -51,8 +53,15 @@ impl EncodedHost {
     /// This host as the VHDS resource `<route config>/<own name>`, named after the
     /// resource (Envoy keys VHDS hosts by their own name, and removals by resource name):
     /// the encoding with its leading `name` field swapped.
-    fn vhds_entry(&self, route_config: &str) -> HostEntry {
+    /// Its sources are recorded as attached to it.
+    fn vhds_entry(&self, route_config: &str, attachments: &mut HostAttachments) -> HostEntry {
         let name = format!("{route_config}/{}", self.name);
+        for source in &self.sources {
+            attachments
+                .entry(source.clone())
+                .or_default()
+                .push(name.clone());
+        }
         let rest = &self.bytes[name_field_len(&self.name)..];
         let mut value = Vec::with_capacity(name.len() + 4 + rest.len());
         length_delimited(1, name.as_bytes(), &mut value);
@@ -86,13 +95,18 @@ pub(super) struct NamespaceRouting {
     pub hosts: Vec<HostEntry>,
 }
 
-/// The routing of each of `namespaces`' clients.
+/// Per GrpcRoute and FaultInjection, the VHDS hosts carrying it.
+pub(super) type HostAttachments = BTreeMap<ObjectKey, Vec<String>>;
+
+/// The routing of each of `namespaces`' clients, and which hosts carry each GrpcRoute and
+/// FaultInjection.
 pub(super) fn route_configurations<'n>(
     namespaces: impl IntoIterator<Item = &'n str>,
     catalog: &Catalog,
     routes: &[AttachedRoute],
     faults: &[AppliedFault],
-) -> Vec<NamespaceRouting> {
+) -> (Vec<NamespaceRouting>, HostAttachments) {
+    let mut attachments = HostAttachments::new();
     let hosts_of = Hosts {
         by_parent: routes_by_parent(routes),
         faults,
@@ -128,12 +142,12 @@ pub(super) fn route_configurations<'n>(
                 match reusable {
                     Some(host) => {
                         taken.extend(host.domains.iter().map(|d| Cow::Borrowed(d.as_str())));
-                        entries.push(host.vhds_entry(&name));
+                        entries.push(host.vhds_entry(&name, &mut attachments));
                         hosts.push(Cow::Borrowed(&host.bytes));
                     }
                     None => {
                         let host = hosts_of.build(service, i, namespace, |d| taken.contains(d));
-                        entries.push(host.vhds_entry(&name));
+                        entries.push(host.vhds_entry(&name, &mut attachments));
                         taken.extend(host.domains.into_iter().map(Cow::Owned));
                         hosts.push(Cow::Owned(host.bytes));
                     }
@@ -154,7 +168,7 @@ pub(super) fn route_configurations<'n>(
             hosts: entries,
         });
     }
-    routing
+    (routing, attachments)
 }
 
 /// `outbound/<ns>` for Delta clients: no virtual hosts; they come over VHDS on the same
@@ -202,6 +216,14 @@ impl<'a> Hosts<'a> {
             .filter(|d| !taken(d))
             .collect();
         let entries = entries(service, port, namespace, self.attached(service, port));
+        let mut origins: Vec<&ObjectKey> = entries.iter().filter_map(|(_, key)| *key).collect();
+        origins.dedup();
+        let mut sources: Vec<ObjectKey> = origins.iter().map(|key| (*key).clone()).collect();
+        sources.extend(
+            applied_faults(&origins, &service.namespace, &service.name, self.faults).cloned(),
+        );
+        sources.sort();
+        sources.dedup();
         let host = VirtualHost {
             name: format!("{}:{}", service.fqdn(), port),
             domains,
@@ -211,6 +233,7 @@ impl<'a> Hosts<'a> {
         let bytes = host.encode_to_vec();
         EncodedHost {
             clusters: clusters_of(&host.routes),
+            sources,
             name: host.name,
             domains: host.domains,
             bytes,
