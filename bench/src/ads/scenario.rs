@@ -4,6 +4,11 @@
 //! kind of change (one endpoint, one route, a new Service every proxy must receive), make
 //! the change `repeats` times by rewriting a file, and follow it to the last proxy's ACK
 //! while sampling the controller's CPU time and RSS.
+//!
+//! Each simulated proxy calls [`CALLS_PER_PROXY`] Services: `svc-0` of the first namespace
+//! (the one every change touches, so every proxy must receive each change) and others
+//! spread over the mesh, and it asks for the new Services before they exist (as an app
+//! retrying a Service about to be deployed), so each new Service reaches every proxy.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -17,7 +22,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
 use super::report::{ChangeReport, LoadReport};
-use super::sim::{Kind4, ProxySim};
+use super::sim::{ProxySim, XdsKind};
 use super::stream::{Report, run_proxy};
 use super::track::{ChangeTracker, Outcome};
 use crate::meshconfig::{self, ControlPlaneConfig};
@@ -32,8 +37,11 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// to polling (two polls 250 ms apart) plus the debounce, so each change is detected on its own.
 const CHANGE_GAP: Duration = Duration::from_millis(800);
 
+/// Services each simulated proxy calls (their virtual hosts and clusters are what it holds).
+pub const CALLS_PER_PROXY: u32 = 10;
+
 /// The updates one proxy must receive for a change.
-type Expected = BTreeSet<(Kind4, String)>;
+type Expected = BTreeSet<(XdsKind, String)>;
 
 /// A change kind and the name it is reported under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,31 +81,69 @@ impl Scenario {
         self.config.namespace(proxy as u32 % self.config.namespaces)
     }
 
+    /// The authorities proxy `i` calls: `svc-0` of the first namespace, then others
+    /// spread over every namespace.
+    fn calls_of(&self, i: usize) -> Vec<String> {
+        let config = &self.config;
+        let mut calls = vec![meshconfig::authority("svc-0", &config.namespace(0))];
+        for j in 1..CALLS_PER_PROXY.min(config.total_services()) {
+            let n =
+                (i as u32).wrapping_mul(7919).wrapping_add(j * 104_729) % config.total_services();
+            let (ns, svc) = (
+                n / config.services_per_namespace,
+                n % config.services_per_namespace,
+            );
+            let authority = meshconfig::authority(&format!("svc-{svc}"), &config.namespace(ns));
+            if !calls.contains(&authority) {
+                calls.push(authority);
+            }
+        }
+        calls
+    }
+
+    /// The new Services every proxy asks for before they exist.
+    fn awaited(&self) -> Vec<String> {
+        (1..=self.repeats)
+            .map(|k| meshconfig::authority(&format!("extra-{k}"), &self.config.namespace(0)))
+            .collect()
+    }
+
+    /// The virtual host serving `authority` to proxy `i` (named like the controller does:
+    /// `outbound/<client ns>/<authority>`, the authority being the Service's FQDN and port).
+    fn host_of(&self, i: usize, authority: &str) -> String {
+        format!(
+            "{}/{authority}",
+            meshconfig::route_config_name(&self.namespace_of(i))
+        )
+    }
+
     /// The file to write for repetition `k` (from 1) of `kind`, and what each proxy must get.
     fn change(&self, kind: ChangeKind, k: u32) -> ((String, String), Vec<Expected>) {
         let ns0 = self.config.namespace(0);
-        let (file, fixed): (_, Vec<(Kind4, String)>) = match kind {
+        let (file, fixed): (_, Vec<(XdsKind, String)>) = match kind {
             ChangeKind::Endpoint => (
                 self.config.endpoints_file(0, k),
-                vec![(Kind4::Eds, meshconfig::cluster_name("svc-0", &ns0))],
+                vec![(XdsKind::Eds, meshconfig::cluster_name("svc-0", &ns0))],
             ),
             ChangeKind::Route => (self.config.routes_file(0, k), vec![]),
             ChangeKind::NewService => {
                 let cluster = meshconfig::cluster_name(&format!("extra-{k}"), &ns0);
                 (
                     self.config.new_service_file(k),
-                    vec![(Kind4::Cds, cluster.clone()), (Kind4::Eds, cluster)],
+                    vec![(XdsKind::Cds, cluster.clone()), (XdsKind::Eds, cluster)],
                 )
             }
+        };
+        let changed_host = match kind {
+            ChangeKind::Endpoint => None,
+            ChangeKind::Route => Some(meshconfig::authority("svc-0", &ns0)),
+            ChangeKind::NewService => Some(meshconfig::authority(&format!("extra-{k}"), &ns0)),
         };
         let expected = (0..self.proxies)
             .map(|i| {
                 let mut set: BTreeSet<_> = fixed.iter().cloned().collect();
-                if kind != ChangeKind::Endpoint {
-                    set.insert((
-                        Kind4::Rds,
-                        meshconfig::route_config_name(&self.namespace_of(i)),
-                    ));
+                if let Some(authority) = &changed_host {
+                    set.insert((XdsKind::Vhds, self.host_of(i, authority)));
                 }
                 set
             })
@@ -128,7 +174,12 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<LoadReport> {
             .connect()
             .await
             .with_context(|| format!("proxy {i} cannot connect to {uri}"))?;
-        let sim = ProxySim::new(&format!("sim-{i}"), &scenario.namespace_of(i));
+        let sim = ProxySim::new(
+            &format!("sim-{i}"),
+            &scenario.namespace_of(i),
+            scenario.calls_of(i),
+            scenario.awaited(),
+        );
         // Each simulated proxy names its own (never bound) outbound address.
         let outbound = format!("127.0.0.1:{}", 20000 + i);
         tokio::spawn(run_proxy(

@@ -1,9 +1,11 @@
 //! One simulated proxy's side of Delta ADS, as plain synchronous logic: what it asks for
 //! first, and what it sends back for each response — like Envoy, it subscribes to
 //! clusters and listeners by wildcard, ACKs every response, asks for the endpoints of every
-//! cluster it is sent (and drops those of removed clusters), and asks for the route
+//! cluster it is sent (and drops those of removed clusters), asks for the route
 //! configuration its listener names (`outbound/<namespace>`, read from the namespace rather
-//! than by decoding the listener). Resource bodies are never decoded.
+//! than by decoding the listener), and then for the virtual hosts of the Services it calls
+//! (VHDS, by authority, as an Envoy or weft-proxy does on its first RPC to each). Resource
+//! bodies are never decoded.
 
 use std::collections::BTreeSet;
 
@@ -14,24 +16,27 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 
-pub use weft_common::xds::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+pub use weft_common::xds::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE, VIRTUAL_HOST};
+use weft_common::xds::vhds_resource_name;
 
 /// A resource type by its short name, for events and expectations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind4 {
+pub enum XdsKind {
     Cds,
     Eds,
     Lds,
     Rds,
+    Vhds,
 }
 
-impl Kind4 {
+impl XdsKind {
     pub fn from_type_url(url: &str) -> Option<Self> {
         match url {
             CLUSTER => Some(Self::Cds),
             ENDPOINT => Some(Self::Eds),
             LISTENER => Some(Self::Lds),
             ROUTE => Some(Self::Rds),
+            VIRTUAL_HOST => Some(Self::Vhds),
             _ => None,
         }
     }
@@ -46,10 +51,18 @@ pub struct ProxySim {
     endpoints: BTreeSet<String>,
     has_listener: bool,
     has_routes: bool,
+    /// The authorities it calls (their Services exist), those it also asks for before their
+    /// Services exist (an app retrying a Service not deployed yet), and the virtual hosts
+    /// it got (by name).
+    calls: Vec<String>,
+    awaited: Vec<String>,
+    hosts: BTreeSet<String>,
 }
 
 impl ProxySim {
-    pub fn new(pod: &str, namespace: &str) -> Self {
+    /// A proxy in `namespace` whose app calls `calls` and `awaited` (authorities; only the
+    /// former need a host to be synced).
+    pub fn new(pod: &str, namespace: &str, calls: Vec<String>, awaited: Vec<String>) -> Self {
         Self {
             node_id: format!("{pod}.{namespace}"),
             namespace: namespace.to_string(),
@@ -57,6 +70,9 @@ impl ProxySim {
             endpoints: BTreeSet::new(),
             has_listener: false,
             has_routes: false,
+            calls,
+            awaited,
+            hosts: BTreeSet::new(),
         }
     }
 
@@ -98,8 +114,8 @@ impl ProxySim {
             response_nonce: response.nonce.clone(),
             ..Default::default()
         }];
-        match Kind4::from_type_url(&response.type_url) {
-            Some(Kind4::Cds) => {
+        match XdsKind::from_type_url(&response.type_url) {
+            Some(XdsKind::Cds) => {
                 let added: Vec<String> = response
                     .resources
                     .iter()
@@ -124,12 +140,12 @@ impl ProxySim {
                     });
                 }
             }
-            Some(Kind4::Eds) => {
+            Some(XdsKind::Eds) => {
                 for r in &response.resources {
                     self.endpoints.insert(r.name.clone());
                 }
             }
-            Some(Kind4::Lds) if !self.has_listener && !response.resources.is_empty() => {
+            Some(XdsKind::Lds) if !self.has_listener && !response.resources.is_empty() => {
                 self.has_listener = true;
                 out.push(DeltaDiscoveryRequest {
                     type_url: ROUTE.into(),
@@ -137,17 +153,39 @@ impl ProxySim {
                     ..Default::default()
                 });
             }
-            Some(Kind4::Rds) => self.has_routes |= !response.resources.is_empty(),
-            Some(Kind4::Lds) | None => {}
+            Some(XdsKind::Rds) if !self.has_routes && !response.resources.is_empty() => {
+                self.has_routes = true;
+                let route_config = format!("outbound/{}", self.namespace);
+                out.push(DeltaDiscoveryRequest {
+                    type_url: VIRTUAL_HOST.into(),
+                    resource_names_subscribe: self
+                        .calls
+                        .iter()
+                        .chain(&self.awaited)
+                        .map(|authority| vhds_resource_name(&route_config, authority))
+                        .collect(),
+                    ..Default::default()
+                });
+            }
+            Some(XdsKind::Vhds) => {
+                for r in response.resources.iter().filter(|r| r.resource.is_some()) {
+                    self.hosts.insert(r.name.clone());
+                }
+                for name in &response.removed_resources {
+                    self.hosts.remove(name);
+                }
+            }
+            Some(XdsKind::Lds | XdsKind::Rds) | None => {}
         }
         out
     }
 
-    /// Whether it holds a complete config: clusters with all their endpoints, a listener
-    /// and its routes.
+    /// Whether it holds a complete config: clusters with all their endpoints, a listener,
+    /// its routes and a virtual host per authority it calls.
     pub fn synced(&self) -> bool {
         self.has_listener
             && self.has_routes
+            && self.hosts.len() >= self.calls.len()
             && !self.clusters.is_empty()
             && self.clusters.iter().all(|c| self.endpoints.contains(c))
     }
@@ -181,7 +219,7 @@ mod tests {
 
     #[test]
     fn starts_with_wildcard_clusters_and_listeners() {
-        let sim = ProxySim::new("p-1", "ns-2");
+        let sim = ProxySim::new("p-1", "ns-2", vec![], vec![]);
         let first = sim.initial_requests("127.0.0.1:1");
         assert_eq!(first.len(), 2);
         assert_eq!(first[0].node.as_ref().unwrap().id, "p-1.ns-2");
@@ -194,7 +232,12 @@ mod tests {
 
     #[test]
     fn follows_clusters_and_listener_to_a_full_config() {
-        let mut sim = ProxySim::new("p", "ns-0");
+        let mut sim = ProxySim::new(
+            "p",
+            "ns-0",
+            vec!["svc-0.ns-0:80".into()],
+            vec!["x:80".into()],
+        );
         let out = sim.on_response(&response(CLUSTER, "1", &["a", "b"], &[]));
         assert_eq!(out[0].response_nonce, "1");
         assert_eq!(out[1].type_url, ENDPOINT);
@@ -207,7 +250,16 @@ mod tests {
         let out = sim.on_response(&response(LISTENER, "3", &["outbound"], &[]));
         assert_eq!(out[1].resource_names_subscribe, ["outbound/ns-0"]);
         assert!(!sim.synced());
-        sim.on_response(&response(ROUTE, "4", &["outbound/ns-0"], &[]));
+        let out = sim.on_response(&response(ROUTE, "4", &["outbound/ns-0"], &[]));
+        assert_eq!(out[1].type_url, VIRTUAL_HOST);
+        assert_eq!(
+            out[1].resource_names_subscribe,
+            ["outbound/ns-0/svc-0.ns-0:80", "outbound/ns-0/x:80"]
+        );
+        assert!(!sim.synced());
+        let mut host = response(VIRTUAL_HOST, "4b", &["outbound/ns-0/svc-0"], &[]);
+        host.resources[0].resource = Some(Default::default());
+        sim.on_response(&host);
         assert!(sim.synced());
         // A second listener update does not subscribe again; a removed cluster is dropped.
         assert_eq!(

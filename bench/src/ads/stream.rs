@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
-use super::sim::{Kind4, ProxySim};
+use super::sim::{ProxySim, XdsKind};
 use super::track::Event;
 
 /// Largest response accepted (a full config for 1000 Services is a few MB).
@@ -85,7 +85,7 @@ async fn stream(
         let size = response.encoded_len();
         bytes += size as u64;
         if tracking.load(Ordering::Relaxed)
-            && let Some(kind) = Kind4::from_type_url(&response.type_url)
+            && let Some(kind) = XdsKind::from_type_url(&response.type_url)
         {
             let names = response
                 .resources

@@ -6,13 +6,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::sim::Kind4;
+use super::sim::XdsKind;
 
 /// One response a simulated proxy received (and ACKed at once).
 #[derive(Debug, Clone)]
 pub struct Event {
     pub stream: usize,
-    pub kind: Kind4,
+    pub kind: XdsKind,
     /// Names of the resources it carried, and of those it removed.
     pub names: Vec<String>,
     /// Encoded size of the response message.
@@ -39,7 +39,7 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct ChangeTracker {
     start: Instant,
-    pending: Vec<BTreeSet<(Kind4, String)>>,
+    pending: Vec<BTreeSet<(XdsKind, String)>>,
     done: Vec<Option<Instant>>,
     bytes: Vec<u64>,
     first: Option<Instant>,
@@ -48,7 +48,7 @@ pub struct ChangeTracker {
 
 impl ChangeTracker {
     /// `expected[i]`: the updates proxy `i` must receive for the change made at `start`.
-    pub fn new(start: Instant, expected: Vec<BTreeSet<(Kind4, String)>>) -> Self {
+    pub fn new(start: Instant, expected: Vec<BTreeSet<(XdsKind, String)>>) -> Self {
         let n = expected.len();
         let remaining = expected.iter().filter(|e| !e.is_empty()).count();
         let done = expected
@@ -112,11 +112,11 @@ impl ChangeTracker {
 mod tests {
     use super::*;
 
-    fn expect(items: &[(Kind4, &str)]) -> BTreeSet<(Kind4, String)> {
+    fn expect(items: &[(XdsKind, &str)]) -> BTreeSet<(XdsKind, String)> {
         items.iter().map(|(k, n)| (*k, n.to_string())).collect()
     }
 
-    fn event(stream: usize, kind: Kind4, names: &[&str], at: Instant, ms: u64) -> Event {
+    fn event(stream: usize, kind: XdsKind, names: &[&str], at: Instant, ms: u64) -> Event {
         let received = at + Duration::from_millis(ms);
         Event {
             stream,
@@ -134,15 +134,15 @@ mod tests {
         let mut tracker = ChangeTracker::new(
             t0,
             vec![
-                expect(&[(Kind4::Cds, "c"), (Kind4::Rds, "r0")]),
-                expect(&[(Kind4::Rds, "r1")]),
+                expect(&[(XdsKind::Cds, "c"), (XdsKind::Rds, "r0")]),
+                expect(&[(XdsKind::Rds, "r1")]),
             ],
         );
-        tracker.observe(&event(0, Kind4::Cds, &["c"], t0, 300));
-        tracker.observe(&event(1, Kind4::Rds, &["r0"], t0, 301)); // not what proxy 1 expects
+        tracker.observe(&event(0, XdsKind::Cds, &["c"], t0, 300));
+        tracker.observe(&event(1, XdsKind::Rds, &["r0"], t0, 301)); // not what proxy 1 expects
         assert!(!tracker.complete());
-        tracker.observe(&event(1, Kind4::Rds, &["r1"], t0, 310));
-        tracker.observe(&event(0, Kind4::Rds, &["r0"], t0, 320));
+        tracker.observe(&event(1, XdsKind::Rds, &["r1"], t0, 310));
+        tracker.observe(&event(0, XdsKind::Rds, &["r0"], t0, 320));
         assert!(tracker.complete());
         let outcome = tracker.outcome();
         assert_eq!(outcome.convergence, Some(Duration::from_millis(321)));
@@ -156,12 +156,12 @@ mod tests {
     fn ignores_what_came_before_the_change_and_reports_stragglers() {
         let t0 = Instant::now();
         let earlier = t0.checked_sub(Duration::from_millis(5)).unwrap_or(t0);
-        let mut tracker = ChangeTracker::new(t0, vec![expect(&[(Kind4::Eds, "e")]); 2]);
+        let mut tracker = ChangeTracker::new(t0, vec![expect(&[(XdsKind::Eds, "e")]); 2]);
         if earlier < t0 {
-            tracker.observe(&event(0, Kind4::Eds, &["e"], earlier, 0));
+            tracker.observe(&event(0, XdsKind::Eds, &["e"], earlier, 0));
             assert!(tracker.outcome().first_response.is_none());
         }
-        tracker.observe(&event(0, Kind4::Eds, &["e"], t0, 5));
+        tracker.observe(&event(0, XdsKind::Eds, &["e"], t0, 5));
         let outcome = tracker.outcome();
         assert_eq!((outcome.incomplete, outcome.convergence), (1, None));
     }
