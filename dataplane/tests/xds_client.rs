@@ -2,7 +2,8 @@
 //! temporary config directory: over Delta, over State-of-the-World, and with `Auto` against
 //! a server without Delta. Each run checks the first complete config, a file change arriving
 //! as an update, a restarted controller being reconnected to, and that the config stays in
-//! force while the controller is down.
+//! force while the controller is down. Over Delta the virtual hosts come over VHDS, so the
+//! run asks for each Service's as the data path would (SotW ignores the asking).
 
 #![allow(clippy::unwrap_used)] // a panic is how a failed step is reported
 
@@ -21,12 +22,12 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use prometheus_client::registry::Registry;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use weft_proxy::XdsProtocol;
 use weft_proxy::config::ProxyConfig;
-use weft_proxy::xds::{ControlPlane, XdsMetrics, XdsSettings, node_from, spawn};
+use weft_proxy::xds::{ControlPlane, XdsMetrics, XdsSettings, node_from, spawn_with_demands};
 use weft_tests::process::free_port;
 
 const GREETER: &str = "outbound|50051||greeter.default.svc.cluster.local";
@@ -172,11 +173,17 @@ async fn scenario(protocol: XdsProtocol, front: Option<(u16, u16)>) {
     let (tx, mut rx) = watch::channel(Arc::new(ProxyConfig::default()));
     let mut registry = Registry::default();
     let metrics = Arc::new(XdsMetrics::register(&mut registry));
-    let client = spawn(settings, tx, metrics.clone());
+    let (demand, demands) = mpsc::channel(8);
+    let client = spawn_with_demands(settings, tx, metrics.clone(), demands);
+    demand
+        .send("outbound/default/greeter:50051".to_owned())
+        .await
+        .unwrap();
 
     wait_for(&mut rx, "greeter", |c| serves(c, GREETER, v1)).await;
     let versions = rx.borrow().resources.versions.clone();
-    assert_eq!(versions.len(), 4, "a version per type: {versions:?}");
+    let types = if protocol == XdsProtocol::Delta { 5 } else { 4 };
+    assert_eq!(versions.len(), types, "a version per type: {versions:?}");
     let text = metrics_text(&registry);
     assert!(text.contains("weft_proxy_xds_connected 1"), "{text}");
     assert!(text.contains("result=\"ack\""), "{text}");
@@ -188,6 +195,10 @@ async fn scenario(protocol: XdsProtocol, front: Option<(u16, u16)>) {
         "services.yaml",
         &services_yaml(&["weather"], v2),
     );
+    demand
+        .send("outbound/default/weather:50051".to_owned())
+        .await
+        .unwrap();
     wait_for(&mut rx, "weather instead of greeter", |c| {
         serves(c, WEATHER, v2) && !c.clusters.contains_key(GREETER)
     })

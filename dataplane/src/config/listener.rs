@@ -1,5 +1,6 @@
 //! `Listener` → [`ListenerConfig`]: the outbound listener's one HTTP connection manager,
-//! which must read its routes over RDS and run only the fault filter (configured per route)
+//! which must read its routes over RDS and run only the on-demand filter (VHDS, which
+//! weft-proxy does natively: see `on_demand.rs`), the fault filter (configured per route)
 //! and the router. The listener named `inbound` is converted by `inbound.rs` instead (its
 //! mTLS mode); a listener of any other name is read as an outbound one, as it always was.
 //!
@@ -18,6 +19,7 @@
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as NetworkConfig;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::OnDemand;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpConfig;
@@ -41,6 +43,7 @@ pub const INBOUND_LISTENER: &str = "inbound";
 /// Conventional names, used only for filters that carry no typed config.
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 const ROUTER_FILTER: &str = "envoy.filters.http.router";
+const ON_DEMAND_FILTER: &str = "envoy.filters.http.on_demand";
 
 /// Converts one Listener (`any` must hold one); errors name the resource and the field.
 pub fn parse_listener(any: &Any) -> Result<ListenerConfig, ConfigError> {
@@ -165,13 +168,14 @@ fn connection_manager(manager: &HttpConnectionManager) -> FieldResult<String> {
 
 /// What an HTTP filter is, to weft-proxy.
 enum HttpFilterKind {
+    OnDemand,
     Fault,
     Router,
     Other,
 }
 
-/// Checks the HTTP filters: an optional fault filter with empty config, and the router,
-/// last. An empty list means the router alone (Envoy's default).
+/// Checks the HTTP filters: an optional on-demand filter, an optional fault filter with empty
+/// config, and the router, last. An empty list means the router alone (Envoy's default).
 pub(super) fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
     let Some(last) = filters.len().checked_sub(1) else {
         return Ok(());
@@ -195,6 +199,11 @@ pub(super) fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
                 ));
             }
             HttpFilterKind::Router => router = true,
+            HttpFilterKind::OnDemand => {
+                if let Some(any) = config {
+                    on_demand(any).map_err(|e| e.within("typed_config").within(&position))?;
+                }
+            }
             HttpFilterKind::Fault => {
                 let fault = match config {
                     Some(any) => decode_any::<HttpFault>(any)
@@ -214,8 +223,9 @@ pub(super) fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
                 return Err(FieldError::new(
                     position,
                     format!(
-                        "HTTP filter {:?} ({}) is not supported by weft-proxy (only {FAULT_FILTER} \
-                         and {ROUTER_FILTER}); mark it is_optional to let weft-proxy skip it",
+                        "HTTP filter {:?} ({}) is not supported by weft-proxy (only \
+                         {ON_DEMAND_FILTER}, {FAULT_FILTER} and {ROUTER_FILTER}); mark it \
+                         is_optional to let weft-proxy skip it",
                         filter.name,
                         config.map_or("no config", |a| a.type_url.as_str())
                     ),
@@ -233,11 +243,30 @@ pub(super) fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
     }
 }
 
+/// The on-demand filter's config. weft-proxy always fetches a virtual host a route
+/// configuration with `vhds` lacks, and holds the RPC until the host, the clusters its
+/// route sends to and their endpoints have arrived (the server sends those clusters over
+/// the wildcard CDS subscription), for at most 5 s together (`proxy::on_demand`), so the
+/// filter changes nothing: only what it cannot do is an error. Its `odcds.timeout` is not
+/// read (the hold's limit is the proxy's own).
+fn on_demand(any: &Any) -> FieldResult<()> {
+    let config: OnDemand = decode_any(any)?;
+    if let Some(odcds) = &config.odcds {
+        check_config_source(odcds.source.as_ref(), "odcds.source")?;
+        if !odcds.resources_locator.is_empty() {
+            return Err(unsupported("odcds.resources_locator"));
+        }
+    }
+    Ok(())
+}
+
 fn filter_kind(name: &str, config: Option<&Any>) -> HttpFilterKind {
     match config.map(|any| any.type_url.as_str()) {
+        Some(url) if url == OnDemand::type_url() => HttpFilterKind::OnDemand,
         Some(url) if url == HttpFault::type_url() => HttpFilterKind::Fault,
         Some(url) if url == Router::type_url() => HttpFilterKind::Router,
         Some(_) => HttpFilterKind::Other,
+        None if name == ON_DEMAND_FILTER => HttpFilterKind::OnDemand,
         None if name == FAULT_FILTER => HttpFilterKind::Fault,
         None if name == ROUTER_FILTER => HttpFilterKind::Router,
         None => HttpFilterKind::Other,

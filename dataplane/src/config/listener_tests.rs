@@ -160,6 +160,45 @@ fn http_filter_errors_name_the_filter() {
 }
 
 #[test]
+fn the_on_demand_filter_is_accepted_for_what_weft_proxy_does_natively() {
+    let mut manager = connection_manager("default");
+    manager.http_filters[0] = HttpFilter {
+        name: ON_DEMAND.into(),
+        ..Default::default()
+    };
+    assert!(parse(listener_with("l", manager)).is_ok());
+    let mut bare = controller_on_demand();
+    bare.odcds = None;
+    let mut manager = connection_manager("default");
+    manager.http_filters[0] = http_filter("od", pack_any(bare));
+    assert!(parse(listener_with("l", manager)).is_ok());
+
+    let mut elsewhere = controller_on_demand();
+    if let Some(odcds) = elsewhere.odcds.as_mut() {
+        odcds.source = Some(envoy_types::pb::envoy::config::core::v3::ConfigSource {
+            config_source_specifier: Some(ConfigSourceSpecifier::ApiConfigSource(
+                ApiConfigSource::default(),
+            )),
+            ..Default::default()
+        });
+    }
+    let err = manager_error(|m| m.http_filters[0] = http_filter(ON_DEMAND, pack_any(elsewhere)));
+    assert_eq!(
+        err.field,
+        format!("{HCM_FIELD}.http_filters[0].typed_config.odcds.source")
+    );
+    let mut xdstp = controller_on_demand();
+    if let Some(odcds) = xdstp.odcds.as_mut() {
+        odcds.resources_locator = "xdstp://example/*".into();
+    }
+    let err = manager_error(|m| m.http_filters[0] = http_filter(ON_DEMAND, pack_any(xdstp)));
+    assert_eq!(
+        err.field,
+        format!("{HCM_FIELD}.http_filters[0].typed_config.odcds.resources_locator")
+    );
+}
+
+#[test]
 fn one_chain_with_only_the_connection_manager() {
     let listener = controller_listener("default");
     let chain = listener.filter_chains[0].clone();

@@ -23,7 +23,7 @@ use http::HeaderMap;
 use weft_common::xds::vhds_resource_name;
 
 use super::matching::RouteDecision;
-use super::{OnDemandHost, ProxyConfig, Route, RouteTable};
+use super::{OnDemandHost, ProxyConfig, Route, RouteTable, VirtualHost};
 
 /// Names subscribed on demand, at most (each is state here and on the server for the
 /// proxy's lifetime; an app naming ever new authorities must not grow them without bound).
@@ -109,6 +109,31 @@ impl OnDemandLookups {
         if self.subscribed.contains(name) {
             self.not_found.insert(name.to_owned());
         }
+    }
+}
+
+impl OnDemandHost {
+    /// The host as held under resource name `resource` (`<route config>/<host>`): a name of
+    /// its own that repeats the resource name's `<route config>/` loses it, so the host is
+    /// named (in metrics' `destination_service`, `/config_dump`) as the same host inline in
+    /// a State-of-the-World route configuration is.
+    pub fn named_within(self: Arc<Self>, resource: &str) -> Arc<Self> {
+        let prefix = resource.rsplit_once('/').map_or("", |(prefix, _)| prefix);
+        let short = self
+            .host
+            .name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|rest| !rest.is_empty() && !prefix.is_empty());
+        let Some(short) = short else {
+            return self;
+        };
+        let mut host = VirtualHost::clone(&self.host);
+        host.name = short.to_owned();
+        Arc::new(OnDemandHost {
+            host: Arc::new(host),
+            named: self.named.clone(),
+        })
     }
 }
 

@@ -313,3 +313,22 @@ fn without_vhds_nothing_is_asked_or_waited_for() {
     };
     assert_eq!(said(&nothing, &rpc("greeter:50051", &headers)), "wait");
 }
+
+#[test]
+fn a_host_named_like_its_resource_is_named_as_inline() {
+    let long = host(GREETER_HOST, &["greeter:50051"], GREETER);
+    let held = long.named_within(GREETER_HOST);
+    assert_eq!(held.host.name, "greeter.default.svc.cluster.local:50051");
+    assert_eq!(held.host.domains, ["greeter:50051"]);
+    let short = greeter();
+    assert!(Arc::ptr_eq(
+        &Arc::clone(&short).named_within(GREETER_HOST),
+        &short
+    ));
+    let other = host("outbound/other/x:1", &["x:1"], GREETER);
+    assert_eq!(
+        other.named_within(GREETER_HOST).host.name,
+        "outbound/other/x:1",
+        "another route configuration's prefix is part of the name"
+    );
+}

@@ -38,6 +38,7 @@ use envoy_types::pb::envoy::extensions::filters::common::fault::v3::FaultDelay;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::fault_abort::ErrorType;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{FaultAbort, HttpFault};
+use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::{OnDemand, OnDemandCds};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     CodecType, RouteSpecifier,
@@ -54,6 +55,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuratio
 use envoy_types::util::pack_any;
 
 pub const FAULT: &str = "envoy.filters.http.fault";
+pub const ON_DEMAND: &str = "envoy.filters.http.on_demand";
 pub const ROUTER: &str = "envoy.filters.http.router";
 pub const HCM: &str = "envoy.filters.network.http_connection_manager";
 
@@ -80,6 +82,17 @@ pub fn http_filter(name: &str, config: Any) -> HttpFilter {
     }
 }
 
+/// The controller's on-demand filter: clusters over ADS, a 5 s wait.
+pub fn controller_on_demand() -> OnDemand {
+    OnDemand {
+        odcds: Some(OnDemandCds {
+            source: Some(ads()),
+            resources_locator: String::new(),
+            timeout: Some(proto_duration(Duration::from_secs(5))),
+        }),
+    }
+}
+
 /// The controller's connection manager for `outbound/<namespace>`.
 pub fn connection_manager(namespace: &str) -> HttpConnectionManager {
     HttpConnectionManager {
@@ -90,6 +103,7 @@ pub fn connection_manager(namespace: &str) -> HttpConnectionManager {
             route_config_name: format!("outbound/{namespace}"),
         })),
         http_filters: vec![
+            http_filter(ON_DEMAND, pack_any(controller_on_demand())),
             http_filter(FAULT, pack_any(HttpFault::default())),
             http_filter(ROUTER, pack_any(Router::default())),
         ],

@@ -2,8 +2,8 @@
 //! go in, requests to send and "the config changed" come out.
 //!
 //! - A new stream subscribes CDS and LDS with `*` and EDS/RDS with the names the held
-//!   clusters and listeners refer to, announcing what it holds in
-//!   `initial_resource_versions` so a reconnect re-sends nothing unchanged.
+//!   clusters and listeners refer to (and VHDS the names asked before, first), announcing
+//!   what it holds in `initial_resource_versions` so a reconnect re-sends nothing unchanged.
 //! - A response is converted whole: one bad resource NACKs all of it and nothing is applied.
 //!   Otherwise its upserts and `removed_resources` are applied and ACKed.
 //! - After an accepted response, EDS and RDS subscriptions follow what the clusters and
@@ -29,6 +29,18 @@ use super::state::{
     Converted, Held, Outcome, Protocol, Verdict, Wanted, nack_status, short_name, unknown_type,
 };
 use crate::config::{ConfigError, Demand, ResourceKind};
+
+/// The order a new stream subscribes in. VHDS (only on a reconnect: names are subscribed
+/// on demand) goes first: a server whose wildcard CDS follows the virtual hosts a stream
+/// holds (weft-controller) then knows them when it answers CDS; asked CDS first it would
+/// remove their clusters (and the proxy their endpoints) until the VHDS request arrived.
+const START_ORDER: [ResourceKind; 5] = [
+    ResourceKind::VirtualHost,
+    ResourceKind::Cluster,
+    ResourceKind::Endpoints,
+    ResourceKind::Listener,
+    ResourceKind::Route,
+];
 
 /// A response's resources, converted.
 #[derive(Default)]
@@ -169,7 +181,7 @@ impl Protocol for DeltaState {
     fn start(&mut self) -> Vec<DeltaDiscoveryRequest> {
         self.subscribed.clear();
         let mut requests = Vec::new();
-        for kind in ResourceKind::ALL {
+        for kind in START_ORDER {
             let names = match self.held.wanted(kind) {
                 Wanted::Wildcard => BTreeSet::from(["*".to_string()]),
                 Wanted::Names(names) | Wanted::OnDemand(names) if names.is_empty() => continue,
@@ -219,8 +231,14 @@ impl Protocol for DeltaState {
             }
         };
         for upsert in changes.upserts {
+            let value = match upsert.value {
+                Converted::VirtualHost(host) => {
+                    Converted::VirtualHost(host.named_within(&upsert.name))
+                }
+                value => value,
+            };
             self.held
-                .upsert(kind, &upsert.name, Some(&upsert.version), upsert.value);
+                .upsert(kind, &upsert.name, Some(&upsert.version), value);
             if kind == ResourceKind::VirtualHost {
                 let lookups = &mut self.held.resources.on_demand;
                 lookups.answered(&upsert.name, &upsert.aliases);

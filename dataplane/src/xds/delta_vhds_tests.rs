@@ -120,7 +120,16 @@ fn an_answer_by_alias_holds_the_host_under_its_own_name() {
     assert_eq!(lookups(&state).aliases[NAME], GREETER);
     assert_eq!(state.held().resource_versions[&VHDS][GREETER], "v1");
     assert_eq!(state.held().resources.versions[&VHDS], "sys-1");
+    let held = &state.held().resources.virtual_hosts[GREETER];
+    assert_eq!(held.host.name, "greeter");
+
+    // A host whose own name repeats its resource name is held under the short one.
+    let long = host(GREETER, &[], &format!("{GREETER}=greeter:50051"), "v2");
+    state.handle(&response("2", vec![long], &[]));
+    let held = &state.held().resources.virtual_hosts[GREETER];
+    assert_eq!(held.host.name, "greeter.default.svc.cluster.local:50051");
     // Nothing more to ask: the data path finds the host by its domains now.
+    assert_eq!(lookups(&state).aliases[NAME], GREETER);
     assert_eq!(state.demand(NAME), (Vec::new(), false));
 }
 
@@ -241,10 +250,15 @@ fn reconnect_announces_held_hosts_and_resubscribes_every_name() {
         .collect();
     assert_eq!(vhds.len(), 1);
     assert_eq!(
-        requests.last().unwrap().type_url,
+        requests[0].type_url,
         VHDS.type_url(),
-        "after the route configuration it belongs to"
+        "first, so a server whose CDS follows the held hosts knows them"
     );
+    assert!(
+        requests[0].node.is_some(),
+        "the node goes in the first request"
+    );
+    assert!(requests[1..].iter().all(|r| r.node.is_none()));
     let vhds = vhds[0];
     assert_eq!(
         vhds.resource_names_subscribe,

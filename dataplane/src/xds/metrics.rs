@@ -18,7 +18,7 @@ use crate::config::ResourceKind;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpdateLabels {
     /// The resource's message name: `Listener`, `RouteConfiguration`, `Cluster`,
-    /// `ClusterLoadAssignment` (or `unknown`).
+    /// `ClusterLoadAssignment`, `VirtualHost` (or `unknown`).
     pub r#type: &'static str,
     /// `ack` or `nack`.
     pub result: &'static str,
