@@ -552,7 +552,10 @@ fn settle(
         None => {
             for (name, held) in pending.changes {
                 st.rejected.remove(&name);
-                st.acked.insert(name, held);
+                // A name unsubscribed since is forgotten: a later subscription is answered.
+                if st.subscribed(&name) {
+                    st.acked.insert(name, held);
+                }
             }
             st.progress.acked_version = Some(pending.system_version.clone());
             st.record_held();

@@ -506,3 +506,23 @@ mod vhds {
         );
     }
 }
+
+#[test]
+fn an_ack_of_a_name_unsubscribed_meanwhile_leaves_it_forgotten() {
+    let snap = snapshot(&[(Endpoint, "a", "1")]);
+    let mut stream = DeltaStream::new();
+    let first = stream
+        .handle_request(&subscribe(Endpoint, &["a"]), &snap)
+        .responses
+        .remove(0);
+    let unsubscribe = DeltaDiscoveryRequest {
+        type_url: Endpoint.type_url().into(),
+        resource_names_unsubscribe: vec!["a".into()],
+        ..Default::default()
+    };
+    stream.handle_request(&unsubscribe, &snap);
+    stream.handle_request(&ack(Endpoint, &first.nonce), &snap);
+    let again = stream.handle_request(&subscribe(Endpoint, &["a"]), &snap);
+    assert_eq!(again.responses.len(), 1);
+    assert_eq!(sent(&again.responses[0]), ["a"]);
+}
