@@ -200,13 +200,42 @@ async fn a_rejected_update_is_nacked_and_the_last_good_config_stays_over_sotw() 
     rejected_update("sotw", "Sotw").await;
 }
 
+/// GrpcRoute `other` on Service greeter-v1: Unary to `backend`.
+fn other_route(backend: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\nmetadata: {{name: other, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: greeter-v1, port: 50051}}]\n  rules:\n  \
+         - matches: [{{method: {{service: weft.test.Echo, method: Unary}}}}]\n    \
+         backendRefs: [{{name: {backend}, port: 50051}}]\n"
+    )
+}
+
+/// `(status, reason, message)` of the `Programmed` condition of `resource` at the
+/// controller's `/debug/resources`.
+fn programmed(mesh: &Mesh, resource: &str) -> (String, String, String) {
+    let (_, body) = mesh.controller().admin("/debug/resources").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entry = json["resources"]
+        .as_array()
+        .and_then(|list| list.iter().find(|r| r["resource"] == resource));
+    let p = entry.map_or(serde_json::Value::Null, |e| e["programmed"].clone());
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (text(&p["status"]), text(&p["reason"]), text(&p["message"]))
+}
+
 /// The NACK scenario with the proxy speaking `protocol` (the controller shows `shown`).
+/// Over Delta the rejected virtual host is greeter's alone: a route change to greeter-v1,
+/// in the same namespace, is applied by the same proxy within a second and stays
+/// `Programmed`, while only greeter's route is `Rejected`.
 async fn rejected_update(protocol: &str, shown: &str) {
+    let delta = protocol == "delta";
+    let nacked_type = if delta { "VHDS" } else { "RDS" };
     let v1 = Backend::start("v1").await.unwrap();
     let v2 = Backend::start("v2").await.unwrap();
     let mut mesh = Mesh::new();
     mesh.write("services.yaml", &greeter_services(v1.addr(), v2.addr()));
     mesh.write("route.yaml", &weighted_route(100, 0));
+    mesh.write("other.yaml", &other_route("greeter-v1"));
     blocking(|| {
         mesh.start_controller();
         mesh.start_proxy(ProxyOptions::new("client-0").xds_protocol(protocol));
@@ -217,6 +246,9 @@ async fn rejected_update(protocol: &str, shown: &str) {
     let mut client = client(port, GREETER).await;
     let split = unary_split(&mut client, 10).await;
     assert_eq!(split.get("v1"), Some(&10), "{split:?}");
+    let mut other = common::client(port, "greeter-v1.default.svc.cluster.local:50051").await;
+    let split = unary_split(&mut other, 5).await;
+    assert_eq!(split.get("v1"), Some(&5), "{split:?}");
     let good_dump = blocking(|| mesh.proxy(0).config_dump());
 
     mesh.write("route.yaml", &bad_route());
@@ -227,7 +259,7 @@ async fn rejected_update(protocol: &str, shown: &str) {
             last = controller
                 .proxy_status("client-0.default")
                 .unwrap_or_default();
-            Ok(!last["types"]["RDS"]["last_nack"].is_null())
+            Ok(!last["types"][nacked_type]["last_nack"].is_null())
         })
     })
     .unwrap_or_else(|err| {
@@ -237,7 +269,7 @@ async fn rejected_update(protocol: &str, shown: &str) {
              (if the proxy ACKed, it compiled the regex: pick another update it rejects)"
         )
     });
-    let nack = &last["types"]["RDS"]["last_nack"];
+    let nack = &last["types"][nacked_type]["last_nack"];
     let reason = nack["message"].as_str().unwrap_or_default();
     println!("NACK: {nack}");
     assert!(
@@ -275,6 +307,35 @@ async fn rejected_update(protocol: &str, shown: &str) {
         "weft_proxy_xds_updates_total counts no rejected update:\n{}",
         metrics.text
     );
+
+    if delta {
+        // Another Service's route change is applied by the same proxy within a second.
+        mesh.write("other.yaml", &other_route("greeter-v2"));
+        let changed = Instant::now();
+        wait_async("greeter-v1's route change", Duration::from_secs(1), || {
+            let mut other = other.clone();
+            async move {
+                unary(&mut other, request("other"), Duration::from_secs(1))
+                    .await
+                    .is_ok_and(|reply| reply.instance == "v2")
+            }
+        })
+        .await;
+        println!("greeter-v1's change applied in {:?}", changed.elapsed());
+        let (status, reason, message) = blocking(|| programmed(&mesh, "GrpcRoute default/greeter"));
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "Rejected"),
+            "{message}"
+        );
+        assert!(message.contains("client-0.default"), "{message}");
+        let (status, reason, message) = blocking(|| programmed(&mesh, "GrpcRoute default/other"));
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "Programmed"),
+            "{message}"
+        );
+    }
 
     // A good update after the bad one is applied.
     mesh.write("route.yaml", &weighted_route(0, 100));

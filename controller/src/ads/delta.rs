@@ -127,8 +127,10 @@ impl TypeState {
         !held && self.rejected.get(&*resource.name) != Some(&resource.version)
     }
 
-    /// Where the stream picks what it holds (see [`TypeProgress::held`]), records it.
+    /// Records in the progress what the client rejected and, where the stream picks what
+    /// it holds (see [`TypeProgress::held`]), what it holds.
     fn record_held(&mut self) {
+        self.progress.rejected = self.rejected.keys().map(|n| n.to_string()).collect();
         if self.prune {
             self.progress.held = self
                 .held_names()

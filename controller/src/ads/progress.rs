@@ -73,6 +73,10 @@ pub struct TypeProgress {
     /// types that hold everything they are offered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<String>,
+    /// Delta: the resources whose current version the proxy rejected, by name (a NACK
+    /// stays in force for them while later responses of the type carry other resources).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<String>,
 }
 
 /// What one client request meant, beyond any responses it caused.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::ads::{Nack, Protocol, ProxyStatus};
+use crate::ads::{Nack, Protocol, ProxyStatus, TypeProgress};
 use crate::api::{
     CONDITION_ACCEPTED, CONDITION_PROGRAMMED, CONDITION_RESOLVED_REFS, ProxyRejection,
     ProxySummary, ResourceStatus,
@@ -177,8 +177,18 @@ fn concerns(nack: &Nack, attachments: Option<&Attachments>) -> bool {
         })
 }
 
+/// Whether `nack` still stands: it is of the version last sent, or (Delta) a resource it
+/// named is still rejected, whatever was sent of the type since.
+fn in_force(progress: &TypeProgress, nack: &Nack) -> bool {
+    progress.sent_version.as_deref() == Some(nack.version.as_str())
+        || nack
+            .resources
+            .iter()
+            .any(|name| progress.rejected.contains(name))
+}
+
 /// A proxy has the current config when every type it was sent is ACKed at that version; it
-/// rejected it when its last NACK is of the version it was last sent and concerns it.
+/// rejected it when its last NACK still stands and concerns it.
 fn summarize(proxies: &[&ProxyStatus], attachments: Option<&Attachments>) -> ProxySummary {
     let mut summary = ProxySummary {
         total: proxies.len() as i32,
@@ -186,9 +196,9 @@ fn summarize(proxies: &[&ProxyStatus], attachments: Option<&Attachments>) -> Pro
     };
     for &proxy in proxies {
         let nack = proxy.types.values().find_map(|p| {
-            p.last_nack.as_ref().filter(|n| {
-                p.sent_version.as_deref() == Some(n.version.as_str()) && concerns(n, attachments)
-            })
+            p.last_nack
+                .as_ref()
+                .filter(|n| in_force(p, n) && concerns(n, attachments))
         });
         if let Some(nack) = nack {
             summary.nacked += 1;
@@ -203,10 +213,9 @@ fn summarize(proxies: &[&ProxyStatus], attachments: Option<&Attachments>) -> Pro
                 // A type whose last response was rejected over other resources is as
                 // current for this one as its last ACK left it.
                 p.acked_version == p.sent_version
-                    || p.last_nack.as_ref().is_some_and(|n| {
-                        p.sent_version.as_deref() == Some(n.version.as_str())
-                            && !concerns(n, attachments)
-                    })
+                    || p.last_nack
+                        .as_ref()
+                        .is_some_and(|n| in_force(p, n) && !concerns(n, attachments))
             })
         {
             summary.acked += 1;
@@ -279,6 +288,7 @@ mod tests {
             acked_version: Some(acked.into()),
             last_nack: nack.map(|(m, host)| Nack::new(sent.into(), m).about([host].into_iter())),
             held: hosts.iter().map(|h| h.to_string()).collect(),
+            rejected: nack.map(|(_, host)| host.to_string()).into_iter().collect(),
         };
         ProxyStatus {
             node_id: name.into(),

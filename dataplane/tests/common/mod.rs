@@ -42,6 +42,8 @@ pub const NS: &str = "default";
 pub const SERVICE_PORT: u16 = 50051;
 /// The authority a client uses to name Service `greeter`.
 pub const GREETER: &str = "greeter.default.svc.cluster.local:50051";
+/// The method [`Proxy::warm`] calls: none of the tests' backends implements it.
+pub const WARM_PATH: &str = "/weft.test.Warmup/Warm";
 /// How long a process gets to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a config change gets to reach a proxy.
@@ -369,9 +371,28 @@ impl Proxy {
             .unwrap_or_else(|err| panic!("/config_dump is not JSON ({err}): {body}"))
     }
 
+    /// Makes the proxy fetch the routes and clusters of `authority`, as an app's first RPC
+    /// there does (over Delta a proxy gets a Service's config on demand): one call through
+    /// the outbound listener to a method no backend implements, its answer ignored. Call
+    /// from a blocking section of a multi-threaded runtime (like [`Self::wait_config`]).
+    pub fn warm(&self, authority: &str) {
+        let port = self.outbound.port();
+        let message = EchoRequest::default();
+        let call = raw_unary(
+            port,
+            authority,
+            WARM_PATH,
+            &message,
+            &[("grpc-timeout", "6S")],
+        );
+        let _ = tokio::runtime::Handle::current().block_on(call);
+    }
+
     /// Waits until `/config_dump` satisfies `check`: the change is in force, whatever the
-    /// machine's load does to call timings.
+    /// machine's load does to call timings. The proxy is first made to fetch [`GREETER`]'s
+    /// config ([`Self::warm`]), which every test waiting on config calls.
     pub fn wait_config(&self, what: &str, check: impl Fn(&Value) -> bool) {
+        self.warm(GREETER);
         let mut last = Value::Null;
         wait_until(
             &format!("{what} in {}'s /config_dump", self.node_id),
