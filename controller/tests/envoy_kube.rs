@@ -51,7 +51,10 @@ async fn kubectl_apply_drives_envoy_and_an_apiserver_restart_changes_nothing() {
             &cluster.dir().join("controller.log"),
         )
     });
-    let (envoy, _outbound) = tokio::task::block_in_place(|| controller.start_envoy(true));
+    // State-of-the-World: Envoy holds the namespace's whole route configuration without
+    // being called (over Delta it fetches each Service's routes on its first RPC there; see
+    // envoy_vhds), and every change re-sends that RDS resource, whose versions are timed.
+    let (envoy, _outbound) = tokio::task::block_in_place(|| controller.start_envoy(false));
 
     // Objects created with kubectl become routes by method and endpoints from the slices.
     wait_for_routes(&envoy, "routes by method", |routes| {

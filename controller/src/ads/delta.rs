@@ -419,17 +419,30 @@ impl DeltaStream {
         let Some(clusters) = self.types.get(&ResourceType::Cluster) else {
             return false;
         };
-        let host_names = self
-            .types
-            .get(&ResourceType::VirtualHost)
-            .map(|st| &st.names);
-        let following: BTreeSet<Arc<str>> = host_names
-            .into_iter()
-            .flatten()
-            .flat_map(|host| hosts.clusters_of(host))
-            .chain(snapshot.pinned_clusters())
-            .cloned()
-            .collect();
+        let following: BTreeSet<Arc<str>> = match self.types.get(&ResourceType::VirtualHost) {
+            Some(vhds) => vhds
+                .names
+                .iter()
+                .flat_map(|host| hosts.clusters_of(host))
+                .chain(snapshot.pinned_clusters())
+                .cloned()
+                .collect(),
+            // A client that reconnects announces the clusters it holds before it says again
+            // which hosts it holds (Envoy subscribes type by type): keep those until then,
+            // or its RPCs would lose their clusters while it reconnects.
+            None => clusters
+                .acked
+                .keys()
+                .filter(|name| {
+                    snapshot
+                        .resources(ResourceType::Cluster)
+                        .get(name)
+                        .is_some()
+                })
+                .chain(snapshot.pinned_clusters())
+                .cloned()
+                .collect(),
+        };
         if clusters.following.as_ref() == Some(&following) {
             return false;
         }

@@ -327,7 +327,7 @@ mod vhds {
             .with_vhds(Arc::new(hosts), &["inbound|app".to_string()])
     }
 
-    fn base() -> Snapshot {
+    pub(super) fn base() -> Snapshot {
         view("g1", "e1", &["echo"])
     }
 
@@ -525,4 +525,41 @@ fn an_ack_of_a_name_unsubscribed_meanwhile_leaves_it_forgotten() {
     let again = stream.handle_request(&subscribe(Endpoint, &["a"]), &snap);
     assert_eq!(again.responses.len(), 1);
     assert_eq!(sent(&again.responses[0]), ["a"]);
+}
+
+mod vhds_reconnect {
+    use super::vhds::base as view;
+    use super::*;
+
+    #[test]
+    fn a_reconnecting_client_keeps_its_clusters_until_it_names_its_hosts_again() {
+        let snap = view();
+        let mut stream = DeltaStream::new();
+        let reconnect = DeltaDiscoveryRequest {
+            type_url: Cluster.type_url().into(),
+            initial_resource_versions: [("greeter".to_string(), "old".to_string())].into(),
+            ..Default::default()
+        };
+        let reply = stream.handle_request(&reconnect, &snap);
+        assert!(
+            reply
+                .responses
+                .iter()
+                .all(|r| r.removed_resources.is_empty()),
+            "{:?}",
+            reply.responses
+        );
+        assert_eq!(sent(&reply.responses[0]), ["greeter", "inbound|app"]);
+        // Once it names its hosts again, what no host needs goes.
+        let reply = stream.handle_request(
+            &subscribe(ResourceType::VirtualHost, &["outbound/default/echo"]),
+            &snap,
+        );
+        let removed: Vec<&str> = reply
+            .responses
+            .iter()
+            .flat_map(|r| r.removed_resources.iter().map(String::as_str))
+            .collect();
+        assert_eq!(removed, ["greeter"]);
+    }
 }
