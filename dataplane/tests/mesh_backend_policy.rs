@@ -59,8 +59,11 @@ impl Client {
             ClientProxy::Envoy => {
                 let port = free_port();
                 let xds = mesh.controller().xds_addr;
+                // State-of-the-World: Envoy holds greeter's cluster before the first call
+                // (over Delta it would fetch it on that call), so the policy can be
+                // checked in its config first.
                 let bootstrap =
-                    mesh_bootstrap(&format!("envoy-0.{NS}"), port, xds.port(), true, None);
+                    mesh_bootstrap(&format!("envoy-0.{NS}"), port, xds.port(), false, None);
                 let envoy = Envoy::start(&bootstrap).unwrap();
                 let timeout = format!("{}s", connect_timeout_ms as f64 / 1000.0);
                 wait_until(

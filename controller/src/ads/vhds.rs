@@ -117,13 +117,12 @@ impl NamespaceHosts {
         if let Some(resource) = self.hosts.get(requested) {
             return Some(&resource.name);
         }
-        let authority = requested.strip_prefix(&self.prefix)?;
-        match self.by_authority.get(authority) {
-            Some(name) => Some(name),
-            None => self
-                .by_authority
-                .get(authority.to_ascii_lowercase().as_str()),
-        }
+        let authority = requested.strip_prefix(&self.prefix)?.to_ascii_lowercase();
+        // As weft-proxy matches (and Envoy after stripping its listener's port): the
+        // authority, then without a port no host lists (`localhost:15001` → `localhost`).
+        self.by_authority
+            .get(authority.as_str())
+            .or_else(|| self.by_authority.get(without_port(&authority)?))
     }
 
     /// The clusters host `name` sends to (none for a name that is not a host).
@@ -136,6 +135,14 @@ impl NamespaceHosts {
         self.shell.version() == other.shell.version()
             && self.hosts.version() == other.hosts.version()
     }
+}
+
+/// `authority` without its `:port`, if it has one (`[::1]:80` → `[::1]`).
+fn without_port(authority: &str) -> Option<&str> {
+    let (host, port) = authority.rsplit_once(':')?;
+    let bracketed_or_plain = host.ends_with(']') || !host.contains(':');
+    (bracketed_or_plain && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(host)
 }
 
 impl PartialEq for NamespaceHosts {
@@ -202,6 +209,17 @@ mod tests {
             "a host's own name"
         );
         assert_eq!(hosts.resolve("outbound/default/nope:1"), None);
+        assert_eq!(
+            hosts
+                .resolve("outbound/default/greeter:15001")
+                .map(|n| &**n),
+            Some("outbound/default/greeter:50051"),
+            "a port no host lists is dropped, as the proxies match"
+        );
+        assert_eq!(
+            hosts.resolve("outbound/default/echo:1"),
+            hosts.resolve("outbound/default/echo")
+        );
         assert_eq!(
             hosts.resolve("outbound/other/greeter"),
             None,

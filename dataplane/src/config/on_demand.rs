@@ -217,6 +217,22 @@ impl ProxyConfig {
         let Some(table) = &self.outbound else {
             return Lookup::Wait { demand: None };
         };
+        if table.vhds && !rpc.authority.is_empty() {
+            // The authority is settled first (a host for it, or the word that there is
+            // none): an authority that names a Service wins over the address dialled, even
+            // when a host already held lists that address.
+            let lookups = &self.resources.on_demand;
+            let name = vhds_resource_name(&table.name, &rpc.authority.to_ascii_lowercase());
+            let settled = table.virtual_host_for(rpc.authority, None).is_some()
+                || lookups.aliases.contains_key(&name)
+                || lookups.known_missing(&name);
+            if !settled {
+                let asked = lookups.subscribed.contains(&name);
+                return Lookup::Wait {
+                    demand: (!asked).then_some(name),
+                };
+            }
+        }
         if let Some(virtual_host) = table.virtual_host_for(rpc.authority, rpc.original_dst) {
             let Some(route) = virtual_host.route_for(rpc.authority, rpc.path, rpc.headers) else {
                 return Lookup::NoRoute;

@@ -332,3 +332,37 @@ fn a_host_named_like_its_resource_is_named_as_inline() {
         "another route configuration's prefix is part of the name"
     );
 }
+
+#[test]
+fn an_authority_is_settled_before_a_held_host_listing_the_address_dialled() {
+    let headers = HeaderMap::new();
+    let mut resources = shell();
+    add_cluster(&mut resources, GREETER);
+    add_endpoints(&mut resources, GREETER);
+    resources.virtual_hosts.insert(
+        GREETER_HOST.into(),
+        host(
+            "greeter.default.svc.cluster.local:50051",
+            &["greeter:50051", "10.96.0.1:50051"],
+            GREETER,
+        ),
+    );
+    let named = RpcTarget {
+        original_dst: Some("10.96.0.1:50051".parse().unwrap()),
+        ..rpc("greeter-v2", &headers)
+    };
+    assert_eq!(
+        said(&resources, &named),
+        "wait, ask outbound/default/greeter-v2",
+        "the named Service may be another than the one at the address"
+    );
+    resources.on_demand.demand("outbound/default/greeter-v2");
+    resources
+        .on_demand
+        .not_served("outbound/default/greeter-v2");
+    assert_eq!(
+        said(&resources, &named),
+        "route greeter.default.svc.cluster.local:50051",
+        "once the name serves nothing, the address decides"
+    );
+}

@@ -374,7 +374,7 @@ impl Proxy {
     /// Makes the proxy fetch the routes and clusters of `authority`, as an app's first RPC
     /// there does (over Delta a proxy gets a Service's config on demand): one call through
     /// the outbound listener to a method no backend implements, its answer ignored. Call
-    /// from a blocking section of a multi-threaded runtime (like [`Self::wait_config`]).
+    /// from anywhere (it runs on a thread of its own).
     pub fn warm(&self, authority: &str) {
         let port = self.outbound.port();
         let message = EchoRequest::default();
@@ -385,7 +385,17 @@ impl Proxy {
             &message,
             &[("grpc-timeout", "6S")],
         );
-        let _ = tokio::runtime::Handle::current().block_on(call);
+        // On a thread of its own with its own runtime: callers may be inside a runtime or
+        // not.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the warm-up call");
+                let _ = runtime.block_on(call);
+            });
+        });
     }
 
     /// Waits until `/config_dump` satisfies `check`: the change is in force, whatever the
