@@ -42,7 +42,7 @@ pub const NS: &str = "default";
 pub const SERVICE_PORT: u16 = 50051;
 /// The authority a client uses to name Service `greeter`.
 pub const GREETER: &str = "greeter.default.svc.cluster.local:50051";
-/// The method [`Proxy::warm`] calls: none of the tests' backends implements it.
+/// The path of [`Proxy::warm`]'s request (which never reaches a backend).
 pub const WARM_PATH: &str = "/weft.test.Warmup/Warm";
 /// How long a process gets to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -372,28 +372,38 @@ impl Proxy {
     }
 
     /// Makes the proxy fetch the routes and clusters of `authority`, as an app's first RPC
-    /// there does (over Delta a proxy gets a Service's config on demand): one call through
-    /// the outbound listener to a method no backend implements, its answer ignored. Call
-    /// from anywhere (it runs on a thread of its own).
+    /// there does (over Delta a proxy gets a Service's config on demand), without reaching
+    /// any backend: one request that is not gRPC (weft-proxy holds it for the config like
+    /// any RPC, then refuses to forward it), its answer ignored. Call from anywhere (it runs
+    /// on a thread of its own).
     pub fn warm(&self, authority: &str) {
         let port = self.outbound.port();
-        let message = EchoRequest::default();
-        let call = raw_unary(
-            port,
-            authority,
-            WARM_PATH,
-            &message,
-            &[("grpc-timeout", "6S")],
-        );
-        // On a thread of its own with its own runtime: callers may be inside a runtime or
-        // not.
+        let request = async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            let (mut sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(stream),
+            )
+            .await?;
+            tokio::spawn(connection);
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{authority}{WARM_PATH}"))
+                .header("content-type", "application/x-weft-test-warm-up")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            let response = sender.send_request(request).await?;
+            response.into_body().collect().await?;
+            anyhow::Ok(())
+        };
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .expect("a runtime for the warm-up call");
-                let _ = runtime.block_on(call);
+                    .expect("a runtime for the warm-up request");
+                let _ = runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(10), request).await
+                });
             });
         });
     }
