@@ -2,6 +2,7 @@
 //! Service's routes and clusters on its first RPC there and holds nothing else, and a
 //! virtual host it rejects holds back only that Service, with the rejection on that
 //! route's status alone.
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
 mod common;
 

@@ -38,6 +38,8 @@ pub enum Hold {
     Answered(Arc<ProxyConfig>),
     /// [`HOLD_LIMIT`] passed first.
     TimedOut,
+    /// The RPC's own deadline passed first.
+    DeadlineExceeded,
 }
 
 impl OnDemand {
@@ -53,13 +55,20 @@ impl OnDemand {
     }
 
     /// Waits until `config` can say what to do with `rpc`, asking for each name the
-    /// lookup wants once; gives up after [`HOLD_LIMIT`].
+    /// lookup wants once; gives up after [`HOLD_LIMIT`], or at `rpc_deadline` if sooner.
     pub async fn hold(
         &self,
         mut config: watch::Receiver<Arc<ProxyConfig>>,
         rpc: &RpcTarget<'_>,
+        rpc_deadline: Option<Instant>,
     ) -> Hold {
-        let deadline = Instant::now() + HOLD_LIMIT;
+        let limit = Instant::now() + HOLD_LIMIT;
+        // The RPC's deadline ends the hold when it comes first: a call held past it would
+        // only be failed later.
+        let (deadline, ended) = match rpc_deadline {
+            Some(at) if at < limit => (at, Hold::DeadlineExceeded),
+            _ => (limit, Hold::TimedOut),
+        };
         let mut asked: Vec<String> = Vec::new();
         loop {
             let current = config.borrow_and_update().clone();
@@ -77,9 +86,9 @@ impl OnDemand {
                 changed = config.changed() => if changed.is_err() {
                     // The xDS client is gone (shutting down): nothing more will arrive.
                     tokio::time::sleep_until(deadline).await;
-                    return Hold::TimedOut;
+                    return ended;
                 },
-                () = tokio::time::sleep_until(deadline) => return Hold::TimedOut,
+                () = tokio::time::sleep_until(deadline) => return ended,
             }
         }
     }

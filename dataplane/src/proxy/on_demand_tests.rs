@@ -95,7 +95,10 @@ async fn held_until_the_host_its_cluster_and_endpoints_arrive() {
             publish(&config, &resources);
         }
     };
-    let (held, ()) = tokio::join!(on_demand.hold(config.subscribe(), &rpc), control_plane);
+    let (held, ()) = tokio::join!(
+        on_demand.hold(config.subscribe(), &rpc, None),
+        control_plane
+    );
     let Hold::Answered(answered) = held else {
         panic!("timed out")
     };
@@ -123,7 +126,10 @@ async fn not_found_ends_the_hold_at_once() {
         resources.on_demand.not_served(NAME);
         publish(&config, &resources);
     };
-    let (held, ()) = tokio::join!(on_demand.hold(config.subscribe(), &rpc), control_plane);
+    let (held, ()) = tokio::join!(
+        on_demand.hold(config.subscribe(), &rpc, None),
+        control_plane
+    );
     let Hold::Answered(answered) = held else {
         panic!("timed out")
     };
@@ -146,7 +152,10 @@ async fn gives_up_after_the_hold_limit() {
         add_host(&mut resources);
         publish(&config, &resources);
     };
-    let (held, ()) = tokio::join!(on_demand.hold(config.subscribe(), &rpc), control_plane);
+    let (held, ()) = tokio::join!(
+        on_demand.hold(config.subscribe(), &rpc, None),
+        control_plane
+    );
     assert!(matches!(held, Hold::TimedOut), "{held:?}");
     assert_eq!(started.elapsed(), HOLD_LIMIT);
 }
@@ -157,14 +166,37 @@ async fn without_an_xds_client_the_hold_times_out() {
     drop(demands);
     let headers = HeaderMap::new();
     let started = Instant::now();
-    let held = on_demand.hold(config.subscribe(), &greeter(&headers)).await;
+    let held = on_demand
+        .hold(config.subscribe(), &greeter(&headers), None)
+        .await;
     assert!(matches!(held, Hold::TimedOut));
     assert_eq!(started.elapsed(), HOLD_LIMIT);
     // The config's sender gone as well: still the full hold, no busy loop.
     let receiver = config.subscribe();
     drop(config);
     let started = Instant::now();
-    let held = on_demand.hold(receiver, &greeter(&headers)).await;
+    let held = on_demand.hold(receiver, &greeter(&headers), None).await;
     assert!(matches!(held, Hold::TimedOut));
+    assert_eq!(started.elapsed(), HOLD_LIMIT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rpc_deadline_ends_the_hold_when_it_comes_first() {
+    let (config, on_demand, _demands) = start();
+    let headers = HeaderMap::new();
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(300);
+    let held = on_demand
+        .hold(config.subscribe(), &greeter(&headers), Some(deadline))
+        .await;
+    assert!(matches!(held, Hold::DeadlineExceeded), "{held:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    // A deadline past the hold limit leaves the limit in force.
+    let started = Instant::now();
+    let far = started + HOLD_LIMIT * 2;
+    let held = on_demand
+        .hold(config.subscribe(), &greeter(&headers), Some(far))
+        .await;
+    assert!(matches!(held, Hold::TimedOut), "{held:?}");
     assert_eq!(started.elapsed(), HOLD_LIMIT);
 }

@@ -71,15 +71,39 @@ impl Outbound {
             path,
             headers: request.headers(),
         };
+        // The client's deadline (its `grpc-timeout`), which also bounds a hold for config.
+        let client_deadline = grpc::parse_timeout(request.headers()).map(|t| arrived + t);
         // Set only when the RPC was held: the config that answered.
         let answered;
         let (config, decision, held) = match config.lookup(&rpc) {
-            Lookup::Wait { .. } => match self.on_demand.hold(self.config.clone(), &rpc).await {
+            Lookup::Wait { .. } => match self
+                .on_demand
+                .hold(self.config.clone(), &rpc, client_deadline)
+                .await
+            {
                 Hold::Answered(config) => {
                     answered = config;
                     let lookup = answered.lookup(&rpc);
                     self.metrics.vhds_request(on_demand::outcome(&lookup));
                     (&answered, lookup.decision(), true)
+                }
+                Hold::DeadlineExceeded => {
+                    self.metrics.vhds_request(VhdsOutcome::Timeout);
+                    let mut call = Call::new(
+                        &self.metrics,
+                        Direction::Outbound,
+                        "unknown",
+                        ("other", "other"),
+                    );
+                    call.started_at(arrived.into_std());
+                    let timeout = grpc::parse_timeout(request.headers());
+                    return call.fail(
+                        code::DEADLINE_EXCEEDED,
+                        &format!(
+                            "{} while waiting for the config of {authority}",
+                            deadline_message(timeout)
+                        ),
+                    );
                 }
                 Hold::TimedOut => {
                     self.metrics.vhds_request(VhdsOutcome::Timeout);
