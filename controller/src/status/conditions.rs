@@ -159,8 +159,8 @@ fn holds(proxy: &ProxyStatus, attachments: &Attachments) -> bool {
 }
 
 /// Whether `nack` concerns a resource attached to `attachments` (any NACK does when
-/// `None`): it names one of them, names none (it concerned its whole type), or rejected the
-/// route configuration holding one of the hosts.
+/// `None`): it names one of them or a cluster its routes send to, names none (it concerned
+/// its whole type), or rejected the route configuration holding one of the hosts.
 fn concerns(nack: &Nack, attachments: Option<&Attachments>) -> bool {
     let Some(attachments) = attachments else {
         return true;
@@ -168,6 +168,7 @@ fn concerns(nack: &Nack, attachments: Option<&Attachments>) -> bool {
     nack.resources.is_empty()
         || nack.resources.iter().any(|name| {
             attachments.clusters.contains(name)
+                || attachments.backends.contains(name)
                 || attachments.hosts.iter().any(|host| {
                     host == name
                         || host
@@ -266,6 +267,7 @@ mod tests {
             attachments: Attachments {
                 hosts: vec![HOST.into()],
                 clusters: vec![],
+                backends: vec!["greeter-v1".into()],
             },
         }
     }
@@ -452,6 +454,13 @@ mod tests {
             &time(1),
         );
         assert_eq!(find(&rejected, CONDITION_PROGRAMMED).reason, "Rejected");
+        // A rejected cluster the route sends to concerns it; another one does not.
+        let nacked = |name: &str| {
+            let status = desired_status(&ok, &[sotw("ns", Some(name))], None, None, &time(1));
+            find(&status, CONDITION_PROGRAMMED).reason.clone()
+        };
+        assert_eq!(nacked("greeter-v1"), "Rejected");
+        assert_eq!(nacked("echo"), "Pending");
     }
 
     #[test]

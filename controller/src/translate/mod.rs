@@ -197,6 +197,9 @@ pub struct Attachments {
     pub hosts: Vec<String>,
     /// Clusters (a BackendPolicy's).
     pub clusters: Vec<String>,
+    /// Clusters its routes send to: a NACK of one concerns it too, but holding one does
+    /// not mean holding it.
+    pub backends: Vec<String>,
 }
 
 impl ResourceReport {
@@ -271,6 +274,11 @@ pub fn translate_for(
     }
 
     let attached = routes::translate_routes(index, &catalog, &mut reports);
+    for route in &attached {
+        if let Some(report) = reports.get_mut(&route.key) {
+            report.attachments.backends = vhosts::clusters_of(&route.entries);
+        }
+    }
     let faults = fault::translate_faults(index, &catalog, &attached, &mut reports);
     mtls::report_policies(index, &mut reports);
     let mtls = trust_domain.is_some();

@@ -74,10 +74,12 @@ fn every_weft_resource_gets_a_report_with_its_generation() {
             attachments: Attachments {
                 hosts: vec!["outbound/default/greeter.default.svc.cluster.local:50051".into()],
                 clusters: vec![],
+                backends: route.attachments.backends.clone(),
             },
             ..ResourceReport::new(None)
         }
     );
+    assert!(!route.attachments.backends.is_empty());
     let fault = &t.reports[&key(Kind::FaultInjection, "default", "chaos")];
     assert_eq!(fault.generation, Some(2));
     assert_eq!(fault.attachments.hosts, route.attachments.hosts);

@@ -349,7 +349,7 @@ fn entries<'a>(
 }
 
 /// The clusters `routes` send to, each once, in order.
-fn clusters_of(routes: &[Route]) -> Vec<String> {
+pub(super) fn clusters_of(routes: &[Route]) -> Vec<String> {
     let mut clusters: Vec<String> = Vec::new();
     for route in routes {
         let Some(Action::Route(action)) = &route.action else {
