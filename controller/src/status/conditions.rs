@@ -460,7 +460,11 @@ mod tests {
             find(&status, CONDITION_PROGRAMMED).reason.clone()
         };
         assert_eq!(nacked("greeter-v1"), "Rejected");
-        assert_eq!(nacked("echo"), "Pending");
+        assert_eq!(
+            nacked("echo"),
+            "Programmed",
+            "a NACK of another cluster leaves this route as current as its last ACK"
+        );
     }
 
     #[test]
