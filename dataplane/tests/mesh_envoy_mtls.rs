@@ -147,7 +147,7 @@ fn interop_cases_pass_between_weft_proxy_and_envoy_over_mtls_both_ways() {
     // weft-proxy A → Envoy's inbound listener (mTLS) → interop server.
     mesh.write("services.yaml", &service_yaml("localhost", &[envoy_in]));
     mesh.proxy(a)
-        .wait_config("Envoy's inbound as an mTLS endpoint", |dump| {
+        .wait_config_for("localhost", "Envoy's inbound as an mTLS endpoint", |dump| {
             dump["clusters"].as_array().into_iter().flatten().any(|c| {
                 c["mtls_endpoints"]
                     .as_array()
@@ -170,6 +170,12 @@ fn interop_cases_pass_between_weft_proxy_and_envoy_over_mtls_both_ways() {
     // Envoy's outbound listener → weft-proxy B's inbound (mTLS) → interop server.
     let b_inbound = mesh.proxy(b).inbound;
     mesh.write("services.yaml", &service_yaml("localhost", &[b_inbound]));
+    // Envoy (Delta) fetches Service `localhost`'s host and cluster on its first call, held
+    // until they arrive; whichever endpoint that call went to, the subscription then
+    // brings B's.
+    let _ = InteropClient::new("localhost", envoy_out.port())
+        .timeout(CASE_TIMEOUT)
+        .run("empty_unary");
     wait_until("Envoy routing to B", CONFIG_TIMEOUT, || {
         let dump = envoy.admin_get("/clusters").unwrap_or_default();
         Ok(dump.contains(&b_inbound.to_string()))

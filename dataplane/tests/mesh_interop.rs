@@ -136,7 +136,7 @@ fn through_two_proxies(mesh: &mut Mesh, route: &str) -> (usize, usize) {
     let a = mesh.start_proxy(ProxyOptions::new("client-0"));
     mesh.proxies[b].wait_ready();
     mesh.proxy(a)
-        .wait_config("proxy B's inbound as the endpoint", |dump| {
+        .wait_config_for("localhost", "proxy B's inbound as the endpoint", |dump| {
             endpoints_of(dump, "localhost") == vec![b_inbound.to_string()]
         });
     run_every_case(mesh.proxy(a).outbound.port(), route, &server);

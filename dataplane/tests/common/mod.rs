@@ -410,9 +410,14 @@ impl Proxy {
 
     /// Waits until `/config_dump` satisfies `check`: the change is in force, whatever the
     /// machine's load does to call timings. The proxy is first made to fetch [`GREETER`]'s
-    /// config ([`Self::warm`]), which every test waiting on config calls.
+    /// config ([`Self::warm`]), which most tests waiting on config call.
     pub fn wait_config(&self, what: &str, check: impl Fn(&Value) -> bool) {
-        self.warm(GREETER);
+        self.wait_config_for(GREETER, what, check);
+    }
+
+    /// [`Self::wait_config`] for a test whose calls go to `authority`.
+    pub fn wait_config_for(&self, authority: &str, what: &str, check: impl Fn(&Value) -> bool) {
+        self.warm(authority);
         let mut last = Value::Null;
         wait_until(
             &format!("{what} in {}'s /config_dump", self.node_id),
