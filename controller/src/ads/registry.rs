@@ -236,7 +236,10 @@ impl ProxyRegistry {
                 certificate_expiry_unix: None,
             },
         );
-        let workload = Workload::from(node);
+        let workload = Workload {
+            speaks_delta: protocol == Protocol::Delta,
+            ..Workload::from(node)
+        };
         self.workloads.send_if_modified(|workloads| {
             workloads.insert(node_id.to_owned(), workload.clone()) != Some(workload)
         });
@@ -349,6 +352,16 @@ mod tests {
     fn node(id: &str) -> NodeInfo {
         let (pod, namespace) = id.rsplit_once('.').unwrap();
         NodeInfo::new(pod, namespace, "127.0.0.1:15001".parse().unwrap())
+    }
+
+    #[test]
+    fn a_workload_says_whether_its_proxy_speaks_delta() {
+        let registry = ProxyRegistry::new();
+        let _a = registry.connect(&node("a.default"), Protocol::Delta, None);
+        let _b = registry.connect(&node("b.default"), Protocol::Sotw, None);
+        let workloads = registry.workloads().borrow().clone();
+        assert!(workloads["a.default"].speaks_delta);
+        assert!(!workloads["b.default"].speaks_delta);
     }
 
     #[test]

@@ -288,7 +288,9 @@ pub fn translate_for(
     let mut namespaces: BTreeSet<String> = catalog.iter().map(|s| s.namespace.clone()).collect();
     namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
     namespaces.extend(workloads.values().map(|w| w.namespace.clone()));
-    let namespaces = namespaces.iter().map(String::as_str);
+    let namespaces = namespaces
+        .iter()
+        .map(|ns| (ns.as_str(), workloads::needs_inline_routes(workloads, ns)));
     let (routing, attachments) =
         vhosts::route_configurations(namespaces, &catalog, &attached, &faults);
     for (key, hosts) in attachments {
@@ -297,9 +299,11 @@ pub fn translate_for(
         }
     }
     for routing in routing {
-        let (name, config) = routing.config;
+        let name = route_config_name(&routing.namespace);
         let hosts = NamespaceHosts::new(&name, routing.shell, routing.hosts);
-        builder.add(ResourceType::Route, name, config);
+        if let Some(config) = routing.inline {
+            builder.add(ResourceType::Route, name, config);
+        }
         builder.namespace_hosts(&routing.namespace, hosts);
     }
 

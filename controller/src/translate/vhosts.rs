@@ -87,8 +87,9 @@ fn name_field_len(name: &str) -> usize {
 /// What one client namespace's routing becomes.
 pub(super) struct NamespaceRouting {
     pub namespace: String,
-    /// `outbound/<ns>`, every host inline (State-of-the-World clients).
-    pub config: (String, Any),
+    /// `outbound/<ns>`, every host inline (State-of-the-World clients), when the namespace
+    /// may have such clients.
+    pub inline: Option<Any>,
     /// `outbound/<ns>` as Delta clients get it: no hosts, `vhds` over ADS.
     pub shell: Any,
     /// The same hosts as VHDS resources.
@@ -98,10 +99,10 @@ pub(super) struct NamespaceRouting {
 /// Per GrpcRoute and FaultInjection, the VHDS hosts carrying it.
 pub(super) type HostAttachments = BTreeMap<ObjectKey, Vec<String>>;
 
-/// The routing of each of `namespaces`' clients, and which hosts carry each GrpcRoute and
-/// FaultInjection.
+/// The routing of each of `namespaces`' clients (each with whether it needs the inline
+/// route configuration), and which hosts carry each GrpcRoute and FaultInjection.
 pub(super) fn route_configurations<'n>(
-    namespaces: impl IntoIterator<Item = &'n str>,
+    namespaces: impl IntoIterator<Item = (&'n str, bool)>,
     catalog: &Catalog,
     routes: &[AttachedRoute],
     faults: &[AppliedFault],
@@ -111,15 +112,15 @@ pub(super) fn route_configurations<'n>(
         by_parent: routes_by_parent(routes),
         faults,
     };
-    let namespaces: Vec<&str> = namespaces.into_iter().collect();
+    let namespaces: Vec<(&str, bool)> = namespaces.into_iter().collect();
     // Each Service port as seen from the namespaces that share a view of it, built once.
     let mut shared: HashMap<(&str, &str, u16), EncodedHost> = HashMap::new();
     for service in catalog.iter() {
         for (i, port) in service.ports.iter().enumerate() {
             let attached = hosts_of.attached(service, port.port);
-            if let Some(namespace) = namespaces
+            if let Some((namespace, _)) = namespaces
                 .iter()
-                .find(|ns| is_shared_view(service, ns, attached))
+                .find(|(ns, _)| is_shared_view(service, ns, attached))
             {
                 let key = (service.namespace.as_str(), service.name.as_str(), port.port);
                 shared.insert(key, hosts_of.build(service, i, namespace, |_| false));
@@ -127,7 +128,7 @@ pub(super) fn route_configurations<'n>(
         }
     }
     let mut routing = Vec::new();
-    for namespace in namespaces {
+    for (namespace, inline) in namespaces {
         let name = route_config_name(namespace);
         let mut taken: HashSet<Cow<'_, str>> = HashSet::new();
         let mut hosts: Vec<Cow<'_, [u8]>> = Vec::new();
@@ -154,17 +155,13 @@ pub(super) fn route_configurations<'n>(
                 }
             }
         }
-        let value = encode_route_configuration(&name, &hosts);
         routing.push(NamespaceRouting {
             namespace: namespace.to_owned(),
             shell: vhds_route_config(&name),
-            config: (
-                name,
-                Any {
-                    type_url: RouteConfiguration::type_url(),
-                    value,
-                },
-            ),
+            inline: inline.then(|| Any {
+                type_url: RouteConfiguration::type_url(),
+                value: encode_route_configuration(&name, &hosts),
+            }),
             hosts: entries,
         });
     }

@@ -41,6 +41,25 @@ pub struct Workload {
     pub pod_ip: Option<IpAddr>,
     /// Where its `outbound` listener accepts the app's RPCs.
     pub outbound_addr: SocketAddr,
+    /// Whether it speaks Delta xDS (set by the ADS registry; `false` from a `NodeInfo`
+    /// alone). A Delta client takes its namespace's virtual hosts over VHDS, so a namespace
+    /// whose every proxy speaks Delta needs no inline `outbound/<ns>` (see
+    /// [`needs_inline_routes`]).
+    pub speaks_delta: bool,
+}
+
+/// Whether clients in `namespace` may need the inline `outbound/<ns>` route configuration
+/// (every virtual host in one resource, what State-of-the-World clients get): unless every
+/// proxy connected in it speaks Delta. A namespace with no proxy keeps it, so a translation
+/// without proxies (offline checks, a proxy about to connect) is complete. Making the
+/// inline configurations was a fifth of a translation with a thousand Services, and each
+/// translation alive held 2.7 MB of them.
+pub fn needs_inline_routes(workloads: &Workloads, namespace: &str) -> bool {
+    let mut proxies = workloads.values().filter(|w| w.namespace == namespace);
+    let Some(first) = proxies.next() else {
+        return true;
+    };
+    !first.speaks_delta || proxies.any(|w| !w.speaks_delta)
 }
 
 /// The connected proxies by node id (from the ADS registry).
@@ -57,6 +76,7 @@ impl From<&NodeInfo> for Workload {
             app_addr: node.app_addr,
             pod_ip: node.pod_ip,
             outbound_addr: node.outbound_addr,
+            speaks_delta: false,
         }
     }
 }

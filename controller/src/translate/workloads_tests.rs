@@ -301,3 +301,57 @@ fn proxy_lists_are_cut() {
         "proxies a, b, c, d, e and 2 more"
     );
 }
+
+fn delta(mut workload: Workload) -> Workload {
+    workload.speaks_delta = true;
+    workload
+}
+
+#[test]
+fn inline_routes_are_needed_unless_every_proxy_of_the_namespace_speaks_delta() {
+    let a = || workload("a-0", "default", "127.0.0.1:50051");
+    let b = || workload("b-0", "default", "127.0.0.2:50051");
+    assert!(needs_inline_routes(&Workloads::new(), "default"));
+    assert!(needs_inline_routes(&by_id(vec![a()]), "default"));
+    assert!(needs_inline_routes(
+        &by_id(vec![delta(a()), b()]),
+        "default"
+    ));
+    assert!(needs_inline_routes(
+        &by_id(vec![a(), delta(b())]),
+        "default"
+    ));
+    assert!(!needs_inline_routes(
+        &by_id(vec![delta(a()), delta(b())]),
+        "default"
+    ));
+    // Proxies of other namespaces do not count.
+    assert!(needs_inline_routes(&by_id(vec![delta(a())]), "other"));
+}
+
+#[test]
+fn a_namespace_of_delta_proxies_gets_its_hosts_but_no_inline_route_configuration() {
+    let yaml = greeter(&["127.0.0.1"], 50051);
+    let names = |t: &Translation| -> Vec<String> {
+        let routes = t.snapshot.resources(ResourceType::Route);
+        routes.iter().map(|r| r.name.to_string()).collect()
+    };
+    let sotw = by_id(vec![workload("client-0", "default", "127.0.0.9:50051")]);
+    let t = translate_for(&index(&yaml), &sotw, &Members::new(), None);
+    assert_eq!(names(&t), ["outbound/default"]);
+
+    let all_delta = by_id(vec![delta(workload(
+        "client-0",
+        "default",
+        "127.0.0.9:50051",
+    ))]);
+    let t = translate_for(&index(&yaml), &all_delta, &Members::new(), None);
+    assert!(names(&t).is_empty(), "{:?}", names(&t));
+    let hosts = t.snapshot.namespace_hosts("default").expect("VHDS view");
+    assert_eq!(
+        hosts
+            .resolve("outbound/default/greeter:50051")
+            .map(|h| h.to_string()),
+        Some("outbound/default/greeter.default.svc.cluster.local:50051".to_owned())
+    );
+}
