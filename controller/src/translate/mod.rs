@@ -288,9 +288,10 @@ pub fn translate_for(
     let mut namespaces: BTreeSet<String> = catalog.iter().map(|s| s.namespace.clone()).collect();
     namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
     namespaces.extend(workloads.values().map(|w| w.namespace.clone()));
+    let delta_only = workloads::delta_only_namespaces(workloads);
     let namespaces = namespaces
         .iter()
-        .map(|ns| (ns.as_str(), workloads::needs_inline_routes(workloads, ns)));
+        .map(|ns| (ns.as_str(), !delta_only.contains(ns.as_str())));
     let (routing, attachments) =
         vhosts::route_configurations(namespaces, &catalog, &attached, &faults);
     for (key, hosts) in attachments {

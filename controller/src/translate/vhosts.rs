@@ -131,6 +131,7 @@ pub(super) fn route_configurations<'n>(
     for (namespace, inline) in namespaces {
         let name = route_config_name(namespace);
         let mut taken: HashSet<Cow<'_, str>> = HashSet::new();
+        // The inline configuration's hosts, collected only where it is made.
         let mut hosts: Vec<Cow<'_, [u8]>> = Vec::new();
         let mut entries = Vec::new();
         for service in catalog.iter() {
@@ -144,13 +145,17 @@ pub(super) fn route_configurations<'n>(
                     Some(host) => {
                         taken.extend(host.domains.iter().map(|d| Cow::Borrowed(d.as_str())));
                         entries.push(host.vhds_entry(&name, &mut attachments));
-                        hosts.push(Cow::Borrowed(&host.bytes));
+                        if inline {
+                            hosts.push(Cow::Borrowed(&host.bytes));
+                        }
                     }
                     None => {
                         let host = hosts_of.build(service, i, namespace, |d| taken.contains(d));
                         entries.push(host.vhds_entry(&name, &mut attachments));
                         taken.extend(host.domains.into_iter().map(Cow::Owned));
-                        hosts.push(Cow::Owned(host.bytes));
+                        if inline {
+                            hosts.push(Cow::Owned(host.bytes));
+                        }
                     }
                 }
             }

@@ -44,22 +44,27 @@ pub struct Workload {
     /// Whether it speaks Delta xDS (set by the ADS registry; `false` from a `NodeInfo`
     /// alone). A Delta client takes its namespace's virtual hosts over VHDS, so a namespace
     /// whose every proxy speaks Delta needs no inline `outbound/<ns>` (see
-    /// [`needs_inline_routes`]).
+    /// [`delta_only_namespaces`]).
     pub speaks_delta: bool,
 }
 
-/// Whether clients in `namespace` may need the inline `outbound/<ns>` route configuration
-/// (every virtual host in one resource, what State-of-the-World clients get): unless every
-/// proxy connected in it speaks Delta. A namespace with no proxy keeps it, so a translation
-/// without proxies (offline checks, a proxy about to connect) is complete. Making the
-/// inline configurations was a fifth of a translation with a thousand Services, and each
-/// translation alive held 2.7 MB of them.
-pub fn needs_inline_routes(workloads: &Workloads, namespace: &str) -> bool {
-    let mut proxies = workloads.values().filter(|w| w.namespace == namespace);
-    let Some(first) = proxies.next() else {
-        return true;
-    };
-    !first.speaks_delta || proxies.any(|w| !w.speaks_delta)
+/// The namespaces whose clients need no inline `outbound/<ns>` route configuration (every
+/// virtual host in one resource, what State-of-the-World clients get): those with connected
+/// proxies that all speak Delta. A namespace with no proxy is not among them, so a
+/// translation without proxies (offline checks, a proxy about to connect) is complete.
+/// Making the inline configurations was a fifth of a translation with a thousand Services,
+/// and each translation alive held 2.7 MB of them. One pass over the proxies.
+pub fn delta_only_namespaces(workloads: &Workloads) -> BTreeSet<&str> {
+    let mut delta_only: BTreeMap<&str, bool> = BTreeMap::new();
+    for workload in workloads.values() {
+        *delta_only
+            .entry(workload.namespace.as_str())
+            .or_insert(true) &= workload.speaks_delta;
+    }
+    delta_only
+        .into_iter()
+        .filter_map(|(namespace, only)| only.then_some(namespace))
+        .collect()
 }
 
 /// The connected proxies by node id (from the ADS registry).

@@ -311,22 +311,13 @@ fn delta(mut workload: Workload) -> Workload {
 fn inline_routes_are_needed_unless_every_proxy_of_the_namespace_speaks_delta() {
     let a = || workload("a-0", "default", "127.0.0.1:50051");
     let b = || workload("b-0", "default", "127.0.0.2:50051");
-    assert!(needs_inline_routes(&Workloads::new(), "default"));
-    assert!(needs_inline_routes(&by_id(vec![a()]), "default"));
-    assert!(needs_inline_routes(
-        &by_id(vec![delta(a()), b()]),
-        "default"
-    ));
-    assert!(needs_inline_routes(
-        &by_id(vec![a(), delta(b())]),
-        "default"
-    ));
-    assert!(!needs_inline_routes(
-        &by_id(vec![delta(a()), delta(b())]),
-        "default"
-    ));
+    assert!(!delta_only_namespaces(&Workloads::new()).contains("default"));
+    assert!(!delta_only_namespaces(&by_id(vec![a()])).contains("default"));
+    assert!(!delta_only_namespaces(&by_id(vec![delta(a()), b()])).contains("default"));
+    assert!(!delta_only_namespaces(&by_id(vec![a(), delta(b())])).contains("default"));
+    assert!(delta_only_namespaces(&by_id(vec![delta(a()), delta(b())])).contains("default"));
     // Proxies of other namespaces do not count.
-    assert!(needs_inline_routes(&by_id(vec![delta(a())]), "other"));
+    assert!(!delta_only_namespaces(&by_id(vec![delta(a())])).contains("other"));
 }
 
 #[test]
