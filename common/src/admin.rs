@@ -11,10 +11,21 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-/// What an admin path answers.
-pub type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+use crate::metrics::{self, Exposition};
+
+/// What an admin request is answered with.
+pub type Handler = Arc<dyn Fn(&AdminRequest) -> Reply + Send + Sync>;
+
+/// The parts of an admin request handlers read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminRequest<'a> {
+    pub path: &'a str,
+    /// The `Accept` header, if any (`/metrics` picks its format from it).
+    pub accept: Option<&'a str>,
+}
 
 /// One admin response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +52,19 @@ impl Reply {
         }
     }
 
-    /// Prometheus text exposition format.
-    pub fn metrics(body: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::OK,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: body.into(),
+    /// `registry` in the format `request` asks for (OpenMetrics or the text format).
+    pub fn metrics(registry: &Registry, request: &AdminRequest) -> Self {
+        let format = Exposition::negotiate(request.accept);
+        match metrics::encode(registry, format) {
+            Ok(body) => Self {
+                status: StatusCode::OK,
+                content_type: format.content_type(),
+                body,
+            },
+            Err(err) => Self::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding metrics: {err}\n"),
+            ),
         }
     }
 
@@ -94,7 +112,14 @@ async fn respond(
     req: Request<Incoming>,
     handler: Handler,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let reply = handler(req.uri().path());
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let reply = handler(&AdminRequest {
+        path: req.uri().path(),
+        accept,
+    });
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = reply.status;
     response.headers_mut().insert(

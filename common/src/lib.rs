@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod grpc;
+pub mod metrics;
 pub mod spiffe;
 pub mod time;
 pub mod xds;

@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::sync::watch;
-use weft_common::admin::{Handler, Reply};
+use weft_common::admin::{AdminRequest, Handler, Reply};
 
 use crate::ads::ProxyRegistry;
 use crate::api::CONDITION_PROGRAMMED;
@@ -24,7 +23,7 @@ use crate::status;
 /// Reads the errors a source reports now (e.g. a malformed file), one line each.
 pub type SourceErrors = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
-/// `weft_resources{kind, condition, status}`: user resources by condition, computed from the
+/// `weft_controller_resources{kind, condition, status}`: user resources by condition, computed from the
 /// latest reports at scrape time.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct ResourceLabels {
@@ -38,11 +37,11 @@ pub type ResourceGauges = prometheus_client::metrics::family::Family<
     prometheus_client::metrics::gauge::Gauge,
 >;
 
-/// Registers the resources-by-condition gauge.
+/// Registers the resources-by-condition gauge (in the controller's prefixed registry).
 pub fn register_resource_gauges(registry: &mut Registry) -> ResourceGauges {
     let gauges = ResourceGauges::default();
     registry.register(
-        "weft_resources",
+        "resources",
         "weft resources by kind and condition state",
         gauges.clone(),
     );
@@ -60,10 +59,10 @@ pub struct AdminState {
 }
 
 pub fn handler(state: AdminState) -> Handler {
-    Arc::new(move |path: &str| match path {
+    Arc::new(move |request: &AdminRequest| match request.path {
         "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
         "/ready" => ready(&state),
-        "/metrics" => metrics(&state),
+        "/metrics" => metrics(&state, request),
         "/debug/proxies" => json_reply(&state.proxies.snapshot()),
         "/debug/resources" => resources(&state),
         _ => Reply::not_found("/healthz, /ready, /metrics, /debug/proxies or /debug/resources"),
@@ -81,17 +80,10 @@ fn ready(state: &AdminState) -> Reply {
     }
 }
 
-fn metrics(state: &AdminState) -> Reply {
+fn metrics(state: &AdminState, request: &AdminRequest) -> Reply {
     update_resource_gauges(state);
-    let mut body = String::new();
     let registry = state.metrics.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(err) = encode(&mut body, &registry) {
-        return Reply::text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics: {err}\n"),
-        );
-    }
-    Reply::metrics(body)
+    Reply::metrics(&registry, request)
 }
 
 fn update_resource_gauges(state: &AdminState) {

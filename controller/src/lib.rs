@@ -75,8 +75,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
     let (published_tx, published_rx) = watch::channel(publisher::Published::default());
     let mut metrics_registry = Registry::default();
-    let ads_metrics = Arc::new(AdsMetrics::register(&mut metrics_registry));
-    let resource_gauges = admin::register_resource_gauges(&mut metrics_registry);
+    weft_common::metrics::register_process_metrics(
+        &mut metrics_registry,
+        "weft_controller",
+        env!("CARGO_PKG_VERSION"),
+    );
+    let controller_metrics = metrics_registry.sub_registry_with_prefix("weft_controller");
+    let ads_metrics = Arc::new(AdsMetrics::register(controller_metrics));
+    let resource_gauges = admin::register_resource_gauges(controller_metrics);
     let proxies = ProxyRegistry::new();
     let lifetime = settings.cert_lifetime;
     let envoy_certs = ca.clone().map(|ca| EnvoyCertificates { ca, lifetime });

@@ -133,15 +133,15 @@ async fn invalid_resources_are_reported_on_their_own_status() {
         // The same picture in the controller's metrics.
         let (_, metrics) = controller.admin("/metrics").unwrap();
         for line in [
-            "weft_resources{kind=\"GrpcRoute\",condition=\"Accepted\",status=\"False\"} 1",
-            "weft_resources{kind=\"GrpcRoute\",condition=\"ResolvedRefs\",status=\"False\"} 3",
-            "weft_resources{kind=\"FaultInjection\",condition=\"ResolvedRefs\",status=\"False\"} 1",
-            "weft_xds_connected_proxies 1",
+            "weft_controller_resources{kind=\"GrpcRoute\",condition=\"Accepted\",status=\"False\"} 1",
+            "weft_controller_resources{kind=\"GrpcRoute\",condition=\"ResolvedRefs\",status=\"False\"} 3",
+            "weft_controller_resources{kind=\"FaultInjection\",condition=\"ResolvedRefs\",status=\"False\"} 1",
+            "weft_controller_xds_connected_proxies 1",
         ] {
             assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
         }
         assert!(
-            metrics.contains("weft_xds_push_to_ack_seconds_count{type=\"RDS\"}"),
+            metrics.contains("weft_controller_xds_push_to_ack_seconds_count{type=\"RDS\"}"),
             "{metrics}"
         );
     });

@@ -8,7 +8,7 @@ use http::StatusCode;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use weft_common::admin::{Handler, Reply};
+use weft_common::admin::{AdminRequest, Handler, Reply};
 
 use crate::config::{PathMatch, ProxyConfig, Route, RouteTable, StringMatch};
 
@@ -17,12 +17,15 @@ pub fn handler(
     config: watch::Receiver<Arc<ProxyConfig>>,
     registry: Arc<Mutex<Registry>>,
 ) -> Handler {
-    Arc::new(move |path: &str| {
+    Arc::new(move |request: &AdminRequest| {
         let config = config.borrow().clone();
-        match path {
+        match request.path {
             "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
             "/ready" => ready(&config),
-            "/metrics" => metrics(&registry),
+            "/metrics" => match registry.lock() {
+                Ok(registry) => Reply::metrics(&registry, request),
+                Err(_) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "registry poisoned\n"),
+            },
             "/config_dump" => Reply::json(config_dump(&config).to_string()),
             _ => Reply::not_found("/ready, /metrics, /config_dump or /healthz"),
         }
@@ -43,18 +46,6 @@ fn ready(config: &ProxyConfig) -> Reply {
         StatusCode::SERVICE_UNAVAILABLE,
         format!("not ready: {missing}\n"),
     )
-}
-
-fn metrics(registry: &Mutex<Registry>) -> Reply {
-    let mut text = String::new();
-    let encoded = match registry.lock() {
-        Ok(registry) => prometheus_client::encoding::text::encode(&mut text, &registry),
-        Err(_) => return Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "registry poisoned\n"),
-    };
-    match encoded {
-        Ok(()) => Reply::metrics(text),
-        Err(err) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
-    }
 }
 
 /// The config in force: versions, the inbound listener's mTLS mode, the outbound routes

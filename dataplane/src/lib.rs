@@ -46,6 +46,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let inbound_listener = bind("--inbound-addr", settings.inbound_addr).await?;
 
     let mut registry = Registry::default();
+    weft_common::metrics::register_process_metrics(
+        &mut registry,
+        "weft_proxy",
+        env!("CARGO_PKG_VERSION"),
+    );
     let metrics = Arc::new(ProxyMetrics::register(&mut registry));
     let xds_metrics = Arc::new(xds::XdsMetrics::register(&mut registry));
     let (config_tx, config_rx) = watch::channel(Arc::new(ProxyConfig::default()));

@@ -223,6 +223,7 @@ py=$CACHE/python-envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION
 link envoy "$py/envoy"
 link python3 "$py/venv/bin/python3"
 link prometheus "$CACHE/prometheus-$PROMETHEUS_DEB/prometheus"
+link promtool "$CACHE/prometheus-$PROMETHEUS_DEB/root/usr/bin/promtool"
 link h2load "$CACHE/h2load-$NGHTTP2_DEB/h2load"
 for bin in iptables-save iptables-restore iptables-nft-restore iptables-legacy-restore; do
   link "$bin" "$CACHE/iptables-$IPTABLES_DEB/$bin"

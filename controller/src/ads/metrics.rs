@@ -1,4 +1,5 @@
-//! ADS metrics: connected proxies, pushes and NACKs by type, push-to-ACK latency.
+//! ADS metrics: connected proxies, pushes and NACKs by type, push-to-ACK latency. They are
+//! registered under the controller's `weft_controller_` prefix.
 
 use std::time::Duration;
 
@@ -46,22 +47,22 @@ impl AdsMetrics {
             push_to_ack_seconds: Family::new_with_constructor(latency_histogram),
         };
         registry.register(
-            "weft_xds_connected_proxies",
+            "xds_connected_proxies",
             "ADS streams currently open",
             metrics.connected_proxies.clone(),
         );
         registry.register(
-            "weft_xds_pushes",
+            "xds_pushes",
             "xDS responses sent, by type",
             metrics.pushes.clone(),
         );
         registry.register(
-            "weft_xds_nacks",
+            "xds_nacks",
             "xDS updates rejected by proxies, by type",
             metrics.nacks.clone(),
         );
         registry.register(
-            "weft_xds_push_to_ack_seconds",
+            "xds_push_to_ack_seconds",
             "Time from sending an xDS response to its ACK, by type",
             metrics.push_to_ack_seconds.clone(),
         );

@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::Response;
 use hyper::body::Incoming;
 
 use super::body::{ProxyBody, boxed};
 use super::counting::{CountingBody, StreamEnd};
-use super::deadline::DeadlineBody;
+use super::deadline::{self, DeadlineBody, TimeoutCause};
 use super::grpc;
 use super::metrics::{Direction, InFlightGauge, ProxyMetrics, RpcLabels, Security, UNKNOWN_PEER};
 use super::pool::InFlight;
@@ -24,6 +24,10 @@ pub struct Call {
     metrics: Arc<ProxyMetrics>,
     request_messages: Arc<AtomicU64>,
     in_flight: InFlightGauge,
+    /// The deadline the proxy enforces, from `start`, and whose it is.
+    deadline: Option<(Duration, TimeoutCause)>,
+    /// The last attempt ended on the per-try timeout.
+    per_try_timed_out: bool,
 }
 
 impl Call {
@@ -48,7 +52,20 @@ impl Call {
             },
             metrics: metrics.clone(),
             request_messages: Arc::new(AtomicU64::new(0)),
+            deadline: None,
+            per_try_timed_out: false,
         }
+    }
+
+    /// The deadline the proxy enforces on this RPC (from its start) and whose it is, so a
+    /// timed-out RPC is counted under the right cause.
+    pub fn deadline(&mut self, deadline: Option<(Duration, TimeoutCause)>) {
+        self.deadline = deadline;
+    }
+
+    /// Marks that the latest attempt ended on its per-try timeout.
+    pub fn per_try_timed_out(&mut self, timed_out: bool) {
+        self.per_try_timed_out = timed_out;
     }
 
     /// Counts the RPC's latency from `start`: when it arrived, for one held before it could
@@ -131,12 +148,14 @@ impl Call {
         let code = code.unwrap_or(grpc::code::UNKNOWN);
         self.labels.grpc_code = grpc::code_name(code).to_owned();
         let request_messages = self.request_messages.load(Ordering::Relaxed);
-        self.metrics.record(
-            &self.labels,
-            self.start.elapsed(),
-            request_messages,
-            response_messages,
-        );
+        let elapsed = self.start.elapsed();
+        if let Some(cause) =
+            deadline::timeout_cause(code, elapsed, self.deadline, self.per_try_timed_out)
+        {
+            self.metrics.timed_out(&self.labels, cause);
+        }
+        self.metrics
+            .record(&self.labels, elapsed, request_messages, response_messages);
         drop(self.in_flight);
     }
 }

@@ -1,9 +1,12 @@
-//! Ends a streamed response when the RPC's deadline passes: the client gets
-//! `DEADLINE_EXCEEDED` in trailers and the upstream stream is dropped (reset), so a response
-//! that is still streaming can never outlive the deadline the proxy promised to enforce.
+//! An RPC's deadline: whose it is (the client's `grpc-timeout` or the route's timeout, the
+//! shorter one binds), which cause a timed-out RPC is counted under, and the body that ends a
+//! streamed response when the deadline passes: the client gets `DEADLINE_EXCEEDED` in
+//! trailers and the upstream stream is dropped (reset), so a response that is still
+//! streaming can never outlive the deadline the proxy promised to enforce.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -12,6 +15,68 @@ use tokio::time::{Instant, Sleep};
 
 use super::body::{BoxError, ProxyBody};
 use super::grpc;
+
+/// Whose deadline or timeout ended an RPC: the `cause` label of
+/// `weft_proxy_rpc_timeouts_total`, so a dashboard can tell a client in a hurry from a route
+/// timeout set too short or an app that gave up on its own.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum TimeoutCause {
+    /// The client's `grpc-timeout` was the binding deadline.
+    ClientDeadline,
+    /// The route's timeout, shorter than the client's deadline (or the only one).
+    RouteTimeout,
+    /// The last attempt hit the route's per-try timeout (answered `UNAVAILABLE`, as Envoy
+    /// answers its per-try timeout).
+    PerTryTimeout,
+    /// The app answered `DEADLINE_EXCEEDED` before any deadline the proxy enforces passed.
+    Upstream,
+}
+
+impl TimeoutCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientDeadline => "client_deadline",
+            Self::RouteTimeout => "route_timeout",
+            Self::PerTryTimeout => "per_try_timeout",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+/// The RPC's deadline, as a duration from its arrival, and whose it is: the shorter of the
+/// client's and the route's (the route's when they are equal: it is the configured cap).
+pub fn binding_timeout(
+    client: Option<Duration>,
+    route: Option<Duration>,
+) -> Option<(Duration, TimeoutCause)> {
+    match (client, route) {
+        (Some(client), Some(route)) if client < route => {
+            Some((client, TimeoutCause::ClientDeadline))
+        }
+        (_, Some(route)) => Some((route, TimeoutCause::RouteTimeout)),
+        (Some(client), None) => Some((client, TimeoutCause::ClientDeadline)),
+        (None, None) => None,
+    }
+}
+
+/// Which timeout, if any, an RPC that ended with `code` after `elapsed` is counted under.
+/// A `DEADLINE_EXCEEDED` at (or within 2% before) the binding deadline is that deadline's;
+/// one well before it, or with no deadline, is the app's own. A failure after the last
+/// attempt timed out is the per-try timeout's.
+pub fn timeout_cause(
+    code: u32,
+    elapsed: Duration,
+    deadline: Option<(Duration, TimeoutCause)>,
+    per_try_timed_out: bool,
+) -> Option<TimeoutCause> {
+    if code == grpc::code::DEADLINE_EXCEEDED {
+        return Some(match deadline {
+            Some((timeout, cause)) if elapsed + timeout / 50 >= timeout => cause,
+            _ => TimeoutCause::Upstream,
+        });
+    }
+    (per_try_timed_out && code != grpc::code::OK).then_some(TimeoutCause::PerTryTimeout)
+}
 
 /// A response body that ends with `DEADLINE_EXCEEDED` trailers at `deadline`.
 pub struct DeadlineBody {
@@ -77,8 +142,6 @@ fn deadline_trailers(message: &'static str) -> HeaderMap {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use http_body_util::{BodyExt, StreamBody};
 
     use super::*;
@@ -121,5 +184,68 @@ mod tests {
         let collected = body.collect().await.unwrap();
         assert!(collected.trailers().is_none());
         assert_eq!(collected.to_bytes(), Bytes::from_static(b"x"));
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::TimeoutCause::*;
+    use super::*;
+    use crate::proxy::grpc::code;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_shorter_timeout_binds_and_the_route_wins_a_tie() {
+        assert_eq!(binding_timeout(None, None), None);
+        assert_eq!(binding_timeout(Some(MS), None), Some((MS, ClientDeadline)));
+        assert_eq!(binding_timeout(None, Some(MS)), Some((MS, RouteTimeout)));
+        assert_eq!(
+            binding_timeout(Some(100 * MS), Some(200 * MS)),
+            Some((100 * MS, ClientDeadline))
+        );
+        assert_eq!(
+            binding_timeout(Some(300 * MS), Some(200 * MS)),
+            Some((200 * MS, RouteTimeout))
+        );
+        assert_eq!(
+            binding_timeout(Some(200 * MS), Some(200 * MS)),
+            Some((200 * MS, RouteTimeout))
+        );
+        assert_eq!(
+            binding_timeout(Some(Duration::ZERO), Some(200 * MS)),
+            Some((Duration::ZERO, ClientDeadline))
+        );
+    }
+
+    #[test]
+    fn a_timed_out_rpc_is_counted_under_whose_deadline_passed() {
+        let route = Some((200 * MS, RouteTimeout));
+        let dx = code::DEADLINE_EXCEEDED;
+        assert_eq!(
+            timeout_cause(dx, 201 * MS, route, false),
+            Some(RouteTimeout)
+        );
+        // The app, given the deadline, may give up a moment before the proxy does.
+        assert_eq!(
+            timeout_cause(dx, 197 * MS, route, false),
+            Some(RouteTimeout)
+        );
+        assert_eq!(timeout_cause(dx, 50 * MS, route, false), Some(Upstream));
+        assert_eq!(timeout_cause(dx, 50 * MS, None, false), Some(Upstream));
+        let client = Some((100 * MS, ClientDeadline));
+        assert_eq!(
+            timeout_cause(dx, 100 * MS, client, false),
+            Some(ClientDeadline)
+        );
+        assert_eq!(
+            timeout_cause(code::UNAVAILABLE, 90 * MS, client, true),
+            Some(PerTryTimeout)
+        );
+        assert_eq!(timeout_cause(code::OK, 90 * MS, client, true), None);
+        assert_eq!(
+            timeout_cause(code::UNAVAILABLE, 90 * MS, client, false),
+            None
+        );
     }
 }

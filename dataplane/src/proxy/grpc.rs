@@ -143,15 +143,6 @@ pub fn format_timeout(d: Duration) -> HeaderValue {
     HeaderValue::from_bytes(&buf[start..]).unwrap_or_else(|_| HeaderValue::from_static("0n"))
 }
 
-/// The deadline an RPC runs under: the client's, capped by the route's; either alone; `None`
-/// means unlimited.
-pub fn effective_timeout(client: Option<Duration>, route: Option<Duration>) -> Option<Duration> {
-    match (client, route) {
-        (Some(client), Some(route)) => Some(client.min(route)),
-        (client, route) => client.or(route),
-    }
-}
-
 /// The `grpc-status` in response headers (Trailers-Only) or trailers; a value that is not a
 /// number is `UNKNOWN`.
 pub fn status_of(headers: &HeaderMap) -> Option<u32> {

@@ -145,26 +145,6 @@ fn grpc_timeout_rounds_up_and_round_trips() {
 }
 
 #[test]
-fn effective_timeout_caps_the_client_by_the_route() {
-    let ms = Duration::from_millis;
-    let table = [
-        (None, None, None),
-        (Some(ms(100)), None, Some(ms(100))),
-        (None, Some(ms(200)), Some(ms(200))),
-        (Some(ms(100)), Some(ms(200)), Some(ms(100))),
-        (Some(ms(300)), Some(ms(200)), Some(ms(200))),
-        (Some(ms(0)), Some(ms(200)), Some(ms(0))),
-    ];
-    for (client, route, expected) in table {
-        assert_eq!(
-            effective_timeout(client, route),
-            expected,
-            "{client:?} {route:?}"
-        );
-    }
-}
-
-#[test]
 fn status_is_read_from_headers_or_trailers() {
     let mut headers = HeaderMap::new();
     assert_eq!(status_of(&headers), None);

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::admission::ConnectionSecurity;
 use super::body::{ProxyBody, boxed};
 use super::call::Call;
+use super::deadline::TimeoutCause;
 use super::grpc::{self, code};
 use super::metrics::{Direction, ProxyMetrics, Security};
 use super::pool::Upstreams;
@@ -81,6 +82,7 @@ impl Inbound {
             return call.fail(code::INTERNAL, "weft-proxy forwards gRPC only");
         }
         let timeout = grpc::parse_timeout(request.headers());
+        call.deadline(timeout.map(|timeout| (timeout, TimeoutCause::ClientDeadline)));
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         let Some(app) = self.upstreams.pick(&self.app) else {
             return call.fail(code::UNAVAILABLE, "weft-proxy: no local app address");

@@ -7,6 +7,7 @@
 //! | `weft_proxy_rpc_duration_seconds` | histogram (0.5 ms – 30 s) | [`RpcLabels`] |
 //! | `weft_proxy_rpc_request_messages_total` | counter | [`RpcLabels`] |
 //! | `weft_proxy_rpc_response_messages_total` | counter | [`RpcLabels`] |
+//! | `weft_proxy_rpc_timeouts_total` | counter | `direction`, `destination_service`, `grpc_service`, `grpc_method`, `cause` ([`TimeoutCause`]: `client_deadline`, `route_timeout`, `per_try_timeout`, `upstream`) |
 //! | `weft_proxy_retries_total` | counter | `destination_service` |
 //! | `weft_proxy_outlier_ejections_total` | counter | `destination_service` (the cluster's) |
 //! | `weft_proxy_circuit_breaker_overflows_total` | counter | `destination_service` (the cluster's), `limit` (`requests`/`pending`) |
@@ -39,6 +40,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::breaker::Limit;
+use super::deadline::TimeoutCause;
 
 /// Which of the proxy's stacks served the RPC.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -143,6 +145,21 @@ struct VhdsLabels {
     outcome: VhdsOutcome,
 }
 
+impl EncodeLabelValue for TimeoutCause {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    direction: Direction,
+    destination_service: String,
+    grpc_service: String,
+    grpc_method: String,
+    cause: TimeoutCause,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OverflowLabels {
     destination_service: String,
@@ -172,6 +189,7 @@ pub struct ProxyMetrics {
     duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
     request_messages: Family<RpcLabels, Counter>,
     response_messages: Family<RpcLabels, Counter>,
+    timeouts: Family<TimeoutLabels, Counter>,
     retries: Family<DestinationLabels, Counter>,
     ejections: Family<DestinationLabels, Counter>,
     overflows: Family<OverflowLabels, Counter>,
@@ -192,6 +210,7 @@ impl ProxyMetrics {
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             request_messages: Family::default(),
             response_messages: Family::default(),
+            timeouts: Family::default(),
             retries: Family::default(),
             ejections: Family::default(),
             overflows: Family::default(),
@@ -221,6 +240,11 @@ impl ProxyMetrics {
             metrics.response_messages.clone(),
         );
         registry.register(
+            "weft_proxy_rpc_timeouts",
+            "RPCs ended by a deadline or timeout, by whose (cause)",
+            metrics.timeouts.clone(),
+        );
+        registry.register(
             "weft_proxy_retries",
             "Retry attempts sent upstream",
             metrics.retries.clone(),
@@ -242,6 +266,19 @@ impl ProxyMetrics {
         );
         registry.register("weft_proxy_rpcs_in_flight", "RPCs being served", in_flight);
         metrics
+    }
+
+    /// Counts an RPC a deadline or timeout ended, under `cause`.
+    pub fn timed_out(&self, labels: &RpcLabels, cause: TimeoutCause) {
+        self.timeouts
+            .get_or_create(&TimeoutLabels {
+                direction: labels.direction,
+                destination_service: labels.destination_service.clone(),
+                grpc_service: labels.grpc_service.clone(),
+                grpc_method: labels.grpc_method.clone(),
+                cause,
+            })
+            .inc();
     }
 
     /// Records one finished RPC: its count, latency and message counts each way.

@@ -24,6 +24,7 @@ use super::attempt::{Attempts, Outcome, Verdict};
 use super::body::{ProxyBody, boxed};
 use super::breaker::{self, Limit, PendingLimit, RequestSlot};
 use super::call::Call;
+use super::deadline::{self, TimeoutCause};
 use super::fault;
 use super::grpc::{self, code};
 use super::metrics::{Direction, ProxyMetrics, Security, VhdsOutcome};
@@ -97,6 +98,7 @@ impl Outbound {
                     );
                     call.started_at(arrived.into_std());
                     let timeout = grpc::parse_timeout(request.headers());
+                    call.deadline(timeout.map(|t| (t, TimeoutCause::ClientDeadline)));
                     return call.fail(
                         code::DEADLINE_EXCEEDED,
                         &format!(
@@ -159,8 +161,10 @@ impl Outbound {
             return call.fail(code::INTERNAL, "weft-proxy forwards gRPC only");
         }
 
-        let timeout =
-            grpc::effective_timeout(grpc::parse_timeout(request.headers()), route.action.timeout);
+        let binding =
+            deadline::binding_timeout(grpc::parse_timeout(request.headers()), route.action.timeout);
+        call.deadline(binding);
+        let timeout = binding.map(|(timeout, _)| timeout);
         // From arrival: time spent held for config counts against the RPC's deadline.
         let deadline = timeout.map(|timeout| arrived + timeout);
 
@@ -300,6 +304,7 @@ impl Outbound {
                     )
                 }
             };
+            call.per_try_timed_out(outcome == Outcome::PerTryTimeout);
             let can_replay = replay.as_ref().is_some_and(ReplayHandle::can_replay);
             let time_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let budget = || self.retry_budget.try_withdraw();
