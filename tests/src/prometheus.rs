@@ -6,6 +6,7 @@
 //! Every call blocks; from a tokio test use the `multi_thread` flavor or `block_in_place`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -66,9 +67,20 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `jobs` and waits until it answers `/-/ready`.
     pub fn start(jobs: &[ScrapeJob]) -> anyhow::Result<Self> {
-        let mut config = String::from(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n",
-        );
+        Self::start_with_rules(jobs, &[])
+    }
+
+    /// Starts Prometheus scraping `jobs` and evaluating the rule files `rules` (alerts and
+    /// recording rules, every second), and waits until it answers `/-/ready`.
+    pub fn start_with_rules(jobs: &[ScrapeJob], rules: &[&Path]) -> anyhow::Result<Self> {
+        let mut config = String::from("global: {scrape_interval: 1s, evaluation_interval: 1s}\n");
+        if !rules.is_empty() {
+            config += "rule_files:\n";
+            for rule_file in rules {
+                config += &format!("- {:?}\n", rule_file.display().to_string());
+            }
+        }
+        config += "scrape_configs:\n";
         for job in jobs {
             config += &job.yaml();
         }
@@ -178,6 +190,34 @@ impl Prometheus {
                 Ok((s["metric"].clone(), value))
             })
             .collect()
+    }
+
+    /// The names of the alerts firing now (`/api/v1/alerts`, state `firing`).
+    pub fn firing_alerts(&self) -> anyhow::Result<Vec<String>> {
+        let (status, body) = self.get("/api/v1/alerts")?;
+        anyhow::ensure!(status == 200, "/api/v1/alerts answered {status}: {body}");
+        let alerts: Value = serde_json::from_str(&body)?;
+        Ok(alerts["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["state"] == "firing")
+            .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// The values of label `label` on series matching `selector` (as Grafana's
+    /// `label_values(selector, label)` lists them).
+    pub fn label_values(&self, selector: &str, label: &str) -> anyhow::Result<Vec<String>> {
+        let result = self.query(&format!("count by ({label}) ({selector})"))?;
+        let mut values: Vec<String> = result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["metric"][label].as_str().map(str::to_owned))
+            .collect();
+        values.sort();
+        Ok(values)
     }
 
     /// Waits up to `timeout` until every scrape target reports `up` (scraped successfully).

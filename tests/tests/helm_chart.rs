@@ -129,3 +129,96 @@ fn manifests_install_yaml_is_rendered_from_the_chart() {
         "manifests/install.yaml is stale: run scripts/render-manifests"
     );
 }
+
+#[test]
+fn dashboards_render_as_configmaps_for_grafanas_sidecar() {
+    let chart = chart_dir().to_str().unwrap();
+    let rendered = helm(&[
+        "template",
+        "weft",
+        chart,
+        "--show-only",
+        "templates/dashboards.yaml",
+        "--set",
+        "monitoring.dashboards.enabled=true",
+        "--set",
+        "monitoring.dashboards.annotations.grafana_folder=mesh",
+    ]);
+    let dashboards: Vec<_> = std::fs::read_dir(chart_dir().join("dashboards"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(dashboards.len(), 3, "{dashboards:?}");
+    assert_eq!(rendered.matches("kind: ConfigMap").count(), 3, "{rendered}");
+    assert_eq!(rendered.matches("grafana_dashboard: \"1\"").count(), 3);
+    assert_eq!(rendered.matches("grafana_folder: mesh").count(), 3);
+    for path in dashboards {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let json = std::fs::read_to_string(&path).unwrap();
+        serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let embedded: String = json.lines().map(|l| format!("    {l}\n")).collect();
+        assert!(
+            rendered.contains(&format!("  {name}: |-\n{embedded}")),
+            "{name} is not embedded whole:\n{rendered}"
+        );
+    }
+    let off = helm(&["template", "weft", chart]);
+    assert!(
+        !off.contains("grafana_dashboard"),
+        "dashboards render when disabled"
+    );
+}
+
+/// The rules file passes `promtool check rules` and its unit tests (`promtool test rules`),
+/// and the PrometheusRule the chart renders carries the same rules.
+#[test]
+fn alert_rules_pass_promtool_and_render_as_a_prometheus_rule() {
+    let files = chart_dir().join("files");
+    let promtool = |args: &[&str]| {
+        let out = Command::new(tool("promtool"))
+            .args(args)
+            .current_dir(&files)
+            .output()
+            .expect("run promtool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {args:?}:\n{text}");
+        text
+    };
+    let checked = promtool(&["check", "rules", "weft-alerts.rules.yaml"]);
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    promtool(&["test", "rules", "weft-alerts.tests.yaml"]);
+
+    let chart = chart_dir().to_str().unwrap();
+    let rendered = helm(&[
+        "template",
+        "weft",
+        chart,
+        "--show-only",
+        "templates/alerts.yaml",
+        "--set",
+        "monitoring.prometheusRule.enabled=true",
+        "--set",
+        "monitoring.prometheusRule.labels.release=prometheus",
+    ]);
+    assert!(rendered.contains("kind: PrometheusRule"), "{rendered}");
+    assert!(rendered.contains("release: prometheus"), "{rendered}");
+    // The spec, unindented, is a rules file of its own.
+    let spec = rendered
+        .split_once("\nspec:\n")
+        .map(|(_, spec)| spec)
+        .unwrap_or_else(|| panic!("no spec:\n{rendered}"));
+    let rules: String = spec
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rendered.rules.yaml");
+    std::fs::write(&path, rules).unwrap();
+    let checked = promtool(&["check", "rules", path.to_str().unwrap()]);
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+}

@@ -46,6 +46,11 @@ impl AdsMetrics {
             nacks: Family::default(),
             push_to_ack_seconds: Family::new_with_constructor(latency_histogram),
         };
+        // Every type's NACK counter exists from the start at 0, so the first NACK is an
+        // increase Prometheus sees (a series born at 1 has no increase).
+        for ty in ResourceType::PUSH_ORDER {
+            metrics.nacks.get_or_create_owned(&ty.into());
+        }
         registry.register(
             "xds_connected_proxies",
             "ADS streams currently open",
