@@ -9,7 +9,8 @@
 //! variable with an "All" value takes it, the others their first value), is run through
 //! Prometheus' HTTP API: none may fail or come back empty. The metrics of all three
 //! processes pass `promtool check metrics`; `/metrics` answers OpenMetrics to Prometheus'
-//! `Accept` header. Last, a proxy NACKs a route and the `WeftXdsConfigRejected` alert fires.
+//! `Accept` header. Last, a proxy NACKs a route and the `WeftXdsConfigRejected` alert fires,
+//! and once Service greeter is removed its series leave A's `/metrics`.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
@@ -184,6 +185,21 @@ async fn dashboards_and_alerts_work_against_real_prometheus() {
             Ok(firing.iter().any(|a| a == "WeftXdsConfigRejected"))
         })
         .unwrap_or_else(|err| panic!("{err:#}; firing: {firing:?}"));
+
+        // Removing the Service drops its series from A's /metrics.
+        let greeter_series = "direction=\"outbound\",destination_service=\"greeter.";
+        let (_, before) = mesh.proxy(a).admin("/metrics").unwrap();
+        assert!(before.contains(greeter_series), "{before}");
+        mesh.remove("services.yaml");
+        wait_until(
+            "greeter's series to leave A's /metrics",
+            CONFIG_TIMEOUT,
+            || {
+                let (_, text) = mesh.proxy(a).admin("/metrics")?;
+                Ok(!text.contains(greeter_series))
+            },
+        )
+        .unwrap();
     });
 }
 

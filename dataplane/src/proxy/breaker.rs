@@ -24,6 +24,8 @@ pub enum Limit {
 }
 
 impl Limit {
+    pub const ALL: [Limit; 2] = [Limit::Requests, Limit::Pending];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::Requests => "requests",

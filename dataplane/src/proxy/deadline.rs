@@ -33,6 +33,13 @@ pub enum TimeoutCause {
 }
 
 impl TimeoutCause {
+    pub const ALL: [TimeoutCause; 4] = [
+        Self::ClientDeadline,
+        Self::RouteTimeout,
+        Self::PerTryTimeout,
+        Self::Upstream,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientDeadline => "client_deadline",

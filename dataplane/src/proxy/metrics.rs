@@ -87,6 +87,8 @@ impl EncodeLabelValue for Security {
 
 /// The peer identity label when there is none.
 pub const UNKNOWN_PEER: &str = "unknown";
+/// The destination of RPCs the proxy answered before routing them.
+pub const UNKNOWN_DESTINATION: &str = "unknown";
 
 /// The labels of one RPC's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -266,6 +268,51 @@ impl ProxyMetrics {
         );
         registry.register("weft_proxy_rpcs_in_flight", "RPCs being served", in_flight);
         metrics
+    }
+
+    /// Drops every outbound series of the destination Services `keep` rejects (a Service
+    /// removed from the config), so a dashboard stops listing them and memory stays bounded.
+    /// Inbound series and `unknown` (RPCs answered before routing) always stay.
+    pub fn retain_destinations(&self, keep: impl Fn(&str) -> bool) {
+        let mut cache = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<RpcLabels> = cache
+            .keys()
+            .filter(|l| l.direction == Direction::Outbound)
+            .filter(|l| l.destination_service != UNKNOWN_DESTINATION)
+            .filter(|l| !keep(&l.destination_service))
+            .cloned()
+            .collect();
+        let mut services = std::collections::HashSet::new();
+        for labels in &gone {
+            cache.remove(labels);
+            self.rpcs.remove(labels);
+            self.duration.remove(labels);
+            self.request_messages.remove(labels);
+            self.response_messages.remove(labels);
+            for cause in TimeoutCause::ALL {
+                self.timeouts.remove(&TimeoutLabels {
+                    direction: labels.direction,
+                    destination_service: labels.destination_service.clone(),
+                    grpc_service: labels.grpc_service.clone(),
+                    grpc_method: labels.grpc_method.clone(),
+                    cause,
+                });
+            }
+            services.insert(labels.destination_service.clone());
+        }
+        for destination_service in services {
+            let destination = DestinationLabels {
+                destination_service,
+            };
+            self.retries.remove(&destination);
+            self.ejections.remove(&destination);
+            for limit in Limit::ALL {
+                self.overflows.remove(&OverflowLabels {
+                    destination_service: destination.destination_service.clone(),
+                    limit,
+                });
+            }
+        }
     }
 
     /// Counts an RPC a deadline or timeout ended, under `cause`.

@@ -197,3 +197,59 @@ fn recording_from_many_threads_loses_nothing() {
         "weft_proxy_rpc_duration_seconds_count{{{OK_LABELS}}} 8000"
     )));
 }
+
+#[test]
+fn timeouts_are_counted_by_cause() {
+    let (registry, metrics) = setup();
+    metrics.timed_out(
+        &labels("DEADLINE_EXCEEDED", false),
+        TimeoutCause::RouteTimeout,
+    );
+    let out = text(&registry);
+    assert!(
+        out.contains(
+            "weft_proxy_rpc_timeouts_total{direction=\"outbound\",\
+             destination_service=\"greeter.default.svc.cluster.local:50051\",\
+             grpc_service=\"helloworld.Greeter\",grpc_method=\"SayHello\",\
+             cause=\"route_timeout\"} 1"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_removed_services_series_are_dropped_and_others_kept() {
+    let (registry, metrics) = setup();
+    let greeter = labels("OK", false);
+    let billing = RpcLabels {
+        destination_service: "billing.default.svc.cluster.local:8080".into(),
+        ..labels("OK", false)
+    };
+    let inbound = RpcLabels {
+        direction: Direction::Inbound,
+        ..labels("OK", false)
+    };
+    for rpc in [&greeter, &billing, &inbound] {
+        metrics.record(rpc, Duration::from_millis(1), 1, 1);
+    }
+    metrics.timed_out(&greeter, TimeoutCause::ClientDeadline);
+    metrics.retry(&greeter.destination_service);
+    metrics.outlier_ejection(&greeter.destination_service);
+    metrics.circuit_breaker_overflow(&greeter.destination_service, Limit::Pending);
+
+    metrics.retain_destinations(|name| name == billing.destination_service);
+    let out = text(&registry);
+    let outbound_greeter = "direction=\"outbound\",\
+                            destination_service=\"greeter.default.svc.cluster.local:50051\"";
+    assert!(!out.contains(outbound_greeter), "{out}");
+    assert!(
+        !out.contains("{destination_service=\"greeter.default.svc.cluster.local:50051\""),
+        "{out}"
+    );
+    assert!(out.contains("destination_service=\"billing.default.svc.cluster.local:8080\""));
+    assert!(out.contains("direction=\"inbound\",destination_service=\"greeter"));
+
+    // A later RPC to a Service that comes back starts its series afresh.
+    metrics.record(&greeter, Duration::from_millis(1), 1, 1);
+    assert!(text(&registry).contains(&format!("weft_proxy_rpcs_total{{{OK_LABELS}}} 1")));
+}

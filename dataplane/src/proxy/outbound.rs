@@ -27,7 +27,7 @@ use super::call::Call;
 use super::deadline::{self, TimeoutCause};
 use super::fault;
 use super::grpc::{self, code};
-use super::metrics::{Direction, ProxyMetrics, Security, VhdsOutcome};
+use super::metrics::{Direction, ProxyMetrics, Security, UNKNOWN_DESTINATION, VhdsOutcome};
 use super::on_demand::{self, Hold, OnDemand};
 use super::original_dst::OriginalDst;
 use super::pool::{ConnectOptions, Endpoint, Picked, UpstreamError, Upstreams};
@@ -93,7 +93,7 @@ impl Outbound {
                     let mut call = Call::new(
                         &self.metrics,
                         Direction::Outbound,
-                        "unknown",
+                        UNKNOWN_DESTINATION,
                         ("other", "other"),
                     );
                     call.started_at(arrived.into_std());
@@ -112,7 +112,7 @@ impl Outbound {
                     let mut call = Call::new(
                         &self.metrics,
                         Direction::Outbound,
-                        "unknown",
+                        UNKNOWN_DESTINATION,
                         ("other", "other"),
                     );
                     call.started_at(arrived.into_std());
@@ -139,7 +139,7 @@ impl Outbound {
             let mut call = Call::new(
                 &self.metrics,
                 Direction::Outbound,
-                "unknown",
+                UNKNOWN_DESTINATION,
                 ("other", "other"),
             );
             if held {
