@@ -2,7 +2,8 @@
 //! `/healthz`, `/ready` (200 once the first full config is served), `/metrics`
 //! (Prometheus), `/debug/proxies` (each connected proxy: per type the version sent, ACKed
 //! and the last NACK) and `/debug/resources` (each weft resource: accepted, references
-//! resolved, `Programmed` and proxy counts as the status writer computes them, notes; plus
+//! resolved, `Programmed` and proxy counts as the status writer computes them, notes, the
+//! Envoy resources it becomes (VHDS virtual hosts, clusters, clusters its routes send to); plus
 //! source errors such as malformed local files). Local mode has no status subresource, so
 //! this is where its users read what Kubernetes users read with `kubectl get -o yaml`.
 
@@ -129,6 +130,11 @@ fn resources(state: &AdminState) -> Reply {
                 "programmed": programmed,
                 "proxies": status.proxies,
                 "notes": report.notes,
+                "becomes": {
+                    "virtualHosts": report.attachments.hosts,
+                    "clusters": report.attachments.clusters,
+                    "routesTo": report.attachments.backends,
+                },
             })
         })
         .collect();

@@ -119,6 +119,32 @@ impl ChartController {
     }
 }
 
+/// weftctl with the cluster's kubeconfig: (exit code, stdout and stderr).
+fn weftctl(cluster: &KubeCluster, args: &[&str]) -> (Option<i32>, String) {
+    let bin = weft_tests::workspace_bin::workspace_bin("weftctl", "weftctl");
+    let out = Command::new(bin)
+        .args(["--kubeconfig", cluster.kubeconfig_path().to_str().unwrap()])
+        .args(args)
+        .env_remove("WEFTCTL_CONTROLLER_ADDR")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `weftctl check`, the controller's readiness asked of `127.0.0.1:<admin_port>`.
+fn weftctl_check(cluster: &KubeCluster, admin_port: u16) -> (Option<i32>, String) {
+    let admin = format!("127.0.0.1:{admin_port}");
+    weftctl(
+        cluster,
+        &["--controller-addr", &admin, "--timeout", "3", "check"],
+    )
+}
+
 fn start_chart_controller(
     cluster: &KubeCluster,
     replica: &str,
@@ -280,6 +306,18 @@ fn lease_holder(cluster: &KubeCluster) -> Option<String> {
 async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_charts_rbac() {
     let cluster = KubeCluster::start().unwrap();
     let webhook_port = free_port();
+    // `weftctl check` before the install: the CRDs, RBAC and webhook are missing.
+    let (code, before) = weftctl_check(&cluster, free_port());
+    assert_eq!(code, Some(1), "{before}");
+    for expected in [
+        "[ok]   API server v1.",
+        "[FAIL] CRD grpcroutes.weft.dev is missing",
+        "[FAIL] RBAC: system:serviceaccount:weft-system:weft may not watch services (core)",
+        "[FAIL] injection webhook: no MutatingWebhookConfiguration",
+        "[FAIL] controller is not ready",
+    ] {
+        assert!(before.contains(expected), "no {expected:?} in:\n{before}");
+    }
     install(&cluster, webhook_port);
 
     // Every object the release made exists; the CRDs are Established.
@@ -400,6 +438,35 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
             .is_some_and(|b| !b.is_empty()))
     })
     .unwrap();
+
+    // `weftctl check` passes now; `weftctl describe` reads the conditions the status has.
+    let (code, after) = weftctl_check(&cluster, controller.admin_port);
+    assert_eq!(code, Some(0), "{after}");
+    assert!(after.ends_with("all checks passed\n"), "{after}");
+    let admin = format!("127.0.0.1:{}", controller.admin_port);
+    let described = weftctl(
+        &cluster,
+        &[
+            "--controller-addr",
+            &admin,
+            "describe",
+            "faultinjection/chaos",
+        ],
+    );
+    assert_eq!(described.0, Some(0), "{}", described.1);
+    let route = kubectl_json(&cluster, &["get", "faultinjection", "chaos"]);
+    for condition in route["status"]["conditions"].as_array().unwrap() {
+        let line = format!(
+            "  {:<13} {}",
+            condition["type"].as_str().unwrap(),
+            condition["status"].as_str().unwrap()
+        );
+        assert!(
+            described.1.contains(&line),
+            "no {line:?} in:\n{}",
+            described.1
+        );
+    }
 
     // Injection through the real apiserver.
     cluster.kubectl_ok(["create", "namespace", "shop"]).unwrap();

@@ -2,7 +2,7 @@
 //! across files, who owns each name; and the objects in force, written to the index.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::error::{FileError, Problem};
 use super::parse::{LocatedObject, SkippedDocument, parse_file};
@@ -171,6 +171,14 @@ impl LocalState {
         self.owners
             .iter()
             .map(|(key, path)| &self.files[path.as_path()].good[key].object)
+    }
+
+    /// Where the object in force under `key` is defined: its file and the line its
+    /// document starts on.
+    pub fn origin(&self, key: &ObjectKey) -> Option<(&Path, usize)> {
+        let path = self.owners.get(key)?;
+        let line = self.files.get(path)?.good.get(key)?.line;
+        Some((path.as_path(), line))
     }
 
     /// The current problems, in file and line order; empty when every file is good.
