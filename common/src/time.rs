@@ -22,6 +22,33 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(amount.saturating_mul(millis)))
 }
 
+/// `time` as RFC 3339 in UTC with milliseconds, e.g. `2023-11-14T22:13:20.000Z` (times
+/// before 1970 print as the epoch).
+pub fn rfc3339(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs();
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since.subsec_millis()
+    )
+}
+
 /// When to renew a certificate received at `received` that expires at `not_after`: at half
 /// its remaining lifetime (as istio-agent and SPIRE do: the other half leaves room for
 /// retries while the controller is down), moved by up to ±10% of it by `jitter` (0.0..1.0,
@@ -56,6 +83,20 @@ mod tests {
             .or_else(|_| b.duration_since(a))
             .unwrap();
         diff < Duration::from_micros(1)
+    }
+
+    #[test]
+    fn rfc3339_in_utc_with_milliseconds() {
+        let at = |secs: u64, millis: u64| {
+            rfc3339(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis),
+            )
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_700_000_000, 5), "2023-11-14T22:13:20.005Z");
+        // A leap day and the last second of a year.
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_767_225_599, 999), "2025-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use weft_common::admin::AdminServer;
 
 use crate::config::ProxyConfig;
+use crate::proxy::access_log::Destination;
 use crate::proxy::admission::InboundAdmission;
 use crate::proxy::inbound::Inbound;
 use crate::proxy::listener::{self, ListenerSettings};
@@ -51,7 +52,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "weft_proxy",
         env!("CARGO_PKG_VERSION"),
     );
-    let metrics = Arc::new(ProxyMetrics::register(&mut registry));
+    let mut metrics = ProxyMetrics::register(&mut registry);
+    if let Some(destination) = Destination::parse(&settings.access_log) {
+        metrics = metrics
+            .with_access_log(&mut registry, &destination, settings.access_log_sample)
+            .map_err(|err| anyhow::anyhow!("--access-log {}: {err}", settings.access_log))?;
+    }
+    let metrics = Arc::new(metrics);
     let xds_metrics = Arc::new(xds::XdsMetrics::register(&mut registry));
     let (config_tx, config_rx) = watch::channel(Arc::new(ProxyConfig::default()));
     let control_plane = settings.control_plane().map_err(anyhow::Error::msg)?;

@@ -106,6 +106,15 @@ pub struct Settings {
     #[arg(long, env = "WEFT_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Per-RPC access log, one JSON object per line (with the `traceparent` the RPC carried):
+    /// `stdout`, `stderr`, a file path (appended to), or `off`.
+    #[arg(long, env = "WEFT_ACCESS_LOG", default_value = "off")]
+    pub access_log: String,
+
+    /// The share of RPCs the access log records, from 0 to 1.
+    #[arg(long, env = "WEFT_ACCESS_LOG_SAMPLE", default_value = "1", value_parser = parse_fraction)]
+    pub access_log_sample: f64,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_proxy=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "warn")]
     pub log_level: String,
@@ -166,6 +175,14 @@ fn parse_node_id(value: &str) -> Result<String, String> {
             Ok(value.to_string())
         }
         _ => Err("expected <pod>.<namespace>, e.g. greeter-7d4f.default".into()),
+    }
+}
+
+/// A number from 0 to 1 (`--access-log-sample`).
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
     }
 }
 

@@ -9,7 +9,8 @@
 //! variable with an "All" value takes it, the others their first value), is run through
 //! Prometheus' HTTP API: none may fail or come back empty. The metrics of all three
 //! processes pass `promtool check metrics`; `/metrics` answers OpenMetrics to Prometheus'
-//! `Accept` header. Last, a proxy NACKs a route and the `WeftXdsConfigRejected` alert fires,
+//! `Accept` header. A's access log holds every RPC, with the `traceparent` one carried (which
+//! the backend got untouched) and the deadline's cause. Last, a proxy NACKs a route and the `WeftXdsConfigRejected` alert fires,
 //! and once Service greeter is removed its series leave A's `/metrics`.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
@@ -49,7 +50,7 @@ fn chart_dir() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dashboards_and_alerts_work_against_real_prometheus() {
+async fn dashboards_alerts_and_the_access_log_work_against_real_prometheus() {
     let backend = Backend::start("server").await.unwrap();
     let mut mesh = Mesh::with_mtls();
     mesh.write(
@@ -82,6 +83,7 @@ async fn dashboards_and_alerts_work_against_real_prometheus() {
         ),
     );
     let rules = chart_dir().join("files/weft-alerts.rules.yaml");
+    let access_log = mesh.log_path("client-0.access");
     let (a, prometheus) = blocking(|| {
         mesh.start_controller();
         let b = mesh.start_proxy(
@@ -94,7 +96,11 @@ async fn dashboards_and_alerts_work_against_real_prometheus() {
         let b_inbound = mesh.proxy(b).inbound;
         mesh.write("services.yaml", &service_yaml("greeter", &[b_inbound]));
         mesh.proxies[b].wait_ready();
-        let a = mesh.start_proxy(ProxyOptions::new("client-0").service_account("client"));
+        let a = mesh.start_proxy(
+            ProxyOptions::new("client-0")
+                .service_account("client")
+                .arg(&format!("--access-log={}", access_log.display())),
+        );
         mesh.proxy(a).warm(GREETER);
         mesh.proxy(a)
             .wait_config_for(GREETER, "greeter's retry and fault", |dump| {
@@ -126,6 +132,71 @@ async fn dashboards_and_alerts_work_against_real_prometheus() {
             "no call ended {wanted}: {outcomes:?}"
         );
     }
+
+    // The trace context passes through untouched and lands in A's access log, with the
+    // RPCs the traffic ended by deadline.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut client = client(mesh.proxy(a).outbound.port(), GREETER).await;
+    // The fault may abort it: retry until one gets through (each is logged).
+    let mut echoed = None;
+    for _ in 0..20 {
+        let mut call = tonic::Request::new(request("traced"));
+        call.metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+        call.set_timeout(CALL_DEADLINE);
+        if let Ok(reply) = client.unary(call).await {
+            echoed = reply
+                .metadata()
+                .get(weft_tests::backend::TRACEPARENT_ECHO_HEADER)
+                .map(|v| v.to_str().unwrap().to_owned());
+            break;
+        }
+    }
+    assert_eq!(
+        echoed.as_deref(),
+        Some(traceparent),
+        "the backend's traceparent"
+    );
+    let lines = blocking(|| {
+        let mut lines = Vec::new();
+        wait_until(
+            "the traced RPC in A's access log",
+            Duration::from_secs(5),
+            || {
+                let text = std::fs::read_to_string(&access_log).unwrap_or_default();
+                lines = text
+                    .lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .collect::<Vec<_>>();
+                Ok(lines
+                    .iter()
+                    .any(|l| l["traceparent"] == traceparent && l["grpc_code"] == "OK"))
+            },
+        )
+        .unwrap();
+        lines
+    });
+    let calls: usize = outcomes.iter().map(|(_, n)| n).sum();
+    assert!(
+        lines.len() > calls,
+        "{} lines for {calls} calls",
+        lines.len()
+    );
+    let traced = lines
+        .iter()
+        .find(|l| l["traceparent"] == traceparent && l["grpc_code"] == "OK");
+    let traced = traced.unwrap();
+    assert_eq!(traced["path"], "/weft.test.Echo/Unary");
+    assert_eq!(traced["direction"], "outbound");
+    assert_eq!(traced["destination_service"], GREETER);
+    assert_eq!(traced["connection_security"], "mtls");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["grpc_code"] == "DEADLINE_EXCEEDED"
+                && l["timeout_cause"] == "client_deadline"),
+        "no deadline in the access log"
+    );
 
     blocking(|| {
         // Everything the proxies counted has been scraped once A's count is in Prometheus.

@@ -2,7 +2,7 @@
 //! streaming shapes, can be told to answer slowly or with a given status (per instance,
 //! or per request through `EchoRequest` fields), and names itself in every reply (field
 //! `instance` and response header `x-weft-instance`) so routing tests can count where
-//! calls went.
+//! calls went. Unary replies echo the request's `traceparent` in `x-weft-traceparent`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,6 +25,8 @@ use pb::{EchoReply, EchoRequest};
 
 /// The response header naming the instance that answered.
 pub const INSTANCE_HEADER: &str = "x-weft-instance";
+/// The response header (Unary) echoing the request's `traceparent`, as the backend got it.
+pub const TRACEPARENT_ECHO_HEADER: &str = "x-weft-traceparent";
 
 /// How an instance behaves for every call (request fields add to this).
 #[derive(Debug, Clone, Default)]
@@ -201,7 +203,14 @@ impl Echo for EchoService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         self.count_call();
         let reply = self.answer(request.get_ref(), 1).await?;
-        Ok(self.tagged(reply))
+        let mut response = self.tagged(reply);
+        // The W3C trace context as it arrived, so tests see what proxies passed on.
+        if let Some(traceparent) = request.metadata().get("traceparent") {
+            response
+                .metadata_mut()
+                .insert(TRACEPARENT_ECHO_HEADER, traceparent.clone());
+        }
+        Ok(response)
     }
 
     type ServerStreamStream = ReplyStream;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use http::Response;
 use hyper::body::Incoming;
 
+use super::access_log::{Ending, RequestContext};
 use super::body::{ProxyBody, boxed};
 use super::counting::{CountingBody, StreamEnd};
 use super::deadline::{self, DeadlineBody, TimeoutCause};
@@ -28,6 +29,8 @@ pub struct Call {
     deadline: Option<(Duration, TimeoutCause)>,
     /// The last attempt ended on the per-try timeout.
     per_try_timed_out: bool,
+    /// Set when the access log samples this RPC: what its entry needs from the request.
+    log: Option<Box<RequestContext>>,
 }
 
 impl Call {
@@ -54,6 +57,17 @@ impl Call {
             request_messages: Arc::new(AtomicU64::new(0)),
             deadline: None,
             per_try_timed_out: false,
+            log: None,
+        }
+    }
+
+    /// Samples the RPC for the access log, when one is on, keeping what its entry needs from
+    /// the request (its trace context among it).
+    pub fn log_request(&mut self, headers: &http::HeaderMap, authority: &str, path: &str) {
+        if let Some(log) = self.metrics.access_log()
+            && log.sampled()
+        {
+            self.log = Some(Box::new(RequestContext::of(headers, authority, path)));
         }
     }
 
@@ -149,10 +163,22 @@ impl Call {
         self.labels.grpc_code = grpc::code_name(code).to_owned();
         let request_messages = self.request_messages.load(Ordering::Relaxed);
         let elapsed = self.start.elapsed();
-        if let Some(cause) =
-            deadline::timeout_cause(code, elapsed, self.deadline, self.per_try_timed_out)
-        {
+        let timeout_cause =
+            deadline::timeout_cause(code, elapsed, self.deadline, self.per_try_timed_out);
+        if let Some(cause) = timeout_cause {
             self.metrics.timed_out(&self.labels, cause);
+        }
+        if let (Some(request), Some(log)) = (self.log.take(), self.metrics.access_log()) {
+            log.record(
+                &request,
+                &Ending {
+                    labels: &self.labels,
+                    duration: elapsed,
+                    request_messages,
+                    response_messages,
+                    timeout_cause,
+                },
+            );
         }
         self.metrics
             .record(&self.labels, elapsed, request_messages, response_messages);

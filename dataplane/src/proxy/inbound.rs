@@ -73,6 +73,8 @@ impl Inbound {
             &self.destination,
             (&labels.0, &labels.1),
         );
+        let authority = request.uri().authority().map_or("", |a| a.as_str());
+        call.log_request(request.headers(), authority, request.uri().path());
         match request.extensions().get::<ConnectionSecurity>() {
             Some(ConnectionSecurity::Mtls { peer }) => call.secured(Security::Mtls, peer.as_ref()),
             Some(ConnectionSecurity::Plaintext) => call.secured(Security::Plaintext, None),

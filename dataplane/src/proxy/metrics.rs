@@ -39,6 +39,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::access_log::{AccessLog, Destination};
 use super::breaker::Limit;
 use super::deadline::TimeoutCause;
 
@@ -75,13 +76,19 @@ pub enum Security {
     Unknown,
 }
 
-impl EncodeLabelValue for Security {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(match self {
+impl Security {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Security::Mtls => "mtls",
             Security::Plaintext => "plaintext",
             Security::Unknown => "unknown",
-        })
+        }
+    }
+}
+
+impl EncodeLabelValue for Security {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
     }
 }
 
@@ -199,6 +206,8 @@ pub struct ProxyMetrics {
     /// Indexed by `Direction as usize`.
     in_flight: [Gauge; 2],
     series: RwLock<HashMap<RpcLabels, Series>>,
+    /// The per-RPC access log, when `--access-log` turned it on.
+    access_log: Option<AccessLog>,
 }
 
 impl ProxyMetrics {
@@ -219,6 +228,7 @@ impl ProxyMetrics {
             vhds: Family::default(),
             in_flight: [gauge(Direction::Outbound), gauge(Direction::Inbound)],
             series: RwLock::default(),
+            access_log: None,
         };
         registry.register(
             "weft_proxy_rpcs",
@@ -268,6 +278,28 @@ impl ProxyMetrics {
         );
         registry.register("weft_proxy_rpcs_in_flight", "RPCs being served", in_flight);
         metrics
+    }
+
+    /// Turns on the access log (`--access-log`); entries it drops are counted in
+    /// `weft_proxy_access_log_dropped_total`.
+    pub fn with_access_log(
+        mut self,
+        registry: &mut Registry,
+        destination: &Destination,
+        sample: f64,
+    ) -> std::io::Result<Self> {
+        let dropped = Counter::default();
+        registry.register(
+            "weft_proxy_access_log_dropped",
+            "Access log entries dropped because the log's destination could not keep up",
+            dropped.clone(),
+        );
+        self.access_log = Some(AccessLog::open(destination, sample, dropped)?);
+        Ok(self)
+    }
+
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
     }
 
     /// Drops every outbound series of the destination Services `keep` rejects (a Service

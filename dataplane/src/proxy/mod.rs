@@ -9,6 +9,7 @@
 //! and `original_dst` (where an intercepted outbound connection was going), `on_demand`
 //! (holding an outbound RPC until its virtual host arrives over VHDS).
 
+pub mod access_log;
 pub mod admission;
 pub mod attempt;
 pub mod body;

@@ -142,6 +142,7 @@ impl Outbound {
                 UNKNOWN_DESTINATION,
                 ("other", "other"),
             );
+            call.log_request(request.headers(), authority, path);
             if held {
                 call.started_at(arrived.into_std());
             }
@@ -153,6 +154,7 @@ impl Outbound {
             &decision.virtual_host.name,
             table.named.labels(path),
         );
+        call.log_request(request.headers(), authority, path);
         if held {
             call.started_at(arrived.into_std());
         }
