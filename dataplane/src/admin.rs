@@ -1,6 +1,8 @@
 //! The proxy's admin endpoint (port 15000): `/ready` (200 only once a complete
 //! config from xDS is held; otherwise 503 naming what is missing), `/metrics` (the process's
-//! one Prometheus registry), `/config_dump` (the config in force, as JSON) and `/healthz`.
+//! one Prometheus registry), `/config_dump` (the config in force in Envoy's ConfigDump shape,
+//! see `config_dump.rs`), `/debug/config` (the same in weft's own terms, with VHDS
+//! subscriptions and mTLS marks) and `/healthz`.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,8 +28,9 @@ pub fn handler(
                 Ok(registry) => Reply::metrics(&registry, request),
                 Err(_) => Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "registry poisoned\n"),
             },
-            "/config_dump" => Reply::json(config_dump(&config).to_string()),
-            _ => Reply::not_found("/ready, /metrics, /config_dump or /healthz"),
+            "/config_dump" => Reply::json(crate::config_dump::config_dump(&config).to_string()),
+            "/debug/config" => Reply::json(debug_config(&config).to_string()),
+            _ => Reply::not_found("/ready, /metrics, /config_dump, /debug/config or /healthz"),
         }
     })
 }
@@ -54,7 +57,7 @@ fn ready(config: &ProxyConfig) -> Reply {
 /// reached over mTLS); and VHDS on its own: `virtual_hosts`, the hosts held by resource
 /// name with the names they answer, and `vhds`, the names subscribed, those answered "not
 /// found" and those refused for being too many.
-pub fn config_dump(config: &ProxyConfig) -> Value {
+pub fn debug_config(config: &ProxyConfig) -> Value {
     let versions: serde_json::Map<String, Value> = config
         .resources
         .versions
@@ -228,7 +231,7 @@ mod tests {
     };
 
     #[test]
-    fn config_dump_shows_the_virtual_hosts_held_from_vhds() {
+    fn debug_config_shows_the_virtual_hosts_held_from_vhds() {
         let mut resources = Resources::default();
         let listener = parse_listener(&pack_any(controller_listener("default"))).unwrap();
         resources.listeners.insert(listener.name.clone(), listener);
@@ -249,7 +252,7 @@ mod tests {
         let held = parse_virtual_host(&pack_any(host)).unwrap();
         resources.virtual_hosts.insert(name.into(), Arc::new(held));
 
-        let dump = config_dump(&assemble(resources));
+        let dump = debug_config(&assemble(resources));
         assert_eq!(
             dump["virtual_hosts"],
             json!([{

@@ -3,11 +3,12 @@
 //! The wiring, in the order one RPC meets it: `settings` (flags), `xds` (the ADS client that
 //! turns the controller's resources into a typed [`config::ProxyConfig`] and publishes it on a
 //! watch channel), `proxy` (listeners and the outbound and inbound stacks that read the
-//! config once per RPC), `admin` (`/ready`, `/metrics`, `/config_dump`). `init` is the other
+//! config once per RPC), `admin` (`/ready`, `/metrics`, `/config_dump` in Envoy's shape from `config_dump`, `/debug/config`). `init` is the other
 //! subcommand: `weft-proxy init` programs iptables for transparent interception.
 
 pub mod admin;
 pub mod config;
+pub mod config_dump;
 pub mod init;
 pub mod proxy;
 mod settings;

@@ -85,7 +85,7 @@ pub struct Settings {
     #[arg(long, env = "WEFT_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
 
-    /// The admin server (/ready, /metrics, /config_dump).
+    /// The admin server (/ready, /metrics, /config_dump, /debug/config).
     #[arg(long, env = "WEFT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
 

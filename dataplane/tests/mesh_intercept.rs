@@ -122,7 +122,7 @@ async fn an_unmodified_client_reaches_services_through_interception() {
     );
     blocking(|| {
         wait_until("the abort in the proxy's config", READY_TIMEOUT, || {
-            let (_, body) = admin_get(&pods.app, PROXY_ADMIN, "/config_dump")?;
+            let (_, body) = admin_get(&pods.app, PROXY_ADMIN, "/debug/config")?;
             let dump: Value = serde_json::from_str(&body)?;
             Ok(routes(&dump)
                 .iter()

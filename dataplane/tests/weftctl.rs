@@ -1,6 +1,7 @@
 //! weftctl against a real weft-controller (local mode) with a weft-proxy (Delta) and a stock
 //! Envoy (State-of-the-World) attached: `proxy-status` shows both SYNCED, then a NACK with
-//! its reason; `proxy-config` of the two proxies names the same routes; `describe` shows a
+//! its reason; `proxy-config` of the two proxies names the same routes (weft-proxy's
+//! `/config_dump` parses as Envoy's ConfigDump); `describe` shows a
 //! GrpcRoute's conditions, holders and Envoy resources; `top` shows live per-method rates;
 //! `translate` succeeds on the quick start's files and points at file:line:col on a broken
 //! one; `completion` prints a script.
@@ -129,6 +130,10 @@ async fn weftctl_reads_a_controller_with_weft_proxy_and_envoy_attached() {
         "{weft_routes:?}"
     );
     assert_eq!(weft_routes, envoy_routes);
+    // weft-proxy's /config_dump is Envoy's ConfigDump, checked against Envoy's descriptors.
+    let (_, dump) = blocking(|| mesh.proxy(0).admin("/config_dump").unwrap());
+    weft_tests::envoy_protos::parse_json("envoy.admin.v3.ConfigDump", &dump)
+        .unwrap_or_else(|err| panic!("{err:#}\n{dump}"));
     let tables = weftctl_ok(&["proxy-config", "envoy-0", "--proxy-admin", &envoy_admin]);
     for section in [
         "Listeners:",

@@ -1,10 +1,12 @@
 //! Test support for weft's end-to-end tests: real components (kube-apiserver with etcd,
 //! stock Envoy, the gRPC interop binaries) started on free loopback ports and always
 //! stopped, plus a gRPC test backend and a reader for OCI image archives (the container
-//! image). Components come from `tests/env/setup.sh`.
+//! image), and Envoy's descriptors to check proto3 JSON. Components come from
+//! `tests/env/setup.sh`.
 
 pub mod backend;
 pub mod envoy;
+pub mod envoy_protos;
 pub mod interop;
 pub mod kube;
 pub mod netns;

@@ -1,6 +1,6 @@
-//! `weftctl proxy-config`: one proxy's config in force, read from its admin `/config_dump` —
-//! Envoy's ConfigDump (the `configs` list of typed dumps) or weft-proxy's — and shown the same
-//! way for both: listeners, routes (route configuration, virtual host, domains, route name),
+//! `weftctl proxy-config`: one proxy's config in force, read from its admin `/config_dump` in
+//! Envoy's ConfigDump shape (the `configs` list of typed dumps), which weft-proxy and Envoy
+//! both serve: listeners, routes (route configuration, virtual host, domains, route name),
 //! clusters, endpoints and secrets. Parsing is pure and tolerant: a section a proxy does not
 //! have is empty.
 
@@ -46,15 +46,9 @@ const CLUSTERS: &str = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump";
 const ENDPOINTS: &str = "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump";
 const SECRETS: &str = "type.googleapis.com/envoy.admin.v3.SecretsConfigDump";
 
-/// The config in a `/config_dump` answer, whichever proxy gave it.
+/// The config in a `/config_dump` answer.
 pub fn parse(dump: &Value) -> ProxyConfig {
-    match dump["configs"].as_array() {
-        Some(configs) => parse_envoy(configs),
-        None => parse_weft(dump),
-    }
-}
-
-fn parse_envoy(configs: &[Value]) -> ProxyConfig {
+    let configs = dump["configs"].as_array().map_or(&[][..], Vec::as_slice);
     let mut config = ProxyConfig::default();
     let of_type = |ty: &'static str| configs.iter().filter(move |c| c["@type"] == ty);
     for dump in of_type(LISTENERS) {
@@ -110,31 +104,6 @@ fn parse_envoy(configs: &[Value]) -> ProxyConfig {
         config
             .secrets
             .extend(statics.chain(dynamics).map(|s| text(&s["name"])));
-    }
-    config
-}
-
-fn parse_weft(dump: &Value) -> ProxyConfig {
-    let mut config = ProxyConfig::default();
-    for listener in items(&dump["listeners"]) {
-        config.listeners.push(ListenerRow {
-            name: text(&listener["name"]),
-            route_config: listener["route_config_name"]
-                .as_str()
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned),
-        });
-    }
-    push_routes(&mut config.routes, &dump["outbound_routes"]);
-    for cluster in items(&dump["clusters"]) {
-        let name = text(&cluster["name"]);
-        for address in items(&cluster["endpoints"]) {
-            config.endpoints.push(EndpointRow {
-                cluster: name.clone(),
-                address: text(address),
-            });
-        }
-        config.clusters.push(name);
     }
     config
 }
@@ -306,25 +275,13 @@ mod tests {
     }
 
     #[test]
-    fn weft_proxys_config_dump_is_read() {
-        let dump = json!({
-            "listeners": [{"name": "outbound", "route_config_name": "outbound/default"},
-                          {"name": "inbound", "route_config_name": ""}],
-            "outbound_routes": {"name": "outbound/default", "virtual_hosts": [{
-                "name": "greeter.default.svc.cluster.local:50051", "domains": ["greeter:50051"],
-                "routes": [{"name": "grpcroute:default/greeter:rules[0].matches[0]"}, {"name": "default"}]}]},
-            "clusters": [{"name": "outbound|50051||greeter.default.svc.cluster.local", "endpoints": ["127.0.0.1:5000"]}]
-        });
-        let config = parse(&dump);
-        assert_eq!(config.listeners[1].route_config, None);
-        let envoy = parse(&envoy_dump());
-        let names = |c: &ProxyConfig| c.routes.iter().map(|r| r.route.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&config), names(&envoy));
-        assert_eq!(config.endpoints, envoy.endpoints);
-        assert!(render_tables(&config, Section::Secrets).contains("(none)"));
+    fn a_dump_without_configs_is_empty() {
+        assert_eq!(parse(&json!({})), ProxyConfig::default());
+        let config = parse(&envoy_dump());
+        assert!(render_tables(&ProxyConfig::default(), Section::Secrets).contains("(none)"));
         assert_eq!(
-            section_value(&config, Section::Clusters),
-            json!(["outbound|50051||greeter.default.svc.cluster.local"])
+            section_value(&config, Section::Secrets),
+            json!(["default", "ROOTCA"])
         );
     }
 }

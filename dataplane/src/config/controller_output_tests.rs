@@ -18,7 +18,7 @@ use crate::config::{
     parse_endpoints, parse_listener, parse_route_config,
 };
 
-fn translation(case: &str) -> Translation {
+pub(crate) fn translation(case: &str) -> Translation {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../controller/src/translate/testdata")
         .join(case)
@@ -32,7 +32,7 @@ fn translation(case: &str) -> Translation {
 }
 
 /// The config of a proxy in `namespace`, from every resource of the translation.
-fn proxy_config(translation: &Translation, namespace: &str) -> ProxyConfig {
+pub(crate) fn proxy_config(translation: &Translation, namespace: &str) -> ProxyConfig {
     let mut resources = Resources::default();
     let node = NodeInfo::new("client-0", namespace, "127.0.0.1:15001".parse().unwrap());
     let listener = parse_listener(&outbound_listener(&node).1).unwrap();

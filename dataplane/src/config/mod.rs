@@ -19,7 +19,7 @@ mod cluster;
 #[cfg(test)]
 mod controller_mtls_tests;
 #[cfg(test)]
-mod controller_output_tests;
+pub(crate) mod controller_output_tests;
 mod convert;
 mod endpoints;
 mod fault;
@@ -437,7 +437,7 @@ pub struct ProxyConfig {
     /// Whether every referenced resource has arrived: the listener, its RouteConfiguration,
     /// every cluster a route names, and every cluster's endpoints.
     pub complete: bool,
-    /// What `/config_dump` shows.
+    /// What `/config_dump` and `/debug/config` show.
     pub resources: Resources,
 }
 

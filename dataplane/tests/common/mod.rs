@@ -2,7 +2,7 @@
 //! weft-controller in local mode (`--config-dir`, built once per test binary), any number of
 //! weft-proxy sidecars connected to it, and test backends — plus the YAML the controller
 //! reads, clients (tonic, and a raw HTTP/2 client that shows exactly what the proxy sent),
-//! metric parsing and waits that poll `/config_dump`, `/metrics` or behaviour.
+//! metric parsing and waits that poll `/debug/config`, `/metrics` or behaviour.
 //!
 //! A [`Mesh`] owns a temp dir (config dir and every log) and its processes; they stop when
 //! it drops, and when a test fails the tails of the controller's and proxies' logs are
@@ -363,12 +363,12 @@ impl Proxy {
         }
     }
 
-    /// `/config_dump` as JSON.
+    /// `/debug/config` as JSON.
     pub fn config_dump(&self) -> Value {
-        let (status, body) = self.admin("/config_dump").unwrap();
-        assert_eq!(status, 200, "/config_dump answered {status}: {body}");
+        let (status, body) = self.admin("/debug/config").unwrap();
+        assert_eq!(status, 200, "/debug/config answered {status}: {body}");
         serde_json::from_str(&body)
-            .unwrap_or_else(|err| panic!("/config_dump is not JSON ({err}): {body}"))
+            .unwrap_or_else(|err| panic!("/debug/config is not JSON ({err}): {body}"))
     }
 
     /// Makes the proxy fetch the routes and clusters of `authority`, as an app's first RPC
@@ -408,7 +408,7 @@ impl Proxy {
         });
     }
 
-    /// Waits until `/config_dump` satisfies `check`: the change is in force, whatever the
+    /// Waits until `/debug/config` satisfies `check`: the change is in force, whatever the
     /// machine's load does to call timings. The proxy is first made to fetch [`GREETER`]'s
     /// config ([`Self::warm`]), which most tests waiting on config call.
     pub fn wait_config(&self, what: &str, check: impl Fn(&Value) -> bool) {
@@ -420,14 +420,14 @@ impl Proxy {
         self.warm(authority);
         let mut last = Value::Null;
         wait_until(
-            &format!("{what} in {}'s /config_dump", self.node_id),
+            &format!("{what} in {}'s /debug/config", self.node_id),
             CONFIG_TIMEOUT,
             || {
                 last = self.config_dump();
                 Ok(check(&last))
             },
         )
-        .unwrap_or_else(|err| panic!("{err:#}\nlast /config_dump: {last:#}"));
+        .unwrap_or_else(|err| panic!("{err:#}\nlast /debug/config: {last:#}"));
     }
 
     /// Every sample of `/metrics`.
