@@ -157,6 +157,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         component_commands: component_commands(args),
         method: method(args),
     };
+    let charts = report::charts::render(dp_report.as_ref(), control_plane.as_ref());
+    let chart_dir = args
+        .out
+        .parent()
+        .map_or_else(|| PathBuf::from("charts"), |dir| dir.join("charts"));
+    std::fs::create_dir_all(&chart_dir)
+        .with_context(|| format!("cannot create {}", chart_dir.display()))?;
+    for chart in &charts {
+        let path = chart_dir.join(chart.file);
+        std::fs::write(&path, &chart.svg)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let inputs = Inputs {
         context,
         dp: dp_report.as_ref(),
@@ -164,6 +176,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         previous,
         profiles,
         notes,
+        charts,
     };
     let (markdown, headlines) = report::render(&inputs);
     std::fs::write(&args.out, markdown)

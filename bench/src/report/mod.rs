@@ -1,7 +1,9 @@
 //! RESULTS.md: the machine, versions and exact commands, the data-plane and control-plane
-//! tables (`data`, `control`), where we stand against the targets (`targets`), how this
-//! run compares with the previous one (`repro`), and the closing notes with profiles.
+//! tables (`data`, `control`), where we stand against the targets (`targets`), charts of the
+//! same runs (`charts`, SVG files beside the document), how this run compares with the
+//! previous one (`repro`), and the closing notes with profiles.
 
+pub mod charts;
 pub mod control;
 pub mod data;
 pub mod findings;
@@ -37,6 +39,8 @@ pub struct Inputs<'a> {
     pub previous: Option<Vec<Headline>>,
     pub profiles: Vec<(String, String)>,
     pub notes: Vec<String>,
+    /// The charts written beside the document (under `charts/`), shown after the targets.
+    pub charts: Vec<charts::Chart>,
 }
 
 /// The document, and the headline figures to keep for the next run's comparison.
@@ -77,6 +81,12 @@ pub fn render(inputs: &Inputs) -> (String, Vec<Headline>) {
     let mut headlines = Vec::new();
     out += "\n## Where we stand against the targets\n\n";
     out += &targets::render(inputs.dp, inputs.cp);
+    if !inputs.charts.is_empty() {
+        out += "\n## Charts\n\n";
+        for chart in &inputs.charts {
+            out += &format!("![{}](charts/{})\n\n", chart.title, chart.file);
+        }
+    }
     out += "\n## Data plane\n\n";
     match inputs.dp {
         Some(d) => {
