@@ -248,7 +248,7 @@ async fn dashboards_alerts_and_the_access_log_work_against_real_prometheus() {
     });
 
     // A NACK fires WeftXdsConfigRejected.
-    mesh.write("route.yaml", &nacked_route());
+    mesh.write("route.yaml", &nacked_route("greeter"));
     blocking(|| {
         let mut firing = Vec::new();
         wait_until("WeftXdsConfigRejected to fire", ALERT_TIMEOUT, || {
@@ -315,18 +315,6 @@ async fn traffic(port: u16) -> Vec<(String, usize)> {
         *outcomes.entry(code).or_default() += 1;
     }
     outcomes.into_iter().collect()
-}
-
-/// A GrpcRoute on greeter whose header regex the controller accepts and weft-proxy rejects
-/// (the NACK of the resilience tests).
-fn nacked_route() -> String {
-    route_yaml(
-        "greeter",
-        "  - matches:\n    \
-         - method: {service: weft.test.Echo, method: Unary}\n      \
-         headers: [{name: x-tenant, type: RegularExpression, value: '\\w{3,24}'}]\n    \
-         backendRefs: [{name: greeter, port: 50051}]\n",
-    )
 }
 
 /// Each template variable's value, as Grafana would pick it: its "All" value when it has one,

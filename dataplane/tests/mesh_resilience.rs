@@ -172,24 +172,6 @@ async fn controller_loss_and_restart_do_not_disturb_traffic() {
     assert_eq!(reply.instance, "v2");
 }
 
-/// A route the controller accepts (its RE2 check passes and its estimate of Envoy's RE2
-/// program size, 97, is within Envoy's limit of 100) but weft-proxy cannot compile: Rust's
-/// `\w` is Unicode, so `\w{3,24}` needs about 2 MiB, over weft-proxy's 1 MiB regex limit.
-/// (The brief suggested an RE2 `\Q...\E` method regex; the controller's RE2 check rejects
-/// `\Q` — "unrecognized escape sequence" — so weft-proxy never receives it.) It also moves
-/// Unary to v2, so calls show which routing is in force.
-fn bad_route() -> String {
-    route_yaml(
-        "greeter",
-        "  - matches:\n    \
-         - method: {service: weft.test.Echo, method: Unary}\n      \
-         headers: [{name: x-tenant, type: RegularExpression, value: '\\w{3,24}'}]\n    \
-         backendRefs: [{name: greeter-v2, port: 50051}]\n  \
-         - matches: [{method: {service: weft.test.Echo, method: Unary}}]\n    \
-         backendRefs: [{name: greeter-v2, port: 50051}]\n",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rejected_update_is_nacked_and_the_last_good_config_stays_over_delta() {
     rejected_update("delta", "Delta").await;
@@ -251,7 +233,7 @@ async fn rejected_update(protocol: &str, shown: &str) {
     assert_eq!(split.get("v1"), Some(&5), "{split:?}");
     let good_dump = blocking(|| mesh.proxy(0).config_dump());
 
-    mesh.write("route.yaml", &bad_route());
+    mesh.write("route.yaml", &nacked_route("greeter-v2"));
     let mut last = serde_json::Value::Null;
     blocking(|| {
         let controller = mesh.controller();

@@ -213,16 +213,7 @@ async fn weftctl_reads_a_controller_with_weft_proxy_and_envoy_attached() {
     assert!(row.contains("100.00%"), "{row}");
 
     // A NACK shows as NACKED with its reason.
-    mesh.write(
-        "route.yaml",
-        &route_yaml(
-            "greeter",
-            "  - matches:\n    \
-             - method: {service: weft.test.Echo, method: Unary}\n      \
-             headers: [{name: x-tenant, type: RegularExpression, value: '\\w{3,24}'}]\n    \
-             backendRefs: [{name: greeter-v2, port: 50051}]\n",
-        ),
-    );
+    mesh.write("route.yaml", &nacked_route("greeter-v2"));
     blocking(|| {
         let mut out = String::new();
         wait_until("client-0's NACK in proxy-status", CONFIG_TIMEOUT, || {

@@ -130,20 +130,26 @@ fn manifests_install_yaml_is_rendered_from_the_chart() {
     );
 }
 
+/// One template of the chart, rendered with `--set` values `sets`.
+fn render_template(template: &str, sets: &[&str]) -> String {
+    let chart = chart_dir().to_str().expect("the chart path is UTF-8");
+    let mut args = vec!["template", "weft", chart, "--show-only", template];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    helm(&args)
+}
+
 #[test]
 fn dashboards_render_as_configmaps_for_grafanas_sidecar() {
     let chart = chart_dir().to_str().unwrap();
-    let rendered = helm(&[
-        "template",
-        "weft",
-        chart,
-        "--show-only",
+    let rendered = render_template(
         "templates/dashboards.yaml",
-        "--set",
-        "monitoring.dashboards.enabled=true",
-        "--set",
-        "monitoring.dashboards.annotations.grafana_folder=mesh",
-    ]);
+        &[
+            "monitoring.dashboards.enabled=true",
+            "monitoring.dashboards.annotations.grafana_folder=mesh",
+        ],
+    );
     let dashboards: Vec<_> = std::fs::read_dir(chart_dir().join("dashboards"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -193,18 +199,13 @@ fn alert_rules_pass_promtool_and_render_as_a_prometheus_rule() {
     assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
     promtool(&["test", "rules", "weft-alerts.tests.yaml"]);
 
-    let chart = chart_dir().to_str().unwrap();
-    let rendered = helm(&[
-        "template",
-        "weft",
-        chart,
-        "--show-only",
+    let rendered = render_template(
         "templates/alerts.yaml",
-        "--set",
-        "monitoring.prometheusRule.enabled=true",
-        "--set",
-        "monitoring.prometheusRule.labels.release=prometheus",
-    ]);
+        &[
+            "monitoring.prometheusRule.enabled=true",
+            "monitoring.prometheusRule.labels.release=prometheus",
+        ],
+    );
     assert!(rendered.contains("kind: PrometheusRule"), "{rendered}");
     assert!(rendered.contains("release: prometheus"), "{rendered}");
     // The spec, unindented, is a rules file of its own.

@@ -43,6 +43,21 @@ pub fn render(dp: Option<&dp::Report>, cp: Option<&cp::Report>) -> Vec<Chart> {
     charts
 }
 
+/// Draws the legend (upper left) and writes the SVG out.
+fn finish<'a, X: Ranged, Y: Ranged>(
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+) -> Option<()> {
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .ok()?;
+    root.present().ok()
+}
+
 /// Grouped bars: per category, weft's and Envoy's value; `None` values are not drawn.
 fn grouped_bars(
     title: &str,
@@ -104,14 +119,7 @@ fn grouped_bars(
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .ok()?;
-        root.present().ok()?;
+        finish(&root, &mut chart)?;
     }
     Some(svg)
 }
@@ -232,14 +240,7 @@ fn control_plane(report: &cp::Report) -> Option<Chart> {
                 .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
                 .ok()?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .ok()?;
-        root.present().ok()?;
+        finish(&root, &mut chart)?;
     }
     Some(Chart {
         file: "control-plane.svg",

@@ -767,6 +767,26 @@ pub fn weighted_route(v1_weight: u32, v2_weight: u32) -> String {
     )
 }
 
+/// GrpcRoute `greeter` that the controller accepts (its RE2 check passes and its estimate of
+/// Envoy's RE2 program size, 97, is within Envoy's limit of 100) but weft-proxy cannot
+/// compile: Rust's `\w` is Unicode, so the header regex `\w{3,24}` needs about 2 MiB, over
+/// weft-proxy's 1 MiB regex limit. weft-proxy NACKs it; Envoy takes it. (An RE2 `\Q...\E`
+/// method regex would not do: the controller's RE2 check rejects `\Q`.) Both rules send
+/// Unary to `backend`, so calls show which routing is in force.
+pub fn nacked_route(backend: &str) -> String {
+    route_yaml(
+        "greeter",
+        &format!(
+            "  - matches:\n    \
+             - method: {{service: weft.test.Echo, method: Unary}}\n      \
+             headers: [{{name: x-tenant, type: RegularExpression, value: '\\w{{3,24}}'}}]\n    \
+             backendRefs: [{{name: {backend}, port: {SERVICE_PORT}}}]\n  \
+             - matches: [{{method: {{service: weft.test.Echo, method: Unary}}}}]\n    \
+             backendRefs: [{{name: {backend}, port: {SERVICE_PORT}}}]\n"
+        ),
+    )
+}
+
 /// FaultInjection `name` with `spec` (YAML mapping lines, indented 2).
 pub fn fault_yaml(name: &str, spec: &str) -> String {
     format!(
