@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 use weft_tests::backend::{Backend, request};
+use weft_tests::panel_pictures;
 use weft_tests::process::wait_until;
 use weft_tests::prometheus::{Prometheus, ScrapeJob};
 use weft_tests::tools;
@@ -37,6 +38,9 @@ const DASHBOARDS: [&str; 3] = [
 /// What `$__rate_interval` becomes: the whole run fits in it.
 const RATE_INTERVAL: &str = "1m";
 const TRAFFIC_FOR: Duration = Duration::from_secs(6);
+/// Traffic when drawing the README's pictures, and the window rates are taken over in them.
+const PICTURE_TRAFFIC: Duration = Duration::from_secs(60);
+const PICTURE_RATE_INTERVAL: &str = "15s";
 const MAX_CALLS: usize = 5_000;
 /// The client's deadline on the calls meant to time out, and the delay a fault adds to them.
 const SHORT_DEADLINE: Duration = Duration::from_millis(30);
@@ -119,7 +123,16 @@ async fn dashboards_alerts_and_the_access_log_work_against_real_prometheus() {
         (a, prometheus)
     });
 
-    let outcomes = traffic(mesh.proxy(a).outbound.port()).await;
+    // `WEFT_DASHBOARD_PICTURES=<dir>`: also draw the mesh overview's panels into <dir> (the
+    // README's pictures), after a minute of traffic so the lines have a shape.
+    let pictures = std::env::var_os("WEFT_DASHBOARD_PICTURES").map(PathBuf::from);
+    let traffic_for = if pictures.is_some() {
+        PICTURE_TRAFFIC
+    } else {
+        TRAFFIC_FOR
+    };
+    let traffic_started = Instant::now();
+    let outcomes = traffic(mesh.proxy(a).outbound.port(), traffic_for).await;
     println!("traffic: {outcomes:?}");
     for wanted in [
         "OK",
@@ -239,6 +252,10 @@ async fn dashboards_alerts_and_the_access_log_work_against_real_prometheus() {
         );
         println!("{panels} panel queries answered with data");
 
+        if let Some(dir) = &pictures {
+            draw_overview(&prometheus, dir, traffic_started.elapsed());
+        }
+
         for (process, addr) in [
             ("weft-controller", mesh.controller().admin_addr),
             ("weft-proxy A", mesh.proxy(a).admin_addr),
@@ -274,17 +291,17 @@ async fn dashboards_alerts_and_the_access_log_work_against_real_prometheus() {
     });
 }
 
-/// Calls through A's outbound listener for [`TRAFFIC_FOR`]: of every ten calls, one Unary
+/// Calls through A's outbound listener for `traffic_for`: of every ten calls, one Unary
 /// asks the app for RESOURCE_EXHAUSTED (retried, then failing), one ServerStream sends a
 /// 30 ms `grpc-timeout` and meets the 200 ms delay fault (A answers DEADLINE_EXCEEDED); the
 /// rest are plain Unary calls (20% aborted by the fault). Returns the count of each final
 /// code.
-async fn traffic(port: u16) -> Vec<(String, usize)> {
+async fn traffic(port: u16, traffic_for: Duration) -> Vec<(String, usize)> {
     let mut client = client(port, GREETER).await;
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     let started = Instant::now();
     for i in 0..MAX_CALLS {
-        if started.elapsed() >= TRAFFIC_FOR {
+        if started.elapsed() >= traffic_for {
             break;
         }
         let mut message = request("dashboards");
@@ -353,6 +370,49 @@ fn variable_values(
         values.push((name, value));
     }
     values
+}
+
+/// Draws every time-series panel of the mesh overview, over the last `window` (the traffic
+/// and what followed), as
+/// `<dir>/weft-mesh-<n>.svg` (`n` the panel id).
+fn draw_overview(prometheus: &Prometheus, dir: &Path, window: Duration) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = chart_dir().join("dashboards/weft-mesh.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut failures = Vec::new();
+    let values = variable_values(prometheus, "weft-mesh.json", &dashboard, &mut failures);
+    let values: Vec<(String, String)> = values
+        .into_iter()
+        .map(|(name, value)| match name.as_str() {
+            "__rate_interval" => (name, PICTURE_RATE_INTERVAL.to_owned()),
+            _ => (name, value),
+        })
+        .collect();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] != "timeseries" {
+            continue;
+        }
+        let mut series = Vec::new();
+        for target in panel["targets"].as_array().unwrap() {
+            let promql = substitute(target["expr"].as_str().unwrap(), &values);
+            let format = target["legendFormat"].as_str().unwrap_or_default();
+            for (labels, points) in prometheus
+                .query_range(&promql, window.as_secs_f64(), 1.0)
+                .unwrap()
+            {
+                series.push((panel_pictures::legend(format, &labels), points));
+            }
+        }
+        let title = panel["title"].as_str().unwrap();
+        let unit = panel["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .unwrap_or("");
+        let svg = panel_pictures::render(title, unit, &series)
+            .unwrap_or_else(|| panic!("panel {title} has no data to draw"));
+        let file = dir.join(format!("weft-mesh-{}.svg", panel["id"]));
+        std::fs::write(&file, svg).unwrap();
+        println!("drew {title} into {}", file.display());
+    }
 }
 
 /// `(selector, label)` of `label_values(selector, label)`.

@@ -1,8 +1,8 @@
 //! Test support for weft's end-to-end tests: real components (kube-apiserver with etcd,
 //! stock Envoy, the gRPC interop binaries) started on free loopback ports and always
 //! stopped, plus a gRPC test backend and a reader for OCI image archives (the container
-//! image), and Envoy's descriptors to check proto3 JSON. Components come from
-//! `tests/env/setup.sh`.
+//! image), Envoy's descriptors to check proto3 JSON, and SVG pictures of dashboard panels.
+//! Components come from `tests/env/setup.sh`.
 
 pub mod backend;
 pub mod envoy;
@@ -11,6 +11,7 @@ pub mod interop;
 pub mod kube;
 pub mod netns;
 pub mod oci;
+pub mod panel_pictures;
 pub mod process;
 pub mod prometheus;
 pub mod tools;

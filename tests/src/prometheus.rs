@@ -56,6 +56,9 @@ impl ScrapeJob {
     }
 }
 
+/// One series of a range query: its labels and `(seconds from the range's start, value)`.
+pub type RangeSeries = (Value, Vec<(f64, f64)>);
+
 /// A running Prometheus on 127.0.0.1; stopped (and its data removed) when dropped.
 pub struct Prometheus {
     process: Process,
@@ -190,6 +193,56 @@ impl Prometheus {
                 Ok((s["metric"].clone(), value))
             })
             .collect()
+    }
+
+    /// Runs `promql` over the last `seconds` seconds at `step` seconds; per series its labels
+    /// and `(seconds from the range's start, value)` points.
+    pub fn query_range(
+        &self,
+        promql: &str,
+        seconds: f64,
+        step: f64,
+    ) -> anyhow::Result<Vec<RangeSeries>> {
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        let start = end - seconds;
+        let url = format!("http://{}/api/v1/query_range", self.addr);
+        let text = self
+            .agent
+            .get(&url)
+            .query("query", promql)
+            .query("start", format!("{start:.3}"))
+            .query("end", format!("{end:.3}"))
+            .query("step", format!("{step}"))
+            .call()
+            .with_context(|| format!("GET {url}?query={promql}"))?
+            .body_mut()
+            .read_to_string()?;
+        let body: Value = serde_json::from_str(&text)
+            .with_context(|| format!("Prometheus answer to {promql}: {text}"))?;
+        anyhow::ensure!(
+            body["status"] == "success",
+            "Prometheus rejected {promql}: {body}"
+        );
+        Ok(body["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|series| {
+                let points = series["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| {
+                        let t = p[0].as_f64()?;
+                        let v = p[1].as_str()?.parse::<f64>().ok()?;
+                        Some((t - start, v))
+                    })
+                    .collect();
+                (series["metric"].clone(), points)
+            })
+            .collect())
     }
 
     /// The names of the alerts firing now (`/api/v1/alerts`, state `firing`).

@@ -29,6 +29,17 @@ fn ratio_row(
     ok: impl Fn(f64) -> bool,
 ) {
     match pair {
+        // A median added latency at or below zero means the run's noise was larger than the
+        // proxy's cost: no ratio of such figures says anything.
+        Some((w, e, _)) if w <= 0.0 || e <= 0.0 => t.row([
+            what.to_string(),
+            format!(
+                "weft {} {unit}, Envoy {} {unit}: a median at or below zero, the run's noise exceeds the proxy's cost",
+                num(w),
+                num(e)
+            ),
+            "**inconclusive**".to_string(),
+        ]),
         Some((w, e, r)) => t.row([
             what.to_string(),
             format!(
@@ -170,4 +181,26 @@ pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
         None => t.row(["1000 proxies: controller RSS ≤ 100 MB", "not measured", "–"]),
     }
     t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pair: (f64, f64, f64)) -> String {
+        let mut t = Table::new(["target", "where we stand", "verdict"]);
+        ratio_row(&mut t, "p99 ≤ 0.5 × Envoy's", "µs", Some(pair), |r| {
+            r <= 0.5
+        });
+        t.render()
+    }
+
+    #[test]
+    fn a_ratio_of_noise_is_inconclusive_not_met() {
+        assert!(row((100.0, 300.0, 1.0 / 3.0)).contains("| met |"));
+        assert!(row((200.0, 300.0, 2.0 / 3.0)).contains("**not met**"));
+        let noisy = row((-184.0, 4150.0, -0.04));
+        assert!(noisy.contains("**inconclusive**"), "{noisy}");
+        assert!(!noisy.contains("| met |"), "{noisy}");
+    }
 }
