@@ -7,6 +7,7 @@
 //! (counter families renamed to their `_total` samples, `# UNIT` and `# EOF` dropped, info
 //! families typed as gauges), so one registry serves both.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use prometheus_client::collector::Collector;
@@ -81,13 +82,16 @@ pub fn encode(registry: &Registry, format: Exposition) -> Result<String, std::fm
 /// families become gauges; `# UNIT` and `# EOF` have no counterpart and are dropped.
 pub fn openmetrics_to_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
-    let mut counters = std::collections::HashSet::new();
+    let (mut counters, mut infos) = (HashSet::new(), HashSet::new());
     for line in openmetrics.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ")
             && let Some((name, kind)) = rest.split_once(' ')
-            && kind == "counter"
         {
-            counters.insert(name);
+            match kind {
+                "counter" => counters.insert(name),
+                "info" => infos.insert(name),
+                _ => false,
+            };
         }
     }
     for line in openmetrics.lines() {
@@ -104,9 +108,7 @@ pub fn openmetrics_to_text(openmetrics: &str) -> String {
             Some(("# TYPE ", name, "info")) => {
                 let _ = writeln!(out, "# TYPE {name}_info gauge");
             }
-            Some(("# HELP ", name, tail))
-                if openmetrics.contains(&format!("# TYPE {name} info")) =>
-            {
+            Some(("# HELP ", name, tail)) if infos.contains(name) => {
                 let _ = writeln!(out, "# HELP {name}_info {tail}");
             }
             _ => {

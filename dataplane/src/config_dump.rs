@@ -5,7 +5,8 @@
 //! Written from what the proxy applies, not from the resources as received: a field the proxy
 //! does not implement is not shown (a listener has its name and, outbound, its RDS route
 //! configuration; no addresses: they are the proxy's flags). Sections, in Envoy's order:
-//! listeners, clusters, endpoints (Envoy shows them with `?include_eds`; here always), routes
+//! listeners, clusters, endpoints from EDS (Envoy shows them with `?include_eds`; here
+//! always; a static cluster's are in its `load_assignment`), routes
 //! (the outbound route configuration with the virtual hosts held from VHDS joined in, as
 //! Envoy shows it). There are no secrets: weft-proxy gets its certificate by CSR, not SDS.
 //! weft's own view, with VHDS subscriptions and mTLS marks, stays at `/debug/config`.
@@ -73,20 +74,12 @@ pub fn config_dump(config: &ProxyConfig) -> Value {
             json!({"version_info": version(ResourceKind::Cluster), "cluster": cluster_json(cluster)})
         })
         .collect();
-    let mut endpoints: Vec<Value> = config
-        .clusters
+    let endpoints: Vec<Value> = config
+        .resources
+        .endpoints
         .values()
-        .filter_map(|cluster| config.endpoints.get(&cluster.name))
         .map(|set| json!({"version_info": version(ResourceKind::Endpoints), "endpoint_config": endpoints_json(set)}))
         .collect();
-    endpoints.sort_by(|a, b| {
-        let name = |v: &Value| {
-            v["endpoint_config"]["cluster_name"]
-                .as_str()
-                .map(str::to_owned)
-        };
-        name(a).cmp(&name(b))
-    });
     let routes: Vec<Value> = config
         .resources
         .routes

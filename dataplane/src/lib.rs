@@ -79,12 +79,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         mtls_metrics.clone(),
     ));
     let upstreams = Upstreams::with_tls(workload_tls.clone());
-    tokio::spawn(forget_removed_endpoints(
+    tokio::spawn(forget_what_config_dropped(
         config_rx.clone(),
         upstreams.clone(),
+        metrics.clone(),
         settings.app_addr,
     ));
-    tokio::spawn(forget_removed_services(config_rx.clone(), metrics.clone()));
     let outbound = Arc::new(Outbound {
         config: config_rx.clone(),
         upstreams: upstreams.clone(),
@@ -215,29 +215,14 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// (in-flight RPCs keep theirs until they end), and the circuit-breaker counters of clusters
 /// that left the config: counters are kept by cluster name, so a cluster's survive every
 /// update that keeps it.
-/// Drops the metric series of destination Services the config no longer routes to. Only a
-/// complete config is trusted to say what is gone (a partial one may lack hosts still served).
-async fn forget_removed_services(
-    mut config: watch::Receiver<Arc<ProxyConfig>>,
-    metrics: Arc<ProxyMetrics>,
-) {
-    while config.changed().await.is_ok() {
-        let config = config.borrow_and_update().clone();
-        let Some(table) = config.outbound.as_ref().filter(|_| config.complete) else {
-            continue;
-        };
-        let served: HashSet<&str> = table
-            .virtual_hosts
-            .iter()
-            .map(|v| v.name.as_str())
-            .collect();
-        metrics.retain_destinations(|name| served.contains(name));
-    }
-}
-
-async fn forget_removed_endpoints(
+/// On every config change, forgets what the config dropped: pooled connections to endpoints
+/// and clusters that are gone, and the metric series of destination Services it no longer
+/// routes to. Only a complete config is trusted to say which Services are gone (a partial one
+/// may lack hosts still served).
+async fn forget_what_config_dropped(
     mut config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
+    metrics: Arc<ProxyMetrics>,
     app_addr: std::net::SocketAddr,
 ) {
     while config.changed().await.is_ok() {
@@ -250,5 +235,13 @@ async fn forget_removed_endpoints(
         live.insert(app_addr);
         upstreams.retain(&live);
         upstreams.retain_clusters(|name| config.clusters.contains_key(name));
+        if let Some(table) = config.outbound.as_ref().filter(|_| config.complete) {
+            let served: HashSet<&str> = table
+                .virtual_hosts
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect();
+            metrics.retain_destinations(|name| served.contains(name));
+        }
     }
 }

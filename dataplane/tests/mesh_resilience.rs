@@ -231,7 +231,7 @@ async fn rejected_update(protocol: &str, shown: &str) {
     let mut other = common::client(port, "greeter-v1.default.svc.cluster.local:50051").await;
     let split = unary_split(&mut other, 5).await;
     assert_eq!(split.get("v1"), Some(&5), "{split:?}");
-    let good_dump = blocking(|| mesh.proxy(0).config_dump());
+    let good_dump = blocking(|| mesh.proxy(0).debug_config());
 
     mesh.write("route.yaml", &nacked_route("greeter-v2"));
     let mut last = serde_json::Value::Null;
@@ -266,7 +266,7 @@ async fn rejected_update(protocol: &str, shown: &str) {
     // The last good config stays in force: Unary still goes to v1.
     let split = unary_split(&mut client, 20).await;
     assert_eq!(split.get("v1"), Some(&20), "after the NACK: {split:?}");
-    let dump = blocking(|| mesh.proxy(0).config_dump());
+    let dump = blocking(|| mesh.proxy(0).debug_config());
     assert_eq!(
         dump["outbound_routes"], good_dump["outbound_routes"],
         "the routes in force changed after a NACK"

@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use anyhow::bail;
 use serde_json::Value;
 
+use crate::proxy_status::cell;
+
 /// `(kind as the controller names it, name)` from `<kind>/<name>`; kinds in any case,
 /// singular or plural.
 pub fn parse_resource(text: &str) -> anyhow::Result<(&'static str, String)> {
@@ -64,7 +66,7 @@ pub fn render(
                 let _ = writeln!(out, "  {condition:<13} True");
             }
             problem => {
-                let _ = writeln!(out, "  {condition:<13} False  {}", plain(problem));
+                let _ = writeln!(out, "  {condition:<13} False  {}", cell(problem));
             }
         }
     }
@@ -74,9 +76,9 @@ pub fn render(
             out,
             "  {:<13} {}  {}  {}",
             "Programmed",
-            plain(&programmed["status"]),
-            plain(&programmed["reason"]),
-            plain(&programmed["message"])
+            cell(&programmed["status"]),
+            cell(&programmed["reason"]),
+            cell(&programmed["message"])
         );
     }
 
@@ -99,12 +101,12 @@ pub fn render(
         let _ = writeln!(
             out,
             "Rejected by: {}: {}",
-            plain(&rejection["proxy"]),
-            plain(&rejection["reason"])
+            cell(&rejection["proxy"]),
+            cell(&rejection["reason"])
         );
     }
     for note in entry["notes"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "Note:        {}", plain(note));
+        let _ = writeln!(out, "Note:        {}", cell(note));
     }
     out.push_str("Becomes:\n");
     let routes_to = strings(&becomes["routesTo"]);
@@ -151,8 +153,8 @@ fn holders(hosts: &[String], clusters: &[String], replicas: &[(String, Value)]) 
             if holds_host || holds_cluster {
                 holders.push(format!(
                     "{} ({}) @ {controller}",
-                    plain(&proxy["node_id"]),
-                    plain(&proxy["protocol"])
+                    cell(&proxy["node_id"]),
+                    cell(&proxy["protocol"])
                 ));
             }
         }
@@ -167,14 +169,6 @@ fn strings(value: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect()
-}
-
-fn plain(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

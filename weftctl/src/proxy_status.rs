@@ -64,11 +64,11 @@ pub fn render(replicas: &[(String, Value)]) -> String {
     let mut nacks = Vec::new();
     for (controller, proxies) in replicas {
         for proxy in proxies.as_array().into_iter().flatten() {
-            let name = text(&proxy["node_id"]);
+            let name = cell(&proxy["node_id"]);
             let mut row = vec![
                 name.clone(),
-                text(&proxy["namespace"]),
-                text(&proxy["protocol"]),
+                cell(&proxy["namespace"]),
+                cell(&proxy["protocol"]),
             ];
             for ty in TYPES {
                 let progress = &proxy["types"][ty];
@@ -78,14 +78,14 @@ pub fn render(replicas: &[(String, Value)]) -> String {
                     let nack = &progress["last_nack"];
                     let resources = nack["resources"]
                         .as_array()
-                        .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
+                        .map(|r| r.iter().map(cell).collect::<Vec<_>>().join(", "))
                         .filter(|r| !r.is_empty())
                         .map(|r| format!(" [{r}]"))
                         .unwrap_or_default();
                     nacks.push(format!(
                         "{name} NACKED {ty} version {}{resources}: {}",
-                        text(&nack["version"]),
-                        text(&nack["message"])
+                        cell(&nack["version"]),
+                        cell(&nack["message"])
                     ));
                 }
             }
@@ -108,7 +108,8 @@ pub fn render(replicas: &[(String, Value)]) -> String {
     out
 }
 
-fn text(value: &Value) -> String {
+/// A JSON value as a table cell: a string bare, null as `-`, anything else as JSON.
+pub fn cell(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_owned(),

@@ -57,6 +57,11 @@ impl Pct {
     }
 }
 
+/// Calls (or round trips) per second per core the run's proxies used.
+pub fn calls_per_core(run: &RunResult) -> f64 {
+    stats::ratio(run.rps, run.proxy_cores)
+}
+
 /// A latency percentile of one run (µs), NaN when the run has none.
 pub fn latency(run: &RunResult, pct: Pct) -> f64 {
     run.latency.as_ref().map_or(f64::NAN, |p| pct.of(p))

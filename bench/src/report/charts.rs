@@ -152,9 +152,12 @@ fn latency(report: &dp::Report) -> Option<Chart> {
 
 fn saturation(report: &dp::Report) -> Option<Chart> {
     let per_core = |topo| {
-        figures::summary(&report.runs, topo, Workload::Closed, |r| {
-            stats::ratio(r.rps, r.proxy_cores)
-        })
+        figures::summary(
+            &report.runs,
+            topo,
+            Workload::Closed,
+            figures::calls_per_core,
+        )
         .map(|s| s.median)
     };
     let categories: Vec<_> = PAIRS

@@ -136,7 +136,7 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
         "p50 latency (µs)",
         "notes",
     ]);
-    let per_core = |r: &RunResult| stats::ratio(r.rps, r.proxy_cores);
+    let per_core = figures::calls_per_core;
     let w = Workload::Closed;
     for topo in std::iter::once(TopoId::Direct).chain(proxied(report)) {
         let mut row = vec![topo.label().to_string()];

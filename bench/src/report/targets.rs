@@ -77,7 +77,7 @@ pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
             |r| r <= 0.5,
         );
     }
-    let per_core = |r: &crate::dp::model::RunResult| stats::ratio(r.rps, r.proxy_cores);
+    let per_core = figures::calls_per_core;
     let sat = |topo| figures::summary(runs, topo, Workload::Closed, per_core);
     ratio_row(
         &mut t,

@@ -14,8 +14,8 @@ use rcgen::{
 use weft_common::spiffe::SpiffeId;
 
 use super::issue::random_serial;
-use super::pem::rfc3339;
 use super::{CaError, load};
+use weft_common::time::rfc3339;
 
 /// A generated root is backdated so that nodes whose clocks run behind accept it at once.
 const ROOT_BACKDATE: Duration = Duration::from_secs(60 * 60);

@@ -18,8 +18,9 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer as _;
 
 use super::load::issued_by;
-use super::pem::{cert_pem, rfc3339};
+use super::pem::cert_pem;
 use super::{CaError, CertificateAuthority};
+use weft_common::time::rfc3339;
 
 /// Leaves start this far in the past, so peers whose clocks run a little behind accept them.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);

@@ -109,14 +109,6 @@ pub(crate) fn system_time(unix_seconds: i64) -> SystemTime {
     }
 }
 
-/// A time as RFC 3339 text for messages (`2035-01-01T00:00:00Z`).
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    match k8s_openapi::jiff::Timestamp::try_from(time) {
-        Ok(timestamp) => timestamp.to_string(),
-        Err(_) => format!("{time:?}"),
-    }
-}
-
 /// pki-types' own messages print byte strings as lists of numbers; these say it in words.
 fn describe(err: &pem::Error) -> String {
     match err {

@@ -16,7 +16,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -106,12 +106,15 @@ impl AccessLog {
             || fastrand::u32(0..1_000_000) < self.sample_per_million
     }
 
+    /// Queues the entry of an RPC that ended.
+    pub fn record(&self, request: &RequestContext, ending: &Ending) {
+        self.write(entry(request, ending));
+    }
+
+    /// Queues a line; a full queue (or a writer that stopped) drops and counts it.
     fn write(&self, line: String) {
-        match self.queue.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.inc();
-            }
+        if self.queue.try_send(line).is_err() {
+            self.dropped.inc();
         }
     }
 }
@@ -152,13 +155,6 @@ pub struct Ending<'a> {
     pub request_messages: u64,
     pub response_messages: u64,
     pub timeout_cause: Option<TimeoutCause>,
-}
-
-impl AccessLog {
-    /// Queues the entry of an RPC that ended.
-    pub fn record(&self, request: &RequestContext, ending: &Ending) {
-        self.write(entry(request, ending));
-    }
 }
 
 /// One entry, as a JSON line.

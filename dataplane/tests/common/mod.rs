@@ -364,7 +364,7 @@ impl Proxy {
     }
 
     /// `/debug/config` as JSON.
-    pub fn config_dump(&self) -> Value {
+    pub fn debug_config(&self) -> Value {
         let (status, body) = self.admin("/debug/config").unwrap();
         assert_eq!(status, 200, "/debug/config answered {status}: {body}");
         serde_json::from_str(&body)
@@ -423,7 +423,7 @@ impl Proxy {
             &format!("{what} in {}'s /debug/config", self.node_id),
             CONFIG_TIMEOUT,
             || {
-                last = self.config_dump();
+                last = self.debug_config();
                 Ok(check(&last))
             },
         )
