@@ -48,19 +48,28 @@ pub fn init_logging(level: &str) {
         .init();
 }
 
-/// Resolves when the process receives SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Starts listening for SIGINT and SIGTERM now and resolves when one arrives.
+///
+/// Registration happens when this is called, not when the future is first polled: a
+/// process that reports itself ready before it awaits this must already handle SIGTERM, or
+/// a supervisor that stops it right after `/ready` kills it with the default action.
+/// Must be called inside the Tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        }
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the process");
-            let _ = tokio::signal::ctrl_c().await;
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM or SIGINT; the process stops only when killed");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -47,6 +47,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(url) = &settings.check_ready {
         return check_ready::check_ready(url).await;
     }
+    // Before anything can report ready: see `shutdown_signal`.
+    let shutdown = weft_common::shutdown_signal();
     let mode = settings.source_mode()?;
     if settings.xds_addr.0.is_none() && settings.xds_tls_addr.0.is_none() {
         anyhow::bail!("--xds-addr and --xds-tls-addr are both off: proxies could not connect");
@@ -220,7 +222,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::select! {
         result = admin.serve(admin_handler) => result?,
         Some(result) = servers.join_next() => result??,
-        () = weft_common::shutdown_signal() => tracing::info!("shutting down"),
+        () = shutdown => tracing::info!("shutting down"),
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ use crate::xds::ControlPlane;
 /// Runs the proxy until SIGINT or SIGTERM, then drains: stops accepting, sends GOAWAY, and
 /// lets in-flight RPCs finish for up to `--drain-timeout`.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Before anything can report ready: see `shutdown_signal`.
+    let shutdown = weft_common::shutdown_signal();
     let admin = AdminServer::bind("--admin-addr", settings.admin_addr).await?;
     let admin_addr = admin.local_addr()?;
     let outbound_listener = bind("--outbound-addr", settings.outbound_addr).await?;
@@ -146,7 +148,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.app_addr,
         settings.xds_addr
     );
-    weft_common::shutdown_signal().await;
+    shutdown.await;
     eprintln!("weft-proxy: draining (up to {:?})", settings.drain_timeout);
     let _ = stop_tx.send(true);
     let cut = outbound_server.await.unwrap_or(0) + inbound_server.await.unwrap_or(0);

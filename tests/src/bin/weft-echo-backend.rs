@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => return weft_common::cli_exit("weft-echo-backend", err),
     };
+    let shutdown = weft_common::shutdown_signal();
     let backend = match Backend::start_on(&args.instance, args.addr).await {
         Ok(backend) => backend,
         Err(err) => {
@@ -42,6 +43,6 @@ async fn main() -> ExitCode {
         backend.instance(),
         backend.addr()
     );
-    weft_common::shutdown_signal().await;
+    shutdown.await;
     ExitCode::SUCCESS
 }
