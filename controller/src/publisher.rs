@@ -119,7 +119,13 @@ fn translate(
         Some(last) if last.inputs == inputs => {
             translate::retranslate_endpoints(index, workloads, members, mtls, &last.translation)
         }
-        _ => translate::translate_for(index, workloads, members, trust_domain),
+        last => translate::translate_after(
+            index,
+            workloads,
+            members,
+            trust_domain,
+            last.as_ref().map(|last| &last.translation.snapshot),
+        ),
     };
     *last = Some(LastTranslation {
         inputs,

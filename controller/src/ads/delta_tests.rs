@@ -305,6 +305,16 @@ mod vhds {
     /// A Delta client's view in namespace `default`: two hosts (contents as given), three
     /// clusters and an inbound one, pinned.
     fn view(greeter: &str, echo: &str, echo_clusters: &[&str]) -> Snapshot {
+        view_after(None, greeter, echo, echo_clusters)
+    }
+
+    /// [`view`], translated after `previous` (whose host routing it keeps when unchanged).
+    fn view_after(
+        previous: Option<&Snapshot>,
+        greeter: &str,
+        echo: &str,
+        echo_clusters: &[&str],
+    ) -> Snapshot {
         let mut builder = Snapshot::builder();
         for cluster in ["greeter", "echo", "echo-v2", "inbound|app"] {
             builder.add(Cluster, cluster, any(Cluster.type_url(), cluster));
@@ -321,6 +331,7 @@ mod vhds {
                 ),
                 host(ECHO, &["echo:9000", "echo"], echo_clusters, echo),
             ],
+            previous.and_then(Snapshot::vhds),
         );
         builder
             .build()
@@ -503,6 +514,45 @@ mod vhds {
                 ("VHDS", vec![ECHO], vec![]),
                 ("CDS", vec![], vec!["echo"]),
             ]
+        );
+    }
+
+    #[test]
+    fn pushes_that_keep_the_routing_skip_following_yet_send_what_changed() {
+        let first = base();
+        let mut stream = holding_greeter(&first);
+        let second = view_after(Some(&first), "g2", "e1", &["echo"]);
+        let routing = |snap: &Snapshot| snap.vhds().unwrap().routing().clone();
+        assert!(Arc::ptr_eq(&routing(&first), &routing(&second)));
+        let pushed = stream.handle_snapshot(&second);
+        assert_eq!(pushed.len(), 1);
+        assert_eq!(sent(&pushed[0]), [GREETER]);
+        stream.handle_request(&ack(VirtualHost, &pushed[0].nonce), &second);
+
+        // A new subscription against the same routing is still resolved.
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &second);
+        let order: Vec<Vec<&str>> = reply.responses.iter().map(sent).collect();
+        assert_eq!(order, [vec!["echo"], vec![ECHO]]);
+        for response in &reply.responses {
+            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
+            stream.handle_request(&ack(ty, &response.nonce), &second);
+        }
+
+        // New routing (echo sends elsewhere): followed again.
+        let third = view_after(Some(&second), "g2", "e1", &["echo-v2"]);
+        assert!(!Arc::ptr_eq(&routing(&second), &routing(&third)));
+        let pushed = stream.handle_snapshot(&third);
+        let clusters: Vec<(Vec<&str>, Vec<&str>)> = pushed
+            .iter()
+            .map(|r| {
+                let removed = r.removed_resources.iter().map(String::as_str).collect();
+                (sent(r), removed)
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [(vec!["echo-v2"], vec![]), (vec![], vec!["echo"])]
         );
     }
 }

@@ -382,6 +382,7 @@ fn node_view(
                         &route_name,
                         vhds_route_config(&route_name),
                         Vec::new(),
+                        None,
                     ))
                 });
             let pinned: Vec<String> = info

@@ -37,67 +37,78 @@ pub struct HostEntry {
 /// The VHDS view of one client namespace.
 #[derive(Debug, Default)]
 pub struct NamespaceHosts {
-    /// `outbound/<ns>/`: every alias and host name starts with it.
-    prefix: String,
     /// The shell `outbound/<ns>` (a RouteConfiguration naming `vhds`), as a set of one.
     shell: Arc<TypeResources>,
     /// The VirtualHost resources.
     hosts: Arc<TypeResources>,
+    /// Which host serves which authority, and where each sends.
+    routing: Arc<HostRouting>,
+}
+
+/// What a stream needs to follow its subscriptions: the host serving each authority and
+/// the clusters each host sends to. It changes only when Services, ports or backends come
+/// and go, not when a route's content changes, so a translation keeps the previous one
+/// (same `Arc`) when its inputs are the same, and a stream that already followed it skips
+/// the work ([`HostRouting::fingerprint`]).
+#[derive(Debug, Default)]
+pub struct HostRouting {
+    /// `outbound/<ns>/`: every alias and host name starts with it.
+    prefix: String,
     /// Authority (lowercase, as in `domains`) → the host serving it.
     by_authority: HashMap<Box<str>, Arc<str>>,
     /// Host name → the clusters it sends to.
     clusters: HashMap<Arc<str>, Box<[Arc<str>]>>,
+    /// A hash of everything above's inputs (host names, domains, clusters, in order).
+    fingerprint: u64,
 }
 
 impl NamespaceHosts {
-    /// The hosts of `outbound/<ns>` (`route_config`), and its shell.
-    pub fn new(route_config: &str, shell: Any, hosts: Vec<HostEntry>) -> Self {
-        let prefix = format!("{route_config}/");
-        let mut domains = Vec::with_capacity(hosts.len());
-        let mut clusters_by_host = Vec::with_capacity(hosts.len());
+    /// The hosts of `outbound/<ns>` (`route_config`), and its shell. The routing of
+    /// `previous` (the last translation's hosts of this namespace) is kept when it was made
+    /// from the same names, domains and clusters.
+    pub fn new(
+        route_config: &str,
+        shell: Any,
+        hosts: Vec<HostEntry>,
+        previous: Option<&NamespaceHosts>,
+    ) -> Self {
+        let fingerprint = HostRouting::fingerprint(route_config, &hosts);
+        let kept = previous
+            .map(|p| &p.routing)
+            .filter(|routing| routing.fingerprint == fingerprint)
+            .cloned();
+        let mut routing_inputs = Vec::new();
         let bodies: Vec<(String, Any)> = hosts
             .into_iter()
             .map(|host| {
-                domains.push((host.name.clone(), host.domains));
-                clusters_by_host.push((host.name.clone(), host.clusters));
+                if kept.is_none() {
+                    routing_inputs.push((host.name.clone(), host.domains, host.clusters));
+                }
                 (host.name, host.body)
             })
             .collect();
         let hosts = Arc::new(TypeResources::from_bodies(bodies));
-        // Keys share the set's own strings.
-        let own = |name: &str| {
-            hosts
-                .get(name)
-                .map_or_else(|| Arc::from(name), |r| r.name.clone())
-        };
-        let mut by_authority = HashMap::new();
-        for (name, list) in domains {
-            let name = own(&name);
-            for domain in list {
-                by_authority
-                    .entry(domain.to_ascii_lowercase().into_boxed_str())
-                    .or_insert_with(|| name.clone());
-            }
-        }
-        let clusters = clusters_by_host
-            .into_iter()
-            .map(|(name, list)| (own(&name), list.into_iter().map(Arc::from).collect()))
-            .collect();
+        let routing = kept.unwrap_or_else(|| {
+            Arc::new(HostRouting::new(
+                route_config,
+                routing_inputs,
+                &hosts,
+                fingerprint,
+            ))
+        });
         Self {
-            prefix,
             shell: Arc::new(TypeResources::from_bodies([(
                 route_config.to_owned(),
                 shell,
             )])),
             hosts,
-            by_authority,
-            clusters,
+            routing,
         }
     }
 
     /// The answer to a first VHDS request that names nothing: `outbound/<ns>/_`.
     pub fn placeholder(&self) -> String {
-        format!("{}{}", self.prefix, super::delta::VHDS_PLACEHOLDER)
+        format!("{}{}", self.routing.prefix, super::delta::VHDS_PLACEHOLDER)
     }
 
     /// The shell route configuration, as a set of one.
@@ -110,12 +121,69 @@ impl NamespaceHosts {
         &self.hosts
     }
 
+    /// Which host serves which authority: the same `Arc` across translations that did not
+    /// change it.
+    pub fn routing(&self) -> &Arc<HostRouting> {
+        &self.routing
+    }
+
+    /// Whether both serve the same hosts under the same names (content versions only).
+    pub fn same_content(&self, other: &NamespaceHosts) -> bool {
+        self.shell.version() == other.shell.version()
+            && self.hosts.version() == other.hosts.version()
+    }
+}
+
+impl HostRouting {
+    /// Built from each host's (name, domains, clusters); keys share `hosts`' own strings.
+    fn new(
+        route_config: &str,
+        inputs: Vec<(String, Vec<String>, Vec<String>)>,
+        hosts: &TypeResources,
+        fingerprint: u64,
+    ) -> Self {
+        let own = |name: &str| {
+            hosts
+                .get(name)
+                .map_or_else(|| Arc::from(name), |r| r.name.clone())
+        };
+        let mut by_authority = HashMap::new();
+        let mut clusters = HashMap::with_capacity(inputs.len());
+        for (name, domains, sends_to) in inputs {
+            let name = own(&name);
+            for domain in domains {
+                by_authority
+                    .entry(domain.to_ascii_lowercase().into_boxed_str())
+                    .or_insert_with(|| name.clone());
+            }
+            clusters.insert(name, sends_to.into_iter().map(Arc::from).collect());
+        }
+        Self {
+            prefix: format!("{route_config}/"),
+            by_authority,
+            clusters,
+            fingerprint,
+        }
+    }
+
+    /// A hash of what the routing is made from. Hashing the strings costs a fraction of
+    /// building the maps (no allocation), which is the point of keeping the previous one.
+    fn fingerprint(route_config: &str, hosts: &[HostEntry]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        route_config.hash(&mut hasher);
+        for host in hosts {
+            (&host.name, &host.domains, &host.clusters).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     /// The host a subscribed name stands for: a host's own name, or
     /// `outbound/<ns>/<authority>` for an authority some host answers to (matched without
     /// regard to case, as HTTP host names are). `None`: nothing serves it.
     pub fn resolve(&self, requested: &str) -> Option<&Arc<str>> {
-        if let Some(resource) = self.hosts.get(requested) {
-            return Some(&resource.name);
+        if let Some((name, _)) = self.clusters.get_key_value(requested) {
+            return Some(name);
         }
         let authority = requested.strip_prefix(&self.prefix)?.to_ascii_lowercase();
         // As weft-proxy matches (and Envoy after stripping its listener's port): the
@@ -129,12 +197,6 @@ impl NamespaceHosts {
     pub fn clusters_of(&self, name: &str) -> &[Arc<str>] {
         self.clusters.get(name).map_or(&[], |list| list)
     }
-
-    /// Whether both serve the same hosts under the same names (content versions only).
-    pub fn same_content(&self, other: &NamespaceHosts) -> bool {
-        self.shell.version() == other.shell.version()
-            && self.hosts.version() == other.hosts.version()
-    }
 }
 
 /// `authority` without its `:port`, if it has one (`[::1]:80` → `[::1]`).
@@ -147,7 +209,7 @@ fn without_port(authority: &str) -> Option<&str> {
 
 impl PartialEq for NamespaceHosts {
     fn eq(&self, other: &Self) -> bool {
-        self.prefix == other.prefix && self.same_content(other)
+        self.routing.prefix == other.routing.prefix && self.same_content(other)
     }
 }
 
@@ -168,22 +230,79 @@ mod tests {
     }
 
     fn greeter() -> NamespaceHosts {
-        NamespaceHosts::new(
+        NamespaceHosts::new("outbound/default", Any::default(), greeter_entries(), None)
+    }
+
+    fn greeter_entries() -> Vec<HostEntry> {
+        vec![
+            entry(
+                "outbound/default/greeter:50051",
+                &["greeter:50051", "greeter", "10.0.0.1:50051"],
+                &["outbound|50051||greeter"],
+            ),
+            entry(
+                "outbound/default/echo:9000",
+                &["echo:9000", "echo"],
+                &["outbound|9000||echo", "outbound|9000||echo-v2"],
+            ),
+        ]
+    }
+
+    #[test]
+    fn routing_is_kept_while_names_domains_and_clusters_stay() {
+        let first = greeter();
+        let mut changed_body = greeter_entries();
+        changed_body[0].body.value = b"another route".to_vec();
+        let second = NamespaceHosts::new(
             "outbound/default",
             Any::default(),
-            vec![
-                entry(
-                    "outbound/default/greeter:50051",
-                    &["greeter:50051", "greeter", "10.0.0.1:50051"],
-                    &["outbound|50051||greeter"],
-                ),
-                entry(
-                    "outbound/default/echo:9000",
-                    &["echo:9000", "echo"],
-                    &["outbound|9000||echo", "outbound|9000||echo-v2"],
-                ),
-            ],
-        )
+            changed_body,
+            Some(&first),
+        );
+        assert!(Arc::ptr_eq(first.routing(), second.routing()));
+        assert!(!second.same_content(&first), "the host itself changed");
+
+        let mut new_domain = greeter_entries();
+        new_domain[1].domains.push("10.0.0.2:9000".into());
+        let third = NamespaceHosts::new(
+            "outbound/default",
+            Any::default(),
+            new_domain,
+            Some(&second),
+        );
+        assert!(!Arc::ptr_eq(second.routing(), third.routing()));
+        assert_eq!(
+            third
+                .routing()
+                .resolve("outbound/default/10.0.0.2:9000")
+                .map(|n| &**n),
+            Some("outbound/default/echo:9000")
+        );
+
+        let mut new_backend = greeter_entries();
+        new_backend[0]
+            .clusters
+            .push("outbound|50051||greeter-v2".into());
+        let fourth = NamespaceHosts::new(
+            "outbound/default",
+            Any::default(),
+            new_backend,
+            Some(&first),
+        );
+        assert_eq!(
+            fourth
+                .routing()
+                .clusters_of("outbound/default/greeter:50051")
+                .len(),
+            2
+        );
+        let other_namespace = NamespaceHosts::new(
+            "outbound/other",
+            Any::default(),
+            greeter_entries(),
+            Some(&first),
+        );
+        assert!(!Arc::ptr_eq(first.routing(), other_namespace.routing()));
     }
 
     #[test]
@@ -197,6 +316,7 @@ mod tests {
         ] {
             assert_eq!(
                 hosts
+                    .routing()
                     .resolve(&format!("outbound/default/{alias}"))
                     .map(|n| &**n),
                 Some("outbound/default/greeter:50051"),
@@ -204,24 +324,28 @@ mod tests {
             );
         }
         assert_eq!(
-            hosts.resolve("outbound/default/echo:9000").map(|n| &**n),
+            hosts
+                .routing()
+                .resolve("outbound/default/echo:9000")
+                .map(|n| &**n),
             Some("outbound/default/echo:9000"),
             "a host's own name"
         );
-        assert_eq!(hosts.resolve("outbound/default/nope:1"), None);
+        assert_eq!(hosts.routing().resolve("outbound/default/nope:1"), None);
         assert_eq!(
             hosts
+                .routing()
                 .resolve("outbound/default/greeter:15001")
                 .map(|n| &**n),
             Some("outbound/default/greeter:50051"),
             "a port no host lists is dropped, as the proxies match"
         );
         assert_eq!(
-            hosts.resolve("outbound/default/echo:1"),
-            hosts.resolve("outbound/default/echo")
+            hosts.routing().resolve("outbound/default/echo:1"),
+            hosts.routing().resolve("outbound/default/echo")
         );
         assert_eq!(
-            hosts.resolve("outbound/other/greeter"),
+            hosts.routing().resolve("outbound/other/greeter"),
             None,
             "another namespace's prefix"
         );
@@ -231,11 +355,17 @@ mod tests {
     fn clusters_of_each_host() {
         let hosts = greeter();
         let clusters: Vec<&str> = hosts
+            .routing()
             .clusters_of("outbound/default/echo:9000")
             .iter()
             .map(|c| &**c)
             .collect();
         assert_eq!(clusters, ["outbound|9000||echo", "outbound|9000||echo-v2"]);
-        assert!(hosts.clusters_of("outbound/default/nope").is_empty());
+        assert!(
+            hosts
+                .routing()
+                .clusters_of("outbound/default/nope")
+                .is_empty()
+        );
     }
 }

@@ -250,6 +250,19 @@ pub fn translate_for(
     members: &Members,
     trust_domain: Option<&str>,
 ) -> Translation {
+    translate_after(index, workloads, members, trust_domain, None)
+}
+
+/// [`translate_for`], keeping what it can of `previous` (the last translation's snapshot):
+/// each namespace's host routing, when made from the same inputs, stays the same `Arc`, so
+/// streams that followed it need not resolve their subscriptions again.
+pub fn translate_after(
+    index: &Index,
+    workloads: &Workloads,
+    members: &Members,
+    trust_domain: Option<&str>,
+    previous: Option<&Snapshot>,
+) -> Translation {
     let mut warnings = Vec::new();
     let mut reports = BTreeMap::new();
     let catalog = services::Catalog::build(index, &mut warnings);
@@ -301,7 +314,8 @@ pub fn translate_for(
     }
     for routing in routing {
         let name = route_config_name(&routing.namespace);
-        let hosts = NamespaceHosts::new(&name, routing.shell, routing.hosts);
+        let before = previous.and_then(|p| p.namespace_hosts(&routing.namespace));
+        let hosts = NamespaceHosts::new(&name, routing.shell, routing.hosts, before.map(|b| &**b));
         if let Some(config) = routing.inline {
             builder.add(ResourceType::Route, name, config);
         }

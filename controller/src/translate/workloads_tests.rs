@@ -341,6 +341,7 @@ fn a_namespace_of_delta_proxies_gets_its_hosts_but_no_inline_route_configuration
     let hosts = t.snapshot.namespace_hosts("default").expect("VHDS view");
     assert_eq!(
         hosts
+            .routing()
             .resolve("outbound/default/greeter:50051")
             .map(|h| h.to_string()),
         Some("outbound/default/greeter.default.svc.cluster.local:50051".to_owned())
