@@ -47,7 +47,18 @@ pub struct TypeChanges {
 impl TypeResources {
     /// The set of `bodies`, each resource versioned by a hash of its content.
     pub fn from_bodies(bodies: impl IntoIterator<Item = (String, Any)>) -> Self {
-        type_resources(bodies.into_iter().collect())
+        type_resources(bodies.into_iter().collect(), None)
+    }
+
+    /// [`Self::from_bodies`], sharing with `previous` (the set this one replaces) every
+    /// resource whose body is the same: no hashing for it, and one copy in memory while
+    /// streams still hold the previous set. When nothing changed, the set's version is the
+    /// previous one too.
+    pub fn from_bodies_after(
+        bodies: impl IntoIterator<Item = (String, Any)>,
+        previous: Option<&TypeResources>,
+    ) -> Self {
+        type_resources(bodies.into_iter().collect(), previous)
     }
 
     /// What differs from `prev` (one ordered walk over both sets). Every Delta stream
@@ -253,10 +264,25 @@ impl Snapshot {
     }
 }
 
-fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
+/// The set of `bodies`, each versioned by a hash of its content unless `previous` holds the
+/// same body under the same name (then that resource itself is kept). Comparing bytes is
+/// far cheaper than hashing them (FNV-1a goes a byte at a time), and most of a
+/// translation's resources are the same as in the last one.
+fn type_resources(
+    bodies: BTreeMap<String, Any>,
+    previous: Option<&TypeResources>,
+) -> TypeResources {
+    let mut kept = 0;
     let resources: BTreeMap<Arc<str>, Arc<VersionedResource>> = bodies
         .into_iter()
         .map(|(name, body)| {
+            if let Some(old) = previous
+                .and_then(|previous| previous.get(&name))
+                .filter(|old| old.body == body)
+            {
+                kept += 1;
+                return (old.name.clone(), old.clone());
+            }
             let version = content_hash([body.type_url.as_bytes(), &body.value]).into();
             let name: Arc<str> = name.into();
             (
@@ -269,8 +295,14 @@ fn type_resources(bodies: BTreeMap<String, Any>) -> TypeResources {
             )
         })
         .collect();
+    let version = match previous {
+        Some(previous) if kept == resources.len() && kept == previous.len() => {
+            previous.version.clone()
+        }
+        _ => set_version(&resources),
+    };
     TypeResources {
-        version: set_version(&resources),
+        version,
         resources,
         since: OnceLock::new(),
     }
@@ -325,23 +357,34 @@ impl SnapshotBuilder {
         self
     }
 
-    pub fn build(mut self) -> Snapshot {
+    pub fn build(self) -> Snapshot {
+        self.build_after(None)
+    }
+
+    /// Builds the snapshot, sharing with `previous` (the one it replaces) every resource
+    /// that did not change ([`TypeResources::from_bodies_after`]).
+    pub fn build_after(mut self, previous: Option<&Snapshot>) -> Snapshot {
         let types = ResourceType::PUSH_ORDER
             .into_iter()
             .map(|ty| {
-                (
-                    ty,
-                    Arc::new(type_resources(self.types.remove(&ty).unwrap_or_default())),
-                )
+                let bodies = self.types.remove(&ty).unwrap_or_default();
+                let before = previous.map(|p| p.resources(ty));
+                (ty, Arc::new(type_resources(bodies, before)))
             })
             .collect();
         let nodes = self
             .nodes
             .into_iter()
             .map(|(node, types)| {
+                let before = previous.and_then(|p| p.node_types(&node));
                 let types = types
                     .into_iter()
-                    .map(|(ty, bodies)| (ty, Arc::new(type_resources(bodies))))
+                    .map(|(ty, bodies)| {
+                        let old = before
+                            .and_then(|sets| sets.iter().find(|(t, _)| *t == ty))
+                            .map(|(_, set)| &**set);
+                        (ty, Arc::new(type_resources(bodies, old)))
+                    })
                     .collect();
                 (node, types)
             })
@@ -425,6 +468,61 @@ pub(crate) mod tests {
         assert_eq!(
             a.resources(ResourceType::Listener).version(),
             b.resources(ResourceType::Listener).version()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_built_after_another_shares_what_did_not_change() {
+        let build = |cluster_b: &str, listener: &str, previous: Option<&Snapshot>| {
+            let mut builder = Snapshot::builder();
+            builder.add(ResourceType::Cluster, "a", any("x", "1"));
+            builder.add(ResourceType::Cluster, "b", any("x", cluster_b));
+            builder.add_for_node("n", ResourceType::Listener, "l", any("x", listener));
+            builder.build_after(previous)
+        };
+        let first = build("2", "l1", None);
+        let second = build("3", "l1", Some(&first));
+        let clusters = |s: &Snapshot, name: &str| {
+            s.resources(ResourceType::Cluster)
+                .get(name)
+                .unwrap()
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&clusters(&first, "a"), &clusters(&second, "a")));
+        assert!(!Arc::ptr_eq(
+            &clusters(&first, "b"),
+            &clusters(&second, "b")
+        ));
+        assert_eq!(
+            second,
+            build("3", "l1", None),
+            "the same versions as a fresh build"
+        );
+        let listener = |s: &Snapshot| {
+            s.for_node("n")
+                .unwrap()
+                .resources(ResourceType::Listener)
+                .get("l")
+                .unwrap()
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&listener(&first), &listener(&second)));
+
+        let third = build("3", "l2", Some(&second));
+        assert_eq!(
+            second.resources(ResourceType::Cluster).version(),
+            third.resources(ResourceType::Cluster).version(),
+        );
+        assert!(!Arc::ptr_eq(&listener(&second), &listener(&third)));
+        assert_eq!(third, build("3", "l2", None));
+
+        // A set that lost a resource is a new version even though all that is left is kept.
+        let mut fewer = Snapshot::builder();
+        fewer.add(ResourceType::Cluster, "a", any("x", "1"));
+        let fewer = fewer.build_after(Some(&third));
+        assert_ne!(
+            fewer.resources(ResourceType::Cluster).version(),
+            third.resources(ResourceType::Cluster).version()
         );
     }
 

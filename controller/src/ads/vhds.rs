@@ -87,7 +87,10 @@ impl NamespaceHosts {
                 (host.name, host.body)
             })
             .collect();
-        let hosts = Arc::new(TypeResources::from_bodies(bodies));
+        let hosts = Arc::new(TypeResources::from_bodies_after(
+            bodies,
+            previous.map(|p| &*p.hosts),
+        ));
         let routing = kept.unwrap_or_else(|| {
             Arc::new(HostRouting::new(
                 route_config,
@@ -97,10 +100,10 @@ impl NamespaceHosts {
             ))
         });
         Self {
-            shell: Arc::new(TypeResources::from_bodies([(
-                route_config.to_owned(),
-                shell,
-            )])),
+            shell: Arc::new(TypeResources::from_bodies_after(
+                [(route_config.to_owned(), shell)],
+                previous.map(|p| &*p.shell),
+            )),
             hosts,
             routing,
         }

@@ -254,8 +254,10 @@ pub fn translate_for(
 }
 
 /// [`translate_for`], keeping what it can of `previous` (the last translation's snapshot):
-/// each namespace's host routing, when made from the same inputs, stays the same `Arc`, so
-/// streams that followed it need not resolve their subscriptions again.
+/// every resource whose body is unchanged is the previous one (not hashed again, not held
+/// twice while streams still hold the previous snapshot), and each namespace's host
+/// routing, when made from the same inputs, stays the same `Arc`, so streams that followed
+/// it need not resolve their subscriptions again.
 pub fn translate_after(
     index: &Index,
     workloads: &Workloads,
@@ -323,7 +325,7 @@ pub fn translate_after(
     }
 
     Translation {
-        snapshot: builder.build(),
+        snapshot: builder.build_after(previous),
         reports: Arc::new(reports),
         enforcing: Arc::new(enforcing),
         warnings,
@@ -348,7 +350,10 @@ pub fn retranslate_endpoints(
         false => workloads::MtlsTargets::default(),
     };
     let assignments = load_assignments(index, &catalog, &targets, &mut warnings);
-    let endpoints = Arc::new(TypeResources::from_bodies(assignments));
+    let endpoints = Arc::new(TypeResources::from_bodies_after(
+        assignments,
+        Some(previous.snapshot.resources(ResourceType::Endpoint)),
+    ));
     Translation {
         snapshot: previous
             .snapshot
