@@ -55,21 +55,25 @@ pub fn init_logging(level: &str) {
 /// a supervisor that stops it right after `/ready` kills it with the default action.
 /// Must be called inside the Tokio runtime.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    /// Resolves when `signal` arrives; never, when it could not be registered.
+    async fn arrival(name: &str, signal: std::io::Result<Signal>) {
+        match signal {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for {name}; the other signal still stops the process");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
     let term = signal(SignalKind::terminate());
     let interrupt = signal(SignalKind::interrupt());
     async move {
-        match (term, interrupt) {
-            (Ok(mut term), Ok(mut interrupt)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = interrupt.recv() => {}
-                }
-            }
-            (Err(err), _) | (_, Err(err)) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM or SIGINT; the process stops only when killed");
-                std::future::pending::<()>().await;
-            }
+        tokio::select! {
+            () = arrival("SIGTERM", term) => {}
+            () = arrival("SIGINT", interrupt) => {}
         }
     }
 }

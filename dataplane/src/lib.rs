@@ -213,14 +213,12 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Drops pooled connections (and outlier state) of endpoints that left every cluster
-/// (in-flight RPCs keep theirs until they end), and the circuit-breaker counters of clusters
-/// that left the config: counters are kept by cluster name, so a cluster's survive every
-/// update that keeps it.
-/// On every config change, forgets what the config dropped: pooled connections to endpoints
-/// and clusters that are gone, and the metric series of destination Services it no longer
-/// routes to. Only a complete config is trusted to say which Services are gone (a partial one
-/// may lack hosts still served).
+/// On every config change, forgets what the config dropped: pooled connections (and outlier
+/// state) of endpoints that left every cluster (in-flight RPCs keep theirs until they end),
+/// the circuit-breaker counters of clusters that left (kept by cluster name, so a cluster's
+/// survive every update that keeps it), and the metric series of destination Services it no
+/// longer routes to. Only a complete config is trusted to say which Services are gone (a
+/// partial one may lack hosts still served).
 async fn forget_what_config_dropped(
     mut config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,

@@ -29,16 +29,22 @@ pub fn render(title: &str, unit: &str, series: &[Series]) -> Option<String> {
         "bytes" => (1.0 / 1_048_576.0, "MiB"),
         _ => (1.0, ""),
     };
-    let points: Vec<(f64, f64)> = series
+    let scaled: Vec<(&String, Vec<(f64, f64)>)> = series
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|(t, v)| (*t, v * scale)))
-        .filter(|(_, v)| v.is_finite())
+        .map(|(legend, line)| {
+            let line = line
+                .iter()
+                .map(|(t, v)| (*t, v * scale))
+                .filter(|(_, v)| v.is_finite())
+                .collect();
+            (legend, line)
+        })
         .collect();
-    if points.is_empty() {
-        return None;
-    }
-    let x_max = points.iter().map(|(t, _)| *t).fold(1.0_f64, f64::max);
-    let y_max = points.iter().map(|(_, v)| *v).fold(0.0_f64, f64::max);
+    let points = || scaled.iter().flat_map(|(_, line)| line.iter());
+    // Nothing to draw without a point.
+    points().next()?;
+    let x_max = points().map(|(t, _)| *t).fold(1.0_f64, f64::max);
+    let y_max = points().map(|(_, v)| *v).fold(0.0_f64, f64::max);
     let y_top = if y_max > 0.0 { y_max * 1.2 } else { 1.0 };
     let mut svg = String::new();
     {
@@ -58,17 +64,12 @@ pub fn render(title: &str, unit: &str, series: &[Series]) -> Option<String> {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .ok()?;
-        for ((legend, line), color) in series.iter().zip(COLORS.iter().cycle()) {
-            let line: Vec<(f64, f64)> = line
-                .iter()
-                .map(|(t, v)| (*t, v * scale))
-                .filter(|(_, v)| v.is_finite())
-                .collect();
+        for ((legend, line), color) in scaled.into_iter().zip(COLORS.iter().cycle()) {
             let color = *color;
             chart
                 .draw_series(LineSeries::new(line, color.stroke_width(2)))
                 .ok()?
-                .label(legend.clone())
+                .label(legend.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2))
                 });

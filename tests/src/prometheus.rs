@@ -157,11 +157,23 @@ impl Prometheus {
     /// Runs an instant PromQL query now; returns `data.result` (for a vector, an array of
     /// `{"metric": {...}, "value": [time, "value"]}`). Fails when the query is rejected.
     pub fn query(&self, promql: &str) -> anyhow::Result<Value> {
-        let url = format!("http://{}/api/v1/query", self.addr);
-        let mut response = self
-            .agent
-            .get(&url)
-            .query("query", promql)
+        self.api_query("query", promql, &[])
+    }
+
+    /// `GET /api/v1/<endpoint>?query=<promql>&<params>`: `data.result`, or an error when
+    /// Prometheus rejects the query.
+    fn api_query(
+        &self,
+        endpoint: &str,
+        promql: &str,
+        params: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let url = format!("http://{}/api/v1/{endpoint}", self.addr);
+        let mut request = self.agent.get(&url).query("query", promql);
+        for (name, value) in params {
+            request = request.query(*name, value);
+        }
+        let mut response = request
             .call()
             .with_context(|| format!("GET {url}?query={promql}"))?;
         let text = response
@@ -207,25 +219,16 @@ impl Prometheus {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs_f64();
         let start = end - seconds;
-        let url = format!("http://{}/api/v1/query_range", self.addr);
-        let text = self
-            .agent
-            .get(&url)
-            .query("query", promql)
-            .query("start", format!("{start:.3}"))
-            .query("end", format!("{end:.3}"))
-            .query("step", format!("{step}"))
-            .call()
-            .with_context(|| format!("GET {url}?query={promql}"))?
-            .body_mut()
-            .read_to_string()?;
-        let body: Value = serde_json::from_str(&text)
-            .with_context(|| format!("Prometheus answer to {promql}: {text}"))?;
-        anyhow::ensure!(
-            body["status"] == "success",
-            "Prometheus rejected {promql}: {body}"
-        );
-        Ok(body["data"]["result"]
+        let result = self.api_query(
+            "query_range",
+            promql,
+            &[
+                ("start", format!("{start:.3}")),
+                ("end", format!("{end:.3}")),
+                ("step", format!("{step}")),
+            ],
+        )?;
+        Ok(result
             .as_array()
             .into_iter()
             .flatten()

@@ -524,6 +524,13 @@ mod vhds {
         let second = view_after(Some(&first), "g2", "e1", &["echo"]);
         let routing = |snap: &Snapshot| snap.vhds().unwrap().routing().clone();
         assert!(Arc::ptr_eq(&routing(&first), &routing(&second)));
+        assert!(
+            stream
+                .followed
+                .as_ref()
+                .is_some_and(|f| Arc::ptr_eq(&f.routing, &routing(&first))),
+            "the stream remembers what it followed"
+        );
         let pushed = stream.handle_snapshot(&second);
         assert_eq!(pushed.len(), 1);
         assert_eq!(sent(&pushed[0]), [GREETER]);
