@@ -4,6 +4,7 @@
 //!
 //! Pure logic (statistics, parsers, config text, tables) lives in plain functions with unit
 //! tests; the modules that start processes and measure are never run by tests.
+//! `symbol_order` records the layout of weft-proxy's release code with the same rig.
 
 pub mod ads;
 pub mod cp;
@@ -16,3 +17,4 @@ pub mod profile;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod symbol_order;

@@ -215,6 +215,55 @@ fn binaries_in_the_image_are_the_release_builds() {
     }
 }
 
+/// The release weft-proxy lays out first the functions `dataplane/link/symbol-order.txt`
+/// lists (the code a sidecar runs; dataplane/build.rs), and the file still names that
+/// binary's functions: names carry a hash of the dependencies' versions and features, so a
+/// dependency change leaves the file naming functions that no longer exist and every
+/// sidecar maps code it never runs (idle RSS) until `scripts/proxy-symbol-order` records
+/// it again.
+#[test]
+fn release_proxy_code_is_laid_out_hot_first() {
+    let proxy = target_dir().join("release/weft-proxy");
+    built();
+    let order_file = repo_root().join("dataplane/link/symbol-order.txt");
+    let order = std::fs::read_to_string(&order_file).expect("read the symbol order");
+    let listed: std::collections::HashSet<&str> = order.lines().collect();
+    let output = Command::new("nm")
+        .args(["--defined-only", "--numeric-sort"])
+        .arg(&proxy)
+        .output()
+        .expect("run nm (package binutils)");
+    assert!(output.status.success(), "nm {}", proxy.display());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let functions: Vec<&str> = text
+        .lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [_, "t" | "T", name] => Some(name),
+                _ => None,
+            },
+        )
+        .collect();
+    let found = functions.iter().filter(|f| listed.contains(*f)).count();
+    assert!(
+        found * 10 >= listed.len() * 9,
+        "{} names {} functions, but the release weft-proxy defines only {found} of them: \
+         run scripts/proxy-symbol-order and commit the file",
+        order_file.display(),
+        listed.len()
+    );
+    let first_laid_out = functions[..found]
+        .iter()
+        .filter(|f| listed.contains(*f))
+        .count();
+    assert!(
+        first_laid_out * 100 >= found * 95,
+        "of the first {found} functions in weft-proxy's code only {first_laid_out} are listed \
+         ones: the linker did not apply {}",
+        order_file.display()
+    );
+}
+
 /// `chroot --userspec=1337:1337 ROOTFS COMMAND...`, with only the image's PATH in the
 /// environment (as a container runtime would set it).
 fn in_image(rootfs: &Path, args: &[&str]) -> Command {

@@ -1,14 +1,17 @@
 //! `weft-bench`: the benchmark orchestrator (run by `bench/run`). `run` measures the data
 //! plane and the control plane and writes RESULTS.md; `serve` and `pingpong` are the rig's
-//! own server and streaming client, started by `run` as pinned child processes.
+//! own server and streaming client, started by `run` as pinned child processes;
+//! `symbol-order` records weft-proxy's hot-first code layout (scripts/proxy-symbol-order).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weft_bench::dp::{client, openloop, server};
 use weft_bench::runner::{self, RunArgs};
+use weft_bench::symbol_order;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +47,12 @@ enum Cmd {
         #[arg(long, default_value_t = 10000)]
         duration_ms: u64,
     },
+    /// Run the rig's weft-proxies under callgrind and write the functions they ran, busiest
+    /// first, to OUT (the linker's order for weft-proxy's code; needs valgrind and nm).
+    SymbolOrder {
+        #[arg(long, default_value = "dataplane/link/symbol-order.txt")]
+        out: PathBuf,
+    },
     /// Bidi ping-pong through TARGET; prints a JSON report.
     Pingpong {
         #[arg(long)]
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Cmd::Run(args) => runner::run(&args),
+        Cmd::SymbolOrder { out } => symbol_order::record(&out),
         Cmd::Serve { addr } => current_thread().and_then(|rt| rt.block_on(server::serve(addr))),
         Cmd::Openloop {
             target,

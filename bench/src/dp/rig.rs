@@ -33,6 +33,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Bins {
     pub dir: PathBuf,
+    /// A program weft-proxy runs under, with its arguments (a profiler; empty: none).
+    pub proxy_wrapper: Vec<String>,
 }
 
 impl Bins {
@@ -42,7 +44,10 @@ impl Bins {
             .parent()
             .context("executable without a directory")?
             .to_path_buf();
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            proxy_wrapper: Vec::new(),
+        })
     }
 
     /// A binary of the workspace, which must have been built.
@@ -263,7 +268,15 @@ fn start_weft(
     extra: &[String],
 ) -> anyhow::Result<Process> {
     let admin = free_port();
-    let mut command = pinned(PROXY_CORE, &bins.get("weft-proxy")?);
+    let proxy = bins.get("weft-proxy")?;
+    let mut command = match bins.proxy_wrapper.split_first() {
+        Some((wrapper, args)) => {
+            let mut command = pinned(PROXY_CORE, Path::new(wrapper));
+            command.args(args).arg(proxy);
+            command
+        }
+        None => pinned(PROXY_CORE, &proxy),
+    };
     command
         .args(["--xds-addr", xds])
         .args(["--node-id", &format!("{name}.{DATA_NAMESPACE}")])
