@@ -1,7 +1,8 @@
 //! The data path: listeners accept HTTP/2 connections, and each RPC goes through one stack
 //! that reads in request order (`outbound` for calls the app makes, `inbound` for calls to
 //! the app). The pieces it is built from each own one concern: `body` (the body type),
-//! `grpc` (status, Trailers-Only, grpc-timeout), `fault`, `retry`, `lb` and `pool`
+//! `grpc` (status, Trailers-Only, grpc-timeout), `grpc_web` (browsers' gRPC-Web calls as
+//! gRPC and back), `fault`, `retry`, `lb` and `pool`
 //! (choosing an endpoint, pooled HTTP/2 connections), `breaker` (circuit breaking) and
 //! `outlier` (outlier detection), `metrics` (per-RPC Prometheus metrics)
 //! `listener` (accepting, stream limits, graceful drain) and `admission` (what an inbound
@@ -20,6 +21,7 @@ pub mod counting;
 pub mod deadline;
 pub mod fault;
 pub mod grpc;
+pub mod grpc_web;
 pub mod inbound;
 pub mod lb;
 pub mod listener;
