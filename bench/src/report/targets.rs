@@ -77,6 +77,16 @@ pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
             |r| r <= 0.5,
         );
     }
+    ratio_row(
+        &mut t,
+        "one bidi stream: added p50 ≤ 0.6 × Envoy's",
+        "µs",
+        medians(
+            added_latency(runs, TopoId::WeftHop, Workload::PingPong, Pct::P50),
+            added_latency(runs, TopoId::EnvoyHop, Workload::PingPong, Pct::P50),
+        ),
+        |r| r <= 0.6,
+    );
     let per_core = figures::calls_per_core;
     let sat = |topo| figures::summary(runs, topo, Workload::Closed, per_core);
     ratio_row(
