@@ -6,10 +6,12 @@
 //! whole. An answer the proxy makes itself (no route, a fault, a deadline: Trailers-Only)
 //! becomes the same trailer frame, so the browser sees the exact status and message.
 //!
-//! `text` owns the base64 of the text mode; [`body`] the two body adapters; this file which
-//! requests are gRPC-Web and how headers change on the way in and out.
+//! `text` owns the base64 of the text mode; [`body`] the two body adapters; `cors` the
+//! answers to browsers' preflights and which origins may call; this file which requests are
+//! gRPC-Web and how headers change on the way in and out.
 
 pub mod body;
+pub mod cors;
 pub mod text;
 
 use bytes::{BufMut, Bytes, BytesMut};
