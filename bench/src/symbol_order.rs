@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -72,7 +71,9 @@ pub fn record(out: &Path) -> anyhow::Result<()> {
         !costs.is_empty(),
         "callgrind wrote no profile (did the proxies exit on SIGTERM?)"
     );
-    let defined = defined_functions(&proxy)?;
+    let defined: HashSet<String> = weft_tests::symbols::functions_in_address_order(&proxy)?
+        .into_iter()
+        .collect();
     let order = hot_first(costs, &defined);
     eprintln!(
         "[symbol order] {} functions of weft-proxy ran; writing {}",
@@ -81,25 +82,6 @@ pub fn record(out: &Path) -> anyhow::Result<()> {
     );
     std::fs::write(out, order.join("\n") + "\n")
         .with_context(|| format!("cannot write {}", out.display()))
-}
-
-/// The functions defined in `binary` (its symbol table, read with `nm`).
-fn defined_functions(binary: &Path) -> anyhow::Result<HashSet<String>> {
-    let output = Command::new("nm")
-        .arg("--defined-only")
-        .arg(binary)
-        .output()
-        .context("cannot run nm (package binutils)")?;
-    anyhow::ensure!(output.status.success(), "nm failed on {}", binary.display());
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(
-            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-                [_, "t" | "T", name] => Some(name.to_string()),
-                _ => None,
-            },
-        )
-        .collect())
 }
 
 /// Each function's own instruction count in a callgrind profile (`--demangle=no`, so names

@@ -14,5 +14,6 @@ pub mod oci;
 pub mod panel_pictures;
 pub mod process;
 pub mod prometheus;
+pub mod symbols;
 pub mod tools;
 pub mod workspace_bin;

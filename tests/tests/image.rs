@@ -228,23 +228,12 @@ fn release_proxy_code_is_laid_out_hot_first() {
     let order_file = repo_root().join("dataplane/link/symbol-order.txt");
     let order = std::fs::read_to_string(&order_file).expect("read the symbol order");
     let listed: std::collections::HashSet<&str> = order.lines().collect();
-    let output = Command::new("nm")
-        .args(["--defined-only", "--numeric-sort"])
-        .arg(&proxy)
-        .output()
-        .expect("run nm (package binutils)");
-    assert!(output.status.success(), "nm {}", proxy.display());
-    let text = String::from_utf8_lossy(&output.stdout);
-    let functions: Vec<&str> = text
-        .lines()
-        .filter_map(
-            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-                [_, "t" | "T", name] => Some(name),
-                _ => None,
-            },
-        )
-        .collect();
-    let found = functions.iter().filter(|f| listed.contains(*f)).count();
+    let functions = weft_tests::symbols::functions_in_address_order(&proxy)
+        .expect("read weft-proxy's symbol table");
+    let found = functions
+        .iter()
+        .filter(|f| listed.contains(f.as_str()))
+        .count();
     assert!(
         found * 10 >= listed.len() * 9,
         "{} names {} functions, but the release weft-proxy defines only {found} of them: \
@@ -254,7 +243,7 @@ fn release_proxy_code_is_laid_out_hot_first() {
     );
     let first_laid_out = functions[..found]
         .iter()
-        .filter(|f| listed.contains(*f))
+        .filter(|f| listed.contains(f.as_str()))
         .count();
     assert!(
         first_laid_out * 100 >= found * 95,

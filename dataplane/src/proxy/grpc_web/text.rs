@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Why a text body could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,21 +32,20 @@ impl TextDecoder {
         input.extend(chunk.iter().filter(|b| !b.is_ascii_whitespace()));
         let whole = input.len() - input.len() % 4;
         self.pending = input.split_off(whole);
-        let mut out = BytesMut::with_capacity(whole / 4 * 3);
+        let mut out = Vec::with_capacity(whole / 4 * 3);
         // A padded quantum ends a run; the next run starts after it.
         let mut run_start = 0;
         for quantum_end in (4..=whole).step_by(4) {
             let padded = input[quantum_end - 1] == b'=';
             if padded || quantum_end == whole {
                 let run = &input[run_start..quantum_end];
-                let decoded = STANDARD
-                    .decode(run)
+                STANDARD
+                    .decode_vec(run, &mut out)
                     .map_err(|err| TextError::NotBase64(err.to_string()))?;
-                out.extend_from_slice(&decoded);
                 run_start = quantum_end;
             }
         }
-        Ok(out.freeze())
+        Ok(Bytes::from(out))
     }
 
     /// Checks the body ended on a quantum boundary.
