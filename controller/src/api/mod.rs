@@ -44,7 +44,9 @@ pub use fault::{
 };
 pub use matching::{HeaderMatch, MatchType, MethodMatch, RouteMatch};
 pub use mtls::{MtlsMode, MtlsPolicy, MtlsPolicySpec, WorkloadSelector};
-pub use route::{BackendRef, GrpcRoute, GrpcRouteSpec, ParentRef, RetryPolicy, RouteRule};
+pub use route::{
+    BackendRef, GrpcRoute, GrpcRouteSpec, ParentRef, RetryPolicy, RouteRule, WebAccess, WebCors,
+};
 pub use status::{
     CONDITION_ACCEPTED, CONDITION_PROGRAMMED, CONDITION_RESOLVED_REFS, ProxyRejection,
     ProxySummary, ResourceStatus,

@@ -67,7 +67,66 @@ pub struct GrpcRouteSpec {
     /// rule matches go to the parent Service itself. 1 to 16 rules.
     #[schemars(length(min = 1, max = 16))]
     pub rules: Vec<RouteRule>,
+
+    /// Makes the route reachable from browsers over gRPC-Web, through a proxy's web
+    /// listener. Absent: browsers cannot call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebAccess>,
 }
+
+/// Which gRPC services browsers may call through this route (a browser's `Host` is the
+/// page's, not a mesh Service, so web listeners route by the service in the path), and
+/// from which origins.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebAccess {
+    /// Fully qualified gRPC services (`package.Service`) whose RPCs from browsers follow
+    /// this route's rules, to its first parent Service. 1 to 16 distinct names; a service
+    /// an earlier route (by namespace/name) already claims stays with that route.
+    #[schemars(
+        length(min = 1, max = 16),
+        extend("x-kubernetes-list-type" = "set"),
+        inner(length(min = 1, max = 256), regex(pattern = GRPC_SERVICE_PATTERN))
+    )]
+    pub services: Vec<String>,
+
+    /// CORS for pages from other origins. Absent: only same-origin pages may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<WebCors>,
+}
+
+/// A fully qualified gRPC service name: dot-separated identifiers.
+pub const GRPC_SERVICE_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$";
+
+/// CORS for browsers' gRPC-Web calls: preflights are answered from this, and scripts may
+/// read the gRPC status and the listed headers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebCors {
+    /// Origins whose pages may call (`https://app.example.com`, exact), or `"*"` for any.
+    /// 1 to 16.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253)))]
+    pub allow_origins: Vec<String>,
+
+    /// Request headers pages may send besides those gRPC-Web clients always send
+    /// (`content-type`, `x-grpc-web`, `x-user-agent`, `grpc-timeout`). At most 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(regex(pattern = HEADER_NAME_PATTERN)))]
+    pub allow_headers: Vec<String>,
+
+    /// Response headers and trailers scripts may read besides `grpc-status`,
+    /// `grpc-message` and `grpc-status-details-bin`. At most 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(regex(pattern = HEADER_NAME_PATTERN)))]
+    pub expose_headers: Vec<String>,
+
+    /// How long a browser may reuse a preflight's answer. Absent: the browser's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+}
+
+/// An HTTP header name (lower or upper case; sent lower case).
+pub const HEADER_NAME_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$";
 
 /// A Service this route attaches to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

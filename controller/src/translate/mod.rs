@@ -67,6 +67,10 @@
 //!   configuration `inbound` sending everything to `inbound|<app addr>` (timeouts as the
 //!   outbound routes), and `x-forwarded-client-cert` replaced by the caller's URI SAN (its
 //!   SPIFFE id; `SANITIZE_SET`), so the app can trust it.
+//! - **Browsers** (`web.rs`): GrpcRoutes with `spec.web` are also routed by gRPC service in
+//!   the RouteConfiguration `web` (made when a route opts in or a proxy has a web
+//!   listener), with their CORS policy per route; a proxy whose node metadata has `webAddr`
+//!   gets a `web` Listener there (gRPC-Web, CORS, fault, router).
 //! - **Inbound clusters** (`cluster.rs`): a STATIC, plaintext, HTTP/2 `inbound|<app addr>`
 //!   per distinct app address of the connected proxies, shared.
 //!
@@ -124,6 +128,7 @@ mod services;
 mod tls;
 mod validate;
 mod vhosts;
+mod web;
 mod workloads;
 
 #[cfg(test)]
@@ -153,6 +158,7 @@ pub use secrets::{
 pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
 pub use tls::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
 pub use vhosts::vhds_route_config;
+pub use web::{CORS_FILTER, WEB};
 pub use workloads::{Enforcing, Member, Members, Workload, Workloads};
 
 /// The result of translating an index.
@@ -295,6 +301,12 @@ pub fn translate_after(
         }
     }
     let faults = fault::translate_faults(index, &catalog, &attached, &mut reports);
+    let browsers_reach = attached.iter().any(|route| route.web.is_some())
+        || workloads.values().any(|w| w.web_addr.is_some());
+    if browsers_reach {
+        let web = web::web_route_configuration(&catalog, &attached, &faults, &mut reports);
+        builder.add(ResourceType::Route, WEB.to_owned(), web);
+    }
     mtls::report_policies(index, &mut reports);
     let mtls = trust_domain.is_some();
     let enforcing =

@@ -42,6 +42,9 @@ pub struct NodeInfo {
     pub app_addr: SocketAddr,
     /// Metadata `podIP`, if sent (Kubernetes: endpoints list pod IPs).
     pub pod_ip: Option<IpAddr>,
+    /// Metadata `webAddr`, if sent: where the proxy accepts browsers' gRPC-Web calls (it
+    /// then gets a `web` listener there).
+    pub web_addr: Option<SocketAddr>,
 }
 
 impl NodeInfo {
@@ -59,6 +62,7 @@ impl NodeInfo {
             serves_inbound: true,
             app_addr: default_addr(DEFAULT_APP_ADDR),
             pod_ip: None,
+            web_addr: None,
         }
     }
 
@@ -109,6 +113,10 @@ impl NodeInfo {
             serves_inbound: string_field(metadata, "inboundAddr")?.is_some(),
             app_addr: addr_field(metadata, "appAddr", DEFAULT_APP_ADDR)?,
             pod_ip,
+            web_addr: match string_field(metadata, "webAddr")? {
+                None => None,
+                Some(_) => Some(addr_field(metadata, "webAddr", "127.0.0.1:15080")?),
+            },
         })
     }
 }

@@ -17,7 +17,7 @@ use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 use super::services::Catalog;
 use super::validate::{self, RetryValues, RuleValues};
 use super::{ResourceReport, matching, problems};
-use crate::api::{GrpcRoute, GrpcStatus, RouteRule};
+use crate::api::{GrpcRoute, GrpcStatus, RouteRule, WebAccess};
 use crate::model::{Index, Kind, Object, ObjectKey};
 
 /// A valid GrpcRoute, translated.
@@ -28,6 +28,8 @@ pub(super) struct AttachedRoute {
     pub parents: Vec<(String, String, u16)>,
     /// Its route entries, in rule then match order.
     pub entries: Vec<Route>,
+    /// Its `spec.web`: which gRPC services browsers may call through it (`web.rs`).
+    pub web: Option<WebAccess>,
 }
 
 /// Translates every GrpcRoute in key (namespace/name) order, reporting each.
@@ -63,6 +65,7 @@ pub(super) fn translate_routes(
                 key: key.clone(),
                 parents,
                 entries,
+                web: route.spec.web.clone(),
             }),
             Err(list) => report.accepted = problems(list),
         }

@@ -108,7 +108,84 @@ pub(super) fn grpc_route(route: &GrpcRoute) -> Result<Vec<RuleValues>, Vec<Strin
             retry,
         });
     }
+    if let Some(web) = &spec.web {
+        web_access(&mut problems, web);
+    }
     problems.into_result(rules)
+}
+
+/// `spec.web`: gRPC service names, and origins a browser sends (`scheme://host[:port]`).
+fn web_access(problems: &mut Problems, web: &api::WebAccess) {
+    if web.services.is_empty() {
+        problems.add("spec.web.services", "at least one gRPC service is required");
+    }
+    for (i, service) in web.services.iter().enumerate() {
+        if !is_service_name(service) {
+            problems.add(
+                &format!("spec.web.services[{i}]"),
+                format!("{service:?} is not a gRPC service name like helloworld.Greeter"),
+            );
+        } else if web.services[..i].contains(service) {
+            problems.add(
+                &format!("spec.web.services[{i}]"),
+                format!("{service} is listed twice"),
+            );
+        }
+    }
+    let Some(cors) = &web.cors else { return };
+    if cors.allow_origins.is_empty() {
+        problems.add(
+            "spec.web.cors.allowOrigins",
+            "at least one origin is required",
+        );
+    }
+    for (i, origin) in cors.allow_origins.iter().enumerate() {
+        if origin != "*" && !is_origin(origin) {
+            problems.add(
+                &format!("spec.web.cors.allowOrigins[{i}]"),
+                format!("{origin:?} is not an origin like https://app.example.com (scheme, host, optional port; no path) or \"*\""),
+            );
+        }
+    }
+    let lists = [
+        ("allowHeaders", &cors.allow_headers),
+        ("exposeHeaders", &cors.expose_headers),
+    ];
+    for (field, names) in lists {
+        for (i, header) in names.iter().enumerate() {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                problems.add(
+                    &format!("spec.web.cors.{field}[{i}]"),
+                    format!("{header:?} is not an HTTP header name"),
+                );
+            }
+        }
+    }
+    if let Some(max_age) = &cors.max_age {
+        problems.check("spec.web.cors.maxAge", duration(max_age, true));
+    }
+}
+
+/// What a browser sends as `Origin`: `scheme://host` or `scheme://host:port`, nothing after.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let (host, port) = match rest.rsplit_once(':') {
+        // `[::1]` alone splits inside the brackets: no port then.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    scheme_ok
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }
 
 fn backend_refs(problems: &mut Problems, rule: &str, backends: &[api::BackendRef]) {

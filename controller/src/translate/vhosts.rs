@@ -264,7 +264,7 @@ fn encode_route_configuration(name: &str, hosts: &[Cow<'_, [u8]>]) -> Vec<u8> {
 }
 
 /// Field `number` holding `bytes` (a string or an encoded message), as protobuf writes it.
-fn length_delimited(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
+pub(super) fn length_delimited(number: u32, bytes: &[u8], out: &mut Vec<u8>) {
     encode_key(number, WireType::LengthDelimited, out);
     encode_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
@@ -305,7 +305,9 @@ fn domains(
 /// The routes attached to each Service port (namespace, name, port), in `routes` order:
 /// built once per RouteConfiguration, so a virtual host does not scan every route (with a
 /// thousand Services, that scan was most of a translation).
-fn routes_by_parent(routes: &[AttachedRoute]) -> HashMap<(&str, &str, u16), Vec<&AttachedRoute>> {
+pub(super) fn routes_by_parent(
+    routes: &[AttachedRoute],
+) -> HashMap<(&str, &str, u16), Vec<&AttachedRoute>> {
     let mut by_parent: HashMap<_, Vec<&AttachedRoute>> = HashMap::new();
     for route in routes {
         for (namespace, name, port) in &route.parents {
@@ -325,7 +327,7 @@ fn routes_by_parent(routes: &[AttachedRoute]) -> HashMap<(&str, &str, u16), Vec<
 /// from: consumer routes (the client's namespace, when that is not the Service's), then
 /// producer routes (the Service's namespace), then the default route. `attached` are the
 /// routes whose parents include this Service port.
-fn entries<'a>(
+pub(super) fn entries<'a>(
     service: &ServiceEntry,
     port: u16,
     client_namespace: &str,

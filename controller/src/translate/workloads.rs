@@ -18,7 +18,7 @@ use envoy_types::util::pack_any;
 use serde::{Deserialize, Serialize};
 
 use super::mtls::{PolicySet, Resolution};
-use super::{NodeInfo, ResourceReport, cluster, inbound, listener};
+use super::{NodeInfo, ResourceReport, cluster, inbound, listener, web};
 use crate::ads::{ResourceType, SnapshotBuilder};
 use crate::api::MtlsMode;
 use crate::model::{Kind, ObjectKey};
@@ -41,6 +41,8 @@ pub struct Workload {
     pub pod_ip: Option<IpAddr>,
     /// Where its `outbound` listener accepts the app's RPCs.
     pub outbound_addr: SocketAddr,
+    /// Where its `web` listener accepts browsers' gRPC-Web calls, if it has one.
+    pub web_addr: Option<SocketAddr>,
     /// Whether it speaks Delta xDS (set by the ADS registry; `false` from a `NodeInfo`
     /// alone). A Delta client takes its namespace's virtual hosts over VHDS, so a namespace
     /// whose every proxy speaks Delta needs no inline `outbound/<ns>` (see
@@ -81,6 +83,7 @@ impl From<&NodeInfo> for Workload {
             app_addr: node.app_addr,
             pod_ip: node.pod_ip,
             outbound_addr: node.outbound_addr,
+            web_addr: node.web_addr,
             speaks_delta: false,
         }
     }
@@ -173,6 +176,10 @@ pub(super) fn add_workloads(
         let (name, outbound) =
             listener::outbound_listener_at(&workload.namespace, workload.outbound_addr);
         builder.add_for_node(id, ResourceType::Listener, name, outbound);
+        if let Some(addr) = workload.web_addr {
+            let (name, web) = web::web_listener(addr);
+            builder.add_for_node(id, ResourceType::Listener, name, web);
+        }
         if workload.serves_inbound {
             // Without mTLS in the mesh (no authentication, so no certificates) every
             // inbound listener is plaintext: a TLS chain would wait for secrets forever.

@@ -215,3 +215,36 @@ fn fault_problems() {
     let nothing = fault(&fault_of("  targetRef: {kind: Service, name: a}\n")).unwrap_err();
     assert_eq!(nothing, ["spec: set delay, abort or both"]);
 }
+
+/// A valid route with `web` made of `web` (YAML flow mapping).
+fn web_route(web: &str) -> GrpcRoute {
+    route(&format!(
+        "  parentRefs: [{{name: greeter}}]\n  rules:\n  - {BACKEND}\n  web: {web}\n"
+    ))
+}
+
+#[test]
+fn web_access_with_services_and_cors_is_valid() {
+    let route = web_route(
+        "{services: [weft.test.Echo, Health], cors: {allowOrigins: ['https://app.example.com', 'http://127.0.0.1:8000', 'http://[::1]:80', '*'], allowHeaders: [authorization], exposeHeaders: [x-request-id], maxAge: 10m}}",
+    );
+    assert!(grpc_route(&route).is_ok(), "{:?}", grpc_route(&route));
+}
+
+#[test]
+fn web_access_problems_name_their_fields() {
+    let route = web_route(
+        "{services: ['weft..Echo', a.B, a.B], cors: {allowOrigins: ['https://app.example.com/page', 'app.example.com'], allowHeaders: ['bad header'], maxAge: 10 minutes}}",
+    );
+    assert_eq!(
+        errors(&route),
+        [
+            "spec.web.services[0]: \"weft..Echo\" is not a gRPC service name like helloworld.Greeter",
+            "spec.web.services[2]: a.B is listed twice",
+            "spec.web.cors.allowOrigins[0]: \"https://app.example.com/page\" is not an origin like https://app.example.com (scheme, host, optional port; no path) or \"*\"",
+            "spec.web.cors.allowOrigins[1]: \"app.example.com\" is not an origin like https://app.example.com (scheme, host, optional port; no path) or \"*\"",
+            "spec.web.cors.allowHeaders[0]: \"bad header\" is not an HTTP header name",
+            "spec.web.cors.maxAge: \"10 minutes\" is not a duration like 250ms, 10s or 1h30m: each number needs a unit: h, m, s or ms",
+        ]
+    );
+}
