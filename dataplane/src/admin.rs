@@ -51,7 +51,7 @@ fn ready(config: &ProxyConfig) -> Reply {
     )
 }
 
-/// The config in force: versions, the inbound listener's mTLS mode, the outbound routes
+/// The config in force: versions, the inbound listener's mTLS mode, the outbound and web routes
 /// (with the virtual hosts held from VHDS joined in), clusters (connect timeout, circuit
 /// breakers, outlier detection, keepalive) and their endpoints (and which of those are
 /// reached over mTLS); and VHDS on its own: `virtual_hosts`, the hosts held by resource
@@ -139,6 +139,7 @@ pub fn debug_config(config: &ProxyConfig) -> Value {
         "inbound_mode": format!("{:?}", config.inbound_mode()),
         "listeners": listeners,
         "outbound_routes": config.outbound.as_deref().map(route_table),
+        "web_routes": config.web.as_deref().map(route_table),
         "clusters": clusters,
         "virtual_hosts": virtual_hosts,
         "vhds": {
@@ -215,6 +216,13 @@ fn route(route: &Route) -> Value {
         "timeout_ms": action.timeout.map(|t| t.as_millis() as u64),
         "retry": retry,
         "fault": fault,
+        "cors": route.cors.as_ref().map(|cors| json!({
+            "allow_origins": cors.allow_origins.len(),
+            "allow_methods": cors.allow_methods,
+            "allow_headers": cors.allow_headers,
+            "expose_headers": cors.expose_headers,
+            "max_age": cors.max_age,
+        })),
     })
 }
 

@@ -48,6 +48,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin_addr = admin.local_addr()?;
     let outbound_listener = bind("--outbound-addr", settings.outbound_addr).await?;
     let inbound_listener = bind("--inbound-addr", settings.inbound_addr).await?;
+    let web_listener = match settings.web_addr {
+        Some(addr) => Some(bind("--web-addr", addr).await?),
+        None => None,
+    };
 
     let mut registry = Registry::default();
     weft_common::metrics::register_process_metrics(
@@ -124,6 +128,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // per-stream task hyper spawns and is copied whole each time that task is moved
     // (spawn, task cell, completion) — 14% of the proxy's CPU at saturation went to
     // memcpy, most of it these moves. One allocation per RPC is far cheaper.
+    let web_server = web_listener.map(|web_listener| {
+        tokio::spawn(proxy::web::serve(
+            web_listener,
+            outbound.clone(),
+            listener_settings.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let outbound_server = tokio::spawn(listener::serve(
         outbound_listener,
         Intercepted,
@@ -140,8 +152,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
 
     tracing::info!(node = %settings.node_id, %admin_addr, "weft-proxy started");
+    let web = settings
+        .web_addr
+        .map(|addr| format!(", web (gRPC-Web) {addr}"))
+        .unwrap_or_default();
     eprintln!(
-        "weft-proxy {}: outbound {}, inbound {} → app {}, admin http://{admin_addr}, xDS {}",
+        "weft-proxy {}: outbound {}, inbound {} → app {}{web}, admin http://{admin_addr}, xDS {}",
         settings.node_id,
         settings.outbound_addr,
         settings.inbound_addr,
@@ -151,7 +167,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     shutdown.await;
     eprintln!("weft-proxy: draining (up to {:?})", settings.drain_timeout);
     let _ = stop_tx.send(true);
-    let cut = outbound_server.await.unwrap_or(0) + inbound_server.await.unwrap_or(0);
+    let mut cut = outbound_server.await.unwrap_or(0) + inbound_server.await.unwrap_or(0);
+    if let Some(web_server) = web_server {
+        cut += web_server.await.unwrap_or(0);
+    }
     xds_client.abort();
     if cut > 0 {
         eprintln!("weft-proxy: drain timeout; closed {cut} connections with RPCs still open");

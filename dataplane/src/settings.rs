@@ -67,6 +67,11 @@ pub struct Settings {
     #[arg(long, env = "WEFT_INBOUND_ADDR", default_value = "127.0.0.1:15006")]
     pub inbound_addr: SocketAddr,
 
+    /// Where browsers' gRPC-Web calls come in (HTTP/1.1 and h2c), routed by the `web`
+    /// routes the controller sends for GrpcRoutes with `spec.web`. Absent: no web listener.
+    #[arg(long, env = "WEFT_WEB_ADDR")]
+    pub web_addr: Option<SocketAddr>,
+
     /// The local application the inbound listener forwards to.
     #[arg(long, env = "WEFT_APP_ADDR", default_value = "127.0.0.1:8080")]
     pub app_addr: SocketAddr,

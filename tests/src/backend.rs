@@ -223,12 +223,19 @@ impl Echo for EchoService {
         let request = request.into_inner();
         let first = self.answer(&request, 1).await?;
         let count = request.count.max(1);
-        let replies = futures::stream::iter((0..count).map(move |i| {
-            Ok(EchoReply {
+        let interval = Duration::from_millis(u64::from(request.interval_ms));
+        let replies = futures::stream::iter(0..count).then(move |i| {
+            let reply = EchoReply {
                 message: format!("{} {i}", first.message),
                 ..first.clone()
-            })
-        }));
+            };
+            async move {
+                if i > 0 && !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+                Ok(reply)
+            }
+        });
         Ok(self.tagged(Box::pin(replies)))
     }
 

@@ -39,7 +39,9 @@ use super::sotw::SotwStream;
 use super::types::ResourceType;
 use super::vhds::NamespaceHosts;
 use crate::auth::{Authenticator, Identity, check_namespace};
-use crate::translate::{NodeInfo, inbound_cluster_name, route_config_name, vhds_route_config};
+use crate::translate::{
+    NodeInfo, WEB, inbound_cluster_name, route_clusters, route_config_name, vhds_route_config,
+};
 
 /// The latest snapshot to serve; `None` until the first full sync.
 pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -359,12 +361,16 @@ fn node_view(
 ) -> Snapshot {
     let own = global.for_node(&info.id).unwrap_or_else(|| global.clone());
     let route_name = route_config_name(&info.namespace);
+    // A proxy with a web listener also reads the `web` routes, whichever protocol it speaks.
+    let web_routes = own
+        .resources(ResourceType::Route)
+        .subset(info.web_addr.map(|_| WEB));
     let mut types = Vec::new();
     if protocol == Protocol::Sotw {
         let routes = own
             .resources(ResourceType::Route)
             .subset([route_name.as_str()]);
-        types.push((ResourceType::Route, Arc::new(routes)));
+        types.push((ResourceType::Route, Arc::new(routes.with(&web_routes))));
     }
     if let Some(sds) = sds {
         types.push((ResourceType::Secret, sds.secrets.clone()));
@@ -385,12 +391,19 @@ fn node_view(
                         None,
                     ))
                 });
-            let pinned: Vec<String> = info
+            let mut pinned: Vec<String> = info
                 .serves_inbound
                 .then(|| inbound_cluster_name(info.app_addr))
                 .into_iter()
                 .collect();
-            view.with_vhds(hosts, &pinned)
+            // The web routes' clusters come with them: nothing subscribes to those on demand.
+            pinned.extend(web_routes.iter().flat_map(|r| route_clusters(&r.body)));
+            let view = view.with_vhds(hosts, &pinned);
+            if web_routes.is_empty() {
+                return view;
+            }
+            let routes = view.resources(ResourceType::Route).with(&web_routes);
+            view.with_types(&[(ResourceType::Route, Arc::new(routes))])
         }
     }
 }

@@ -103,6 +103,23 @@ impl TypeResources {
         }
     }
 
+    /// This set and `other`'s resources together (`other`'s win a name both have), sharing
+    /// their bodies: only the set's version is computed.
+    pub fn with(&self, other: &TypeResources) -> TypeResources {
+        let mut resources = self.resources.clone();
+        resources.extend(
+            other
+                .resources
+                .iter()
+                .map(|(name, resource)| (name.clone(), resource.clone())),
+        );
+        TypeResources {
+            version: set_version(&resources),
+            resources,
+            since: OnceLock::new(),
+        }
+    }
+
     /// The version of the whole set (what State-of-the-World sends as `version_info`).
     pub fn version(&self) -> &str {
         &self.version

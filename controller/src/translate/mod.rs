@@ -158,7 +158,7 @@ pub use secrets::{
 pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
 pub use tls::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
 pub use vhosts::vhds_route_config;
-pub use web::{CORS_FILTER, WEB};
+pub use web::{CORS_FILTER, WEB, route_clusters};
 pub use workloads::{Enforcing, Member, Members, Workload, Workloads};
 
 /// The result of translating an index.

@@ -60,7 +60,7 @@ use super::fault::{AppliedFault, FAULT_FILTER, with_faults};
 use super::listener::{HCM_FILTER, ROUTER_FILTER, http_filter};
 use super::routes::AttachedRoute;
 use super::services::Catalog;
-use super::vhosts::{entries, length_delimited, routes_by_parent};
+use super::vhosts::{clusters_of, entries, length_delimited, routes_by_parent};
 use crate::api::WebCors;
 use crate::model::ObjectKey;
 
@@ -130,6 +130,21 @@ pub(super) fn web_route_configuration(
         type_url: RouteConfiguration::type_url(),
         value: encode_config(&encoded),
     }
+}
+
+/// The clusters a packed RouteConfiguration's routes send to (what a Delta client of the
+/// `web` routes is sent with them).
+pub fn route_clusters(config: &Any) -> Vec<String> {
+    RouteConfiguration::decode(config.value.as_slice())
+        .map(|config| {
+            let routes: Vec<Route> = config
+                .virtual_hosts
+                .into_iter()
+                .flat_map(|host| host.routes)
+                .collect();
+            clusters_of(&routes)
+        })
+        .unwrap_or_default()
 }
 
 fn add_notes(

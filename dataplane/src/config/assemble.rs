@@ -1,5 +1,6 @@
 //! Joins the converted resources into the [`ProxyConfig`] the data path reads: the outbound
-//! route table (from the listener named `outbound`, or the only listener but `inbound`), the
+//! route table (from the listener named `outbound`, or the only listener but `inbound` and
+//! `web`), the web route table (from the listener named `web`, when there is one), the
 //! `inbound` listener's mode, clusters and their endpoints by cluster name, and whether
 //! everything referenced has arrived ([`ProxyConfig::missing`] says what has not, for
 //! `/ready`). The `inbound` listener is not required: without it the proxy is `Permissive`.
@@ -9,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::listener::{INBOUND_LISTENER, OUTBOUND_LISTENER};
+use super::listener::{INBOUND_LISTENER, OUTBOUND_LISTENER, WEB_LISTENER};
 use super::on_demand::with_held_hosts;
 use super::{EndpointSet, ListenerConfig, ProxyConfig, Resources, RouteTable};
 
@@ -21,6 +22,11 @@ pub fn assemble(resources: Resources) -> ProxyConfig {
     let outbound = outbound_listener(&resources)
         .and_then(|listener| resources.routes.get(&listener.route_config_name))
         .map(|table| with_held_hosts(table, &resources.virtual_hosts));
+    let web = resources
+        .listeners
+        .get(WEB_LISTENER)
+        .and_then(|listener| resources.routes.get(&listener.route_config_name))
+        .cloned();
     let clusters: HashMap<_, _> = resources
         .clusters
         .iter()
@@ -44,6 +50,7 @@ pub fn assemble(resources: Resources) -> ProxyConfig {
     let complete = missing_resources(&resources).is_empty();
     ProxyConfig {
         outbound,
+        web,
         inbound,
         clusters,
         endpoints,
@@ -53,13 +60,13 @@ pub fn assemble(resources: Resources) -> ProxyConfig {
 }
 
 /// The listener named `outbound`, or the only listener there is besides `inbound` (which
-/// has no routes).
+/// has no routes) and `web`.
 fn outbound_listener(resources: &Resources) -> Option<&ListenerConfig> {
     resources.listeners.get(OUTBOUND_LISTENER).or_else(|| {
         let mut all = resources
             .listeners
             .values()
-            .filter(|listener| listener.name != INBOUND_LISTENER);
+            .filter(|listener| ![INBOUND_LISTENER, WEB_LISTENER].contains(&listener.name.as_str()));
         match (all.next(), all.next()) {
             (Some(only), None) => Some(only),
             _ => None,
@@ -84,6 +91,15 @@ impl ProxyConfig {
 
 fn missing_resources(resources: &Resources) -> Vec<String> {
     let mut missing = Vec::new();
+    if let Some(web) = resources.listeners.get(WEB_LISTENER) {
+        match resources.routes.get(&web.route_config_name) {
+            None => missing.push(format!(
+                "RouteConfiguration {} (of Listener {WEB_LISTENER})",
+                web.route_config_name
+            )),
+            Some(table) => missing_clusters(resources, table, &mut missing),
+        }
+    }
     match outbound_listener(resources) {
         None if resources.listeners.is_empty() => {
             missing.push(format!("Listener {OUTBOUND_LISTENER}"));
@@ -102,14 +118,7 @@ fn missing_resources(resources: &Resources) -> Vec<String> {
             )),
             Some(table) => {
                 let table = with_held_hosts(table, &resources.virtual_hosts);
-                for cluster in referenced_clusters(&table) {
-                    if !resources.clusters.contains_key(cluster) {
-                        missing.push(format!(
-                            "Cluster {cluster} (routed to by RouteConfiguration {})",
-                            table.name
-                        ));
-                    }
-                }
+                missing_clusters(resources, &table, &mut missing);
             }
         },
     }
@@ -124,6 +133,18 @@ fn missing_resources(resources: &Resources) -> Vec<String> {
         }
     }
     missing
+}
+
+/// The clusters routes of `table` send to that have not arrived.
+fn missing_clusters(resources: &Resources, table: &RouteTable, missing: &mut Vec<String>) {
+    for cluster in referenced_clusters(table) {
+        if !resources.clusters.contains_key(cluster) {
+            missing.push(format!(
+                "Cluster {cluster} (routed to by RouteConfiguration {})",
+                table.name
+            ));
+        }
+    }
 }
 
 /// Every cluster a route of `table` sends RPCs to, sorted.

@@ -40,6 +40,7 @@ pub(super) fn workload(
         app_addr: "127.0.0.1:8080".parse().unwrap(),
         pod_ip: None,
         outbound_addr: "127.0.0.1:15001".parse().unwrap(),
+        web_addr: None,
         speaks_delta: false,
     }
 }

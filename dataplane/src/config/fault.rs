@@ -149,6 +149,10 @@ pub(super) fn fault_setting(configs: &HashMap<String, Any>) -> FieldResult<Fault
     entries.sort_by_key(|(name, _)| *name);
     let mut setting = None;
     for (name, any) in entries {
+        // Read by `cors::cors_setting`.
+        if super::cors::is_cors(name, any) {
+            continue;
+        }
         let field = format!("typed_per_filter_config[{name:?}]");
         let (inner, optional, disabled) = if any.type_url == FilterConfig::type_url() {
             let wrapper: FilterConfig = decode_any(any).map_err(|e| e.within(&field))?;
@@ -176,8 +180,9 @@ pub(super) fn fault_setting(configs: &HashMap<String, Any>) -> FieldResult<Fault
                 return Err(FieldError::new(
                     field,
                     format!(
-                        "config of type {:?}: weft-proxy runs no such filter (only {FAULT_FILTER})",
-                        any.type_url
+                        "config of type {:?}: weft-proxy runs no such filter (only {FAULT_FILTER} and {})",
+                        any.type_url,
+                        super::cors::CORS_FILTER
                     ),
                 ));
             }

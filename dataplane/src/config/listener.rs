@@ -3,6 +3,8 @@
 //! weft-proxy does natively: see `on_demand.rs`), the fault filter (configured per route)
 //! and the router. The listener named `inbound` is converted by `inbound.rs` instead (its
 //! mTLS mode); a listener of any other name is read as an outbound one, as it always was.
+//! The listener named `web` is read the same way; its routes serve the web listener
+//! (`--web-addr`), which does what its `grpc_web` and `cors` filters say.
 //!
 //! Filters are recognised by the type of their config, not by name (names are free-form in
 //! Envoy); a filter without config is recognised by its conventional name. Choices where
@@ -18,7 +20,9 @@
 
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as NetworkConfig;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::grpc_web::v3::GrpcWeb;
 use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::OnDemand;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
@@ -32,6 +36,7 @@ use prost::Name;
 use super::convert::{
     FieldError, FieldResult, check_config_source, decode_any, decode_resource, unsupported,
 };
+use super::cors::CORS_FILTER;
 use super::fault::{FAULT_FILTER, is_empty_fault};
 use super::{ConfigError, ListenerConfig, inbound};
 
@@ -39,11 +44,14 @@ use super::{ConfigError, ListenerConfig, inbound};
 pub const OUTBOUND_LISTENER: &str = "outbound";
 /// The listener in front of the app, whose filter chains say the mTLS mode.
 pub const INBOUND_LISTENER: &str = "inbound";
+/// The listener whose routes the web listener (browsers' gRPC-Web) uses.
+pub const WEB_LISTENER: &str = "web";
 
 /// Conventional names, used only for filters that carry no typed config.
 const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 const ROUTER_FILTER: &str = "envoy.filters.http.router";
 const ON_DEMAND_FILTER: &str = "envoy.filters.http.on_demand";
+const GRPC_WEB_FILTER: &str = "envoy.filters.http.grpc_web";
 
 /// Converts one Listener (`any` must hold one); errors name the resource and the field.
 pub fn parse_listener(any: &Any) -> Result<ListenerConfig, ConfigError> {
@@ -170,6 +178,9 @@ fn connection_manager(manager: &HttpConnectionManager) -> FieldResult<String> {
 enum HttpFilterKind {
     OnDemand,
     Fault,
+    /// `grpc_web` and `cors` (with empty config; policies are per route): what the web
+    /// listener does (`proxy::web`); weft-proxy bridges gRPC-Web and applies CORS there only.
+    Web,
     Router,
     Other,
 }
@@ -218,13 +229,15 @@ pub(super) fn http_filters(filters: &[HttpFilter]) -> FieldResult<()> {
                     ));
                 }
             }
+            HttpFilterKind::Web => {}
             HttpFilterKind::Other if filter.is_optional => {}
             HttpFilterKind::Other => {
                 return Err(FieldError::new(
                     position,
                     format!(
                         "HTTP filter {:?} ({}) is not supported by weft-proxy (only \
-                         {ON_DEMAND_FILTER}, {FAULT_FILTER} and {ROUTER_FILTER}); mark it \
+                         {ON_DEMAND_FILTER}, {FAULT_FILTER}, {GRPC_WEB_FILTER}, {CORS_FILTER} and \
+                         {ROUTER_FILTER}); mark it \
                          is_optional to let weft-proxy skip it",
                         filter.name,
                         config.map_or("no config", |a| a.type_url.as_str())
@@ -265,10 +278,12 @@ fn filter_kind(name: &str, config: Option<&Any>) -> HttpFilterKind {
         Some(url) if url == OnDemand::type_url() => HttpFilterKind::OnDemand,
         Some(url) if url == HttpFault::type_url() => HttpFilterKind::Fault,
         Some(url) if url == Router::type_url() => HttpFilterKind::Router,
+        Some(url) if url == GrpcWeb::type_url() || url == Cors::type_url() => HttpFilterKind::Web,
         Some(_) => HttpFilterKind::Other,
         None if name == ON_DEMAND_FILTER => HttpFilterKind::OnDemand,
         None if name == FAULT_FILTER => HttpFilterKind::Fault,
         None if name == ROUTER_FILTER => HttpFilterKind::Router,
+        None if name == GRPC_WEB_FILTER || name == CORS_FILTER => HttpFilterKind::Web,
         None => HttpFilterKind::Other,
     }
 }

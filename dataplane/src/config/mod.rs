@@ -21,6 +21,7 @@ mod controller_mtls_tests;
 #[cfg(test)]
 pub(crate) mod controller_output_tests;
 mod convert;
+mod cors;
 mod endpoints;
 mod fault;
 mod inbound;
@@ -38,7 +39,7 @@ mod transport;
 pub use assemble::assemble;
 pub use cluster::parse_cluster;
 pub use endpoints::parse_endpoints;
-pub use listener::{INBOUND_LISTENER, OUTBOUND_LISTENER, parse_listener};
+pub use listener::{INBOUND_LISTENER, OUTBOUND_LISTENER, WEB_LISTENER, parse_listener};
 pub use matching::RouteDecision;
 pub use on_demand::{Demand, Lookup, MAX_ON_DEMAND_NAMES, OnDemandLookups, RpcTarget};
 pub use routes::{parse_route_config, parse_virtual_host};
@@ -180,6 +181,24 @@ pub struct Route {
     pub action: RouteAction,
     /// From the route's `typed_per_filter_config["envoy.filters.http.fault"]`.
     pub fault: Option<FaultConfig>,
+    /// From the route's `typed_per_filter_config["envoy.filters.http.cors"]`: applied to
+    /// browsers' calls on the web listener.
+    pub cors: Option<Arc<CorsPolicy>>,
+}
+
+/// A route's CORS policy (Envoy's `CorsPolicy`), as the web listener applies it.
+#[derive(Debug, Clone, Default)]
+pub struct CorsPolicy {
+    /// A browser's `Origin` must match one of these.
+    pub allow_origins: Vec<StringMatch>,
+    /// Methods a preflight may ask for (gRPC-Web: `POST`).
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight allows.
+    pub allow_headers: Vec<String>,
+    /// Response headers pages may read.
+    pub expose_headers: Vec<String>,
+    /// How long, in seconds, a browser may reuse a preflight's answer.
+    pub max_age: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +446,9 @@ pub struct ProxyConfig {
     /// The outbound route table, once the listener and its RouteConfiguration have arrived
     /// (with the virtual hosts held from VHDS joined in).
     pub outbound: Option<Arc<RouteTable>>,
+    /// The web route table (browsers' calls, by gRPC service), once the `web` listener and
+    /// its RouteConfiguration have arrived.
+    pub web: Option<Arc<RouteTable>>,
     /// The `inbound` listener's config; `None` when the server sent none (then
     /// [`Self::inbound_mode`] is `Permissive`). Not needed for the config to be complete:
     /// xDS servers other than weft-controller send no such listener.

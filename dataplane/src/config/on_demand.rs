@@ -208,6 +208,25 @@ impl<'a> Lookup<'a> {
 }
 
 impl ProxyConfig {
+    /// Routes a browser's call on the web table: the one virtual host answers every
+    /// authority, and its routes pick by path (the gRPC service). The web table never
+    /// names `vhds` and its clusters come over CDS with every other, so nothing is waited
+    /// for; without a web table there is no route.
+    pub fn lookup_web(&self, rpc: &RpcTarget<'_>) -> Lookup<'_> {
+        let Some(table) = &self.web else {
+            return Lookup::NoRoute;
+        };
+        let Some(virtual_host) = table.virtual_host_for(rpc.authority, None) else {
+            return Lookup::NoRoute;
+        };
+        match virtual_host.route_for(rpc.authority, rpc.path, rpc.headers) {
+            Some(route) => Lookup::Route(RouteDecision {
+                virtual_host,
+                route,
+            }),
+            None => Lookup::NoRoute,
+        }
+    }
     /// Routes `rpc` on the outbound table, as [`RouteTable::select_intercepted`] does; when
     /// the table names `vhds` and no host answers, says whether to wait (and what to ask
     /// for: the authority, lower-cased, then on an intercepted connection the original

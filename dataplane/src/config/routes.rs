@@ -2,7 +2,8 @@
 //! (path, headers), action and fault, and the gRPC methods the routes name (metric labels).
 //!
 //! Per-filter config (the fault, read by `fault::fault_setting`) is taken from the route,
-//! virtual host and route configuration levels, the most specific winning, as in Envoy; a
+//! virtual host and route configuration levels, the most specific winning, as in Envoy (the
+//! CORS policy, `cors::cors_setting`, from the route only); a
 //! virtual host's retry policy applies to its routes without one. Domains are lower-cased
 //! and must be unique across virtual hosts (as Envoy requires). Fields that would change
 //! routing and are not implemented are errors; fields that only concern Envoy's stats,
@@ -23,6 +24,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::google::protobuf::Any;
 
 use super::convert::{FieldError, FieldResult, check_config_source, decode_resource, reject_set};
+use super::cors::cors_setting;
 use super::fault::{FAULT_FILTER, fault_setting};
 use super::route_action::{retry_policy, route_action};
 use super::route_match::{name_methods, route_match};
@@ -289,12 +291,14 @@ fn route(
         Some(setting) => setting,
         None => inherited_fault.cloned(),
     };
+    let cors = cors_setting(&route.typed_per_filter_config)?.map(Arc::new);
     name_methods(&matcher, named);
     Ok(Route {
         name: route.name.clone(),
         matcher,
         action,
         fault,
+        cors,
     })
 }
 

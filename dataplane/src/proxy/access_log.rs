@@ -176,6 +176,7 @@ pub fn entry(request: &RequestContext, ending: &Ending) -> String {
         "fault_injected": labels.fault_injected,
         "connection_security": labels.connection_security.as_str(),
         "peer_identity": labels.peer_identity,
+        "protocol": labels.protocol.as_str(),
     });
     let optional = [
         (
@@ -198,7 +199,7 @@ pub fn entry(request: &RequestContext, ending: &Ending) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::metrics::{Direction, Security};
+    use crate::proxy::metrics::{Direction, Protocol, Security};
 
     fn labels() -> RpcLabels {
         RpcLabels {
@@ -210,6 +211,7 @@ mod tests {
             fault_injected: false,
             connection_security: Security::Mtls,
             peer_identity: "unknown".into(),
+            protocol: Protocol::Grpc,
         }
     }
 

@@ -15,7 +15,9 @@ use super::body::{ProxyBody, boxed};
 use super::counting::{CountingBody, StreamEnd};
 use super::deadline::{self, DeadlineBody, TimeoutCause};
 use super::grpc;
-use super::metrics::{Direction, InFlightGauge, ProxyMetrics, RpcLabels, Security, UNKNOWN_PEER};
+use super::metrics::{
+    Direction, InFlightGauge, Protocol, ProxyMetrics, RpcLabels, Security, UNKNOWN_PEER,
+};
 use super::pool::InFlight;
 
 /// An RPC being served; consumed by [`Call::fail`] or [`Call::respond`].
@@ -52,6 +54,7 @@ impl Call {
                 fault_injected: false,
                 connection_security: Security::Unknown,
                 peer_identity: UNKNOWN_PEER.to_owned(),
+                protocol: Protocol::Grpc,
             },
             metrics: metrics.clone(),
             request_messages: Arc::new(AtomicU64::new(0)),
@@ -91,6 +94,11 @@ impl Call {
     /// Marks the RPC as one a fault was injected into (delay or abort).
     pub fn fault_injected(&mut self) {
         self.labels.fault_injected = true;
+    }
+
+    /// Records what the client spoke (gRPC unless said otherwise).
+    pub fn protocol(&mut self, protocol: Protocol) {
+        self.labels.protocol = protocol;
     }
 
     /// Records how the RPC's connection is secured (and, over mTLS inbound, who called).

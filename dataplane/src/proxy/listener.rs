@@ -142,11 +142,45 @@ where
             .keep_alive_timeout(settings.idle_timeout);
     }
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let timeouts = Timeouts {
         handshake: settings.handshake_timeout,
         idle: settings.idle_timeout,
     };
+    accept_loop(
+        listener,
+        &settings,
+        shutdown,
+        move |stream, draining, slot| {
+            serve_connection(
+                stream,
+                admission.clone(),
+                builder.clone(),
+                service.clone(),
+                draining,
+                slot,
+                timeouts,
+            )
+        },
+    )
+    .await
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, each served by the future
+/// `connection` makes in its own task (given the drain signal and its connection slot, at
+/// most `settings.max_connections` at once: one more is closed at once); then stops
+/// accepting, signals the drain, waits up to `settings.drain_timeout` for the connections
+/// to end and cuts the rest. Returns how many were cut.
+pub(super) async fn accept_loop<C, F>(
+    listener: TcpListener,
+    settings: &ListenerSettings,
+    shutdown: impl Future<Output = ()>,
+    connection: C,
+) -> usize
+where
+    C: Fn(TcpStream, watch::Receiver<bool>, OwnedSemaphorePermit) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -159,16 +193,7 @@ where
                         tracing::warn!(%peer, limit = settings.max_connections, "connection limit reached; closing a new connection");
                         continue;
                     };
-                    let connection = serve_connection(
-                        stream,
-                        admission.clone(),
-                        builder.clone(),
-                        service.clone(),
-                        draining.clone(),
-                        slot,
-                        timeouts,
-                    );
-                    connections.spawn(connection);
+                    connections.spawn(connection(stream, draining.clone(), slot));
                 }
                 Err(err) => {
                     tracing::warn!(%err, "accept failed");
@@ -354,7 +379,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
     }
 }
 
-async fn started_draining(draining: &mut watch::Receiver<bool>) {
+pub(super) async fn started_draining(draining: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which only happens once serving is over.
     let _ = draining.wait_for(|draining| *draining).await;
 }

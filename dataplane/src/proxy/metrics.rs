@@ -23,7 +23,8 @@
 //! was secured; outbound, how the connection to the chosen endpoint is, `unknown` when the
 //! proxy answered before choosing one) and `peer_identity` (inbound over mTLS, the caller's
 //! SPIFFE id; otherwise `unknown`, as Istio's `source_principal`; bounded by the number of
-//! service accounts).
+//! service accounts), and `protocol` (what the client spoke: `grpc`, or through a web
+//! listener `grpc-web` or `grpc-web-text`).
 //! An RPC is recorded once, when it ends. The four per-RPC series of a label set are looked up
 //! together through one cache, so a finished RPC costs one hash lookup, not four.
 
@@ -109,6 +110,32 @@ pub struct RpcLabels {
     pub fault_injected: bool,
     pub connection_security: Security,
     pub peer_identity: String,
+    pub protocol: Protocol,
+}
+
+/// What the client spoke: gRPC, or gRPC-Web (binary or base64 text) through a web listener.
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Grpc,
+    GrpcWeb,
+    GrpcWebText,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::GrpcWebText => "grpc-web-text",
+        }
+    }
+}
+
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -17,6 +17,7 @@ fn labels(code: &str, fault_injected: bool) -> RpcLabels {
         fault_injected,
         connection_security: Security::Mtls,
         peer_identity: "spiffe://cluster.local/ns/default/sa/client".into(),
+        protocol: Protocol::Grpc,
     }
 }
 
@@ -24,7 +25,7 @@ const OK_LABELS: &str = "direction=\"outbound\",\
     destination_service=\"greeter.default.svc.cluster.local:50051\",\
     grpc_service=\"helloworld.Greeter\",grpc_method=\"SayHello\",grpc_code=\"OK\",\
     fault_injected=\"false\",connection_security=\"mtls\",\
-    peer_identity=\"spiffe://cluster.local/ns/default/sa/client\"";
+    peer_identity=\"spiffe://cluster.local/ns/default/sa/client\",protocol=\"grpc\"";
 
 fn text(registry: &Registry) -> String {
     let mut out = String::new();

@@ -8,7 +8,8 @@
 //! `listener` (accepting, stream limits, graceful drain) and `admission` (what an inbound
 //! connection must be before it is served: the MtlsPolicy mode, the TLS handshake, the peer)
 //! and `original_dst` (where an intercepted outbound connection was going), `on_demand`
-//! (holding an outbound RPC until its virtual host arrives over VHDS).
+//! (holding an outbound RPC until its virtual host arrives over VHDS), and `web` (the web
+//! listener: browsers' gRPC-Web calls, CORS, then the outbound stack on the web routes).
 
 pub mod access_log;
 pub mod admission;
@@ -32,3 +33,4 @@ pub mod outbound;
 pub mod outlier;
 pub mod pool;
 pub mod retry;
+pub mod web;

@@ -21,13 +21,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::attempt::{Attempts, Outcome, Verdict};
-use super::body::{ProxyBody, boxed};
+use super::body::{BoxError, ProxyBody, boxed};
 use super::breaker::{self, Limit, PendingLimit, RequestSlot};
 use super::call::Call;
 use super::deadline::{self, TimeoutCause};
 use super::fault;
 use super::grpc::{self, code};
-use super::metrics::{Direction, ProxyMetrics, Security, UNKNOWN_DESTINATION, VhdsOutcome};
+use super::metrics::{
+    Direction, Protocol, ProxyMetrics, Security, UNKNOWN_DESTINATION, VhdsOutcome,
+};
 use super::on_demand::{self, Hold, OnDemand};
 use super::original_dst::OriginalDst;
 use super::pool::{ConnectOptions, Endpoint, Picked, UpstreamError, Upstreams};
@@ -51,10 +53,38 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// An RPC the local app sent, routed on the outbound table by authority and path.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        self.serve(request, None).await
+    }
+
+    /// A browser's call arriving on the web listener as gRPC (`protocol` says what the
+    /// browser spoke), routed on the web table by path, then served as any outbound RPC.
+    pub async fn handle_web(
+        self: Arc<Self>,
+        request: Request<ProxyBody>,
+        protocol: Protocol,
+    ) -> Response<ProxyBody> {
+        self.serve(request, Some(protocol)).await
+    }
+
+    /// Serves an RPC on the outbound table, or on the web table for a browser's (`web`).
+    async fn serve<B>(
+        self: Arc<Self>,
+        request: Request<B>,
+        web: Option<Protocol>,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let arrived = Instant::now();
         let config = self.config.borrow().clone();
-        if config.outbound.is_none() {
+        let has_table = match web {
+            None => config.outbound.is_some(),
+            Some(_) => config.web.is_some(),
+        };
+        if !has_table {
             return grpc::trailers_only(
                 code::UNAVAILABLE,
                 "weft-proxy has no routes yet: no config from the control plane",
@@ -76,7 +106,11 @@ impl Outbound {
         let client_deadline = grpc::parse_timeout(request.headers()).map(|t| arrived + t);
         // Set only when the RPC was held: the config that answered.
         let answered;
-        let (config, decision, held) = match config.lookup(&rpc) {
+        let lookup = match web {
+            None => config.lookup(&rpc),
+            Some(_) => config.lookup_web(&rpc),
+        };
+        let (config, decision, held) = match lookup {
             Lookup::Wait { .. } => match self
                 .on_demand
                 .hold(self.config.clone(), &rpc, client_deadline)
@@ -125,7 +159,11 @@ impl Outbound {
             }
             lookup => (&config, lookup.decision(), false),
         };
-        let Some(table) = config.outbound.as_ref() else {
+        let table = match web {
+            None => config.outbound.as_ref(),
+            Some(_) => config.web.as_ref(),
+        };
+        let Some(table) = table else {
             return grpc::trailers_only(
                 code::UNAVAILABLE,
                 "weft-proxy has no routes yet: no config from the control plane",
@@ -146,6 +184,7 @@ impl Outbound {
             if held {
                 call.started_at(arrived.into_std());
             }
+            call.protocol(web.unwrap_or_default());
             return call.fail(code::UNIMPLEMENTED, &message);
         };
         let mut call = Call::new(
@@ -154,6 +193,7 @@ impl Outbound {
             &decision.virtual_host.name,
             table.named.labels(path),
         );
+        call.protocol(web.unwrap_or_default());
         call.log_request(request.headers(), authority, path);
         if held {
             call.started_at(arrived.into_std());
@@ -372,7 +412,7 @@ enum Last {
 }
 
 /// The `:authority` the client named (HTTP/2 sends it in the URI; `host` as a fallback).
-fn authority(request: &Request<Incoming>) -> &str {
+fn authority<B>(request: &Request<B>) -> &str {
     request
         .uri()
         .authority()

@@ -54,7 +54,8 @@ impl XdsSettings {
 
 /// The xDS `Node` of this proxy: id `<pod>.<namespace>`, user agent `weft-proxy` and its
 /// version, and metadata the controller translates with: namespace, serviceAccount and the
-/// outbound, inbound and app addresses (strings), and when given the pod IP (`podIP`) and the
+/// outbound, inbound and app addresses (strings), and when given the web listener's address
+/// (`webAddr`), the pod IP (`podIP`) and the
 /// workload's labels (`labels`, a map of strings, for MtlsPolicy selectors).
 pub fn node_from(settings: &Settings) -> Node {
     let mut metadata: Vec<(&str, Kind)> = [
@@ -69,6 +70,9 @@ pub fn node_from(settings: &Settings) -> Node {
     .collect();
     if let Some(ip) = settings.pod_ip {
         metadata.push(("podIP", Kind::StringValue(ip.to_string())));
+    }
+    if let Some(addr) = settings.web_addr {
+        metadata.push(("webAddr", Kind::StringValue(addr.to_string())));
     }
     if !settings.workload_labels.is_empty() {
         let labels = settings

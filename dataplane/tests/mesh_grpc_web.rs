@@ -1,0 +1,347 @@
+//! gRPC-Web through weft-proxy's web listener, configured by weft-controller in local mode
+//! from a GrpcRoute with `spec.web`, to the tonic test backends. The client here speaks
+//! HTTP/1.1 as a browser does (hyper's client, frames built by hand): binary and text
+//! (base64) calls, server streaming with the first message timed before the end, a fault's
+//! status and message in the trailer frame, a browser deadline, preflights from an allowed
+//! and another origin, and metrics that say which protocol the client spoke.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::{Buf, Bytes};
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use prost::Message as _;
+use weft_tests::backend::Backend;
+use weft_tests::backend::pb::{EchoReply, EchoRequest};
+use weft_tests::process::free_port;
+
+const ORIGIN: &str = "http://app.test:8000";
+
+fn web_route() -> String {
+    format!(
+        "{}\n  web:\n    services: [weft.test.Echo]\n    cors:\n      allowOrigins: ['{ORIGIN}']\n      \
+         exposeHeaders: [x-weft-instance]\n      maxAge: 5m\n",
+        route_yaml(
+            "greeter",
+            "  - matches: [{method: {service: weft.test.Echo, method: ServerStream}}]\n    \
+             backendRefs: [{name: greeter-v2, port: 50051}]\n  \
+             - backendRefs: [{name: greeter-v1, port: 50051}]"
+        )
+    )
+}
+
+struct WebMesh {
+    mesh: Mesh,
+    _v1: Backend,
+    _v2: Backend,
+    web: SocketAddr,
+}
+
+async fn web_mesh() -> WebMesh {
+    let v1 = Backend::start("v1").await.unwrap();
+    let v2 = Backend::start("v2").await.unwrap();
+    let mut mesh = Mesh::new();
+    mesh.write("services.yaml", &greeter_services(v1.addr(), v2.addr()));
+    mesh.write("route.yaml", &web_route());
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    blocking(|| {
+        mesh.start_controller();
+        mesh.start_proxy(
+            ProxyOptions::new("gateway")
+                .arg("--web-addr")
+                .arg(&web.to_string()),
+        );
+        mesh.proxy(0).wait_config("the web routes", |dump| {
+            dump.to_string().contains("weft.test.Echo:")
+        });
+    });
+    WebMesh {
+        mesh,
+        _v1: v1,
+        _v2: v2,
+        web,
+    }
+}
+
+/// One HTTP/1.1 exchange on a new connection: the response head and its body as it
+/// arrives (each chunk with when it came).
+async fn http1(
+    addr: SocketAddr,
+    request: http::Request<Full<Bytes>>,
+) -> (http::response::Parts, Vec<(Instant, Bytes)>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, mut body) = response.into_parts();
+    let mut chunks = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            chunks.push((Instant::now(), data));
+        }
+    }
+    (parts, chunks)
+}
+
+/// A gRPC-Web call's request: POST, the content type, the message framed.
+fn web_request(
+    path: &str,
+    content_type: &str,
+    message: &EchoRequest,
+    headers: &[(&str, &str)],
+) -> http::Request<Full<Bytes>> {
+    let mut framed = vec![0u8];
+    framed.extend((message.encoded_len() as u32).to_be_bytes());
+    framed.extend(message.encode_to_vec());
+    let body = if content_type.starts_with("application/grpc-web-text") {
+        STANDARD.encode(&framed).into_bytes()
+    } else {
+        framed
+    };
+    let mut builder = http::Request::post(path)
+        .header("host", "app.test:8000")
+        .header("content-type", content_type)
+        .header("x-grpc-web", "1");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+/// A gRPC-Web body's frames: the messages, then the trailers (as `name: value` lines).
+#[derive(Debug)]
+struct WebAnswer {
+    messages: Vec<EchoReply>,
+    trailers: String,
+}
+
+fn parse_web(body: &[u8]) -> WebAnswer {
+    let mut rest = body;
+    let mut answer = WebAnswer {
+        messages: Vec::new(),
+        trailers: String::new(),
+    };
+    while rest.len() >= 5 {
+        let flag = rest[0];
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let payload = &rest[5..5 + len];
+        if flag & 0x80 != 0 {
+            answer.trailers = String::from_utf8(payload.to_vec()).unwrap();
+        } else {
+            answer.messages.push(EchoReply::decode(payload).unwrap());
+        }
+        rest = &rest[5 + len..];
+    }
+    assert!(rest.is_empty(), "a cut frame: {body:?}");
+    answer
+}
+
+/// The decoded body of a text-mode answer: each chunk is padded base64 on its own.
+fn text_body(chunks: &[(Instant, Bytes)]) -> Vec<u8> {
+    let text: Vec<u8> = chunks
+        .iter()
+        .flat_map(|(_, c)| c.chunk().to_vec())
+        .collect();
+    let mut decoded = Vec::new();
+    // Padded runs back to back: decode quantum by quantum, as the official client does.
+    for quantum in text.chunks(4) {
+        decoded.extend(STANDARD.decode(quantum).unwrap());
+    }
+    decoded
+}
+
+fn joined(chunks: &[(Instant, Bytes)]) -> Vec<u8> {
+    chunks.iter().flat_map(|(_, c)| c.to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browsers_call_unary_and_streaming_methods_in_binary_and_text_mode() {
+    let m = web_mesh().await;
+    let hello = EchoRequest {
+        message: "hi".into(),
+        ..Default::default()
+    };
+
+    // Binary unary, from the allowed origin: routed by the path to greeter-v1.
+    let request = web_request(
+        "/weft.test.Echo/Unary",
+        "application/grpc-web+proto",
+        &hello,
+        &[("origin", ORIGIN)],
+    );
+    let (head, chunks) = http1(m.web, request).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-type"], "application/grpc-web+proto");
+    assert_eq!(head.headers["access-control-allow-origin"], ORIGIN);
+    let exposed = head.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("grpc-status") && exposed.contains("x-weft-instance"),
+        "{exposed}"
+    );
+    let answer = parse_web(&joined(&chunks));
+    assert_eq!(answer.messages.len(), 1, "{answer:?}");
+    assert_eq!(answer.messages[0].instance, "v1");
+    assert!(answer.trailers.contains("grpc-status: 0"), "{answer:?}");
+
+    // Text mode, server streaming to greeter-v2: three messages 300 ms apart; the first
+    // arrives well before the stream ends (nothing is buffered whole).
+    let streaming = EchoRequest {
+        message: "s".into(),
+        count: 3,
+        interval_ms: 300,
+        ..Default::default()
+    };
+    let request = web_request(
+        "/weft.test.Echo/ServerStream",
+        "application/grpc-web-text",
+        &streaming,
+        &[],
+    );
+    let (head, chunks) = http1(m.web, request).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-type"], "application/grpc-web-text");
+    let answer = parse_web(&text_body(&chunks));
+    let instances: Vec<&str> = answer
+        .messages
+        .iter()
+        .map(|r| r.instance.as_str())
+        .collect();
+    assert_eq!(instances, ["v2", "v2", "v2"], "{answer:?}");
+    assert!(answer.trailers.contains("grpc-status: 0"), "{answer:?}");
+    let (first, last) = (chunks[0].0, chunks[chunks.len() - 1].0);
+    assert!(
+        last.duration_since(first) >= Duration::from_millis(500),
+        "the first message came {:?} before the end",
+        last.duration_since(first)
+    );
+
+    // A path no web route serves: answered in gRPC-Web form, UNIMPLEMENTED.
+    let request = web_request("/other.Service/Call", "application/grpc-web", &hello, &[]);
+    let (head, chunks) = http1(m.web, request).await;
+    assert_eq!(head.status, 200);
+    let answer = parse_web(&joined(&chunks));
+    assert!(answer.trailers.contains("grpc-status: 12"), "{answer:?}");
+
+    // The metrics say what the browser spoke.
+    let metrics = m.mesh.proxy(0).metrics();
+    for protocol in ["grpc-web", "grpc-web-text"] {
+        assert!(
+            metrics.sum("weft_proxy_rpcs_total", &[("protocol", protocol)]) >= 1.0,
+            "no {protocol} series"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fault_and_a_browser_deadline_reach_the_page_as_grpc_status_and_message() {
+    let m = web_mesh().await;
+    m.mesh.write(
+        "fault.yaml",
+        &fault_yaml(
+            "chaos",
+            "  targetRef: {kind: GrpcRoute, name: greeter}\n  match: {method: {method: Unary}}\n  \
+             abort: {grpcStatus: RESOURCE_EXHAUSTED, message: slow down}\n",
+        ),
+    );
+    blocking(|| {
+        m.mesh
+            .proxy(0)
+            .wait_config("the fault on the web routes", |dump| {
+                dump.to_string().contains("+fault:default/chaos")
+            });
+    });
+    let hello = EchoRequest {
+        message: "hi".into(),
+        ..Default::default()
+    };
+    let request = web_request("/weft.test.Echo/Unary", "application/grpc-web", &hello, &[]);
+    let (head, chunks) = http1(m.web, request).await;
+    assert_eq!(head.status, 200);
+    let answer = parse_web(&joined(&chunks));
+    assert!(answer.messages.is_empty(), "{answer:?}");
+    assert!(answer.trailers.contains("grpc-status: 8"), "{answer:?}");
+    assert!(
+        answer.trailers.contains("grpc-message: slow down"),
+        "{answer:?}"
+    );
+
+    // A deadline the browser sets (grpc-timeout) that the backend's delay outlasts.
+    let slow = EchoRequest {
+        message: "slow".into(),
+        count: 1,
+        delay_ms: 2000,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let request = web_request(
+        "/weft.test.Echo/ServerStream",
+        "application/grpc-web-text",
+        &slow,
+        &[("grpc-timeout", "300m")],
+    );
+    let (_, chunks) = http1(m.web, request).await;
+    let answer = parse_web(&text_body(&chunks));
+    assert!(answer.trailers.contains("grpc-status: 4"), "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preflights_from_an_allowed_origin_pass_and_from_another_are_refused() {
+    let m = web_mesh().await;
+    let preflight = |origin: &str| {
+        http::Request::builder()
+            .method("OPTIONS")
+            .uri("/weft.test.Echo/Unary")
+            .header("host", "app.test:8000")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-grpc-web")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (head, _) = http1(m.web, preflight(ORIGIN)).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["access-control-allow-origin"], ORIGIN);
+    assert_eq!(head.headers["access-control-allow-methods"], "POST");
+    let allowed = head.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        allowed.contains("x-grpc-web") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    assert_eq!(head.headers["access-control-max-age"], "300");
+
+    let (head, body) = http1(m.web, preflight("https://evil.example")).await;
+    assert_eq!(head.status, 403);
+    assert!(!head.headers.contains_key("access-control-allow-origin"));
+    let reason = String::from_utf8(joined(&body)).unwrap();
+    assert!(reason.contains("https://evil.example"), "{reason}");
+
+    // A call from that origin never reaches a backend either.
+    let hello = EchoRequest::default();
+    let request = web_request(
+        "/weft.test.Echo/Unary",
+        "application/grpc-web",
+        &hello,
+        &[("origin", "https://evil.example")],
+    );
+    let (head, _) = http1(m.web, request).await;
+    assert_eq!(head.status, 403);
+}
