@@ -18,8 +18,17 @@
 //! The `web` Listener (for a proxy whose node metadata has `webAddr`) is one HTTP connection
 //! manager, HTTP/1.1 and HTTP/2, with Envoy's `grpc_web` filter (gRPC-Web in, gRPC to the
 //! upstream), `cors` (preflights answered from the route's policy; a preflight from another
-//! origin is not forwarded), the fault filter and the router. weft-proxy does the same
-//! itself (`dataplane/src/proxy/web.rs`).
+//! origin is not forwarded), the fault filter and the router, and a local reply mapper that
+//! answers a passed deadline as DEADLINE_EXCEEDED. weft-proxy does the same itself
+//! (`dataplane/src/proxy/web.rs`).
+//!
+//! Faults: Envoy answers a gRPC-Web request's local replies as plain HTTP (the connection
+//! manager decides a request is gRPC before its `grpc_web` filter rewrites the content
+//! type), and that filter then derives the gRPC status from the HTTP status. A fault whose
+//! status has an HTTP equivalent (INTERNAL 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
+//! UNIMPLEMENTED 404, UNAVAILABLE 503) is therefore given as that HTTP status on web routes,
+//! so browsers get the configured status from either proxy; any other status reaches them
+//! exactly through weft-proxy and as UNKNOWN through Envoy (its message intact in both).
 //!
 //! Encoding: a faulted route already holds one `typed_per_filter_config` entry, and prost
 //! writes a map (a `HashMap`) in no fixed order, so the CORS entry is appended to the
@@ -38,17 +47,28 @@ use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, Route, RouteConfiguration};
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPolicy};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::fault_abort::ErrorType;
 use envoy_types::pb::envoy::extensions::filters::http::grpc_web::v3::GrpcWeb;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     CodecType, RouteSpecifier,
 };
+use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter::FilterSpecifier;
+use envoy_types::pb::envoy::config::accesslog::v3::comparison_filter::Op;
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    AccessLogFilter, ComparisonFilter, StatusCodeFilter,
+};
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, HeaderValue, HeaderValueOption, RuntimeUInt32,
+};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, Rds,
+    HttpConnectionManager, LocalReplyConfig, Rds, ResponseMapper,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher};
-use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 use prost::Message as _;
 use prost::Name as _;
@@ -119,7 +139,8 @@ pub(super) fn web_route_configuration(
             }
             claimed.insert(grpc_service, &route.key);
             for host_route in &host_routes {
-                if let Some(narrowed) = within_service(host_route, grpc_service) {
+                if let Some(mut narrowed) = within_service(host_route, grpc_service) {
+                    abort_as_http_status(&mut narrowed);
                     encoded.push(encode_route(&narrowed, cors.as_ref()));
                 }
             }
@@ -175,6 +196,37 @@ fn within_service(route: &Route, service: &str) -> Option<Route> {
     };
     matcher.path_specifier = Some(specifier);
     Some(route)
+}
+
+/// Envoy answers a gRPC-Web request's local replies (a fault's abort among them) as plain
+/// HTTP, which its `grpc_web` filter turns into a gRPC status by the HTTP status alone (see
+/// the module comment): an abort's gRPC status is lost (`UNKNOWN`) unless it is given as the
+/// HTTP status that maps back to it. So on web routes an abort with one of those statuses
+/// names the HTTP status instead; weft-proxy maps it back the same way. Other statuses are
+/// left as they are: browsers get them exactly from weft-proxy, and `UNKNOWN` from Envoy.
+fn abort_as_http_status(route: &mut Route) {
+    let Some(any) = route.typed_per_filter_config.get_mut(FAULT_FILTER) else {
+        return;
+    };
+    let Ok(mut fault) = HttpFault::decode(any.value.as_slice()) else {
+        return;
+    };
+    let Some(abort) = fault.abort.as_mut() else {
+        return;
+    };
+    let Some(ErrorType::GrpcStatus(code)) = abort.error_type else {
+        return;
+    };
+    let http = match code {
+        13 => 400, // INTERNAL
+        16 => 401, // UNAUTHENTICATED
+        7 => 403,  // PERMISSION_DENIED
+        12 => 404, // UNIMPLEMENTED
+        14 => 503, // UNAVAILABLE
+        _ => return,
+    };
+    abort.error_type = Some(ErrorType::HttpStatus(http));
+    *any = pack_any(fault);
 }
 
 /// A `:path` HeaderMatcher with a route's path expression.
@@ -265,6 +317,51 @@ fn encode_config(routes: &[Vec<u8>]) -> Vec<u8> {
     config
 }
 
+/// Envoy's own answer when a call's deadline passes (its route timeout or the client's
+/// `grpc-timeout`) is a plain 504, which its `grpc_web` filter turns into UNAVAILABLE. This
+/// mapper makes every 504 Envoy answers itself on the web listener (mappers see local
+/// replies only, never an upstream's answer) a gRPC-Web answer instead: 200, the gRPC-Web
+/// content type (so the filter passes it as it is) and `grpc-status: 4`
+/// (DEADLINE_EXCEEDED), what weft-proxy answers.
+fn deadline_as_grpc_status() -> LocalReplyConfig {
+    let header = |key: &str, value: &str| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    };
+    LocalReplyConfig {
+        mappers: vec![ResponseMapper {
+            filter: Some(AccessLogFilter {
+                filter_specifier: Some(FilterSpecifier::StatusCodeFilter(StatusCodeFilter {
+                    comparison: Some(ComparisonFilter {
+                        op: Op::Eq as i32,
+                        value: Some(RuntimeUInt32 {
+                            default_value: 504,
+                            runtime_key: "weft.web.deadline_status".into(),
+                        }),
+                    }),
+                })),
+            }),
+            status_code: Some(UInt32Value { value: 200 }),
+            body: Some(DataSource {
+                specifier: Some(Specifier::InlineString(String::new())),
+                ..Default::default()
+            }),
+            headers_to_add: vec![
+                header("content-type", "application/grpc-web+proto"),
+                header("grpc-status", "4"),
+                header("grpc-message", "deadline exceeded"),
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// The `web` Listener of a proxy, at `addr`.
 pub(super) fn web_listener(addr: SocketAddr) -> (String, Any) {
     let manager = HttpConnectionManager {
@@ -284,6 +381,7 @@ pub(super) fn web_listener(addr: SocketAddr) -> (String, Any) {
         ],
         generate_request_id: Some(BoolValue { value: false }),
         stream_idle_timeout: Some(Duration::default()),
+        local_reply_config: Some(deadline_as_grpc_status()),
         ..Default::default()
     };
     let listener = Listener {

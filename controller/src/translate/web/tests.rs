@@ -275,3 +275,30 @@ fn narrowing_keeps_what_is_inside_the_service_and_drops_what_is_not() {
         );
     }
 }
+
+#[test]
+fn web_faults_with_an_http_equivalent_abort_with_that_http_status() {
+    let fault =
+        |status: &str| FAULT.replace("grpcStatus: UNAVAILABLE", &format!("grpcStatus: {status}"));
+    for (status, expected) in [
+        ("UNAVAILABLE", ErrorType::HttpStatus(503)),
+        ("PERMISSION_DENIED", ErrorType::HttpStatus(403)),
+        ("RESOURCE_EXHAUSTED", ErrorType::GrpcStatus(8)),
+    ] {
+        let yaml = format!("{}---\n{WEB_ROUTE}---\n{}", greeters(), fault(status));
+        let t = translate(&index(&yaml));
+        let routes = web_config(&t).virtual_hosts.remove(0).routes;
+        let config = &routes[0].typed_per_filter_config[FAULT_FILTER];
+        let fault: HttpFault = decode(config);
+        let abort = fault.abort.expect("an abort");
+        assert_eq!(abort.error_type, Some(expected), "{status}");
+        assert_eq!(abort.response_body, "boom");
+        // The mesh's own routes keep the gRPC status.
+        let vhost = t.vhost("default", crate::translate::testutil::GREETER);
+        let mesh_fault: HttpFault = decode(&vhost.routes[0].typed_per_filter_config[FAULT_FILTER]);
+        assert!(matches!(
+            mesh_fault.abort.unwrap().error_type,
+            Some(ErrorType::GrpcStatus(_))
+        ));
+    }
+}
