@@ -22,120 +22,21 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Buf, Bytes};
+use common::web::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use prost::Message as _;
-use weft_tests::backend::Backend;
 use weft_tests::backend::pb::{EchoReply, EchoRequest};
-use weft_tests::envoy::{Envoy, mesh_bootstrap};
-use weft_tests::process::{free_port, wait_until};
 
 const ORIGIN: &str = "http://app.test:8000";
 
 fn web_route() -> String {
-    format!(
-        "{}\n  web:\n    services: [weft.test.Echo]\n    cors:\n      allowOrigins: ['{ORIGIN}']\n      \
-         exposeHeaders: [x-weft-instance]\n      maxAge: 5m\n",
-        route_yaml(
-            "greeter",
-            "  - matches: [{method: {service: weft.test.Echo, method: ServerStream}}]\n    \
-             backendRefs: [{name: greeter-v2, port: 50051}]\n  \
-             - backendRefs: [{name: greeter-v1, port: 50051}]"
-        )
-    )
-}
-
-/// Which proxy browsers reach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Weft,
-    Envoy,
-}
-
-struct WebMesh {
-    mesh: Mesh,
-    envoy: Option<Envoy>,
-    _v1: Backend,
-    _v2: Backend,
-    web: SocketAddr,
-}
-
-impl WebMesh {
-    /// Waits until the proxy's web routes satisfy `check` (given them as JSON text).
-    fn wait_web_routes(&self, what: &str, check: impl Fn(&str) -> bool) {
-        match &self.envoy {
-            None => self
-                .mesh
-                .proxy(0)
-                .wait_config(what, |dump| check(&dump["web_routes"].to_string())),
-            Some(envoy) => wait_until(what, Duration::from_secs(10), || {
-                let dump = envoy.config_dump()?;
-                Ok(check(&dump.to_string()))
-            })
-            .unwrap(),
-        }
-    }
+    web_route_yaml(&[ORIGIN], &[])
 }
 
 async fn web_mesh(side: Side) -> WebMesh {
-    let v1 = Backend::start("v1").await.unwrap();
-    let v2 = Backend::start("v2").await.unwrap();
-    let mut mesh = Mesh::new();
-    mesh.write("services.yaml", &greeter_services(v1.addr(), v2.addr()));
-    mesh.write("route.yaml", &web_route());
-    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let envoy = blocking(|| {
-        mesh.start_controller();
-        match side {
-            Side::Weft => {
-                let options = ProxyOptions::new("gateway").arg("--web-addr");
-                mesh.start_proxy(options.arg(&web.to_string()));
-                None
-            }
-            Side::Envoy => Some(start_envoy(&mesh, web)),
-        }
-    });
-    let mesh = WebMesh {
-        mesh,
-        envoy,
-        _v1: v1,
-        _v2: v2,
-        web,
-    };
-    blocking(|| {
-        mesh.wait_web_routes("the web routes", |routes| {
-            routes.contains("weft.test.Echo:")
-        })
-    });
-    mesh
-}
-
-/// Envoy as proxy `envoy-gateway.default` with its web listener at `web` (Delta ADS).
-fn start_envoy(mesh: &Mesh, web: SocketAddr) -> Envoy {
-    let outbound = free_port();
-    let metadata = format!("metadata: {{outboundAddr: \"127.0.0.1:{outbound}\"}}");
-    let bootstrap = mesh_bootstrap(
-        &format!("envoy-gateway.{NS}"),
-        outbound,
-        mesh.controller().xds_addr.port(),
-        true,
-        None,
-    );
-    assert!(
-        bootstrap.contains(&metadata),
-        "the bootstrap's metadata line moved"
-    );
-    let bootstrap = bootstrap.replace(
-        &metadata,
-        &format!("metadata: {{outboundAddr: \"127.0.0.1:{outbound}\", webAddr: \"{web}\"}}"),
-    );
-    let envoy = Envoy::start(&bootstrap).unwrap();
-    wait_until("Envoy's web listener", Duration::from_secs(10), || {
-        Ok(envoy.listener_addr("web").is_ok())
-    })
-    .unwrap();
-    envoy
+    WebMesh::start(side, &web_route(), &[]).await
 }
 
 /// One HTTP/1.1 exchange on a new connection: the response head and its body as it

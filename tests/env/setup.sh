@@ -27,6 +27,11 @@ PROMETHEUS_DEB=2.42.0+ds-5+deb12u1
 NGHTTP2_DEB=1.52.0-1+deb12u3
 IPTABLES_DEB=1.8.9-2       # weft-proxy init and the interception test (iptables-nft by default)
 IPROUTE2_DEB=6.1.0-3       # `ip netns`, veth: the tests' network namespaces
+CHROMIUM_DEB=156.0.8078.129-1~deb12u1  # headless browser for the gRPC-Web page tests
+# The browser page's npm packages (grpc-web, Connect, esbuild) are pinned by
+# tests/web/package-lock.json; the cache is keyed by its hash.
+WEB_DIR=$(cd "$(dirname "$0")/../web" && pwd)
+WEB_LOCK=$(sha256sum "$WEB_DIR/package-lock.json" | cut -c1-12)
 
 CACHE=${WEFT_CACHE:-$HOME/.cache/weft}
 TOOLS=$CACHE/tools/bin
@@ -189,6 +194,24 @@ install_iptables() {
   "$1/iptables-restore" --version
 }
 
+# Chromium links against many shared libraries, so its package is installed for real
+# (without recommended extras); the tests run it headless.
+install_chromium() {
+  if ! dpkg-query -W -f='${Version}' chromium 2>/dev/null | grep -qx "$CHROMIUM_DEB"; then
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "chromium=$CHROMIUM_DEB"
+  fi
+  ln -s "$(command -v chromium)" "$1/chromium"
+  "$1/chromium" --version
+}
+
+# The page's packages, exactly as the lockfile pins them (npm ci), with esbuild's binary.
+install_web() {
+  cp "$WEB_DIR/package.json" "$WEB_DIR/package-lock.json" "$1/"
+  (cd "$1" && npm ci --no-audit --no-fund)
+  "$1/node_modules/.bin/esbuild" --version
+}
+
 apt_update_once() {
   [[ -n ${APT_UPDATED:-} ]] && return 0
   apt-get update -q
@@ -218,6 +241,8 @@ want grpcurl && component grpcurl "$GRPCURL_VERSION" install_grpcurl
 want ghz && component ghz "$GHZ_VERSION" install_ghz
 want crane && component crane "$CRANE_VERSION" install_crane
 want h2spec && component h2spec "$H2SPEC_VERSION" install_h2spec
+want chromium && component chromium "$CHROMIUM_DEB" install_chromium
+want web && component web "$WEB_LOCK" install_web
 
 py=$CACHE/python-envoy$ENVOY_VERSION-grpcio$GRPCIO_VERSION
 link envoy "$py/envoy"
@@ -237,6 +262,9 @@ link grpcurl "$CACHE/grpcurl-$GRPCURL_VERSION/grpcurl"
 link ghz "$CACHE/ghz-$GHZ_VERSION/ghz"
 link crane "$CACHE/crane-$CRANE_VERSION/crane"
 link h2spec "$CACHE/h2spec-$H2SPEC_VERSION/h2spec"
+link chromium "$CACHE/chromium-$CHROMIUM_DEB/chromium"
+link esbuild "$CACHE/web-$WEB_LOCK/node_modules/.bin/esbuild"
+link web-node-modules "$CACHE/web-$WEB_LOCK/node_modules"
 # The machine's kubectl: the first on PATH outside this cache (its bin dir may be on PATH too,
 # and linking our own link to itself would lose kubectl).
 machine_kubectl() {

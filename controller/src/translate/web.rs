@@ -323,6 +323,10 @@ fn encode_config(routes: &[Vec<u8>]) -> Vec<u8> {
 /// replies only, never an upstream's answer) a gRPC-Web answer instead: 200, the gRPC-Web
 /// content type (so the filter passes it as it is) and `grpc-status: 4`
 /// (DEADLINE_EXCEEDED), what weft-proxy answers.
+///
+/// Faults get no such mapper: a mapper's headers cannot carry the reply's text (Envoy does
+/// not expand `%LOCAL_REPLY_BODY%` there), so it would lose the fault's message, which the
+/// `grpc_web` filter does pass on as `grpc-message` for clients that read it (Connect).
 fn deadline_as_grpc_status() -> LocalReplyConfig {
     let header = |key: &str, value: &str| HeaderValueOption {
         header: Some(HeaderValue {

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is how a failed step is reported
 
 pub mod raw_h2;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
