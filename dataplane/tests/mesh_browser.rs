@@ -1,4 +1,4 @@
-//! Browsers calling the mesh: headless Chromium loads the test page (`tests/web/page.js`,
+//! Browsers calling the mesh: headless Chromium loads the test page (`web/test-page.js`,
 //! bundled by the test with esbuild) from its own loopback origin, and the page calls the
 //! tests' Echo service through a web listener, cross-origin (so with real CORS preflights),
 //! with the official gRPC-Web client (binary and text modes) and Connect's gRPC-Web

@@ -28,9 +28,9 @@ NGHTTP2_DEB=1.52.0-1+deb12u3
 IPTABLES_DEB=1.8.9-2       # weft-proxy init and the interception test (iptables-nft by default)
 IPROUTE2_DEB=6.1.0-3       # `ip netns`, veth: the tests' network namespaces
 CHROMIUM_DEB=156.0.8078.129-1~deb12u1  # headless browser for the gRPC-Web page tests
-# The browser page's npm packages (grpc-web, Connect, esbuild) are pinned by
-# tests/web/package-lock.json; the cache is keyed by its hash.
-WEB_DIR=$(cd "$(dirname "$0")/../web" && pwd)
+# The browser pages' npm packages (grpc-web, Connect, esbuild) are pinned by
+# web/package-lock.json; the cache is keyed by its hash.
+WEB_DIR=$(cd "$(dirname "$0")/../../web" && pwd)
 WEB_LOCK=$(sha256sum "$WEB_DIR/package-lock.json" | cut -c1-12)
 
 CACHE=${WEFT_CACHE:-$HOME/.cache/weft}

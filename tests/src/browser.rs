@@ -1,4 +1,4 @@
-//! Browser page tests: the test page (`tests/web/page.js`) bundled with esbuild from the
+//! Browser page tests: the test page (`web/test-page.js`) bundled with esbuild from the
 //! npm packages `tests/env/setup.sh` installs, served with a `/report` endpoint from a
 //! loopback port ([`PageServer`]), and loaded by headless Chromium ([`PageServer::run`]),
 //! which is stopped as soon as the page has reported (or the time is up). The page's report
@@ -20,7 +20,7 @@ use crate::process::Process;
 use crate::tools;
 
 /// The test page's source.
-const PAGE_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web/page.js");
+const PAGE_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/test-page.js");
 
 /// The page bundled into one script (esbuild, browser IIFE).
 pub fn bundle() -> anyhow::Result<String> {

@@ -1,62 +1,16 @@
-// The browser test page (bundled by the tests with esbuild): calls the tests' Echo service
-// (tests/proto/echo.proto) through a proxy's web listener with the official gRPC-Web client
+// The browser test page (bundled by the tests with esbuild, tests/src/browser.rs): calls the
+// tests' Echo service through a proxy's web listener with the official gRPC-Web client
 // (binary and text modes) and with Connect's gRPC-Web transport, then posts what it saw to
 // its own server's /report as JSON, which the test asserts.
 //
 // The page's URL says where to call and what to run:
 //   ?target=http://127.0.0.1:PORT&run=all      every scenario below
 //   ?target=...&run=refused                    one call, expected to be refused by CORS
-//
-// No code generation: the messages are declared from their field lists (Connect's protobuf
-// runtime encodes them for both clients; fields are set by their camelCase names).
 
-import { GrpcWebClientBase, MethodDescriptor } from "grpc-web";
-import { proto3, MethodKind } from "@bufbuild/protobuf";
+import { GrpcWebClientBase } from "grpc-web";
 import { createPromiseClient, ConnectError } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-
-const EchoRequest = proto3.makeMessageType("weft.test.EchoRequest", [
-  { no: 1, name: "message", kind: "scalar", T: 9 },
-  { no: 2, name: "delay_ms", kind: "scalar", T: 13 },
-  { no: 3, name: "fail_code", kind: "scalar", T: 5 },
-  { no: 4, name: "fail_message", kind: "scalar", T: 9 },
-  { no: 5, name: "count", kind: "scalar", T: 13 },
-  { no: 6, name: "response_size", kind: "scalar", T: 13 },
-  { no: 7, name: "interval_ms", kind: "scalar", T: 13 },
-]);
-const EchoReply = proto3.makeMessageType("weft.test.EchoReply", [
-  { no: 1, name: "message", kind: "scalar", T: 9 },
-  { no: 2, name: "instance", kind: "scalar", T: 9 },
-  { no: 3, name: "received", kind: "scalar", T: 13 },
-  { no: 4, name: "padding", kind: "scalar", T: 12 },
-]);
-
-// Connect's service description.
-const Echo = {
-  typeName: "weft.test.Echo",
-  methods: {
-    unary: { name: "Unary", I: EchoRequest, O: EchoReply, kind: MethodKind.Unary },
-    serverStream: {
-      name: "ServerStream",
-      I: EchoRequest,
-      O: EchoReply,
-      kind: MethodKind.ServerStreaming,
-    },
-  },
-};
-
-// The official client's method descriptors.
-const descriptor = (method, type) =>
-  new MethodDescriptor(
-    `/weft.test.Echo/${method}`,
-    type,
-    EchoRequest,
-    EchoReply,
-    (request) => request.toBinary(),
-    (bytes) => EchoReply.fromBinary(bytes),
-  );
-const UNARY = descriptor("Unary", "unary");
-const SERVER_STREAM = descriptor("ServerStream", "server_streaming");
+import { Echo, EchoRequest, SERVER_STREAM, UNARY } from "./echo.js";
 
 const params = new URLSearchParams(location.search);
 const target = params.get("target");
