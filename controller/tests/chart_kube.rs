@@ -528,6 +528,58 @@ async fn the_chart_installs_and_its_controller_does_its_whole_job_with_the_chart
             ", annotations: {weft.dev/inject: \"false\"}",
         ),
     );
+    // A gateway Pod asks for a web listener (browsers' gRPC-Web) on a port, which the init
+    // step then leaves out of inbound interception; a port that cannot be one is refused
+    // with the reason, in kubectl's own error.
+    apply(
+        &cluster,
+        "pod-gateway.yaml",
+        &pod_yaml(
+            "shop",
+            "gateway",
+            ", annotations: {weft.dev/web-port: \"15080\"}",
+        ),
+    );
+    let gateway = kubectl_json(&cluster, &["-n", "shop", "get", "pod", "gateway"]);
+    let proxy_env = gateway["spec"]["containers"][1]["env"].to_string();
+    assert!(
+        proxy_env.contains("\"WEFT_WEB_ADDR\",\"value\":\"0.0.0.0:15080\""),
+        "{proxy_env}"
+    );
+    let gateway_args: Vec<&str> = gateway["spec"]["initContainers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let dry_run = Command::new(&proxy)
+        .args(&gateway_args)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(
+        dry_run.status.success() && rules.contains("--dport 15080 -j RETURN"),
+        "weft-proxy {gateway_args:?} --dry-run: {rules}"
+    );
+    let bad = cluster.dir().join("pod-bad-web.yaml");
+    std::fs::write(
+        &bad,
+        pod_yaml(
+            "shop",
+            "bad-web",
+            ", annotations: {weft.dev/web-port: \"http\"}",
+        ),
+    )
+    .unwrap();
+    let refused = cluster
+        .kubectl_ok(["apply", "-f", bad.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("annotation weft.dev/web-port:") && refused.contains("is not a port"),
+        "{refused}"
+    );
     let opted_out = kubectl_json(&cluster, &["-n", "shop", "get", "pod", "opted-out"]);
     assert_eq!(container_names(&opted_out, "containers"), ["app"]);
     assert!(opted_out["spec"]["initContainers"].is_null());

@@ -15,6 +15,10 @@
 //!   it authenticates with, the mesh's root certificate, ports, probes and resources;
 //! - label `weft.dev/sidecar: injected`: the controller watches pods with it, so a client
 //!   reaches this pod over mutual TLS even while its proxy is connected to another replica;
+//! - with annotation `weft.dev/web-port: "<port>"` on the Pod, a web listener on that port
+//!   (`--web-addr 0.0.0.0:<port>`, container port `weft-web`) that browsers' gRPC-Web calls
+//!   reach (a gateway Pod behind an ingress, typically), and that port left out of inbound
+//!   interception. A value that is not a free port denies the Pod, with the reason;
 //! - annotation `weft.dev/xds-root`: the root certificate the proxy verifies the controller
 //!   with, mounted into the proxy through a downward-API volume. It keeps the webhook free of
 //!   any per-namespace object (Istio writes a ConfigMap into every namespace); a Pod sees
@@ -34,6 +38,8 @@ use serde_json::{Value, json};
 
 /// The annotation (and namespace label) that controls injection.
 pub const INJECT_KEY: &str = "weft.dev/inject";
+/// The annotation that gives the sidecar a web listener (browsers' gRPC-Web) on a port.
+pub const WEB_PORT_ANNOTATION: &str = "weft.dev/web-port";
 /// The annotation holding the root certificate for the proxy.
 pub const ROOT_ANNOTATION: &str = "weft.dev/xds-root";
 /// The label every injected pod gets (value [`SIDECAR_INJECTED`]): the controller watches
@@ -120,6 +126,8 @@ fn default_log_level() -> String {
 pub enum Injection {
     /// Leave it as it is, for this reason (logged and returned as a warning-free allow).
     Skip(&'static str),
+    /// Refuse the Pod, saying why (a weft annotation it carries is wrong).
+    Deny(String),
     /// Apply this JSON patch (RFC 6902 operations).
     Patch(Vec<Value>),
 }
@@ -144,6 +152,13 @@ pub fn inject(pod: &Pod, config: &InjectionConfig, root_pem: &str) -> Injection 
         return Injection::Skip("the pod uses the host network");
     }
 
+    let web_port = match annotations.and_then(|a| a.get(WEB_PORT_ANNOTATION)) {
+        None => None,
+        Some(value) => match web_port(value, &config.ports) {
+            Ok(port) => Some(port),
+            Err(reason) => return Injection::Deny(reason),
+        },
+    };
     let app_port = spec
         .containers
         .iter()
@@ -181,11 +196,11 @@ pub fn inject(pod: &Pod, config: &InjectionConfig, root_pem: &str) -> Injection 
         &mut ops,
         "/spec/initContainers",
         spec.init_containers.is_some(),
-        init_container(config),
+        init_container(config, web_port),
     );
     ops.push(json!({
         "op": "add", "path": "/spec/containers/-",
-        "value": proxy_container(config, app_port, &labels),
+        "value": proxy_container(config, app_port, web_port, &labels),
     }));
     let has_volumes = spec.volumes.is_some();
     push_to_list(&mut ops, "/spec/volumes", has_volumes, token_volume(config));
@@ -207,22 +222,48 @@ fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
-fn init_container(config: &InjectionConfig) -> Value {
+/// The port annotation `weft.dev/web-port` names, or why it names none.
+fn web_port(value: &str, ports: &Ports) -> Result<u16, String> {
+    let taken = [ports.outbound, ports.inbound, ports.admin];
+    match value.trim().parse::<u16>() {
+        Ok(port) if port > 0 && !taken.contains(&port) => Ok(port),
+        Ok(port) if port > 0 => Err(format!(
+            "annotation {WEB_PORT_ANNOTATION}: {port} is one of the sidecar's own ports \
+             ({}, {}, {})",
+            ports.outbound, ports.inbound, ports.admin
+        )),
+        _ => Err(format!(
+            "annotation {WEB_PORT_ANNOTATION}: {value:?} is not a port (1 to 65535)"
+        )),
+    }
+}
+
+fn init_container(config: &InjectionConfig, web_port: Option<u16>) -> Value {
+    let mut args = vec![
+        "init".to_owned(),
+        "--proxy-uid".to_owned(),
+        config.proxy_uid.to_string(),
+        "--outbound-port".to_owned(),
+        config.ports.outbound.to_string(),
+        "--inbound-port".to_owned(),
+        config.ports.inbound.to_string(),
+        "--admin-port".to_owned(),
+        config.ports.admin.to_string(),
+        // Connections to the controller are not redirected (the proxy's own are exempt by
+        // its uid; this covers the xDS port the chart chose).
+        "--xds-ports".to_owned(),
+        xds_port(&config.xds_address),
+    ];
+    if let Some(port) = web_port {
+        // Browsers reach the web listener itself, not the inbound one.
+        args.extend(["--exclude-inbound-ports".to_owned(), port.to_string()]);
+    }
     json!({
         "name": INIT_CONTAINER,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["/usr/local/bin/weft-proxy"],
-        "args": [
-            "init",
-            "--proxy-uid", config.proxy_uid.to_string(),
-            "--outbound-port", config.ports.outbound.to_string(),
-            "--inbound-port", config.ports.inbound.to_string(),
-            "--admin-port", config.ports.admin.to_string(),
-            // Connections to the controller are not redirected (the proxy's own are exempt by
-            // its uid; this covers the xDS port the chart chose).
-            "--xds-ports", xds_port(&config.xds_address),
-        ],
+        "args": args,
         "securityContext": {
             "runAsUser": 0,
             "runAsNonRoot": false,
@@ -247,6 +288,7 @@ fn xds_port(address: &str) -> String {
 fn proxy_container(
     config: &InjectionConfig,
     app_port: Option<u16>,
+    web_port: Option<u16>,
     labels: &BTreeMap<String, String>,
 ) -> Value {
     let field = |path: &str| json!({ "valueFrom": { "fieldRef": { "fieldPath": path } } });
@@ -270,6 +312,13 @@ fn proxy_container(
     if let Some(port) = app_port {
         env.push(json!({ "name": "WEFT_APP_ADDR", "value": format!("127.0.0.1:{port}") }));
     }
+    let mut ports = vec![
+        json!({ "name": "weft-admin", "containerPort": config.ports.admin, "protocol": "TCP" }),
+    ];
+    if let Some(port) = web_port {
+        env.push(json!({ "name": "WEFT_WEB_ADDR", "value": format!("0.0.0.0:{port}") }));
+        ports.push(json!({ "name": "weft-web", "containerPort": port, "protocol": "TCP" }));
+    }
     if !labels.is_empty() {
         let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(json!({ "name": "WEFT_WORKLOAD_LABELS", "value": labels.join(",") }));
@@ -280,7 +329,7 @@ fn proxy_container(
         "imagePullPolicy": config.image_pull_policy,
         "command": ["/usr/local/bin/weft-proxy"],
         "env": env,
-        "ports": [{ "name": "weft-admin", "containerPort": config.ports.admin, "protocol": "TCP" }],
+        "ports": ports,
         "readinessProbe": {
             "httpGet": { "path": "/ready", "port": config.ports.admin },
             "periodSeconds": 2, "failureThreshold": 30,

@@ -107,6 +107,10 @@ pub(super) fn answer(body: &[u8], webhook: &WebhookServer) -> Result<Vec<u8>, St
             Injection::Skip(reason) => {
                 tracing::debug!(namespace = ?request.namespace, pod = %pod_name, reason, "not injected")
             }
+            Injection::Deny(reason) => {
+                tracing::info!(namespace = ?request.namespace, pod = %pod_name, %reason, "pod denied");
+                response = response.deny(reason);
+            }
             Injection::Patch(ops) => {
                 let patch: json_patch::Patch =
                     serde_json::from_value(serde_json::Value::Array(ops))

@@ -200,6 +200,67 @@ fn a_pod_without_ports_gets_no_app_address() {
 }
 
 #[test]
+fn the_web_port_annotation_adds_a_web_listener_left_out_of_interception() {
+    let mut original = plain_pod();
+    original["metadata"]["annotations"] = json!({ WEB_PORT_ANNOTATION: "15080" });
+    let patched = apply(&original, &inject(&pod(original.clone()), &config(), "R"));
+    let proxy = &patched["spec"]["containers"][1];
+    let env = proxy["env"].as_array().unwrap();
+    let web = env.iter().find(|e| e["name"] == "WEFT_WEB_ADDR").unwrap();
+    assert_eq!(web["value"], "0.0.0.0:15080");
+    assert!(
+        proxy["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "weft-web" && p["containerPort"] == 15080)
+    );
+    let args = patched["spec"]["initContainers"][0]["args"]
+        .as_array()
+        .unwrap();
+    let at = args
+        .iter()
+        .position(|a| a == "--exclude-inbound-ports")
+        .unwrap();
+    assert_eq!(args[at + 1], "15080");
+
+    // Without the annotation: no web listener, nothing excluded.
+    let plain = plain_pod();
+    let patched = apply(&plain, &inject(&pod(plain.clone()), &config(), "R"));
+    let env = patched["spec"]["containers"][1]["env"].as_array().unwrap();
+    assert!(!env.iter().any(|e| e["name"] == "WEFT_WEB_ADDR"));
+    let args = patched["spec"]["initContainers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(!args.iter().any(|a| a == "--exclude-inbound-ports"));
+}
+
+#[test]
+fn a_web_port_that_is_not_a_free_port_denies_the_pod_with_the_reason() {
+    for (value, reason) in [
+        (
+            "http",
+            "annotation weft.dev/web-port: \"http\" is not a port (1 to 65535)",
+        ),
+        (
+            "0",
+            "annotation weft.dev/web-port: \"0\" is not a port (1 to 65535)",
+        ),
+        (
+            "15006",
+            "annotation weft.dev/web-port: 15006 is one of the sidecar's own ports (15001, 15006, 15000)",
+        ),
+    ] {
+        let mut original = plain_pod();
+        original["metadata"]["annotations"] = json!({ WEB_PORT_ANNOTATION: value });
+        assert_eq!(
+            inject(&pod(original), &config(), "R"),
+            Injection::Deny(reason.to_owned())
+        );
+    }
+}
+
+#[test]
 fn the_server_answers_a_review_with_a_json_patch() {
     let review = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
