@@ -1,8 +1,8 @@
 //! gRPC-Web through weft-proxy's web listener, and through stock Envoy's (`grpc_web`, `cors`
 //! filters), both configured by weft-controller in local mode from a GrpcRoute with
 //! `spec.web`, to the tonic test backends. The client here speaks HTTP/1.1 as a browser
-//! does (hyper's client, frames built by hand): binary and text (base64) calls, server
-//! streaming with the first message timed before the end, a fault's status and message in
+//! does (hyper's client, frames built by hand), and HTTP/2: binary and text (base64) calls,
+//! server streaming with the first message timed before the end, a fault's status and message in
 //! the trailer frame, a browser deadline, preflights from an allowed and another origin,
 //! and (weft-proxy) metrics that say which protocol the client spoke. The page-level tests
 //! with real browsers are in `mesh_browser.rs`.
@@ -59,6 +59,25 @@ async fn http1(
         }
     }
     (parts, chunks)
+}
+
+/// One HTTP/2 (prior-knowledge h2c) exchange on a new connection, as an HTTP/2 gRPC-Web
+/// client does: the response head and its whole body.
+async fn h2c(
+    addr: SocketAddr,
+    request: http::Request<Full<Bytes>>,
+) -> (http::response::Parts, Vec<u8>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes().to_vec())
 }
 
 /// A gRPC-Web call's request: POST, the content type, the message framed.
@@ -259,6 +278,26 @@ async fn calls_in_binary_and_text_mode(side: Side) {
     assert_eq!(
         answer.status(&head, "grpc-status").as_deref(),
         Some("12"),
+        "{answer:?}"
+    );
+
+    // The same call over HTTP/2 (h2c): the listener takes both versions.
+    let mut request = web_request(
+        "/weft.test.Echo/Unary",
+        "application/grpc-web+proto",
+        &hello,
+        &[],
+    );
+    *request.version_mut() = http::Version::HTTP_2;
+    request.headers_mut().remove("host");
+    *request.uri_mut() = "http://app.test:8000/weft.test.Echo/Unary".parse().unwrap();
+    let (head, body) = h2c(m.web, request).await;
+    assert_eq!(head.status, 200);
+    let answer = parse_web(&body);
+    assert_eq!(answer.messages[0].instance, "v1", "{answer:?}");
+    assert_eq!(
+        answer.status(&head, "grpc-status").as_deref(),
+        Some("0"),
         "{answer:?}"
     );
 
