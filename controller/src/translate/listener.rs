@@ -69,10 +69,22 @@ pub(super) fn outbound_listener_at(namespace: &str, addr: SocketAddr) -> (String
         stream_idle_timeout: Some(Duration::default()),
         ..Default::default()
     };
-    let listener = Listener {
-        name: OUTBOUND_LISTENER.into(),
+    let listener = hcm_listener(OUTBOUND_LISTENER, addr, TrafficDirection::Outbound, manager);
+    (OUTBOUND_LISTENER.to_owned(), listener)
+}
+
+/// A Listener `name` at `addr` whose one filter chain is the HTTP connection manager
+/// `manager`, packed.
+pub(super) fn hcm_listener(
+    name: &str,
+    addr: SocketAddr,
+    direction: TrafficDirection,
+    manager: HttpConnectionManager,
+) -> Any {
+    pack_any(Listener {
+        name: name.into(),
         address: Some(socket_address(addr)),
-        traffic_direction: TrafficDirection::Outbound as i32,
+        traffic_direction: direction as i32,
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: HCM_FILTER.into(),
@@ -81,8 +93,7 @@ pub(super) fn outbound_listener_at(namespace: &str, addr: SocketAddr) -> (String
             ..Default::default()
         }],
         ..Default::default()
-    };
-    (OUTBOUND_LISTENER.to_owned(), pack_any(listener))
+    })
 }
 
 /// The on-demand filter's config: virtual hosts, and clusters over the same ADS stream,

@@ -40,8 +40,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier;
 use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, Route, RouteConfiguration};
@@ -75,9 +73,8 @@ use prost::Name as _;
 
 use super::ResourceReport;
 use super::cluster::ads_config_source;
-use super::endpoints::socket_address;
 use super::fault::{AppliedFault, FAULT_FILTER, with_faults};
-use super::listener::{HCM_FILTER, ROUTER_FILTER, http_filter};
+use super::listener::{ROUTER_FILTER, hcm_listener, http_filter};
 use super::routes::AttachedRoute;
 use super::services::Catalog;
 use super::vhosts::{clusters_of, entries, length_delimited, routes_by_parent};
@@ -388,20 +385,8 @@ pub(super) fn web_listener(addr: SocketAddr) -> (String, Any) {
         local_reply_config: Some(deadline_as_grpc_status()),
         ..Default::default()
     };
-    let listener = Listener {
-        name: WEB.into(),
-        address: Some(socket_address(addr)),
-        traffic_direction: TrafficDirection::Inbound as i32,
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: HCM_FILTER.into(),
-                config_type: Some(ConfigType::TypedConfig(pack_any(manager))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    (WEB.to_owned(), pack_any(listener))
+    let listener = hcm_listener(WEB, addr, TrafficDirection::Inbound, manager);
+    (WEB.to_owned(), listener)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@
 //! the graceful drain are the other listeners' (`listener`).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +52,7 @@ pub async fn serve(
     listener: TcpListener,
     outbound: Arc<Outbound>,
     settings: ListenerSettings,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
 ) -> usize {
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
@@ -105,27 +107,33 @@ async fn connection(
     let io = TokioIo::new(stream);
     let result = if is_h2 {
         let connection = builders.1.serve_connection(io, service);
-        let mut connection = std::pin::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => result,
-            () = started_draining(&mut draining) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        }
+        until_drained(connection, &mut draining, |c| c.graceful_shutdown()).await
     } else {
         let connection = builders.0.serve_connection(io, service);
-        let mut connection = std::pin::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => result,
-            () = started_draining(&mut draining) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        }
+        until_drained(connection, &mut draining, |c| c.graceful_shutdown()).await
     };
     if let Err(err) = result {
         tracing::debug!(%err, "web connection ended with an error");
+    }
+}
+
+/// Runs `connection` until it ends; once draining starts, asks it to finish gracefully
+/// (`close`: hyper's `graceful_shutdown`, which both versions' connections have) and waits.
+async fn until_drained<C, T>(
+    connection: C,
+    draining: &mut watch::Receiver<bool>,
+    close: impl FnOnce(Pin<&mut C>),
+) -> T
+where
+    C: Future<Output = T>,
+{
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = started_draining(draining) => {
+            close(connection.as_mut());
+            connection.await
+        }
     }
 }
 

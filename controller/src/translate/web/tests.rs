@@ -1,4 +1,5 @@
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
@@ -6,6 +7,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use super::*;
 use crate::ads::ResourceType;
 use crate::model::Kind;
+use crate::translate::endpoints::socket_address;
 use crate::translate::testutil::{decode, greeters, index, route_names};
 use crate::translate::{Translation, translate, translate_for};
 
