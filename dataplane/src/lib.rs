@@ -124,10 +124,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         idle_timeout: settings.idle_timeout,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Each RPC's handler future is boxed: unboxed, its ~4 KB of state lives inside the
-    // per-stream task hyper spawns and is copied whole each time that task is moved
-    // (spawn, task cell, completion) — 14% of the proxy's CPU at saturation went to
-    // memcpy, most of it these moves. One allocation per RPC is far cheaper.
     let web_server = web_listener.map(|web_listener| {
         tokio::spawn(proxy::web::serve(
             web_listener,
@@ -136,6 +132,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stopped(stop_rx.clone()),
         ))
     });
+    // Each RPC's handler future is boxed: unboxed, its ~4 KB of state lives inside the
+    // per-stream task hyper spawns and is copied whole each time that task is moved
+    // (spawn, task cell, completion) — 14% of the proxy's CPU at saturation went to
+    // memcpy, most of it these moves. One allocation per RPC is far cheaper.
     let outbound_server = tokio::spawn(listener::serve(
         outbound_listener,
         Intercepted,

@@ -28,7 +28,9 @@
 //! status has an HTTP equivalent (INTERNAL 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403,
 //! UNIMPLEMENTED 404, UNAVAILABLE 503) is therefore given as that HTTP status on web routes,
 //! so browsers get the configured status from either proxy; any other status reaches them
-//! exactly through weft-proxy and as UNKNOWN through Envoy (its message intact in both).
+//! exactly through weft-proxy and as UNKNOWN through Envoy. The message reaches every client
+//! through weft-proxy; through Envoy, Connect's client reads it and the official client shows
+//! its own text for a non-200 answer (`deadline_as_grpc_status` says why no mapper helps).
 //!
 //! Encoding: a faulted route already holds one `typed_per_filter_config` entry, and prost
 //! writes a map (a `HashMap`) in no fixed order, so the CORS entry is appended to the
