@@ -6,6 +6,7 @@
 
 mod delta;
 mod envoy_sds;
+mod grpc;
 mod metrics;
 mod progress;
 mod registry;
@@ -17,6 +18,7 @@ mod vhds;
 
 pub use delta::{DeltaReply, DeltaStream};
 pub use envoy_sds::EnvoyCertificates;
+pub use grpc::AdsServer;
 pub use metrics::AdsMetrics;
 pub use progress::{ClientEvent, Nack, TypeProgress};
 pub use registry::{Protocol, ProxyRegistry, ProxyStatus};

@@ -18,13 +18,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -48,6 +46,11 @@ pub type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
 
 /// Responses buffered per stream before back-pressure applies.
 const STREAM_BUFFER: usize = 16;
+
+/// What a stream's task hands to tonic: boxed, because the channel allocates its slots in
+/// blocks of 32 whatever its capacity, and an unboxed response or status is about 200
+/// bytes (6 KB per connected proxy, mostly idle).
+type Outgoing<T> = Box<Result<T, Status>>;
 
 /// The ADS gRPC service.
 #[derive(Clone)]
@@ -77,8 +80,8 @@ impl AdsService {
         }
     }
 
-    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self)
+    pub fn into_server(self) -> super::AdsServer {
+        super::AdsServer::new(self)
     }
 }
 
@@ -195,10 +198,10 @@ impl AdsService {
         let service = self.clone();
         tokio::spawn(async move {
             if let Err(status) = service.run_stream::<P>(inbound, identity, &tx).await {
-                let _ = tx.send(Err(status)).await;
+                let _ = tx.send(Box::new(Err(status))).await;
             }
         });
-        Box::pin(ReceiverStream::new(rx))
+        Box::pin(ReceiverStream::new(rx).map(|outgoing| *outgoing))
     }
 
     /// Runs one stream until the client goes away. Returns a status to close it with.
@@ -206,7 +209,7 @@ impl AdsService {
         &self,
         mut inbound: Streaming<P::Request>,
         identity: Option<Identity>,
-        tx: &mpsc::Sender<Result<P::Response, Status>>,
+        tx: &mpsc::Sender<Outgoing<P::Response>>,
     ) -> Result<(), Status> {
         let Some(first) = inbound.message().await? else {
             return Ok(());
@@ -312,7 +315,7 @@ impl AdsService {
                     self.metrics.pushes.get_or_create(&ty.into()).inc();
                     sent_at.insert(ty, Instant::now());
                 }
-                if tx.send(Ok(response)).await.is_err() {
+                if tx.send(Box::new(Ok(response))).await.is_err() {
                     return Ok(());
                 }
             }
