@@ -28,10 +28,11 @@ pub struct HostEntry {
     pub name: String,
     /// The encoded `VirtualHost`.
     pub body: Any,
-    /// The authorities it answers to (its `domains`).
-    pub domains: Vec<String>,
-    /// The clusters its routes send to.
-    pub clusters: Vec<String>,
+    /// The authorities it answers to (its `domains`). Shared: most hosts look the same
+    /// from every namespace, and a translation makes one entry per namespace and host.
+    pub domains: Arc<[String]>,
+    /// The clusters its routes send to (shared alike).
+    pub clusters: Arc<[String]>,
 }
 
 /// The VHDS view of one client namespace.
@@ -137,11 +138,14 @@ impl NamespaceHosts {
     }
 }
 
+/// One host's part in the routing: its name, domains and the clusters it sends to.
+type RoutingInput = (String, Arc<[String]>, Arc<[String]>);
+
 impl HostRouting {
     /// Built from each host's (name, domains, clusters); keys share `hosts`' own strings.
     fn new(
         route_config: &str,
-        inputs: Vec<(String, Vec<String>, Vec<String>)>,
+        inputs: Vec<RoutingInput>,
         hosts: &TypeResources,
         fingerprint: u64,
     ) -> Self {
@@ -154,12 +158,15 @@ impl HostRouting {
         let mut clusters = HashMap::with_capacity(inputs.len());
         for (name, domains, sends_to) in inputs {
             let name = own(&name);
-            for domain in domains {
+            for domain in domains.iter() {
                 by_authority
                     .entry(domain.to_ascii_lowercase().into_boxed_str())
                     .or_insert_with(|| name.clone());
             }
-            clusters.insert(name, sends_to.into_iter().map(Arc::from).collect());
+            clusters.insert(
+                name,
+                sends_to.iter().map(|c| Arc::from(c.as_str())).collect(),
+            );
         }
         Self {
             prefix: format!("{route_config}/"),
@@ -176,7 +183,7 @@ impl HostRouting {
         let mut hasher = std::hash::DefaultHasher::new();
         route_config.hash(&mut hasher);
         for host in hosts {
-            (&host.name, &host.domains, &host.clusters).hash(&mut hasher);
+            (&host.name, &*host.domains, &*host.clusters).hash(&mut hasher);
         }
         hasher.finish()
     }
@@ -266,7 +273,9 @@ mod tests {
         assert!(!second.same_content(&first), "the host itself changed");
 
         let mut new_domain = greeter_entries();
-        new_domain[1].domains.push("10.0.0.2:9000".into());
+        new_domain[1].domains = ["echo:9000", "echo", "10.0.0.2:9000"]
+            .map(String::from)
+            .into();
         let third = NamespaceHosts::new(
             "outbound/default",
             Any::default(),
@@ -283,9 +292,9 @@ mod tests {
         );
 
         let mut new_backend = greeter_entries();
-        new_backend[0]
-            .clusters
-            .push("outbound|50051||greeter-v2".into());
+        new_backend[0].clusters = ["outbound|50051||greeter", "outbound|50051||greeter-v2"]
+            .map(String::from)
+            .into();
         let fourth = NamespaceHosts::new(
             "outbound/default",
             Any::default(),

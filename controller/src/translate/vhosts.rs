@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
@@ -44,8 +45,8 @@ struct EncodedHost {
     name: String,
     /// The GrpcRoutes and FaultInjections it carries.
     sources: Vec<ObjectKey>,
-    domains: Vec<String>,
-    clusters: Vec<String>,
+    domains: Arc<[String]>,
+    clusters: Arc<[String]>,
     bytes: Vec<u8>,
 }
 
@@ -152,7 +153,7 @@ pub(super) fn route_configurations<'n>(
                     None => {
                         let host = hosts_of.build(service, i, namespace, |d| taken.contains(d));
                         entries.push(host.vhds_entry(&name, &mut attachments));
-                        taken.extend(host.domains.into_iter().map(Cow::Owned));
+                        taken.extend(host.domains.iter().map(|d| Cow::Owned(d.clone())));
                         if inline {
                             hosts.push(Cow::Owned(host.bytes));
                         }
@@ -234,10 +235,10 @@ impl<'a> Hosts<'a> {
         };
         let bytes = host.encode_to_vec();
         EncodedHost {
-            clusters: clusters_of(&host.routes),
+            clusters: clusters_of(&host.routes).into(),
             sources,
             name: host.name,
-            domains: host.domains,
+            domains: host.domains.into(),
             bytes,
         }
     }
