@@ -4,10 +4,9 @@
 //! 32 KB of responses before yielding; the encode buffer keeps the size it grew to for the
 //! stream's life. A controller holds one such stream per connected proxy and almost all of
 //! them are idle, so at 1000 proxies those buffers were about 25 MB of its memory. Here
-//! they start small ([`buffers`]) and batch at most one small response ([`MAX_RESPONSE_BYTES`]
-//! bounds what a single response carries).
-//!
-//! [`MAX_RESPONSE_BYTES`]: super::delta
+//! they start at 1 KB ([`buffers`]) and the encoder hands bytes on once it holds 4 KB, so
+//! a buffer grows only to the largest single response (at most about 64 KB, see
+//! `MAX_RESPONSE_BYTES` in `delta.rs`; most are a few KB).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;

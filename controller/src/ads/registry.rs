@@ -295,7 +295,7 @@ impl StreamGuard {
         };
         // Copied only when it changed: a stream reports after every request and push, and
         // with a thousand streams cloning every type's progress (the held names) each time
-        // was a tenth of the controller's CPU.
+        // was a sixth of the controller's CPU.
         for (ty, p) in progress {
             if status.types.get(ty.short_name()) != Some(p) {
                 status.types.insert(ty.short_name(), p.clone());
