@@ -99,7 +99,7 @@ trait ProtocolState: Default + Send + 'static {
     ) -> (Vec<Self::Response>, Vec<ClientEvent>);
     fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
     fn response_type(response: &Self::Response) -> Option<ResourceType>;
-    fn progress(&self) -> Vec<(ResourceType, &TypeProgress)>;
+    fn progress(&self) -> impl Iterator<Item = (ResourceType, &TypeProgress)>;
 }
 
 impl ProtocolState for SotwStream {
@@ -124,8 +124,8 @@ impl ProtocolState for SotwStream {
     fn response_type(response: &DiscoveryResponse) -> Option<ResourceType> {
         ResourceType::from_type_url(&response.type_url)
     }
-    fn progress(&self) -> Vec<(ResourceType, &TypeProgress)> {
-        SotwStream::progress(self).collect()
+    fn progress(&self) -> impl Iterator<Item = (ResourceType, &TypeProgress)> {
+        SotwStream::progress(self)
     }
 }
 
@@ -151,8 +151,8 @@ impl ProtocolState for DeltaStream {
     fn response_type(response: &DeltaDiscoveryResponse) -> Option<ResourceType> {
         ResourceType::from_type_url(&response.type_url)
     }
-    fn progress(&self) -> Vec<(ResourceType, &TypeProgress)> {
-        DeltaStream::progress(self).collect()
+    fn progress(&self) -> impl Iterator<Item = (ResourceType, &TypeProgress)> {
+        DeltaStream::progress(self)
     }
 }
 
@@ -305,7 +305,7 @@ impl AdsService {
                     }
                 }
             };
-            guard.update(state.progress().into_iter(), &events);
+            guard.update(state.progress(), &events);
             for response in responses {
                 if let Some(ty) = P::response_type(&response) {
                     self.metrics.pushes.get_or_create(&ty.into()).inc();
