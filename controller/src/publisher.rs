@@ -2,7 +2,9 @@
 //! translation and one push (wait until the index has been quiet for `QUIET`, but never
 //! longer than `MAX_DELAY` after the first change), and nothing is published before the
 //! index has had its first full sync. When only EndpointSlices changed since the last
-//! translation, only the ClusterLoadAssignments are made again. The connected proxies
+//! translation, only the ClusterLoadAssignments are made again; when only GrpcRoutes and
+//! FaultInjections changed, only the virtual hosts they touch (`translate::incremental`).
+//! The connected proxies
 //! (workloads) are an input like the index: each has its own listeners, so a proxy that
 //! connects, leaves or changes its node metadata means a new translation (debounced alike,
 //! so a burst of connecting proxies is translated once). The mesh's members (which
@@ -74,38 +76,49 @@ pub async fn run(
     }
 }
 
-/// The last translation and what it was made from, besides EndpointSlices.
+/// The last translation and what it was made from.
 struct LastTranslation {
     inputs: Inputs,
     translation: Translation,
 }
 
-/// The inputs of everything but ClusterLoadAssignments: the revisions of every other kind,
-/// the connected proxies and the trust domain. (ClusterLoadAssignments depend on the
-/// proxies too, which the comparison covers.)
+/// What a translation is made from, in three parts: what only routing depends on
+/// (GrpcRoutes, FaultInjections), what only ClusterLoadAssignments depend on (EndpointSlices,
+/// the mesh's members), and everything else (the revisions of every other kind, the
+/// connected proxies and the trust domain).
 #[derive(PartialEq)]
 struct Inputs {
-    revisions: Vec<u64>,
-    workloads: Workloads,
-    trust_domain: Option<String>,
+    routing: [u64; 2],
+    endpoints: (u64, Members),
+    rest: (Vec<u64>, Workloads, Option<String>),
 }
 
 impl Inputs {
-    fn of(index: &Index, workloads: &Workloads, trust_domain: Option<&str>) -> Self {
+    fn of(
+        index: &Index,
+        workloads: &Workloads,
+        members: &Members,
+        trust_domain: Option<&str>,
+    ) -> Self {
+        const ROUTING: [Kind; 2] = [Kind::GrpcRoute, Kind::FaultInjection];
+        let others = Kind::ALL
+            .iter()
+            .filter(|kind| !ROUTING.contains(kind) && **kind != Kind::EndpointSlice);
         Inputs {
-            revisions: Kind::ALL
-                .iter()
-                .filter(|kind| **kind != Kind::EndpointSlice)
-                .map(|kind| index.revision(*kind))
-                .collect(),
-            workloads: workloads.clone(),
-            trust_domain: trust_domain.map(str::to_owned),
+            routing: ROUTING.map(|kind| index.revision(kind)),
+            endpoints: (index.revision(Kind::EndpointSlice), members.clone()),
+            rest: (
+                others.map(|kind| index.revision(*kind)).collect(),
+                workloads.clone(),
+                trust_domain.map(str::to_owned),
+            ),
         }
     }
 }
 
-/// Translates the index, or when only EndpointSlices changed since the last translation,
-/// only remakes its ClusterLoadAssignments.
+/// Translates the index, or only the part whose inputs changed since the last translation
+/// when nothing else did: the routing (only the virtual hosts that changed, see
+/// `translate::retranslate_routes`), the ClusterLoadAssignments, or both.
 fn translate(
     index: &Index,
     workloads: &Workloads,
@@ -113,20 +126,32 @@ fn translate(
     trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
 ) -> Translation {
-    let inputs = Inputs::of(index, workloads, trust_domain);
+    let inputs = Inputs::of(index, workloads, members, trust_domain);
     let mtls = trust_domain.is_some();
-    let translation = match last.take() {
-        Some(last) if last.inputs == inputs => {
-            translate::retranslate_endpoints(index, workloads, members, mtls, &last.translation)
+    let partial = |last: &LastTranslation| {
+        if last.inputs.rest != inputs.rest {
+            return None;
         }
-        last => translate::translate_after(
+        let mut translation = last.translation.clone();
+        if last.inputs.routing != inputs.routing {
+            translation = translate::retranslate_routes(index, workloads, &translation)?;
+        }
+        if last.inputs.endpoints != inputs.endpoints {
+            translation =
+                translate::retranslate_endpoints(index, workloads, members, mtls, &translation);
+        }
+        Some(translation)
+    };
+    let previous = last.take();
+    let translation = previous.as_ref().and_then(partial).unwrap_or_else(|| {
+        translate::translate_after(
             index,
             workloads,
             members,
             trust_domain,
-            last.as_ref().map(|last| &last.translation.snapshot),
-        ),
-    };
+            previous.as_ref().map(|last| &last.translation.snapshot),
+        )
+    });
     *last = Some(LastTranslation {
         inputs,
         translation: translation.clone(),

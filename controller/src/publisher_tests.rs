@@ -1,5 +1,5 @@
-//! Tests of the publisher: endpoint-only retranslation, what makes a full one, and the
-//! debounce.
+//! Tests of the publisher: endpoint-only and route-only retranslations, what makes a full
+//! one, and the debounce.
 
 use super::*;
 use crate::translate::{Member, Members};
@@ -125,6 +125,166 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
     let fourth = translate(&index, &more, &Members::new(), Some(DOMAIN), &mut last);
     assert!(fourth.snapshot.for_node("other.team-a").is_some());
     assert!(!third.snapshot.same_content(&fourth.snapshot));
+}
+
+/// A GrpcRoute `name` in `namespace` on `greeter` sending `weft.test.Echo` to its
+/// backends (name, weight).
+fn route(namespace: &str, name: &str, backends: &[(&str, u32)]) -> String {
+    let refs: Vec<String> = backends
+        .iter()
+        .map(|(b, w)| format!("{{name: {b}, namespace: default, port: 50051, weight: {w}}}"))
+        .collect();
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: GrpcRoute\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+         spec:\n  parentRefs: [{{name: greeter, namespace: default}}]\n  rules:\n  \
+         - matches: [{{method: {{service: weft.test.Echo}}}}]\n    backendRefs: [{}]\n",
+        refs.join(", ")
+    )
+}
+
+fn fault(name: &str, target: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: FaultInjection\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec: {{targetRef: {target}, abort: {{grpcStatus: UNAVAILABLE, message: boom}}}}\n"
+    )
+}
+
+/// Proxies in `default` and `team-a`; those of `team-a` speak Delta, so only `default`
+/// gets the inline `outbound/default`.
+fn mixed_proxies() -> Workloads {
+    let mut proxies = workloads(&[
+        ("client", "default", "127.0.0.1:15006"),
+        ("client", "team-a", "127.0.0.1:16006"),
+    ]);
+    if let Some(w) = proxies.get_mut("client.team-a") {
+        w.speaks_delta = true;
+    }
+    proxies
+}
+
+/// Asserts that `partial` is what a whole translation gives, routing included.
+fn assert_whole(partial: &Translation, index: &Index, proxies: &Workloads, step: &str) {
+    let full = translate::translate_for(index, proxies, &Members::new(), Some(DOMAIN));
+    assert_eq!(partial.snapshot, full.snapshot, "{step}: snapshot");
+    assert_eq!(partial.reports, full.reports, "{step}: reports");
+    for namespace in ["default", "team-a"] {
+        let hosts = |t: &Translation| t.snapshot.namespace_hosts(namespace).cloned().unwrap();
+        assert_eq!(
+            hosts(partial).routing(),
+            hosts(&full).routing(),
+            "{step}: routing of {namespace}"
+        );
+    }
+}
+
+#[test]
+fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_translation() {
+    let other = service_yaml("default", "other", &[("grpc", 50051), ("admin", 9000)]);
+    let mut index = index_of(&format!(
+        "{}---\n{other}---\n{}",
+        greeters(),
+        route(
+            "default",
+            "split",
+            &[("greeter-v1", 90), ("greeter-v2", 10)]
+        )
+    ));
+    let proxies = mixed_proxies();
+    let mut last = None;
+    let first = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let other_host = |t: &Translation| {
+        let hosts = t.snapshot.namespace_hosts("team-a").cloned().unwrap();
+        hosts
+            .hosts()
+            .get("outbound/team-a/other.default.svc.cluster.local:50051")
+            .cloned()
+            .unwrap()
+    };
+    let steps = [
+        (
+            "new weights",
+            route(
+                "default",
+                "split",
+                &[("greeter-v1", 50), ("greeter-v2", 50)],
+            ),
+        ),
+        (
+            "another backend",
+            route("default", "split", &[("other", 1)]),
+        ),
+        (
+            "a consumer route",
+            route("team-a", "mine", &[("greeter-v2", 1)]),
+        ),
+        (
+            "a fault on the route",
+            fault("on-route", "{kind: GrpcRoute, name: split}"),
+        ),
+        (
+            "a fault on the Service",
+            fault("on-service", "{kind: Service, name: greeter}"),
+        ),
+    ];
+    let mut before = first;
+    for (step, yaml) in steps {
+        for object in objects(&yaml) {
+            index.apply(object);
+        }
+        let after = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+        assert_whole(&after, &index, &proxies, step);
+        assert_ne!(after.snapshot, before.snapshot, "{step}: something changed");
+        assert!(
+            Arc::ptr_eq(&other_host(&before), &other_host(&after)),
+            "{step}: the hosts of other Services are kept"
+        );
+        for ty in [
+            crate::ads::ResourceType::Cluster,
+            crate::ads::ResourceType::Endpoint,
+        ] {
+            assert!(
+                Arc::ptr_eq(
+                    before.snapshot.shared_resources(ty),
+                    after.snapshot.shared_resources(ty)
+                ),
+                "{step}: {ty} kept"
+            );
+        }
+        before = after;
+    }
+    // Removed, then with an endpoint change in the same translation.
+    index.delete(&crate::translate::testutil::key(
+        Kind::GrpcRoute,
+        "default",
+        "split",
+    ));
+    for object in objects(&slice("10.0.0.9")) {
+        index.apply(object);
+    }
+    let after = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    assert_whole(
+        &after,
+        &index,
+        &proxies,
+        "a route removed and an endpoint changed",
+    );
+}
+
+#[test]
+fn a_route_in_a_namespace_that_had_none_translates_everything() {
+    let mut index = index_of(&greeters());
+    let proxies = mixed_proxies();
+    let mut last = None;
+    translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    for object in objects(&route("team-b", "new", &[("greeter-v1", 1)])) {
+        index.apply(object);
+    }
+    let after = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    assert!(
+        after.snapshot.namespace_hosts("team-b").is_some(),
+        "outbound/team-b is new"
+    );
+    assert_whole(&after, &index, &proxies, "a new client namespace");
 }
 
 #[tokio::test(start_paused = true)]

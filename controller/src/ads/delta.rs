@@ -148,15 +148,24 @@ impl TypeState {
 
     /// Records in the progress what the client rejected and, where the stream picks what
     /// it holds (see [`TypeProgress::held`]), what it holds.
+    /// Each list is replaced only when it changed (most pushes and ACKs change versions,
+    /// not which names are held), so the registry's copy stays shared.
     fn record_held(&mut self) {
-        self.progress.rejected = self.rejected.keys().map(|n| n.to_string()).collect();
+        if !(self.rejected.is_empty() && self.progress.rejected.is_empty()) {
+            let rejected: Vec<Arc<str>> = self.rejected.keys().cloned().collect();
+            if *self.progress.rejected != *rejected {
+                self.progress.rejected = rejected.into();
+            }
+        }
         if self.prune {
-            self.progress.held = self
+            let held: Vec<Arc<str>> = self
                 .held_names()
                 .into_iter()
                 .filter(|n| matches!(self.held(n), Some(Held::Version(_))))
-                .map(|n| n.to_string())
                 .collect();
+            if *self.progress.held != *held {
+                self.progress.held = held.into();
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 //! events a request produced. Shared by the State-of-the-World and Delta state machines;
 //! read by metrics, `/debug/proxies` and the status writer.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::types::ResourceType;
@@ -71,12 +73,21 @@ pub struct TypeProgress {
     /// The resources the proxy holds or is being sent, by name, where it picks them (the
     /// virtual hosts and clusters of a Delta stream, which follow its RPCs); empty for the
     /// types that hold everything they are offered.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub held: Vec<String>,
+    #[serde(skip_serializing_if = "names_are_empty")]
+    pub held: Names,
     /// Delta: the resources whose current version the proxy rejected, by name (a NACK
     /// stays in force for them while later responses of the type carry other resources).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rejected: Vec<String>,
+    #[serde(skip_serializing_if = "names_are_empty")]
+    pub rejected: Names,
+}
+
+/// Resource names, shared: a stream's progress is copied into the registry after every
+/// push and ACK (its versions change), and the names rarely do, so the copy and the
+/// comparison cost a reference count and a pointer comparison.
+pub type Names = Arc<[Arc<str>]>;
+
+fn names_are_empty(names: &Names) -> bool {
+    names.is_empty()
 }
 
 /// What one client request meant, beyond any responses it caused.

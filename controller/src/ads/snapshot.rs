@@ -88,6 +88,30 @@ impl TypeResources {
         changes
     }
 
+    /// This set with `bodies` put in under their names (added, or replacing the resource
+    /// of that name), sharing every other resource: a change to a few of a thousand
+    /// resources costs those few (and the set's version), not a pass over all of them.
+    pub fn patched(&self, bodies: impl IntoIterator<Item = (String, Any)>) -> TypeResources {
+        let mut resources = self.resources.clone();
+        let mut changed = false;
+        for (name, body) in bodies {
+            if self.get(&name).is_some_and(|old| old.body == body) {
+                continue;
+            }
+            changed = true;
+            let resource = versioned(name, body);
+            resources.insert(resource.name.clone(), resource);
+        }
+        TypeResources {
+            version: match changed {
+                true => set_version(&resources),
+                false => self.version.clone(),
+            },
+            resources,
+            since: OnceLock::new(),
+        }
+    }
+
     /// The resources of this set named in `names` (the others left out), sharing their
     /// bodies: only the set's version is computed, from names and versions.
     pub fn subset<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> TypeResources {
@@ -268,6 +292,29 @@ impl Snapshot {
         self.node_types(node_id).map(|own| self.with_types(own))
     }
 
+    /// This snapshot with other routing: `routes` as its RouteConfigurations and
+    /// `namespaces` as the hosts Delta clients are served (a route-only retranslation).
+    pub fn with_routing(
+        &self,
+        routes: Arc<TypeResources>,
+        namespaces: BTreeMap<String, Arc<NamespaceHosts>>,
+    ) -> Snapshot {
+        let mut types = self.types.clone();
+        types.insert(ResourceType::Route, routes);
+        Snapshot {
+            types,
+            nodes: self.nodes.clone(),
+            namespaces: Arc::new(namespaces),
+            vhds: None,
+            pinned: Arc::new([]),
+        }
+    }
+
+    /// The hosts Delta clients in every namespace are served.
+    pub fn all_namespace_hosts(&self) -> &BTreeMap<String, Arc<NamespaceHosts>> {
+        &self.namespaces
+    }
+
     /// This snapshot with the per-node sets of `other` (an endpoint-only retranslation
     /// keeps the listeners it had).
     pub fn with_nodes_of(&self, other: &Snapshot) -> Snapshot {
@@ -300,16 +347,8 @@ fn type_resources(
                 kept += 1;
                 return (old.name.clone(), old.clone());
             }
-            let version = content_hash([body.type_url.as_bytes(), &body.value]).into();
-            let name: Arc<str> = name.into();
-            (
-                name.clone(),
-                Arc::new(VersionedResource {
-                    name,
-                    version,
-                    body,
-                }),
-            )
+            let resource = versioned(name, body);
+            (resource.name.clone(), resource)
         })
         .collect();
     let version = match previous {
@@ -323,6 +362,15 @@ fn type_resources(
         resources,
         since: OnceLock::new(),
     }
+}
+
+/// `body` as the resource `name`, versioned by a hash of its content.
+fn versioned(name: String, body: Any) -> Arc<VersionedResource> {
+    Arc::new(VersionedResource {
+        version: content_hash([body.type_url.as_bytes(), &body.value]).into(),
+        name: name.into(),
+        body,
+    })
 }
 
 /// The version of a set: a hash of its names and their versions.
@@ -486,6 +534,31 @@ pub(crate) mod tests {
             a.resources(ResourceType::Listener).version(),
             b.resources(ResourceType::Listener).version()
         );
+    }
+
+    #[test]
+    fn a_patched_set_shares_the_rest_and_is_versioned_as_if_built_whole() {
+        let set = TypeResources::from_bodies([
+            ("a".to_owned(), any("t", "1")),
+            ("b".to_owned(), any("t", "2")),
+        ]);
+        let same = set.patched([("b".to_owned(), any("t", "2"))]);
+        assert_eq!(same.version(), set.version());
+        assert!(Arc::ptr_eq(same.get("b").unwrap(), set.get("b").unwrap()));
+        let patched = set.patched([
+            ("b".to_owned(), any("t", "3")),
+            ("c".to_owned(), any("t", "4")),
+        ]);
+        let whole = TypeResources::from_bodies([
+            ("a".to_owned(), any("t", "1")),
+            ("b".to_owned(), any("t", "3")),
+            ("c".to_owned(), any("t", "4")),
+        ]);
+        assert_eq!(patched, whole);
+        assert!(Arc::ptr_eq(
+            patched.get("a").unwrap(),
+            set.get("a").unwrap()
+        ));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub struct NamespaceHosts {
 /// and go, not when a route's content changes, so a translation keeps the previous one
 /// (same `Arc`) when its inputs are the same, and a stream that already followed it skips
 /// the work ([`HostRouting::fingerprint`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct HostRouting {
     /// `outbound/<ns>/`: every alias and host name starts with it.
     prefix: String,
@@ -108,6 +108,68 @@ impl NamespaceHosts {
             hosts,
             routing,
         }
+    }
+
+    /// These hosts with `changed` in place of the hosts of the same names, sharing every
+    /// other host and the shell: a route change to one Service touches one host per
+    /// namespace, not all of them. The routing is kept unless a changed host sends to
+    /// other clusters. `None` when a changed host is not one of these or answers to other
+    /// authorities (only a change of Services does that; the caller translates whole).
+    pub fn patched(&self, changed: Vec<HostEntry>) -> Option<NamespaceHosts> {
+        let routing = &self.routing;
+        let mut fingerprint = routing.fingerprint;
+        let mut new_clusters = Vec::new();
+        for host in &changed {
+            let old_clusters = routing.clusters.get(host.name.as_str())?;
+            let same_domains = host.domains.iter().all(|domain| {
+                routing
+                    .by_authority
+                    .get(domain.to_ascii_lowercase().as_str())
+                    .is_some_and(|serving| **serving == *host.name)
+            });
+            if !same_domains {
+                return None;
+            }
+            let same_clusters = old_clusters.len() == host.clusters.len()
+                && old_clusters
+                    .iter()
+                    .zip(host.clusters.iter())
+                    .all(|(a, b)| **a == **b);
+            if !same_clusters {
+                let old = host_fingerprint(&host.name, &host.domains, old_clusters.iter());
+                let new = host_fingerprint(&host.name, &host.domains, host.clusters.iter());
+                fingerprint = fingerprint.wrapping_sub(old).wrapping_add(new);
+                new_clusters.push((host.name.clone(), host.clusters.clone()));
+            }
+        }
+        let hosts = Arc::new(
+            self.hosts
+                .patched(changed.into_iter().map(|host| (host.name, host.body))),
+        );
+        let routing = match new_clusters.is_empty() {
+            true => routing.clone(),
+            false => {
+                let mut clusters = routing.clusters.clone();
+                for (name, sends_to) in new_clusters {
+                    let name = hosts.get(&name).map(|r| r.name.clone())?;
+                    clusters.insert(
+                        name,
+                        sends_to.iter().map(|c| Arc::from(c.as_str())).collect(),
+                    );
+                }
+                Arc::new(HostRouting {
+                    prefix: routing.prefix.clone(),
+                    by_authority: routing.by_authority.clone(),
+                    clusters,
+                    fingerprint,
+                })
+            }
+        };
+        Some(Self {
+            shell: self.shell.clone(),
+            hosts,
+            routing,
+        })
     }
 
     /// The answer to a first VHDS request that names nothing: `outbound/<ns>/_`.
@@ -178,14 +240,19 @@ impl HostRouting {
 
     /// A hash of what the routing is made from. Hashing the strings costs a fraction of
     /// building the maps (no allocation), which is the point of keeping the previous one.
+    /// A sum of one hash per host, so one host's change moves it by that host's part
+    /// ([`NamespaceHosts::patched`]); no two hosts share a domain, so order does not matter.
     fn fingerprint(route_config: &str, hosts: &[HostEntry]) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::hash::DefaultHasher::new();
         route_config.hash(&mut hasher);
-        for host in hosts {
-            (&host.name, &*host.domains, &*host.clusters).hash(&mut hasher);
-        }
-        hasher.finish()
+        hosts.iter().fold(hasher.finish(), |sum, host| {
+            sum.wrapping_add(host_fingerprint(
+                &host.name,
+                &host.domains,
+                host.clusters.iter(),
+            ))
+        })
     }
 
     /// The host a subscribed name stands for: a host's own name, or
@@ -203,10 +270,30 @@ impl HostRouting {
             .or_else(|| self.by_authority.get(without_port(&authority)?))
     }
 
+    /// The host answering to `domain` (lowercase, as in `domains`), if one does.
+    pub fn served_by(&self, domain: &str) -> Option<&Arc<str>> {
+        self.by_authority.get(domain)
+    }
+
     /// The clusters host `name` sends to (none for a name that is not a host).
     pub fn clusters_of(&self, name: &str) -> &[Arc<str>] {
         self.clusters.get(name).map_or(&[], |list| list)
     }
+}
+
+/// One host's part in [`HostRouting::fingerprint`].
+fn host_fingerprint<C: AsRef<str>>(
+    name: &str,
+    domains: &[String],
+    clusters: impl Iterator<Item = C>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (name, domains).hash(&mut hasher);
+    for cluster in clusters {
+        cluster.as_ref().hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// `authority` without its `:port`, if it has one (`[::1]:80` → `[::1]`).

@@ -146,7 +146,7 @@ fn holds(proxy: &ProxyStatus, attachments: &Attachments) -> bool {
                 proxy
                     .types
                     .get(ty)
-                    .is_some_and(|p| p.held.iter().any(|h| names.contains(h)))
+                    .is_some_and(|p| p.held.iter().any(|h| names.iter().any(|n| **n == **h)))
             };
             held("VHDS", &attachments.hosts) || held("CDS", &attachments.clusters)
         }
@@ -185,7 +185,7 @@ fn in_force(progress: &TypeProgress, nack: &Nack) -> bool {
         || nack
             .resources
             .iter()
-            .any(|name| progress.rejected.contains(name))
+            .any(|name| progress.rejected.iter().any(|r| **r == **name))
 }
 
 /// A proxy has the current config when every type it was sent is ACKed at that version; it
@@ -289,8 +289,11 @@ mod tests {
             sent_version: Some(sent.into()),
             acked_version: Some(acked.into()),
             last_nack: nack.map(|(m, host)| Nack::new(sent.into(), m).about([host].into_iter())),
-            held: hosts.iter().map(|h| h.to_string()).collect(),
-            rejected: nack.map(|(_, host)| host.to_string()).into_iter().collect(),
+            held: hosts.iter().map(|h| std::sync::Arc::from(*h)).collect(),
+            rejected: nack
+                .map(|(_, host)| std::sync::Arc::from(host))
+                .into_iter()
+                .collect(),
         };
         ProxyStatus {
             node_id: name.into(),
@@ -437,7 +440,7 @@ mod tests {
             proxy.types.insert(
                 "RDS",
                 TypeProgress {
-                    held: vec![],
+                    held: Default::default(),
                     last_nack: nack,
                     ..rds
                 },

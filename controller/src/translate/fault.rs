@@ -35,7 +35,7 @@ pub(super) enum FaultTarget {
 }
 
 /// A valid fault whose target exists, translated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct AppliedFault {
     pub key: ObjectKey,
     pub target: FaultTarget,

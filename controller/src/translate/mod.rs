@@ -117,6 +117,7 @@ mod cluster;
 mod endpoints;
 mod fault;
 mod inbound;
+mod incremental;
 mod listener;
 mod matching;
 mod mtls;
@@ -144,11 +145,13 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
-use crate::ads::{NamespaceHosts, ResourceType, Snapshot, TypeResources};
+use crate::ads::{NamespaceHosts, ResourceType, Snapshot};
 use crate::model::{Index, ObjectKey};
 
 pub use cluster::inbound_cluster_name;
 pub use inbound::{INBOUND_LISTENER, inbound_listener};
+use incremental::RoutingInputs;
+pub use incremental::{retranslate_endpoints, retranslate_routes};
 pub use listener::{OUTBOUND_LISTENER, outbound_listener};
 pub use mtls::{ResolvedMode, resolve_mode};
 pub use node::{DEFAULT_APP_ADDR, DEFAULT_INBOUND_ADDR, DEFAULT_OUTBOUND_ADDR, NodeInfo};
@@ -175,6 +178,8 @@ pub struct Translation {
     pub enforcing: Arc<Enforcing>,
     /// Objects that no report covers (Services, EndpointSlices) and that were skipped.
     pub warnings: Vec<String>,
+    /// What the routing was made from, for a route-only retranslation of the next change.
+    routing: Arc<RoutingInputs>,
 }
 
 /// What translation found about one weft resource: feeds its `Accepted` and
@@ -294,17 +299,8 @@ pub fn translate_after(
         builder.add(ResourceType::Endpoint, name, assignment);
     }
 
-    let attached = routes::translate_routes(index, &catalog, &mut reports);
-    for route in &attached {
-        if let Some(report) = reports.get_mut(&route.key) {
-            report.attachments.backends = vhosts::clusters_of(&route.entries);
-        }
-    }
-    let faults = fault::translate_faults(index, &catalog, &attached, &mut reports);
-    let browsers_reach = attached.iter().any(|route| route.web.is_some())
-        || workloads.values().any(|w| w.web_addr.is_some());
-    if browsers_reach {
-        let web = web::web_route_configuration(&catalog, &attached, &faults, &mut reports);
+    let (attached, faults, web) = translate_routing(index, &catalog, workloads, &mut reports);
+    if let Some(web) = web {
         builder.add(ResourceType::Route, WEB.to_owned(), web);
     }
     mtls::report_policies(index, &mut reports);
@@ -312,20 +308,14 @@ pub fn translate_after(
     let enforcing =
         workloads::add_workloads(&mut builder, workloads, &policies, mtls, &mut reports);
 
-    let mut namespaces: BTreeSet<String> = catalog.iter().map(|s| s.namespace.clone()).collect();
-    namespaces.extend(attached.iter().map(|route| route.key.namespace.clone()));
-    namespaces.extend(workloads.values().map(|w| w.namespace.clone()));
-    let delta_only = workloads::delta_only_namespaces(workloads);
-    let namespaces = namespaces
-        .iter()
-        .map(|ns| (ns.as_str(), !delta_only.contains(ns.as_str())));
-    let (routing, attachments) =
-        vhosts::route_configurations(namespaces, &catalog, &attached, &faults);
-    for (key, hosts) in attachments {
-        if let Some(report) = reports.get_mut(&key) {
-            report.attachments.hosts = hosts;
-        }
-    }
+    let namespaces = client_namespaces(&catalog, &attached, workloads);
+    let (routing, sources) = vhosts::route_configurations(
+        namespaces.iter().map(|(ns, inline)| (ns.as_str(), *inline)),
+        &catalog,
+        &attached,
+        &faults,
+    );
+    attach_hosts(&sources, &mut reports);
     for routing in routing {
         let name = route_config_name(&routing.namespace);
         let before = previous.and_then(|p| p.namespace_hosts(&routing.namespace));
@@ -341,39 +331,64 @@ pub fn translate_after(
         reports: Arc::new(reports),
         enforcing: Arc::new(enforcing),
         warnings,
+        routing: Arc::new(RoutingInputs {
+            routes: attached,
+            faults,
+            namespaces,
+            sources,
+        }),
     }
 }
 
-/// `previous`, a translation of this index for these `workloads` and `members` made before only
-/// EndpointSlices changed, with its ClusterLoadAssignments made again (marked for the same
-/// workloads): nothing else depends on an EndpointSlice, and endpoint changes (pods coming
-/// and going) are the most frequent change there is. The per-proxy listeners are kept.
-pub fn retranslate_endpoints(
+/// GrpcRoutes and FaultInjections, reported, and the RouteConfiguration `web` when browsers
+/// reach the mesh (a route opts in, or a proxy has a web listener).
+fn translate_routing(
     index: &Index,
+    catalog: &services::Catalog,
     workloads: &Workloads,
-    members: &Members,
-    mtls: bool,
-    previous: &Translation,
-) -> Translation {
-    let mut warnings = Vec::new();
-    let catalog = services::Catalog::build(index, &mut warnings);
-    let targets = match mtls {
-        true => workloads::MtlsTargets::build(workloads, members, &mtls::PolicySet::build(index)),
-        false => workloads::MtlsTargets::default(),
-    };
-    let assignments = load_assignments(index, &catalog, &targets, &mut warnings);
-    let endpoints = Arc::new(TypeResources::from_bodies_after(
-        assignments,
-        Some(previous.snapshot.resources(ResourceType::Endpoint)),
-    ));
-    Translation {
-        snapshot: previous
-            .snapshot
-            .with_types(&[(ResourceType::Endpoint, endpoints)])
-            .with_nodes_of(&previous.snapshot),
-        reports: previous.reports.clone(),
-        enforcing: previous.enforcing.clone(),
-        warnings,
+    reports: &mut BTreeMap<ObjectKey, ResourceReport>,
+) -> (
+    Vec<routes::AttachedRoute>,
+    Vec<fault::AppliedFault>,
+    Option<Any>,
+) {
+    let attached = routes::translate_routes(index, catalog, reports);
+    for route in &attached {
+        if let Some(report) = reports.get_mut(&route.key) {
+            report.attachments.backends = vhosts::clusters_of(&route.entries);
+        }
+    }
+    let faults = fault::translate_faults(index, catalog, &attached, reports);
+    let browsers_reach = attached.iter().any(|route| route.web.is_some())
+        || workloads.values().any(|w| w.web_addr.is_some());
+    let web =
+        browsers_reach.then(|| web::web_route_configuration(catalog, &attached, &faults, reports));
+    (attached, faults, web)
+}
+
+/// Every client namespace (one holding a Service, a GrpcRoute or a connected proxy), each
+/// with whether it needs the inline `outbound/<ns>` (some client may speak SotW).
+fn client_namespaces(
+    catalog: &services::Catalog,
+    attached: &[routes::AttachedRoute],
+    workloads: &Workloads,
+) -> Vec<(String, bool)> {
+    let mut namespaces: BTreeSet<&str> = catalog.iter().map(|s| s.namespace.as_str()).collect();
+    namespaces.extend(attached.iter().map(|route| route.key.namespace.as_str()));
+    namespaces.extend(workloads.values().map(|w| w.namespace.as_str()));
+    let delta_only = workloads::delta_only_namespaces(workloads);
+    namespaces
+        .into_iter()
+        .map(|ns| (ns.to_owned(), !delta_only.contains(ns)))
+        .collect()
+}
+
+/// Records in each GrpcRoute's and FaultInjection's report the hosts carrying it.
+fn attach_hosts(sources: &vhosts::HostSources, reports: &mut BTreeMap<ObjectKey, ResourceReport>) {
+    for (key, hosts) in vhosts::attachments(sources) {
+        if let Some(report) = reports.get_mut(&key) {
+            report.attachments.hosts = hosts;
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::api::{GrpcRoute, GrpcStatus, RouteRule, WebAccess};
 use crate::model::{Index, Kind, Object, ObjectKey};
 
 /// A valid GrpcRoute, translated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct AttachedRoute {
     pub key: ObjectKey,
     /// The Service ports it governs: (namespace, name, port).

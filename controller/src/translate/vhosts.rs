@@ -15,7 +15,7 @@
 //! assembled from encoded hosts exactly as prost would encode the whole message.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::route::Action;
@@ -29,17 +29,18 @@ use prost::Name as _;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::cluster::ads_config_source;
-use super::fault::{AppliedFault, applied_faults, with_faults};
+use super::fault::{AppliedFault, FaultTarget, applied_faults, with_faults};
 use super::matching;
 use super::routes::{AttachedRoute, stream_timeouts};
 use super::services::{Catalog, ServiceEntry, route_config_name};
-use crate::ads::HostEntry;
+use crate::ads::{HostEntry, NamespaceHosts};
 use crate::model::ObjectKey;
 
 /// The name of the last route of every virtual host (to the Service itself).
 pub(super) const DEFAULT_ROUTE: &str = "default";
 
 /// A virtual host's domains, the clusters it sends to, and its encoding.
+#[derive(Clone)]
 struct EncodedHost {
     /// Its own name, `<fqdn>:<port>`.
     name: String,
@@ -54,19 +55,14 @@ impl EncodedHost {
     /// This host as the VHDS resource `<route config>/<own name>`, named after the
     /// resource (Envoy keys VHDS hosts by their own name, and removals by resource name):
     /// the encoding with its leading `name` field swapped.
-    /// Its sources are recorded as attached to it.
-    fn vhds_entry(&self, route_config: &str, attachments: &mut HostAttachments) -> HostEntry {
+    /// Its sources are recorded as its sources in `sources` (replacing any before).
+    fn vhds_entry(&self, route_config: &str, sources: &mut HostSources) -> HostEntry {
         let name = format!("{route_config}/{}", self.name);
-        for source in &self.sources {
-            attachments
-                .entry(source.clone())
-                .or_default()
-                .push(name.clone());
-        }
-        let rest = &self.bytes[name_field_len(&self.name)..];
-        let mut value = Vec::with_capacity(name.len() + 4 + rest.len());
-        length_delimited(1, name.as_bytes(), &mut value);
-        value.extend_from_slice(rest);
+        match self.sources.is_empty() {
+            true => sources.remove(&name),
+            false => sources.insert(name.clone(), self.sources.clone()),
+        };
+        let value = renamed(&self.bytes, &self.name, &name);
         HostEntry {
             name,
             body: Any {
@@ -77,6 +73,15 @@ impl EncodedHost {
             clusters: self.clusters.clone(),
         }
     }
+}
+
+/// An encoded `VirtualHost` named `from` (prost writes `name` first), named `to`.
+fn renamed(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let rest = &bytes[name_field_len(from)..];
+    let mut value = Vec::with_capacity(to.len() + 4 + rest.len());
+    length_delimited(1, to.as_bytes(), &mut value);
+    value.extend_from_slice(rest);
+    value
 }
 
 /// The encoded length of field 1 (a `VirtualHost`'s `name`, which prost writes first)
@@ -100,32 +105,38 @@ pub(super) struct NamespaceRouting {
 /// Per GrpcRoute and FaultInjection, the VHDS hosts carrying it.
 pub(super) type HostAttachments = BTreeMap<ObjectKey, Vec<String>>;
 
+/// Per VHDS host carrying any, the GrpcRoutes and FaultInjections it carries: kept from one
+/// translation to the next, so a route-only retranslation remakes only its changed hosts'.
+pub(super) type HostSources = BTreeMap<String, Vec<ObjectKey>>;
+
+/// Which hosts carry each GrpcRoute and FaultInjection, each list in host name order.
+pub(super) fn attachments(sources: &HostSources) -> HostAttachments {
+    let mut attachments = HostAttachments::new();
+    for (host, keys) in sources {
+        for key in keys {
+            attachments
+                .entry(key.clone())
+                .or_default()
+                .push(host.clone());
+        }
+    }
+    attachments
+}
+
 /// The routing of each of `namespaces`' clients (each with whether it needs the inline
-/// route configuration), and which hosts carry each GrpcRoute and FaultInjection.
+/// route configuration), and the sources of each host.
 pub(super) fn route_configurations<'n>(
     namespaces: impl IntoIterator<Item = (&'n str, bool)>,
     catalog: &Catalog,
     routes: &[AttachedRoute],
     faults: &[AppliedFault],
-) -> (Vec<NamespaceRouting>, HostAttachments) {
-    let mut attachments = HostAttachments::new();
-    let hosts_of = Hosts {
-        by_parent: routes_by_parent(routes),
-        faults,
-    };
+) -> (Vec<NamespaceRouting>, HostSources) {
+    let mut sources = HostSources::new();
     let namespaces: Vec<(&str, bool)> = namespaces.into_iter().collect();
-    // Each Service port as seen from the namespaces that share a view of it, built once.
-    let mut shared: HashMap<(&str, &str, u16), EncodedHost> = HashMap::new();
+    let mut maker = HostMaker::new(routes, faults);
     for service in catalog.iter() {
-        for (i, port) in service.ports.iter().enumerate() {
-            let attached = hosts_of.attached(service, port.port);
-            if let Some((namespace, _)) = namespaces
-                .iter()
-                .find(|(ns, _)| is_shared_view(service, ns, attached))
-            {
-                let key = (service.namespace.as_str(), service.name.as_str(), port.port);
-                shared.insert(key, hosts_of.build(service, i, namespace, |_| false));
-            }
+        for i in 0..service.ports.len() {
+            maker.share(service, i, &namespaces);
         }
     }
     let mut routing = Vec::new();
@@ -136,23 +147,17 @@ pub(super) fn route_configurations<'n>(
         let mut hosts: Vec<Cow<'_, [u8]>> = Vec::new();
         let mut entries = Vec::new();
         for service in catalog.iter() {
-            for (i, port) in service.ports.iter().enumerate() {
-                let key = (service.namespace.as_str(), service.name.as_str(), port.port);
-                let reusable = shared.get(&key).filter(|shared| {
-                    is_shared_view(service, namespace, hosts_of.attached(service, port.port))
-                        && shared.domains.iter().all(|d| !taken.contains(d.as_str()))
-                });
-                match reusable {
-                    Some(host) => {
+            for i in 0..service.ports.len() {
+                let host = maker.host(service, i, namespace, |d| taken.contains(d));
+                entries.push(host.vhds_entry(&name, &mut sources));
+                match host {
+                    Cow::Borrowed(host) => {
                         taken.extend(host.domains.iter().map(|d| Cow::Borrowed(d.as_str())));
-                        entries.push(host.vhds_entry(&name, &mut attachments));
                         if inline {
                             hosts.push(Cow::Borrowed(&host.bytes));
                         }
                     }
-                    None => {
-                        let host = hosts_of.build(service, i, namespace, |d| taken.contains(d));
-                        entries.push(host.vhds_entry(&name, &mut attachments));
+                    Cow::Owned(host) => {
                         taken.extend(host.domains.iter().map(|d| Cow::Owned(d.clone())));
                         if inline {
                             hosts.push(Cow::Owned(host.bytes));
@@ -171,7 +176,187 @@ pub(super) fn route_configurations<'n>(
             hosts: entries,
         });
     }
-    (routing, attachments)
+    (routing, sources)
+}
+
+/// The Service ports (namespace, name, port) whose virtual hosts differ between two sets
+/// of routes and faults, in any namespace: those whose attached routes, or the faults that
+/// may apply to them, are not the same. Everything else a host is made from (the Service,
+/// the domains other hosts took) depends on Services alone.
+pub(super) fn changed_ports(
+    catalog: &Catalog,
+    before: (&[AttachedRoute], &[AppliedFault]),
+    after: (&[AttachedRoute], &[AppliedFault]),
+) -> BTreeSet<(String, String, u16)> {
+    let (old, new) = (routes_by_parent(before.0), routes_by_parent(after.0));
+    let mut changed = BTreeSet::new();
+    for service in catalog.iter() {
+        for port in &service.ports {
+            let key = (service.namespace.as_str(), service.name.as_str(), port.port);
+            let (a, b) = (
+                old.get(&key).map_or(&[][..], Vec::as_slice),
+                new.get(&key).map_or(&[][..], Vec::as_slice),
+            );
+            let same_routes = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| **x == **y);
+            if !same_routes || may_apply(before.1, service, a) != may_apply(after.1, service, b) {
+                changed.insert((key.0.to_owned(), key.1.to_owned(), key.2));
+            }
+        }
+    }
+    changed
+}
+
+/// The faults that may apply to a Service port with `attached` routes: those on the
+/// Service, and those on one of the routes.
+fn may_apply<'f>(
+    faults: &'f [AppliedFault],
+    service: &ServiceEntry,
+    attached: &[&AttachedRoute],
+) -> Vec<&'f AppliedFault> {
+    let on_service =
+        |namespace: &str, name: &str| namespace == service.namespace && name == service.name;
+    faults
+        .iter()
+        .filter(|fault| match &fault.target {
+            FaultTarget::Service { namespace, name } => on_service(namespace, name),
+            FaultTarget::GrpcRoute(key) => attached.iter().any(|route| route.key == *key),
+        })
+        .collect()
+}
+
+/// Each namespace's hosts, and the inline `outbound/<ns>` configurations made again.
+pub(super) type PatchedRouting = (BTreeMap<String, Arc<NamespaceHosts>>, Vec<(String, Any)>);
+
+/// `previous` (each namespace's hosts as Delta clients get them) with the hosts of the
+/// `changed` Service ports made again in every namespace; `inline` says which namespaces
+/// also get the inline `outbound/<ns>`, made again when one of its hosts changed (each
+/// such namespace's, by name). The sources of the changed hosts are updated in `sources`.
+/// `None` when a changed host is not in `previous` or answers to other authorities there
+/// (Services changed: translate whole).
+pub(super) fn patch_route_configurations(
+    previous: &BTreeMap<String, Arc<NamespaceHosts>>,
+    inline: &BTreeSet<&str>,
+    catalog: &Catalog,
+    (routes, faults): (&[AttachedRoute], &[AppliedFault]),
+    changed: &BTreeSet<(String, String, u16)>,
+    sources: &mut HostSources,
+) -> Option<PatchedRouting> {
+    let namespaces: Vec<(&str, bool)> = previous.keys().map(|ns| (ns.as_str(), false)).collect();
+    let mut maker = HostMaker::new(routes, faults);
+    let mut ports = Vec::new();
+    for (namespace, name, port) in changed {
+        let service = catalog.get(namespace, name)?;
+        let i = service.ports.iter().position(|p| p.port == *port)?;
+        maker.share(service, i, &namespaces);
+        ports.push((service, i));
+    }
+    let mut patched = BTreeMap::new();
+    let mut inline_configs = Vec::new();
+    for (namespace, hosts) in previous {
+        if ports.is_empty() {
+            patched.insert(namespace.clone(), hosts.clone());
+            continue;
+        }
+        let name = route_config_name(namespace);
+        let routing = hosts.routing();
+        let entries = ports
+            .iter()
+            .map(|(service, i)| {
+                let own = format!("{name}/{}:{}", service.fqdn(), service.ports[*i].port);
+                let taken = |d: &str| routing.served_by(d).is_some_and(|h| **h != *own);
+                maker
+                    .host(service, *i, namespace, taken)
+                    .vhds_entry(&name, sources)
+            })
+            .collect();
+        let hosts = hosts.patched(entries)?;
+        if inline.contains(namespace.as_str()) {
+            inline_configs.push((
+                name.clone(),
+                inline_route_configuration(&name, catalog, &hosts)?,
+            ));
+        }
+        patched.insert(namespace.clone(), Arc::new(hosts));
+    }
+    Some((patched, inline_configs))
+}
+
+/// `outbound/<ns>` with every host inline, from the VHDS hosts of that namespace (renamed
+/// back to their own names), in catalog order as [`route_configurations`] makes it.
+fn inline_route_configuration(
+    name: &str,
+    catalog: &Catalog,
+    hosts: &NamespaceHosts,
+) -> Option<Any> {
+    let mut encoded = Vec::new();
+    for service in catalog.iter() {
+        for port in &service.ports {
+            let own = format!("{}:{}", service.fqdn(), port.port);
+            let resource = hosts.hosts().get(&format!("{name}/{own}"))?;
+            let bytes = renamed(&resource.body.value, &resource.name, &own);
+            encoded.push(Cow::Owned(bytes));
+        }
+    }
+    Some(Any {
+        type_url: RouteConfiguration::type_url(),
+        value: encode_route_configuration(name, &encoded),
+    })
+}
+
+/// Makes each Service port's virtual host for a client namespace, building the host that
+/// most namespaces share once.
+struct HostMaker<'a> {
+    hosts_of: Hosts<'a>,
+    /// Each Service port as seen from the namespaces that share a view of it.
+    shared: HashMap<(&'a str, &'a str, u16), EncodedHost>,
+}
+
+impl<'a> HostMaker<'a> {
+    fn new(routes: &'a [AttachedRoute], faults: &'a [AppliedFault]) -> Self {
+        Self {
+            hosts_of: Hosts {
+                by_parent: routes_by_parent(routes),
+                faults,
+            },
+            shared: HashMap::new(),
+        }
+    }
+
+    /// Builds the shared view of `service.ports[i]`, if one of `namespaces` has it.
+    fn share(&mut self, service: &'a ServiceEntry, i: usize, namespaces: &[(&str, bool)]) {
+        let port = service.ports[i].port;
+        let attached = self.hosts_of.attached(service, port);
+        if let Some((namespace, _)) = namespaces
+            .iter()
+            .find(|(ns, _)| is_shared_view(service, ns, attached))
+        {
+            let host = self.hosts_of.build(service, i, namespace, |_| false);
+            let key = (service.namespace.as_str(), service.name.as_str(), port);
+            self.shared.insert(key, host);
+        }
+    }
+
+    /// The virtual host of `service.ports[i]` for clients in `namespace`, without the
+    /// domains `taken` says an earlier host has: the shared one when that namespace shares
+    /// the view and none of its domains is taken.
+    fn host(
+        &self,
+        service: &'a ServiceEntry,
+        i: usize,
+        namespace: &str,
+        taken: impl Fn(&str) -> bool,
+    ) -> Cow<'_, EncodedHost> {
+        let port = service.ports[i].port;
+        let key = (service.namespace.as_str(), service.name.as_str(), port);
+        let reusable = self.shared.get(&key).filter(|shared| {
+            is_shared_view(service, namespace, self.hosts_of.attached(service, port))
+                && shared.domains.iter().all(|d| !taken(d))
+        });
+        match reusable {
+            Some(host) => Cow::Borrowed(host),
+            None => Cow::Owned(self.hosts_of.build(service, i, namespace, taken)),
+        }
+    }
 }
 
 /// `outbound/<ns>` for Delta clients: no virtual hosts; they come over VHDS on the same
