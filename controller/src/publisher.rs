@@ -1,6 +1,7 @@
 //! Turns index changes into published snapshots: a burst of changes is debounced into one
 //! translation and one push (wait until the index has been quiet for `QUIET`, but never
-//! longer than `MAX_DELAY` after the first change), and nothing is published before the
+//! longer than `MAX_DELAY` after the first change), except that a config change after a
+//! quiet spell is published at once ([`publishes_at_once`]), and nothing is published before the
 //! index has had its first full sync. When only EndpointSlices changed since the last
 //! translation, only the ClusterLoadAssignments are made again; when only GrpcRoutes and
 //! FaultInjections changed, only the virtual hosts they touch (`translate::incremental`).
@@ -62,18 +63,32 @@ pub async fn run(
             &snapshots,
             &published,
         );
-        tokio::select! {
+        let published_at = Instant::now();
+        let config_changed = tokio::select! {
             changed = revisions.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                true
             }
             // A new proxy needs its listeners (and its namespace's `outbound/<ns>`).
-            Ok(()) = workloads.changed() => {}
-            Ok(()) = members.changed() => {}
+            Ok(()) = workloads.changed() => false,
+            Ok(()) = members.changed() => false,
+        };
+        if !publishes_at_once(config_changed, published_at.elapsed()) {
+            debounce(&mut revisions, &mut workloads, &mut members).await;
         }
-        debounce(&mut revisions, &mut workloads, &mut members).await;
     }
+}
+
+/// Whether a change is published without waiting for the debounce: a config change that
+/// comes after a quiet spell (nothing published for `QUIET`) is most often alone (one
+/// `kubectl apply`, one saved file), and waiting would only add `QUIET` to every push.
+/// Changes that come while the last push was being made, or within `QUIET` of it, are the
+/// rest of a burst and wait. Proxies connecting and leaving come in storms (a rollout),
+/// so they always wait.
+fn publishes_at_once(config_changed: bool, since_last_publish: Duration) -> bool {
+    config_changed && since_last_publish >= QUIET
 }
 
 /// The last translation and what it was made from.

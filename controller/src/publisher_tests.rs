@@ -287,6 +287,16 @@ fn a_route_in_a_namespace_that_had_none_translates_everything() {
     assert_whole(&after, &index, &proxies, "a new client namespace");
 }
 
+#[test]
+fn a_config_change_after_a_quiet_spell_is_published_at_once_and_the_rest_of_a_burst_waits() {
+    assert!(publishes_at_once(true, QUIET));
+    assert!(!publishes_at_once(true, QUIET / 2), "the rest of a burst");
+    assert!(
+        !publishes_at_once(false, QUIET * 10),
+        "proxies connecting always wait"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn quiet_period_ends_a_debounce() {
     let (_tx, mut rx) = watch::channel(0u64);
