@@ -112,6 +112,10 @@ struct TypeState {
     /// proxies holding thousands of resources each, that is most of a push's cost.
     diffed: Option<Arc<TypeResources>>,
     progress: TypeProgress,
+    /// `acked` changed other than by a response or its ACK (a reconnecting client's
+    /// announced versions, an unsubscription): the next [`Self::record_held`] lists the held
+    /// names again whatever it is told changed.
+    held_stale: bool,
 }
 
 impl TypeState {
@@ -148,16 +152,26 @@ impl TypeState {
 
     /// Records in the progress what the client rejected and, where the stream picks what
     /// it holds (see [`TypeProgress::held`]), what it holds.
-    /// Each list is replaced only when it changed (most pushes and ACKs change versions,
-    /// not which names are held), so the registry's copy stays shared.
-    fn record_held(&mut self) {
+    /// `touched` are the names whose state just changed (sent or settled): the held names
+    /// are listed again only when one of them entered or left the list. A push or ACK of
+    /// new versions of names already held, most of them, costs a lookup per name, and
+    /// each list is replaced only when it changed, so the registry's copy stays shared.
+    fn record_held<'a>(&mut self, touched: impl IntoIterator<Item = &'a Arc<str>>) {
         if !(self.rejected.is_empty() && self.progress.rejected.is_empty()) {
             let rejected: Vec<Arc<str>> = self.rejected.keys().cloned().collect();
             if *self.progress.rejected != *rejected {
                 self.progress.rejected = rejected.into();
             }
         }
-        if self.prune {
+        if !self.prune {
+            return;
+        }
+        let stale = std::mem::take(&mut self.held_stale);
+        let moved = |name: &Arc<str>| {
+            let listed = self.progress.held.binary_search(name).is_ok();
+            listed != matches!(self.held(name), Some(Held::Version(_)))
+        };
+        if stale || touched.into_iter().any(moved) {
             let held: Vec<Arc<str>> = self
                 .held_names()
                 .into_iter()
@@ -337,11 +351,13 @@ impl DeltaStream {
                     interner.name(name),
                     Held::Version(interner.version(name, version)),
                 );
+                st.held_stale = true;
             }
         }
         let hosts = snapshot.vhds().filter(|_| ty == ResourceType::VirtualHost);
         if let Some(hosts) = hosts {
             // Authorities, resolved below; Envoy's first request names none.
+            st.held_stale |= !st.prune;
             st.prune = true;
             if first && req.resource_names_subscribe.is_empty() {
                 st.requested.insert(hosts.placeholder().into());
@@ -367,7 +383,7 @@ impl DeltaStream {
                     st.wildcard = false;
                 } else {
                     st.names.remove(name.as_str());
-                    st.acked.remove(name.as_str());
+                    st.held_stale |= st.acked.remove(name.as_str()).is_some();
                     st.rejected.remove(name.as_str());
                 }
             }
@@ -499,6 +515,7 @@ impl DeltaStream {
         }
         if let Some(clusters) = self.types.get_mut(&ResourceType::Cluster) {
             clusters.following = Some(following);
+            clusters.held_stale |= !clusters.prune;
             clusters.prune = true;
             clusters.diffed = None;
         }
@@ -606,25 +623,25 @@ fn settle(
             st.diffed = None; // what the client holds is not what was diffed against
             let names: Vec<&str> = pending.changes.iter().map(|(n, _)| &**n).collect();
             let nack = Nack::new(pending.system_version, &error.message).about(names.into_iter());
-            for (name, held) in pending.changes {
+            for (name, held) in &pending.changes {
                 if let Held::Version(version) = held {
-                    st.rejected.insert(name, version);
+                    st.rejected.insert(name.clone(), version.clone());
                 }
             }
             st.progress.last_nack = Some(nack.clone());
-            st.record_held();
+            st.record_held(pending.changes.iter().map(|(name, _)| name));
             ClientEvent::Nack { ty, nack }
         }
         None => {
-            for (name, held) in pending.changes {
-                st.rejected.remove(&name);
+            for (name, held) in &pending.changes {
+                st.rejected.remove(name);
                 // A name unsubscribed since is forgotten: a later subscription is answered.
-                if st.subscribed(&name) {
-                    st.acked.insert(name, held);
+                if st.subscribed(name) {
+                    st.acked.insert(name.clone(), held.clone());
                 }
             }
             st.progress.acked_version = Some(pending.system_version.clone());
-            st.record_held();
+            st.record_held(pending.changes.iter().map(|(name, _)| name));
             ClientEvent::Ack {
                 ty,
                 version: pending.system_version,
@@ -702,6 +719,8 @@ fn respond_once(
         .map(|r| (r.name.clone(), Held::Version(r.version.clone())))
         .collect();
     changes.extend(removals.iter().map(|n| (n.clone(), Held::Absent)));
+    st.progress.sent_version = Some(system_version.clone());
+    let touched: Vec<Arc<str>> = changes.iter().map(|(name, _)| name.clone()).collect();
     st.pending.insert(
         number,
         Pending {
@@ -709,8 +728,7 @@ fn respond_once(
             changes,
         },
     );
-    st.progress.sent_version = Some(system_version.clone());
-    st.record_held();
+    st.record_held(&touched);
     let mut resources: Vec<Resource> = upserts
         .iter()
         .map(|r| Resource {
