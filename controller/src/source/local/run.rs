@@ -7,8 +7,11 @@
 //!
 //! The thread sleeps on a channel: a directory notification (from `notify`) wakes it for a
 //! poll at once, the poll interval is the fallback, and while a changed file is settling
-//! the next poll comes after [`SETTLE_INTERVAL`].
+//! the next poll comes after [`SETTLE_INTERVAL`]. A file renamed into the directory (how
+//! editors, `kubectl`-style tools and config management save atomically) is complete when
+//! the rename is seen, so it is read on that first poll without settling.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -33,8 +36,9 @@ const NOTIFY_COALESCE: Duration = Duration::from_millis(2);
 
 /// What wakes the source thread.
 enum Wake {
-    /// Something in the directory changed.
-    Changed,
+    /// Something in the directory changed; `placed` are files renamed into it (an atomic
+    /// save), complete as they are.
+    Changed { placed: Vec<PathBuf> },
     /// The handle was dropped or stopped.
     Stop,
 }
@@ -99,19 +103,22 @@ impl LocalSource {
                 }
                 let mut next_poll = interval;
                 loop {
+                    let mut complete = BTreeSet::new();
                     match wake_rx.recv_timeout(next_poll) {
                         Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                        Ok(Wake::Changed) => {
+                        Ok(Wake::Changed { placed }) => {
+                            complete.extend(placed);
                             // Let a burst of notifications end; a stop still ends the thread.
                             while let Ok(wake) = wake_rx.recv_timeout(NOTIFY_COALESCE) {
-                                if let Wake::Stop = wake {
-                                    return;
+                                match wake {
+                                    Wake::Stop => return,
+                                    Wake::Changed { placed } => complete.extend(placed),
                                 }
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {}
                     }
-                    worker.poll();
+                    worker.poll(&complete);
                     next_poll = if worker.scanner.settling() {
                         SETTLE_INTERVAL
                     } else {
@@ -192,13 +199,25 @@ impl Drop for LocalSourceHandle {
 /// Without notifications (none on this file system, or the inotify limit reached) the
 /// source still works by polling, so this only warns.
 fn watch_dir(dir: &Path, wake: mpsc::Sender<Wake>) -> Option<notify::RecommendedWatcher> {
+    use notify::EventKind;
     use notify::Watcher as _;
+    use notify::event::{ModifyKind, RenameMode};
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Opening a file is reported too, and this source's own reads would wake it again.
-        let access = matches!(&event, Ok(e) if matches!(e.kind, notify::EventKind::Access(_)));
-        if !access {
-            let _ = wake.send(Wake::Changed);
+        let access = matches!(&event, Ok(e) if matches!(e.kind, EventKind::Access(_)));
+        if access {
+            return;
         }
+        // A file renamed into the directory (the last path: `Both` lists from, then to).
+        let placed = match event {
+            Ok(notify::Event {
+                kind: EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)),
+                mut paths,
+                ..
+            }) => paths.pop().into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let _ = wake.send(Wake::Changed { placed });
     })
     .and_then(|mut watcher| {
         watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
@@ -241,8 +260,10 @@ impl Worker {
         Ok(())
     }
 
-    fn poll(&mut self) {
-        let events = match self.scanner.poll() {
+    /// `complete`: files known to be whole (renamed into place), read without waiting for
+    /// them to settle.
+    fn poll(&mut self, complete: &BTreeSet<PathBuf>) {
+        let events = match self.scanner.poll(complete) {
             Ok(events) => events,
             Err(err) => {
                 let reason = err.to_string();

@@ -3,7 +3,8 @@
 //! Each poll lists the YAML files and their size and modification time. A file whose size
 //! and time differ from the last poll is left until the next poll: it is read (or, if gone,
 //! removed) only once it looked the same on two polls in a row, so a file in the middle of a
-//! write, or missing for a moment during a non-atomic save, is not acted on. A file modified
+//! write, or missing for a moment during a non-atomic save, is not acted on. A file the
+//! caller knows is whole (it was renamed into place) is read at once. A file modified
 //! in the last two seconds is re-read on every poll (its text is compared, not parsed again),
 //! which catches a second same-size write within the file system's timestamp granularity.
 
@@ -78,9 +79,10 @@ impl DirScanner {
         Ok(events)
     }
 
-    /// One poll: events for the files that changed and have settled since the last poll.
+    /// One poll: events for the files that changed and have settled since the last poll,
+    /// or that are in `complete` (renamed into place: whole, nothing to wait for).
     /// An error (the directory cannot be listed) changes nothing.
-    pub fn poll(&mut self) -> io::Result<Vec<FileEvent>> {
+    pub fn poll(&mut self, complete: &BTreeSet<PathBuf>) -> io::Result<Vec<FileEvent>> {
         let listed = self.list()?;
         let paths: BTreeSet<PathBuf> = listed.keys().chain(self.tracked.keys()).cloned().collect();
         let now = SystemTime::now();
@@ -90,7 +92,7 @@ impl DirScanner {
             let current = listed.get(&path).copied();
             let tracked = self.tracked.entry(path.clone()).or_default();
             let previous = std::mem::replace(&mut tracked.polled, current);
-            if current != previous {
+            if current != previous && !(current.is_some() && complete.contains(&path)) {
                 self.settling = true;
                 continue; // changed since the last poll: wait for it to settle
             }
@@ -167,5 +169,43 @@ fn read(path: &Path) -> Option<FileEvent> {
             path,
             reason: err.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_paths(events: &[FileEvent]) -> Vec<&Path> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                FileEvent::Read { path, .. } => Some(path.as_path()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_file_is_read_once_settled_and_a_file_renamed_into_place_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.yaml");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let mut scanner = DirScanner::new(dir.path());
+        assert_eq!(read_paths(&scanner.scan_all().unwrap()), [file.as_path()]);
+        let none = BTreeSet::new();
+
+        std::fs::write(&file, "a: 22\n").unwrap();
+        assert!(scanner.poll(&none).unwrap().is_empty(), "still settling");
+        assert!(scanner.settling());
+        assert_eq!(read_paths(&scanner.poll(&none).unwrap()), [file.as_path()]);
+
+        let staged = dir.path().join(".routes.yaml.tmp");
+        std::fs::write(&staged, "a: 333\n").unwrap();
+        std::fs::rename(&staged, &file).unwrap();
+        let placed = BTreeSet::from([file.clone()]);
+        let events = scanner.poll(&placed).unwrap();
+        assert_eq!(read_paths(&events), [file.as_path()], "no settling");
+        assert!(matches!(&events[0], FileEvent::Read { text, .. } if text == "a: 333\n"));
     }
 }
