@@ -22,11 +22,23 @@ fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
     let mut index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
     let mut last = None;
-    let first = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let first = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     for object in objects(&slice("10.0.0.2")) {
         index.apply(object);
     }
-    let second = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let second = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     let full = translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert!(
@@ -66,7 +78,13 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
     let index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
     let mut last = None;
-    let first = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let first = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     let member = Member {
         namespace: "default".into(),
         labels: Default::default(),
@@ -74,7 +92,13 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
         pod_ip: Some("10.0.0.1".parse().unwrap()),
     };
     let members = Members::from([("pod/default/greeter-1".to_owned(), member)]);
-    let second = translate(&index, &proxies, &members, Some(DOMAIN), &mut last);
+    let second = translate(
+        &index,
+        proxies.clone(),
+        members.clone(),
+        Some(DOMAIN),
+        &mut last,
+    );
     let full = translate::translate_for(&index, &proxies, &members, Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert_ne!(
@@ -97,13 +121,19 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
     let mut last = None;
     let first = translate(
         &index,
-        &Workloads::new(),
-        &Members::new(),
+        Workloads::new(),
+        Members::new(),
         Some(DOMAIN),
         &mut last,
     );
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
-    let second = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let second = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     assert_eq!(
         second.snapshot,
         translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
@@ -112,7 +142,13 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
     for object in objects(&service_yaml("default", "extra", &[("grpc", 80)])) {
         index.apply(object);
     }
-    let third = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let third = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     assert_eq!(
         third.snapshot,
         translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
@@ -122,7 +158,13 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
         ("client", "team-a", "127.0.0.1:15006"),
         ("other", "team-a", "127.0.0.1:16006"),
     ]);
-    let fourth = translate(&index, &more, &Members::new(), Some(DOMAIN), &mut last);
+    let fourth = translate(
+        &index,
+        more.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     assert!(fourth.snapshot.for_node("other.team-a").is_some());
     assert!(!third.snapshot.same_content(&fourth.snapshot));
 }
@@ -191,7 +233,13 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
     ));
     let proxies = mixed_proxies();
     let mut last = None;
-    let first = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let first = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     let other_host = |t: &Translation| {
         let hosts = t.snapshot.namespace_hosts("team-a").cloned().unwrap();
         hosts
@@ -231,7 +279,13 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
         for object in objects(&yaml) {
             index.apply(object);
         }
-        let after = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+        let after = translate(
+            &index,
+            proxies.clone(),
+            Members::new(),
+            Some(DOMAIN),
+            &mut last,
+        );
         assert_whole(&after, &index, &proxies, step);
         assert_ne!(after.snapshot, before.snapshot, "{step}: something changed");
         assert!(
@@ -261,7 +315,13 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
     for object in objects(&slice("10.0.0.9")) {
         index.apply(object);
     }
-    let after = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let after = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     assert_whole(
         &after,
         &index,
@@ -275,11 +335,23 @@ fn a_route_in_a_namespace_that_had_none_translates_everything() {
     let mut index = index_of(&greeters());
     let proxies = mixed_proxies();
     let mut last = None;
-    translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     for object in objects(&route("team-b", "new", &[("greeter-v1", 1)])) {
         index.apply(object);
     }
-    let after = translate(&index, &proxies, &Members::new(), Some(DOMAIN), &mut last);
+    let after = translate(
+        &index,
+        proxies.clone(),
+        Members::new(),
+        Some(DOMAIN),
+        &mut last,
+    );
     assert!(
         after.snapshot.namespace_hosts("team-b").is_some(),
         "outbound/team-b is new"

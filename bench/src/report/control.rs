@@ -76,8 +76,9 @@ pub fn render(report: &Report) -> (String, Vec<Headline>) {
         report.rounds
     );
     out += "*change → last ACK*: from the file rename to the last proxy's ACK. *detection*: from the \
-            rename to the first response at any proxy (the local source wakes on inotify and waits 10 ms \
-            for the file to settle, then 10 ms debounce and translation). *fan-out*: from that first \
+            rename to the first response at any proxy (the local source wakes on inotify and reads the \
+            renamed file at once; the change, the first after a quiet spell, is translated at once, a \
+            route change only in the virtual hosts it touches). *fan-out*: from that first \
             response to the last ACK. *per proxy*: every proxy's own time to its ACK, over all changes. \
             Bytes are encoded xDS responses a proxy received for the change.\n\n";
     let mut t = Table::new([

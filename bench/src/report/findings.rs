@@ -34,9 +34,10 @@ fn run_notes(run: &LoadReport) -> Vec<String> {
         if detect.is_finite() {
             notes.push(format!(
                 "{} proxies, route change: detection alone (file rename → first response) is {detect:.0} ms at \
-                 the median: the local source wakes on inotify and reads the file once it looked the same for \
-                 10 ms, then 10 ms of debounce and a translation of the whole index (an endpoint change remakes \
-                 only the ClusterLoadAssignments), all while the controller shares its core with the other streams.",
+                 the median: the local source wakes on inotify and reads the renamed file at once, and the \
+                 publisher translates at once (a change after a quiet spell) only the virtual hosts the route \
+                 touches (an endpoint change remakes only the ClusterLoadAssignments), all while the controller \
+                 shares its core with the other streams.",
                 run.proxies
             ));
         }
