@@ -1,16 +1,15 @@
 //! Turns index changes into published snapshots: a burst of changes is debounced into one
 //! translation and one push (wait until the index has been quiet for `QUIET`, but never
 //! longer than `MAX_DELAY` after the first change), except that a config change after a
-//! quiet spell is published at once ([`publishes_at_once`]), and nothing is published before the
-//! index has had its first full sync. When only EndpointSlices changed since the last
+//! quiet spell is published at once ([`publishes_at_once`]); nothing is published before
+//! the index has had its first full sync. When only EndpointSlices changed since the last
 //! translation, only the ClusterLoadAssignments are made again; when only GrpcRoutes and
 //! FaultInjections changed, only the virtual hosts they touch (`translate::incremental`).
-//! The connected proxies
-//! (workloads) are an input like the index: each has its own listeners, so a proxy that
-//! connects, leaves or changes its node metadata means a new translation (debounced alike,
-//! so a burst of connecting proxies is translated once). The mesh's members (which
-//! endpoints run a proxy) decide only the endpoints' marking: a change of them alone
-//! remakes only the ClusterLoadAssignments.
+//! The connected proxies (workloads) are an input like the index: each has its own
+//! listeners, so a proxy that connects, leaves or changes its node metadata means a new
+//! translation (always debounced, so a burst of connecting proxies is translated once).
+//! The mesh's members (which endpoints run a proxy) decide only the endpoints' marking: a
+//! change of them alone remakes only the ClusterLoadAssignments.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
