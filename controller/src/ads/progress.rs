@@ -73,11 +73,17 @@ pub struct TypeProgress {
     /// The resources the proxy holds or is being sent, by name, where it picks them (the
     /// virtual hosts and clusters of a Delta stream, which follow its RPCs); empty for the
     /// types that hold everything they are offered.
-    #[serde(skip_serializing_if = "names_are_empty")]
+    #[serde(
+        skip_serializing_if = "names_are_empty",
+        serialize_with = "serialize_names"
+    )]
     pub held: Names,
     /// Delta: the resources whose current version the proxy rejected, by name (a NACK
     /// stays in force for them while later responses of the type carry other resources).
-    #[serde(skip_serializing_if = "names_are_empty")]
+    #[serde(
+        skip_serializing_if = "names_are_empty",
+        serialize_with = "serialize_names"
+    )]
     pub rejected: Names,
 }
 
@@ -88,6 +94,12 @@ pub type Names = Arc<[Arc<str>]>;
 
 fn names_are_empty(names: &Names) -> bool {
     names.is_empty()
+}
+
+/// A list of strings. (Written by hand: serde's `rc` feature would do it, but a feature
+/// changes every dependent crate's symbol hashes, and weft-proxy's link order lists them.)
+fn serialize_names<S: serde::Serializer>(names: &Names, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(names.iter().map(|name| &**name))
 }
 
 /// What one client request meant, beyond any responses it caused.
@@ -126,6 +138,17 @@ impl NonceSource {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn held_and_rejected_names_serialize_as_lists_and_are_left_out_when_empty() {
+        let progress = TypeProgress {
+            held: vec![Arc::from("outbound/default/a:80")].into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&progress).unwrap();
+        assert_eq!(json["held"], serde_json::json!(["outbound/default/a:80"]));
+        assert!(json.get("rejected").is_none(), "{json}");
+    }
     use super::*;
 
     #[test]
