@@ -258,6 +258,22 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
             ),
         ),
         (
+            "a backend weighted 0",
+            route(
+                "default",
+                "split",
+                &[("greeter-v1", 0), ("greeter-v2", 100)],
+            ),
+        ),
+        (
+            "the backend back",
+            route(
+                "default",
+                "split",
+                &[("greeter-v1", 90), ("greeter-v2", 10)],
+            ),
+        ),
+        (
             "another backend",
             route("default", "split", &[("other", 1)]),
         ),

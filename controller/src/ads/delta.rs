@@ -635,9 +635,14 @@ fn settle(
         None => {
             for (name, held) in &pending.changes {
                 st.rejected.remove(name);
-                // A name unsubscribed since is forgotten: a later subscription is answered.
+                // A name unsubscribed since (or pruned: the removal of a cluster no host
+                // sends to any more) is forgotten, so a later subscription is answered.
+                // Keeping what was ACKed before would tell the stream the client still
+                // holds it after the client removed it.
                 if st.subscribed(name) {
                     st.acked.insert(name.clone(), held.clone());
+                } else {
+                    st.acked.remove(name);
                 }
             }
             st.progress.acked_version = Some(pending.system_version.clone());

@@ -518,6 +518,38 @@ mod vhds {
     }
 
     #[test]
+    fn a_cluster_pruned_and_acked_is_sent_again_when_a_host_sends_to_it_again() {
+        let snap = base();
+        let mut stream = holding_greeter(&snap);
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
+        for response in reply.responses {
+            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
+            stream.handle_request(&ack(ty, &response.nonce), &snap);
+        }
+        let moved = view("g1", "e2", &["echo-v2"]);
+        for response in stream.handle_snapshot(&moved) {
+            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
+            stream.handle_request(&ack(ty, &response.nonce), &moved);
+        }
+        // Back to `echo`, which the client removed (and ACKed the removal of).
+        let back = view("g1", "e1", &["echo"]);
+        let pushed = stream.handle_snapshot(&back);
+        let clusters: Vec<(Vec<&str>, Vec<&str>)> = pushed
+            .iter()
+            .filter(|r| r.type_url == Cluster.type_url())
+            .map(|r| {
+                let removed = r.removed_resources.iter().map(String::as_str).collect();
+                (sent(r), removed)
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [(vec!["echo"], vec![]), (vec![], vec!["echo-v2"])]
+        );
+    }
+
+    #[test]
     fn pushes_that_keep_the_routing_skip_following_yet_send_what_changed() {
         let first = base();
         let mut stream = holding_greeter(&first);
