@@ -2,11 +2,25 @@
 //! one, and the debounce.
 
 use super::*;
+use crate::ads::ResourceType::{self, Cluster, Endpoint, Route};
 use crate::translate::{Member, Members};
 
 use crate::translate::testutil::{
     DOMAIN, greeters, index as index_of, objects, service_yaml, workloads,
 };
+
+/// Asserts that `after` holds `before`'s sets of `types` themselves (not made again).
+fn assert_kept(before: &Translation, after: &Translation, types: &[ResourceType], step: &str) {
+    for ty in types {
+        assert!(
+            Arc::ptr_eq(
+                before.snapshot.shared_resources(*ty),
+                after.snapshot.shared_resources(*ty)
+            ),
+            "{step}: {ty} kept"
+        );
+    }
+}
 
 fn slice(address: &str) -> String {
     format!(
@@ -49,27 +63,10 @@ fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
         (&second.reports, &second.warnings),
         (&full.reports, &full.warnings)
     );
-    for ty in [
-        crate::ads::ResourceType::Cluster,
-        crate::ads::ResourceType::Route,
-    ] {
-        assert!(
-            Arc::ptr_eq(
-                first.snapshot.shared_resources(ty),
-                second.snapshot.shared_resources(ty)
-            ),
-            "{ty} reused"
-        );
-    }
+    assert_kept(&first, &second, &[Cluster, Route], "");
     assert_ne!(
-        first
-            .snapshot
-            .resources(crate::ads::ResourceType::Endpoint)
-            .version(),
-        second
-            .snapshot
-            .resources(crate::ads::ResourceType::Endpoint)
-            .version()
+        first.snapshot.resources(Endpoint).version(),
+        second.snapshot.resources(Endpoint).version()
     );
 }
 
@@ -106,12 +103,8 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
         "the endpoint is marked now"
     );
     assert!(Arc::ptr_eq(
-        first
-            .snapshot
-            .shared_resources(crate::ads::ResourceType::Cluster),
-        second
-            .snapshot
-            .shared_resources(crate::ads::ResourceType::Cluster)
+        first.snapshot.shared_resources(Cluster),
+        second.snapshot.shared_resources(Cluster)
     ));
 }
 
@@ -308,18 +301,7 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
             Arc::ptr_eq(&other_host(&before), &other_host(&after)),
             "{step}: the hosts of other Services are kept"
         );
-        for ty in [
-            crate::ads::ResourceType::Cluster,
-            crate::ads::ResourceType::Endpoint,
-        ] {
-            assert!(
-                Arc::ptr_eq(
-                    before.snapshot.shared_resources(ty),
-                    after.snapshot.shared_resources(ty)
-                ),
-                "{step}: {ty} kept"
-            );
-        }
+        assert_kept(&before, &after, &[Cluster, Endpoint], step);
         before = after;
     }
     // Removed, then with an endpoint change in the same translation.
