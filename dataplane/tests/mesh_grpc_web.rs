@@ -389,9 +389,16 @@ async fn fault_and_deadline(side: Side) {
     );
     let (head, chunks) = http1(m.web, request).await;
     let answer = parse_web(&text_body(&chunks));
-    assert_eq!(
-        answer.status(&head, "grpc-status").as_deref(),
-        Some("4"),
+    let status = answer.status(&head, "grpc-status");
+    let message = answer.status(&head, "grpc-message");
+    // Envoy forwards `grpc-timeout` as it came, so the backend (tonic) runs the same
+    // deadline and may end the call first, with CANCELLED "Timeout expired" (seen in CI on
+    // a busy machine). weft-proxy always answers DEADLINE_EXCEEDED itself.
+    let backend_first = side == Side::Envoy
+        && status.as_deref() == Some("1")
+        && message.as_deref() == Some("Timeout%20expired");
+    assert!(
+        status.as_deref() == Some("4") || backend_first,
         "{answer:?} {head:?}"
     );
     assert!(
