@@ -22,6 +22,22 @@ fn assert_kept(before: &Translation, after: &Translation, types: &[ResourceType]
     }
 }
 
+/// Applies every object of `yaml` to `index`.
+fn apply(index: &mut Index, yaml: &str) {
+    for object in objects(yaml) {
+        index.apply(object);
+    }
+}
+
+/// The publisher's translation for `proxies` and no other members.
+fn for_proxies(
+    index: &Index,
+    proxies: &Workloads,
+    last: &mut Option<LastTranslation>,
+) -> Translation {
+    translate(index, proxies.clone(), Members::new(), Some(DOMAIN), last)
+}
+
 fn slice(address: &str) -> String {
     format!(
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
@@ -36,23 +52,9 @@ fn an_endpoint_change_remakes_endpoints_only_and_matches_a_full_translation() {
     let mut index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
     let mut last = None;
-    let first = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
-    for object in objects(&slice("10.0.0.2")) {
-        index.apply(object);
-    }
-    let second = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let first = for_proxies(&index, &proxies, &mut last);
+    apply(&mut index, &slice("10.0.0.2"));
+    let second = for_proxies(&index, &proxies, &mut last);
     let full = translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert!(
@@ -75,13 +77,7 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
     let index = index_of(&format!("{}---\n{}", greeters(), slice("10.0.0.1")));
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
     let mut last = None;
-    let first = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let first = for_proxies(&index, &proxies, &mut last);
     let member = Member {
         namespace: "default".into(),
         labels: Default::default(),
@@ -112,36 +108,19 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
 fn a_service_change_or_a_new_proxy_translates_everything() {
     let mut index = index_of(&greeters());
     let mut last = None;
-    let first = translate(
-        &index,
-        Workloads::new(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let first = for_proxies(&index, &Workloads::new(), &mut last);
     let proxies = workloads(&[("client", "team-a", "127.0.0.1:15006")]);
-    let second = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let second = for_proxies(&index, &proxies, &mut last);
     assert_eq!(
         second.snapshot,
         translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
     );
     assert_ne!(first.snapshot, second.snapshot, "outbound/team-a is new");
-    for object in objects(&service_yaml("default", "extra", &[("grpc", 80)])) {
-        index.apply(object);
-    }
-    let third = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
+    apply(
+        &mut index,
+        &service_yaml("default", "extra", &[("grpc", 80)]),
     );
+    let third = for_proxies(&index, &proxies, &mut last);
     assert_eq!(
         third.snapshot,
         translate::translate_for(&index, &proxies, &Members::new(), Some(DOMAIN)).snapshot
@@ -151,13 +130,7 @@ fn a_service_change_or_a_new_proxy_translates_everything() {
         ("client", "team-a", "127.0.0.1:15006"),
         ("other", "team-a", "127.0.0.1:16006"),
     ]);
-    let fourth = translate(
-        &index,
-        more.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let fourth = for_proxies(&index, &more, &mut last);
     assert!(fourth.snapshot.for_node("other.team-a").is_some());
     assert!(!third.snapshot.same_content(&fourth.snapshot));
 }
@@ -226,13 +199,7 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
     ));
     let proxies = mixed_proxies();
     let mut last = None;
-    let first = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let first = for_proxies(&index, &proxies, &mut last);
     let other_host = |t: &Translation| {
         let hosts = t.snapshot.namespace_hosts("team-a").cloned().unwrap();
         hosts
@@ -285,16 +252,8 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
     ];
     let mut before = first;
     for (step, yaml) in steps {
-        for object in objects(&yaml) {
-            index.apply(object);
-        }
-        let after = translate(
-            &index,
-            proxies.clone(),
-            Members::new(),
-            Some(DOMAIN),
-            &mut last,
-        );
+        apply(&mut index, &yaml);
+        let after = for_proxies(&index, &proxies, &mut last);
         assert_whole(&after, &index, &proxies, step);
         assert_ne!(after.snapshot, before.snapshot, "{step}: something changed");
         assert!(
@@ -310,16 +269,8 @@ fn a_route_or_fault_change_remakes_only_the_changed_hosts_and_matches_a_full_tra
         "default",
         "split",
     ));
-    for object in objects(&slice("10.0.0.9")) {
-        index.apply(object);
-    }
-    let after = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    apply(&mut index, &slice("10.0.0.9"));
+    let after = for_proxies(&index, &proxies, &mut last);
     assert_whole(
         &after,
         &index,
@@ -333,23 +284,9 @@ fn a_route_in_a_namespace_that_had_none_translates_everything() {
     let mut index = index_of(&greeters());
     let proxies = mixed_proxies();
     let mut last = None;
-    translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
-    for object in objects(&route("team-b", "new", &[("greeter-v1", 1)])) {
-        index.apply(object);
-    }
-    let after = translate(
-        &index,
-        proxies.clone(),
-        Members::new(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    for_proxies(&index, &proxies, &mut last);
+    apply(&mut index, &route("team-b", "new", &[("greeter-v1", 1)]));
+    let after = for_proxies(&index, &proxies, &mut last);
     assert!(
         after.snapshot.namespace_hosts("team-b").is_some(),
         "outbound/team-b is new"

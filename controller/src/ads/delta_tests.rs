@@ -31,6 +31,24 @@ fn nack(ty: ResourceType, nonce: &str, message: &str) -> DeltaDiscoveryRequest {
     }
 }
 
+/// ACKs each of `responses` (of any type) in order.
+fn ack_all(stream: &mut DeltaStream, responses: &[DeltaDiscoveryResponse], snap: &Snapshot) {
+    for response in responses {
+        let ty = ResourceType::from_type_url(&response.type_url).unwrap();
+        stream.handle_request(&ack(ty, &response.nonce), snap);
+    }
+}
+
+/// The names a response sends, and those it removes.
+fn sent_and_removed(response: &DeltaDiscoveryResponse) -> (Vec<&str>, Vec<&str>) {
+    let removed = response
+        .removed_resources
+        .iter()
+        .map(String::as_str)
+        .collect();
+    (sent(response), removed)
+}
+
 fn sent(response: &DeltaDiscoveryResponse) -> Vec<&str> {
     response.resources.iter().map(|r| r.name.as_str()).collect()
 }
@@ -492,10 +510,7 @@ mod vhds {
         let mut stream = holding_greeter(&snap);
         let reply =
             stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
-        for response in reply.responses {
-            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
-            stream.handle_request(&ack(ty, &response.nonce), &snap);
-        }
+        ack_all(&mut stream, &reply.responses, &snap);
         let pushed = stream.handle_snapshot(&view("g1", "e2", &["echo-v2"]));
         let order: Vec<(&str, Vec<&str>, Vec<&str>)> = pushed
             .iter()
@@ -523,25 +538,17 @@ mod vhds {
         let mut stream = holding_greeter(&snap);
         let reply =
             stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
-        for response in reply.responses {
-            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
-            stream.handle_request(&ack(ty, &response.nonce), &snap);
-        }
+        ack_all(&mut stream, &reply.responses, &snap);
         let moved = view("g1", "e2", &["echo-v2"]);
-        for response in stream.handle_snapshot(&moved) {
-            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
-            stream.handle_request(&ack(ty, &response.nonce), &moved);
-        }
+        let pushed = stream.handle_snapshot(&moved);
+        ack_all(&mut stream, &pushed, &moved);
         // Back to `echo`, which the client removed (and ACKed the removal of).
         let back = view("g1", "e1", &["echo"]);
         let pushed = stream.handle_snapshot(&back);
         let clusters: Vec<(Vec<&str>, Vec<&str>)> = pushed
             .iter()
             .filter(|r| r.type_url == Cluster.type_url())
-            .map(|r| {
-                let removed = r.removed_resources.iter().map(String::as_str).collect();
-                (sent(r), removed)
-            })
+            .map(sent_and_removed)
             .collect();
         assert_eq!(
             clusters,
@@ -573,22 +580,13 @@ mod vhds {
             stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &second);
         let order: Vec<Vec<&str>> = reply.responses.iter().map(sent).collect();
         assert_eq!(order, [vec!["echo"], vec![ECHO]]);
-        for response in &reply.responses {
-            let ty = ResourceType::from_type_url(&response.type_url).unwrap();
-            stream.handle_request(&ack(ty, &response.nonce), &second);
-        }
+        ack_all(&mut stream, &reply.responses, &second);
 
         // New routing (echo sends elsewhere): followed again.
         let third = view_after(Some(&second), "g2", "e1", &["echo-v2"]);
         assert!(!Arc::ptr_eq(&routing(&second), &routing(&third)));
         let pushed = stream.handle_snapshot(&third);
-        let clusters: Vec<(Vec<&str>, Vec<&str>)> = pushed
-            .iter()
-            .map(|r| {
-                let removed = r.removed_resources.iter().map(String::as_str).collect();
-                (sent(r), removed)
-            })
-            .collect();
+        let clusters: Vec<(Vec<&str>, Vec<&str>)> = pushed.iter().map(sent_and_removed).collect();
         assert_eq!(
             clusters,
             [(vec!["echo-v2"], vec![]), (vec![], vec!["echo"])]
