@@ -5,8 +5,8 @@
 //! stream's life. A controller holds one such stream per connected proxy and almost all of
 //! them are idle, so at 1000 proxies those buffers were about 25 MB of its memory. Here
 //! they start at 1 KB ([`buffers`]) and the encoder hands bytes on once it holds 4 KB, so
-//! a buffer grows only to the largest single response (at most about 64 KB, see
-//! `MAX_RESPONSE_BYTES` in `delta.rs`; most are a few KB).
+//! a buffer grows only to the largest single response (about 4 KB unless one resource is
+//! larger, see `MAX_RESPONSE_BYTES` in `delta.rs`).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;

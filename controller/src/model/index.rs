@@ -4,6 +4,7 @@
 //! so a restart never reads as a mass deletion followed by re-creation.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{Kind, Object, ObjectKey};
 
@@ -28,7 +29,8 @@ impl IndexChange {
 
 #[derive(Debug, Default, Clone)]
 pub struct Index {
-    objects: BTreeMap<ObjectKey, Object>,
+    /// Shared with the source that read them (the local source keeps each file's objects).
+    objects: BTreeMap<ObjectKey, Arc<Object>>,
     synced: BTreeSet<Kind>,
     /// Per kind, how many writes changed an object of that kind.
     revisions: BTreeMap<Kind, u64>,
@@ -40,7 +42,8 @@ impl Index {
     }
 
     /// Adds or replaces an object.
-    pub fn apply(&mut self, object: Object) -> IndexChange {
+    pub fn apply(&mut self, object: impl Into<Arc<Object>>) -> IndexChange {
+        let object = object.into();
         let key = object.key();
         if self.objects.get(&key) == Some(&object) {
             return IndexChange::default();
@@ -68,9 +71,10 @@ impl Index {
 
     /// Replaces every object of `kind` with `objects` (a full listing) and marks the kind
     /// synced. Objects of other kinds are untouched.
-    pub fn reset(&mut self, kind: Kind, objects: Vec<Object>) -> IndexChange {
+    pub fn reset(&mut self, kind: Kind, objects: Vec<impl Into<Arc<Object>>>) -> IndexChange {
+        let objects: Vec<Arc<Object>> = objects.into_iter().map(Into::into).collect();
         let mut change = IndexChange::default();
-        let listed: BTreeSet<ObjectKey> = objects.iter().map(Object::key).collect();
+        let listed: BTreeSet<ObjectKey> = objects.iter().map(|o| o.key()).collect();
         let stale: Vec<ObjectKey> = self
             .objects
             .keys()
@@ -104,7 +108,7 @@ impl Index {
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
-        self.objects.get(key)
+        self.objects.get(key).map(|object| &**object)
     }
 
     /// Objects of one kind, in key order.
@@ -112,7 +116,7 @@ impl Index {
         self.objects
             .iter()
             .filter(move |(key, _)| key.kind == kind)
-            .map(|(_, object)| object)
+            .map(|(_, object)| &**object)
     }
 
     pub fn services(&self) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Service> {
@@ -229,10 +233,10 @@ mod tests {
     fn synced_only_after_every_kind_listed() {
         let mut index = Index::new();
         for kind in &Kind::ALL[..5] {
-            index.reset(*kind, vec![]);
+            index.reset(*kind, Vec::<Object>::new());
         }
         assert!(!index.is_synced());
-        index.reset(Kind::BackendPolicy, vec![]);
+        index.reset(Kind::BackendPolicy, Vec::<Object>::new());
         assert!(index.is_synced());
     }
 }

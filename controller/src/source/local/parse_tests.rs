@@ -235,7 +235,7 @@ fn demo_manifests_load() {
     );
     let slices: Vec<_> = state
         .objects()
-        .filter_map(|o| match o {
+        .filter_map(|o| match &**o {
             Object::EndpointSlice(s) => Some(s),
             _ => None,
         })

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::{FileError, Problem};
 use super::parse::{LocatedObject, SkippedDocument, parse_file};
@@ -161,13 +162,13 @@ impl LocalState {
     }
 
     /// The object in force under `key`, if a file defines it.
-    fn object(&self, key: &ObjectKey) -> Option<&Object> {
+    fn object(&self, key: &ObjectKey) -> Option<&Arc<Object>> {
         let path = self.owners.get(key)?;
         Some(&self.files[path.as_path()].good[key].object)
     }
 
     /// The objects in force, in key order.
-    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+    pub fn objects(&self) -> impl Iterator<Item = &Arc<Object>> {
         self.owners
             .iter()
             .map(|(key, path)| &self.files[path.as_path()].good[key].object)
@@ -189,7 +190,7 @@ impl LocalState {
     /// Replaces every kind in the index with the objects in force, which marks every kind
     /// synced (even kinds no file defines). Reports only real differences.
     pub fn apply_to(&self, index: &mut Index) -> IndexChange {
-        let mut by_kind: BTreeMap<Kind, Vec<Object>> =
+        let mut by_kind: BTreeMap<Kind, Vec<Arc<Object>>> =
             Kind::ALL.iter().map(|k| (*k, Vec::new())).collect();
         for object in self.objects() {
             by_kind

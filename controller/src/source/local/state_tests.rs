@@ -32,7 +32,7 @@ fn key(name: &str) -> ObjectKey {
 fn services(state: &LocalState) -> Vec<String> {
     state
         .objects()
-        .filter_map(|o| match o {
+        .filter_map(|o| match &**o {
             Object::Service(s) => {
                 let port = s.spec.as_ref()?.ports.as_ref()?[0].port;
                 Some(format!("{}:{port}", s.metadata.name.as_deref()?))
