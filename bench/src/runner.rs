@@ -34,7 +34,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     pub rates: Vec<u32>,
     /// Numbers of simulated proxies for the control-plane benchmark.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub proxies: Vec<usize>,
     /// Namespaces × services per namespace × endpoints per service.
     #[arg(long, default_value_t = 10)]

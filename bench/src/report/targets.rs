@@ -2,6 +2,7 @@
 //! whether it is met (`–` when a figure is missing, e.g. a topology that did not run).
 
 use super::table::{MB, Table, num};
+use crate::ads::report::LoadReport;
 use crate::cp;
 use crate::dp::Report;
 use crate::dp::figures::{self, Pct, added_latency};
@@ -56,6 +57,76 @@ fn ratio_row(
             verdict(None).to_string(),
         ]),
     }
+}
+
+/// The control plane's targets at one number of proxies.
+struct ControlPlaneTarget {
+    proxies: usize,
+    /// One route change until every proxy ACKed it: (percentile, at most ms).
+    route_change: &'static [(f64, f64)],
+    /// Controller RSS, connected and at the peak during pushes, at most MB.
+    rss_mb: f64,
+}
+
+const CONTROL_PLANE_TARGETS: [ControlPlaneTarget; 2] = [
+    ControlPlaneTarget {
+        proxies: 1000,
+        route_change: &[(50.0, 50.0), (99.0, 150.0)],
+        rss_mb: 100.0,
+    },
+    ControlPlaneTarget {
+        proxies: 10_000,
+        route_change: &[(50.0, 500.0)],
+        rss_mb: 1000.0,
+    },
+];
+
+/// The rows of one [`ControlPlaneTarget`], from the pooled run with that many proxies.
+fn control_plane_rows(t: &mut Table, target: &ControlPlaneTarget, run: Option<&LoadReport>) {
+    let n = target.proxies;
+    let route = run.and_then(|r| r.changes.iter().find(|c| c.kind == "route"));
+    for &(p, limit) in target.route_change {
+        let what = format!("{n} proxies: one route change ACKed by all, p{p} ≤ {limit} ms");
+        match route.filter(|c| !c.convergence_ms.is_empty()) {
+            Some(c) => {
+                let all = percentile(&c.convergence_ms, p);
+                let fan = percentile(&c.fanout_ms, p);
+                t.row([
+                    what,
+                    format!("file change → last ACK {} ms (of which fan-out, first response → last ACK: {} ms)", num(all), num(fan)),
+                    verdict(Some(all <= limit)).to_string(),
+                ]);
+            }
+            None => t.row([what, "not measured".to_string(), "–".to_string()]),
+        }
+    }
+    let what = format!("{n} proxies: controller RSS ≤ {} MB", target.rss_mb);
+    match run {
+        Some(r) => {
+            let peak = r
+                .changes
+                .iter()
+                .flat_map(|c| c.peak_rss.iter().copied())
+                .fold(r.rss_connected, f64::max)
+                * MB;
+            t.row([
+                what,
+                format!(
+                    "{} MB connected and idle, {} MB at most during pushes",
+                    num(r.rss_connected * MB),
+                    num(peak)
+                ),
+                verdict(Some(peak <= target.rss_mb)).to_string(),
+            ]);
+        }
+        None => t.row([what, "not measured".to_string(), "–".to_string()]),
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    nearest_rank(&v, p)
 }
 
 pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
@@ -148,47 +219,24 @@ pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
     }
 
     let pooled = cp.map(cp::Report::pooled).unwrap_or_default();
-    let run1000 = pooled.iter().find(|r| r.proxies == 1000);
-    let route = run1000.and_then(|r| r.changes.iter().find(|c| c.kind == "route"));
-    let pct = |values: &[f64], p: f64| {
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        nearest_rank(&v, p)
-    };
-    for (label, p, limit) in [("p50", 50.0, 50.0), ("p99", 99.0, 150.0)] {
-        let what = format!("1000 proxies: one route change ACKed by all, {label} ≤ {limit} ms");
-        match route.filter(|c| !c.convergence_ms.is_empty()) {
-            Some(c) => {
-                let all = pct(&c.convergence_ms, p);
-                let fan = pct(&c.fanout_ms, p);
-                t.row([
-                    what,
-                    format!("file change → last ACK {} ms (of which fan-out, first response → last ACK: {} ms)", num(all), num(fan)),
-                    verdict(Some(all <= limit)).to_string(),
-                ]);
-            }
-            None => t.row([what, "not measured".to_string(), "–".to_string()]),
-        }
+    for target in &CONTROL_PLANE_TARGETS {
+        control_plane_rows(
+            &mut t,
+            target,
+            pooled.iter().find(|r| r.proxies == target.proxies),
+        );
     }
-    match run1000 {
+    let what = "a proxy that calls 10 of 1000 Services holds ≤ 50 KB of config";
+    match pooled.iter().find(|r| r.services == 1000) {
         Some(r) => {
-            let peak = r
-                .changes
-                .iter()
-                .flat_map(|c| c.peak_rss.iter().copied())
-                .fold(r.rss_connected, f64::max)
-                * MB;
+            let kb = r.initial_bytes_per_proxy / 1000.0;
             t.row([
-                "1000 proxies: controller RSS ≤ 100 MB".to_string(),
-                format!(
-                    "{} MB connected and idle, {} MB at most during pushes",
-                    num(r.rss_connected * MB),
-                    num(peak)
-                ),
-                verdict(Some(peak <= 100.0)).to_string(),
+                what.to_string(),
+                format!("{} KB received until its config was complete", num(kb)),
+                verdict(Some(kb <= 50.0)).to_string(),
             ]);
         }
-        None => t.row(["1000 proxies: controller RSS ≤ 100 MB", "not measured", "–"]),
+        None => t.row([what, "not measured", "–"]),
     }
     t.render()
 }
@@ -212,5 +260,66 @@ mod tests {
         let noisy = row((-184.0, 4150.0, -0.04));
         assert!(noisy.contains("**inconclusive**"), "{noisy}");
         assert!(!noisy.contains("| met |"), "{noisy}");
+    }
+
+    fn load_run(proxies: usize, route_ms: Vec<f64>, rss_mb: f64) -> LoadReport {
+        LoadReport {
+            proxies,
+            services: 1000,
+            endpoints_per_service: 10,
+            sync_secs: 1.0,
+            initial_bytes_per_proxy: 15_400.0,
+            rss_empty: 50e6,
+            cpu_empty_percent: 0.0,
+            rss_connected: rss_mb * 1e6,
+            cpu_connected_percent: 0.0,
+            changes: vec![crate::ads::report::ChangeReport {
+                kind: "route".into(),
+                fanout_ms: route_ms.clone(),
+                first_response_ms: vec![10.0; route_ms.len()],
+                convergence_ms: route_ms,
+                per_proxy_ms: None,
+                bytes_per_proxy: vec![700.0],
+                cpu_ms: vec![100.0],
+                peak_rss: vec![rss_mb * 1.02e6],
+                incomplete: 0,
+            }],
+            stream_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn control_plane_targets_at_each_number_of_proxies() {
+        let report = cp::Report {
+            runs: vec![
+                load_run(1000, vec![40.0, 45.0], 105.0),
+                load_run(10_000, vec![480.0, 520.0, 530.0], 950.0),
+            ],
+            failures: vec![],
+            repeats: 1,
+            rounds: 1,
+        };
+        let text = render(None, Some(&report));
+        let line = |what: &str| {
+            text.lines()
+                .find(|l| l.contains(what))
+                .unwrap_or_else(|| panic!("no row {what} in\n{text}"))
+                .to_string()
+        };
+        assert!(
+            line("1000 proxies: one route change ACKed by all, p50 ≤ 50 ms").ends_with("| met |")
+        );
+        assert!(line("1000 proxies: controller RSS ≤ 100 MB").contains("**not met**"));
+        let route = line("10000 proxies: one route change ACKed by all, p50 ≤ 500 ms");
+        assert!(
+            route.contains("last ACK 520 ms") && route.contains("**not met**"),
+            "{route}"
+        );
+        assert!(line("10000 proxies: controller RSS ≤ 1000 MB").ends_with("| met |"));
+        let config = line("holds ≤ 50 KB of config");
+        assert!(
+            config.contains("15.4 KB") && config.ends_with("| met |"),
+            "{config}"
+        );
     }
 }
