@@ -40,6 +40,13 @@ impl Percentiles {
     }
 }
 
+/// The nearest-rank percentile `p` (0–100] of `values` in any order.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    nearest_rank(&sorted, p)
+}
+
 /// The nearest-rank percentile `p` (0–100] of ascending `sorted` samples.
 pub fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -51,6 +51,14 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// The controller's highest RSS (bytes): connected and idle, or during any change.
+    pub fn peak_rss(&self) -> f64 {
+        self.changes
+            .iter()
+            .flat_map(|c| c.peak_rss.iter().copied())
+            .fold(self.rss_connected, f64::max)
+    }
+
     /// Runs of several rounds with the same number of proxies as one: each repeated change
     /// pooled over the rounds, the scalar figures (sync time, RSS, idle CPU) their median
     /// over the rounds, per-proxy percentiles the median of the rounds'. `None` when empty.

@@ -8,13 +8,7 @@ use super::data::Headline;
 use super::table::{MB, Table, num, summary};
 use crate::ads::report::{ChangeReport, LoadReport};
 use crate::cp::Report;
-use crate::stats::{Summary, nearest_rank};
-
-fn pct(values: &[f64], p: f64) -> f64 {
-    let mut sorted: Vec<f64> = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    nearest_rank(&sorted, p)
-}
+use crate::stats::{Summary, percentile};
 
 fn p50_p99_max(values: &[f64]) -> String {
     if values.is_empty() {
@@ -22,9 +16,9 @@ fn p50_p99_max(values: &[f64]) -> String {
     }
     format!(
         "{} / {} / {}",
-        num(pct(values, 50.0)),
-        num(pct(values, 99.0)),
-        num(pct(values, 100.0))
+        num(percentile(values, 50.0)),
+        num(percentile(values, 99.0)),
+        num(percentile(values, 100.0))
     )
 }
 
@@ -137,7 +131,7 @@ fn change_row(run: &LoadReport, change: &ChangeReport) -> Vec<String> {
         run.proxies.to_string(),
         change.kind.clone(),
         p50_p99_max(&change.convergence_ms),
-        num(pct(&change.first_response_ms, 50.0)),
+        num(percentile(&change.first_response_ms, 50.0)),
         p50_p99_max(&change.fanout_ms),
         per_proxy,
         format!("{} B", num(mean(&change.bytes_per_proxy))),

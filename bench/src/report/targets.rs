@@ -7,7 +7,7 @@ use crate::cp;
 use crate::dp::Report;
 use crate::dp::figures::{self, Pct, added_latency};
 use crate::dp::model::{TopoId, Workload};
-use crate::stats::{self, Summary, nearest_rank};
+use crate::stats::{self, Summary, percentile};
 
 fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
@@ -103,12 +103,7 @@ fn control_plane_rows(t: &mut Table, target: &ControlPlaneTarget, run: Option<&L
     let what = format!("{n} proxies: controller RSS ≤ {} MB", target.rss_mb);
     match run {
         Some(r) => {
-            let peak = r
-                .changes
-                .iter()
-                .flat_map(|c| c.peak_rss.iter().copied())
-                .fold(r.rss_connected, f64::max)
-                * MB;
+            let peak = r.peak_rss() * MB;
             t.row([
                 what,
                 format!(
@@ -121,12 +116,6 @@ fn control_plane_rows(t: &mut Table, target: &ControlPlaneTarget, run: Option<&L
         }
         None => t.row([what, "not measured".to_string(), "–".to_string()]),
     }
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    nearest_rank(&v, p)
 }
 
 pub fn render(dp: Option<&Report>, cp: Option<&cp::Report>) -> String {
