@@ -468,6 +468,15 @@ mod vhds {
         stream
     }
 
+    /// A stream holding greeter's host, then echo's too, everything ACKed.
+    fn holding_greeter_and_echo(snap: &Snapshot) -> DeltaStream {
+        let mut stream = holding_greeter(snap);
+        let reply =
+            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), snap);
+        ack_all(&mut stream, &reply.responses, snap);
+        stream
+    }
+
     #[test]
     fn a_change_to_a_host_reaches_only_the_streams_holding_it() {
         let mut stream = holding_greeter(&base());
@@ -507,10 +516,7 @@ mod vhds {
     #[test]
     fn a_host_that_moves_to_new_clusters_gets_them_first_and_loses_the_old_after() {
         let snap = base();
-        let mut stream = holding_greeter(&snap);
-        let reply =
-            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
-        ack_all(&mut stream, &reply.responses, &snap);
+        let mut stream = holding_greeter_and_echo(&snap);
         let pushed = stream.handle_snapshot(&view("g1", "e2", &["echo-v2"]));
         let order: Vec<(&str, Vec<&str>, Vec<&str>)> = pushed
             .iter()
@@ -518,8 +524,8 @@ mod vhds {
                 let ty = ResourceType::from_type_url(&r.type_url)
                     .unwrap()
                     .short_name();
-                let removed = r.removed_resources.iter().map(String::as_str).collect();
-                (ty, sent(r), removed)
+                let (sent, removed) = sent_and_removed(r);
+                (ty, sent, removed)
             })
             .collect();
         assert_eq!(
@@ -535,10 +541,7 @@ mod vhds {
     #[test]
     fn a_cluster_pruned_and_acked_is_sent_again_when_a_host_sends_to_it_again() {
         let snap = base();
-        let mut stream = holding_greeter(&snap);
-        let reply =
-            stream.handle_request(&subscribe(VirtualHost, &["outbound/default/echo"]), &snap);
-        ack_all(&mut stream, &reply.responses, &snap);
+        let mut stream = holding_greeter_and_echo(&snap);
         let moved = view("g1", "e2", &["echo-v2"]);
         let pushed = stream.handle_snapshot(&moved);
         ack_all(&mut stream, &pushed, &moved);

@@ -138,6 +138,7 @@ impl NonceSource {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn held_and_rejected_names_serialize_as_lists_and_are_left_out_when_empty() {
@@ -149,7 +150,6 @@ mod tests {
         assert_eq!(json["held"], serde_json::json!(["outbound/default/a:80"]));
         assert!(json.get("rejected").is_none(), "{json}");
     }
-    use super::*;
 
     #[test]
     fn long_reasons_are_cut_at_a_character_boundary_and_say_so() {
