@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 
-use super::progress::{ClientEvent, Nack, NonceSource, TypeProgress};
+use super::progress::{ClientEvent, Nack, NonceSource, TypeProgress, Version};
 use super::snapshot::{Snapshot, TypeResources, VersionedResource};
 use super::types::ResourceType;
 use super::vhds::{HostRouting, NamespaceHosts};
@@ -82,7 +82,7 @@ enum Held {
 
 #[derive(Debug)]
 struct Pending {
-    system_version: String,
+    system_version: Version,
     changes: Vec<(Arc<str>, Held)>,
 }
 
@@ -631,13 +631,14 @@ fn settle(
         Some(error) => {
             st.diffed = None; // what the client holds is not what was diffed against
             let names: Vec<&str> = pending.changes.iter().map(|(n, _)| &**n).collect();
-            let nack = Nack::new(pending.system_version, &error.message).about(names.into_iter());
+            let nack = Nack::new(pending.system_version.to_string(), &error.message)
+                .about(names.into_iter());
             for (name, held) in &pending.changes {
                 if let Held::Version(version) = held {
                     st.rejected.insert(name.clone(), version.clone());
                 }
             }
-            st.progress.last_nack = Some(nack.clone());
+            st.progress.last_nack = Some(Box::new(nack.clone()));
             st.record_held(pending.changes.iter().map(|(name, _)| name));
             ClientEvent::Nack { ty, nack }
         }
@@ -664,14 +665,26 @@ fn settle(
     }
 }
 
-/// Upserts of one type go out in responses of at most about this many bytes of resources
-/// (a larger resource goes alone). tonic's encoder keeps the allocation its buffer grew to
-/// for as long as the stream lives, so a single 1 MB initial response would pin about 1 MB
-/// per connected proxy; the client applies each response as it comes, in order. At 64 KB,
-/// a proxy's first clusters and endpoints (about 6 KB each for ten Services) kept 8 KB per
-/// stream; at 4 KB the controller with 1000 proxies holds 4 MB less, and the first sync
-/// takes no longer (a few more responses, each ACKed on its own).
-const MAX_RESPONSE_BYTES: usize = 4 * 1024;
+/// Upserts of one type go out in responses whose resources take at most about this many
+/// bytes encoded ([`encoded_len`]; a larger resource goes alone). tonic's encoder keeps
+/// the allocation its buffer grew to for as long as the stream lives, and grows it by
+/// doubling, so a single 1 MB initial response would pin about 1 MB per connected proxy;
+/// the client applies each response as it comes, in order. At 64 KB, a proxy's first
+/// clusters and endpoints (about 6 KB each for ten Services) kept 8 KB per stream. Counting
+/// 4 KB of bodies alone still made most responses a little over 4 KB encoded, so most
+/// buffers doubled to 8 KB; at 3 KB of encoded resources a response with its own fields
+/// fits in 4 KB, and the first sync takes a few more responses, each ACKed on its own.
+const MAX_RESPONSE_BYTES: usize = 3 * 1024;
+
+/// About what `resource` adds to an encoded response: its body and type URL, its name and
+/// version, and a few bytes of tags and lengths.
+fn encoded_len(resource: &VersionedResource) -> usize {
+    resource.body.value.len()
+        + resource.body.type_url.len()
+        + resource.name.len()
+        + resource.version.len()
+        + 16
+}
 
 /// One or more responses (see [`MAX_RESPONSE_BYTES`]) carrying `upserts`, then `removals`
 /// in the last; always at least one response.
@@ -686,7 +699,7 @@ fn respond(
     let mut chunks: Vec<Vec<Arc<VersionedResource>>> = vec![Vec::new()];
     let mut size = 0;
     for resource in upserts {
-        let len = resource.body.value.len();
+        let len = encoded_len(&resource);
         if size + len > MAX_RESPONSE_BYTES && chunks.last().is_some_and(|c| !c.is_empty()) {
             chunks.push(Vec::new());
             size = 0;
@@ -730,7 +743,7 @@ fn respond_once(
                 && !matches!(st.held(name), Some(Held::Version(_)))
         });
     let (number, nonce) = nonces.next();
-    let system_version = snapshot.resources(ty).version().to_string();
+    let system_version = snapshot.resources(ty).shared_version().clone();
     let mut changes: Vec<(Arc<str>, Held)> = upserts
         .iter()
         .map(|r| (r.name.clone(), Held::Version(r.version.clone())))
@@ -766,7 +779,7 @@ fn respond_once(
         ..Default::default()
     }));
     DeltaDiscoveryResponse {
-        system_version_info: system_version,
+        system_version_info: system_version.to_string(),
         resources,
         type_url: ty.type_url().to_string(),
         removed_resources: removed.iter().map(|n| n.to_string()).collect(),

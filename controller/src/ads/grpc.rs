@@ -4,9 +4,9 @@
 //! 32 KB of responses before yielding; the encode buffer keeps the size it grew to for the
 //! stream's life. A controller holds one such stream per connected proxy and almost all of
 //! them are idle, so at 1000 proxies those buffers were about 25 MB of its memory. Here
-//! they start at 1 KB ([`buffers`]) and the encoder hands bytes on once it holds 4 KB, so
-//! a buffer grows only to the largest single response (about 4 KB unless one resource is
-//! larger, see `MAX_RESPONSE_BYTES` in `delta.rs`).
+//! they start at 1 KB ([`buffers`]) and the encoder hands on each response as soon as it
+//! is encoded, so a buffer grows only to the largest single response (at most 4 KB unless
+//! one resource is larger, see `MAX_RESPONSE_BYTES` in `delta.rs`).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -22,10 +22,11 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use super::server::AdsService;
 
-/// Each stream's encode and decode buffer start at 1 KB, and the encoder hands bytes to
-/// HTTP/2 once it holds 4 KB instead of batching up to 32 KB.
+/// Each stream's encode and decode buffer start at 1 KB, and the encoder hands every
+/// response to HTTP/2 alone instead of batching up to 32 KB. (Batched, the responses of a
+/// first sync queued together filled the buffer past 4 KB, and it doubled to 8 KB.)
 fn buffers() -> BufferSettings {
-    BufferSettings::new(1024, 4 * 1024)
+    BufferSettings::new(1024, 1)
 }
 
 const SOTW_PATH: &str =

@@ -67,9 +67,12 @@ impl Nack {
 /// Per type: the version last sent, the last one ACKed, and the last NACK.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TypeProgress {
-    pub sent_version: Option<String>,
-    pub acked_version: Option<String>,
-    pub last_nack: Option<Nack>,
+    #[serde(serialize_with = "serialize_version")]
+    pub sent_version: Option<Version>,
+    #[serde(serialize_with = "serialize_version")]
+    pub acked_version: Option<Version>,
+    /// Boxed: most streams never see one, and a progress is kept per type per stream.
+    pub last_nack: Option<Box<Nack>>,
     /// The resources the proxy holds or is being sent, by name, where it picks them (the
     /// virtual hosts and clusters of a Delta stream, which follow its RPCs); empty for the
     /// types that hold everything they are offered.
@@ -92,6 +95,18 @@ pub struct TypeProgress {
 /// comparison cost a reference count and a pointer comparison.
 pub type Names = Arc<[Arc<str>]>;
 
+/// A version of a type's set, shared with the snapshot it came from: a stream's progress
+/// is compared with the registry's copy after every push and ACK, and two handles to one
+/// version compare by pointer instead of byte by byte.
+pub type Version = Arc<str>;
+
+fn serialize_version<S: serde::Serializer>(
+    version: &Option<Version>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    version.as_deref().serialize(serializer)
+}
+
 fn names_are_empty(names: &Names) -> bool {
     names.is_empty()
 }
@@ -107,7 +122,7 @@ fn serialize_names<S: serde::Serializer>(names: &Names, serializer: S) -> Result
 pub enum ClientEvent {
     Ack {
         ty: ResourceType,
-        version: String,
+        version: Version,
     },
     Nack {
         ty: ResourceType,

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::Any;
 
+use super::progress::Version;
 use super::types::ResourceType;
 use super::vhds::NamespaceHosts;
 
@@ -22,11 +23,11 @@ pub struct VersionedResource {
 /// The resources of one type and the version of the whole set.
 #[derive(Debug, Clone, Default)]
 pub struct TypeResources {
-    version: String,
+    version: Version,
     resources: BTreeMap<Arc<str>, Arc<VersionedResource>>,
     /// What differs from the set this one replaced, by that set's version: worked out by
     /// the first stream that needs it and shared by all the others (see [`Self::changes_since`]).
-    since: OnceLock<(String, Arc<TypeChanges>)>,
+    since: OnceLock<(Version, Arc<TypeChanges>)>,
 }
 
 impl PartialEq for TypeResources {
@@ -146,6 +147,11 @@ impl TypeResources {
 
     /// The version of the whole set (what State-of-the-World sends as `version_info`).
     pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// [`Self::version`] as the shared handle (what a stream records as sent).
+    pub fn shared_version(&self) -> &Version {
         &self.version
     }
 
@@ -374,12 +380,12 @@ fn versioned(name: String, body: Any) -> Arc<VersionedResource> {
 }
 
 /// The version of a set: a hash of its names and their versions.
-fn set_version(resources: &BTreeMap<Arc<str>, Arc<VersionedResource>>) -> String {
-    content_hash(
+fn set_version(resources: &BTreeMap<Arc<str>, Arc<VersionedResource>>) -> Version {
+    Version::from(content_hash(
         resources
             .values()
             .flat_map(|r| [r.name.as_bytes(), r.version.as_bytes()]),
-    )
+    ))
 }
 
 /// Collects resources, then computes every version once in `build`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use super::progress::{ClientEvent, Nack, NonceSource, TypeProgress};
+use super::progress::{ClientEvent, Nack, NonceSource, TypeProgress, Version};
 use super::snapshot::{Snapshot, VersionedResource, content_hash};
 use super::types::ResourceType;
 
@@ -120,18 +120,19 @@ impl SotwStream {
             }
             match &req.error_detail {
                 Some(error) => {
-                    let version = st.progress.sent_version.clone().unwrap_or_default();
-                    let nack = Nack::new(version, &error.message)
+                    let version = st.progress.sent_version.as_deref().unwrap_or_default();
+                    let nack = Nack::new(version.to_owned(), &error.message)
                         .about(st.sent.keys().map(String::as_str));
-                    st.progress.last_nack = Some(nack.clone());
+                    st.progress.last_nack = Some(Box::new(nack.clone()));
                     reply.events.push(ClientEvent::Nack { ty, nack });
                 }
                 None => {
-                    st.progress.acked_version = Some(req.version_info.clone());
-                    reply.events.push(ClientEvent::Ack {
-                        ty,
-                        version: req.version_info.clone(),
-                    });
+                    let version: Version = match &st.progress.sent_version {
+                        Some(sent) if **sent == *req.version_info => sent.clone(),
+                        _ => req.version_info.as_str().into(),
+                    };
+                    st.progress.acked_version = Some(version.clone());
+                    reply.events.push(ClientEvent::Ack { ty, version });
                 }
             }
         }
@@ -202,7 +203,7 @@ fn respond(
 ) -> DiscoveryResponse {
     let (_, nonce) = nonces.next();
     st.last_nonce = nonce.clone();
-    st.progress.sent_version = Some(view.version.clone());
+    st.progress.sent_version = Some(view.version.as_str().into());
     let response = DiscoveryResponse {
         version_info: view.version,
         resources: view.resources.values().map(|r| r.body.clone()).collect(),

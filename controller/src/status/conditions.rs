@@ -288,7 +288,8 @@ mod tests {
         let progress = TypeProgress {
             sent_version: Some(sent.into()),
             acked_version: Some(acked.into()),
-            last_nack: nack.map(|(m, host)| Nack::new(sent.into(), m).about([host].into_iter())),
+            last_nack: nack
+                .map(|(m, host)| Box::new(Nack::new(sent.into(), m).about([host].into_iter()))),
             held: hosts.iter().map(|h| std::sync::Arc::from(*h)).collect(),
             rejected: nack
                 .map(|(_, host)| std::sync::Arc::from(host))
@@ -436,7 +437,8 @@ mod tests {
             proxy.protocol = Protocol::Sotw;
             proxy.namespace = namespace.into();
             let rds = proxy.types.remove("VHDS").unwrap();
-            let nack = nacked.map(|name| Nack::new("v2".into(), "bad").about([name].into_iter()));
+            let nack = nacked
+                .map(|name| Box::new(Nack::new("v2".into(), "bad").about([name].into_iter())));
             proxy.types.insert(
                 "RDS",
                 TypeProgress {
