@@ -743,7 +743,7 @@ fn respond_once(
                 && !matches!(st.held(name), Some(Held::Version(_)))
         });
     let (number, nonce) = nonces.next();
-    let system_version = snapshot.resources(ty).shared_version().clone();
+    let system_version = snapshot.resources(ty).version().clone();
     let mut changes: Vec<(Arc<str>, Held)> = upserts
         .iter()
         .map(|r| (r.name.clone(), Held::Version(r.version.clone())))

@@ -146,12 +146,8 @@ impl TypeResources {
     }
 
     /// The version of the whole set (what State-of-the-World sends as `version_info`).
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    /// [`Self::version`] as the shared handle (what a stream records as sent).
-    pub fn shared_version(&self) -> &Version {
+    /// Shared: a stream records it as sent and ACKed without copying it.
+    pub fn version(&self) -> &Version {
         &self.version
     }
 
@@ -213,10 +209,10 @@ impl Snapshot {
     /// Whether both hold the same resources, judged by content versions alone: with
     /// thousands of resources, comparing bodies would cost more than the translation.
     pub fn same_content(&self, other: &Snapshot) -> bool {
-        let node_version = |types: &NodeTypes| -> Vec<(ResourceType, String)> {
+        let node_version = |types: &NodeTypes| -> Vec<(ResourceType, Version)> {
             types
                 .iter()
-                .map(|(ty, set)| (*ty, set.version().to_owned()))
+                .map(|(ty, set)| (*ty, set.version().clone()))
                 .collect()
         };
         ResourceType::PUSH_ORDER
