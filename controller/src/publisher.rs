@@ -50,13 +50,12 @@ pub async fn run(
     published: watch::Sender<Published>,
 ) {
     let mut last = None;
+    let mut proxies = Proxies::unread();
     loop {
-        let current = workloads.borrow_and_update().clone();
-        let current_members = members.borrow_and_update().clone();
+        proxies.refresh(&mut workloads, &mut members);
         publish(
             &index,
-            current,
-            current_members,
+            &proxies,
             trust_domain.as_deref(),
             &mut last,
             &snapshots,
@@ -71,11 +70,55 @@ pub async fn run(
                 true
             }
             // A new proxy needs its listeners (and its namespace's `outbound/<ns>`).
-            Ok(()) = workloads.changed() => false,
-            Ok(()) = members.changed() => false,
+            Ok(()) = workloads.changed() => {
+                proxies.workloads_changed = true;
+                false
+            }
+            Ok(()) = members.changed() => {
+                proxies.members_changed = true;
+                false
+            }
         };
         if !publishes_at_once(config_changed, published_at.elapsed()) {
-            debounce(&mut revisions, &mut workloads, &mut members).await;
+            debounce(&mut revisions, &mut workloads, &mut members, &mut proxies).await;
+        }
+    }
+}
+
+/// The connected proxies and the mesh's members as the last translation saw them, copied
+/// from the registry only when they changed: with ten thousand proxies, a copy took
+/// milliseconds, and a config change (most publishes) does not change them. Shared, so
+/// that comparing a translation's inputs with the last one's is a pointer compare.
+#[derive(Default)]
+struct Proxies {
+    workloads: Arc<Workloads>,
+    members: Arc<Members>,
+    /// Set when a `changed()` on that receiver returned (which marks the value seen).
+    workloads_changed: bool,
+    members_changed: bool,
+}
+
+impl Proxies {
+    /// Before the first copy.
+    fn unread() -> Self {
+        Proxies {
+            workloads_changed: true,
+            members_changed: true,
+            ..Proxies::default()
+        }
+    }
+
+    /// Copies what changed since the last copy.
+    fn refresh(
+        &mut self,
+        workloads: &mut watch::Receiver<Workloads>,
+        members: &mut watch::Receiver<Members>,
+    ) {
+        if std::mem::take(&mut self.workloads_changed) || workloads.has_changed().unwrap_or(false) {
+            self.workloads = Arc::new(workloads.borrow_and_update().clone());
+        }
+        if std::mem::take(&mut self.members_changed) || members.has_changed().unwrap_or(false) {
+            self.members = Arc::new(members.borrow_and_update().clone());
         }
     }
 }
@@ -103,29 +146,24 @@ struct LastTranslation {
 #[derive(PartialEq)]
 struct Inputs {
     routing: [u64; 2],
-    endpoints: (u64, Members),
-    rest: (Vec<u64>, Workloads, Option<String>),
+    endpoints: (u64, Arc<Members>),
+    rest: (Vec<u64>, Arc<Workloads>, Option<String>),
 }
 
 impl Inputs {
-    /// Takes the proxies and members as they are: with ten thousand proxies, copying them
-    /// cost a translation milliseconds.
-    fn of(
-        index: &Index,
-        workloads: Workloads,
-        members: Members,
-        trust_domain: Option<&str>,
-    ) -> Self {
+    /// Shares the proxies and members (see [`Proxies`]): unchanged, they compare equal by
+    /// pointer.
+    fn of(index: &Index, proxies: &Proxies, trust_domain: Option<&str>) -> Self {
         const ROUTING: [Kind; 2] = [Kind::GrpcRoute, Kind::FaultInjection];
         let others = Kind::ALL
             .iter()
             .filter(|kind| !ROUTING.contains(kind) && **kind != Kind::EndpointSlice);
         Inputs {
             routing: ROUTING.map(|kind| index.revision(kind)),
-            endpoints: (index.revision(Kind::EndpointSlice), members),
+            endpoints: (index.revision(Kind::EndpointSlice), proxies.members.clone()),
             rest: (
                 others.map(|kind| index.revision(*kind)).collect(),
-                workloads,
+                proxies.workloads.clone(),
                 trust_domain.map(str::to_owned),
             ),
         }
@@ -137,12 +175,11 @@ impl Inputs {
 /// `translate::retranslate_routes`), the ClusterLoadAssignments, or both.
 fn translate(
     index: &Index,
-    workloads: Workloads,
-    members: Members,
+    proxies: &Proxies,
     trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
 ) -> Translation {
-    let inputs = Inputs::of(index, workloads, members, trust_domain);
+    let inputs = Inputs::of(index, proxies, trust_domain);
     let (workloads, members) = (&inputs.rest.1, &inputs.endpoints.1);
     let mtls = trust_domain.is_some();
     let partial = |last: &LastTranslation| {
@@ -151,7 +188,7 @@ fn translate(
         }
         let mut translation = last.translation.clone();
         if last.inputs.routing != inputs.routing {
-            translation = translate::retranslate_routes(index, workloads, &translation)?;
+            translation = translate::retranslate_routes(index, &translation)?;
         }
         if last.inputs.endpoints != inputs.endpoints {
             translation =
@@ -178,8 +215,7 @@ fn translate(
 
 fn publish(
     index: &Mutex<Index>,
-    workloads: Workloads,
-    members: Members,
+    proxies: &Proxies,
     trust_domain: Option<&str>,
     last: &mut Option<LastTranslation>,
     snapshots: &watch::Sender<Option<Arc<Snapshot>>>,
@@ -191,7 +227,7 @@ fn publish(
         if !index.is_synced() {
             return;
         }
-        translate(&index, workloads, members, trust_domain, last)
+        translate(&index, proxies, trust_domain, last)
     };
     let snapshot = Arc::new(translation.snapshot);
     let is_new = !snapshots
@@ -219,6 +255,7 @@ async fn debounce(
     revisions: &mut watch::Receiver<u64>,
     workloads: &mut watch::Receiver<Workloads>,
     members: &mut watch::Receiver<Members>,
+    proxies: &mut Proxies,
 ) {
     let deadline = Instant::now() + MAX_DELAY;
     loop {
@@ -229,9 +266,11 @@ async fn debounce(
             }
             // A closed registry only disables this branch (`Ok` pattern).
             Ok(()) = workloads.changed() => {
+                proxies.workloads_changed = true;
                 if Instant::now() >= deadline { return; }
             }
             Ok(()) = members.changed() => {
+                proxies.members_changed = true;
                 if Instant::now() >= deadline { return; }
             }
             () = tokio::time::sleep_until(quiet_until) => return,

@@ -35,7 +35,16 @@ fn for_proxies(
     proxies: &Workloads,
     last: &mut Option<LastTranslation>,
 ) -> Translation {
-    translate(index, proxies.clone(), Members::new(), Some(DOMAIN), last)
+    translate(index, &shared(proxies, &Members::new()), Some(DOMAIN), last)
+}
+
+/// The proxies and members as the publisher holds them.
+fn shared(workloads: &Workloads, members: &Members) -> Proxies {
+    Proxies {
+        workloads: Arc::new(workloads.clone()),
+        members: Arc::new(members.clone()),
+        ..Proxies::default()
+    }
 }
 
 fn slice(address: &str) -> String {
@@ -85,13 +94,7 @@ fn a_member_alone_remakes_only_the_endpoints_and_marks_its_address() {
         pod_ip: Some("10.0.0.1".parse().unwrap()),
     };
     let members = Members::from([("pod/default/greeter-1".to_owned(), member)]);
-    let second = translate(
-        &index,
-        proxies.clone(),
-        members.clone(),
-        Some(DOMAIN),
-        &mut last,
-    );
+    let second = translate(&index, &shared(&proxies, &members), Some(DOMAIN), &mut last);
     let full = translate::translate_for(&index, &proxies, &members, Some(DOMAIN));
     assert_eq!(second.snapshot, full.snapshot);
     assert_ne!(
@@ -313,6 +316,7 @@ async fn quiet_period_ends_a_debounce() {
         &mut rx,
         &mut proxies_rx,
         &mut watch::channel(Members::new()).1,
+        &mut Proxies::default(),
     )
     .await;
     assert_eq!(start.elapsed(), QUIET);
@@ -333,6 +337,7 @@ async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
         &mut rx,
         &mut proxies_rx,
         &mut watch::channel(Members::new()).1,
+        &mut Proxies::default(),
     )
     .await;
     ticker.abort();
@@ -355,20 +360,58 @@ async fn proxies_connecting_extend_the_debounce_and_a_closed_registry_does_not_s
         // `proxies` dropped here: the registry is gone.
     });
     let start = Instant::now();
+    let mut held = Proxies::default();
     debounce(
         &mut rx,
         &mut proxies_rx,
         &mut watch::channel(Members::new()).1,
+        &mut held,
     )
     .await;
     connecting.await.unwrap();
     assert_eq!(start.elapsed(), QUIET / 2 * 3 + QUIET);
+    assert!(held.workloads_changed && !held.members_changed);
     let start = Instant::now();
     debounce(
         &mut rx,
         &mut proxies_rx,
         &mut watch::channel(Members::new()).1,
+        &mut Proxies::default(),
     )
     .await;
     assert_eq!(start.elapsed(), QUIET);
+}
+
+#[test]
+fn proxies_are_copied_again_only_when_they_changed() {
+    let (registry, mut workloads) =
+        watch::channel(workloads(&[("a", "default", "127.0.0.1:15006")]));
+    let (_members, mut members) = watch::channel(Members::new());
+    let mut proxies = Proxies::unread();
+    proxies.refresh(&mut workloads, &mut members);
+    assert_eq!(proxies.workloads.len(), 1);
+    let (copied, members_copied) = (proxies.workloads.clone(), proxies.members.clone());
+    proxies.refresh(&mut workloads, &mut members);
+    assert!(Arc::ptr_eq(&copied, &proxies.workloads), "unchanged: kept");
+
+    // A change not yet seen, and one a `changed()` already marked seen, are both copied.
+    registry.send_modify(|w| w.extend(workloads_of_b()));
+    proxies.refresh(&mut workloads, &mut members);
+    assert_eq!(proxies.workloads.len(), 2);
+    registry.send_modify(|w| {
+        w.remove("b.team-a");
+    });
+    workloads.borrow_and_update();
+    proxies.workloads_changed = true;
+    proxies.refresh(&mut workloads, &mut members);
+    assert_eq!(proxies.workloads.len(), 1);
+    assert!(!proxies.workloads_changed);
+    assert!(
+        Arc::ptr_eq(&members_copied, &proxies.members),
+        "members never changed"
+    );
+}
+
+fn workloads_of_b() -> Workloads {
+    workloads(&[("b", "team-a", "127.0.0.2:15006")])
 }

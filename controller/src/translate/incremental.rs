@@ -22,13 +22,21 @@ use std::sync::Arc;
 use super::fault::AppliedFault;
 use super::routes::AttachedRoute;
 use super::vhosts::{self, HostSources};
+use super::workloads::ProxySummary;
 use super::{Members, Translation, WEB, Workloads, mtls, services, workloads};
 use crate::ads::{ResourceType, TypeResources};
 use crate::model::{Index, Kind};
 
-/// What a translation's routing was made from, kept for the next route-only retranslation.
+/// What a translation's routing was made from, kept for the next partial retranslation:
+/// neither changes Services or proxies, so both reuse the catalog (with a thousand
+/// Services, building it again was a fifth of a route change's translation), and a
+/// route-only one the summary of the proxies.
 #[derive(Debug)]
 pub(super) struct RoutingInputs {
+    pub catalog: Arc<services::Catalog>,
+    /// What building the catalog warned about (skipped Services).
+    pub catalog_warnings: Vec<String>,
+    pub proxies: ProxySummary,
     pub routes: Vec<AttachedRoute>,
     pub faults: Vec<AppliedFault>,
     /// Every client namespace, with whether it gets the inline `outbound/<ns>`.
@@ -47,13 +55,13 @@ pub fn retranslate_endpoints(
     mtls: bool,
     previous: &Translation,
 ) -> Translation {
-    let mut warnings = Vec::new();
-    let catalog = services::Catalog::build(index, &mut warnings);
+    let mut warnings = previous.routing.catalog_warnings.clone();
+    let catalog = &previous.routing.catalog;
     let targets = match mtls {
         true => workloads::MtlsTargets::build(workloads, members, &mtls::PolicySet::build(index)),
         false => workloads::MtlsTargets::default(),
     };
-    let assignments = super::load_assignments(index, &catalog, &targets, &mut warnings);
+    let assignments = super::load_assignments(index, catalog, &targets, &mut warnings);
     let endpoints = Arc::new(TypeResources::from_bodies_after(
         assignments,
         Some(previous.snapshot.resources(ResourceType::Endpoint)),
@@ -70,17 +78,12 @@ pub fn retranslate_endpoints(
     }
 }
 
-/// `previous`, a translation of this index for these `workloads` made before only
-/// GrpcRoutes and FaultInjections changed, with its routing made again: only the virtual
+/// `previous`, a translation of this index made before only GrpcRoutes and FaultInjections
+/// changed (the proxies are the same), with its routing made again: only the virtual
 /// hosts that changed are remade. `None` when that cannot be done (see the module comment).
-pub fn retranslate_routes(
-    index: &Index,
-    workloads: &Workloads,
-    previous: &Translation,
-) -> Option<Translation> {
+pub fn retranslate_routes(index: &Index, previous: &Translation) -> Option<Translation> {
     let before = &previous.routing;
-    // Services did not change: neither did the warnings about them.
-    let catalog = services::Catalog::build(index, &mut Vec::new());
+    let catalog = &before.catalog;
     let mut reports: BTreeMap<_, _> = previous
         .reports
         .iter()
@@ -88,14 +91,14 @@ pub fn retranslate_routes(
         .map(|(key, report)| (key.clone(), report.clone()))
         .collect();
     let (attached, faults, web) =
-        super::translate_routing(index, &catalog, workloads, &mut reports);
-    let namespaces = super::client_namespaces(&catalog, &attached, workloads);
+        super::translate_routing(index, catalog, &before.proxies, &mut reports);
+    let namespaces = super::client_namespaces(catalog, &attached, &before.proxies);
     let route_configs = previous.snapshot.resources(ResourceType::Route);
     if namespaces != before.namespaces || web.is_some() != route_configs.get(WEB).is_some() {
         return None;
     }
     let changed = vhosts::changed_ports(
-        &catalog,
+        catalog,
         (&before.routes, &before.faults),
         (&attached, &faults),
     );
@@ -107,7 +110,7 @@ pub fn retranslate_routes(
     let (hosts, mut configs) = vhosts::patch_route_configurations(
         previous.snapshot.all_namespace_hosts(),
         &inline,
-        &catalog,
+        catalog,
         (&attached, &faults),
         &changed,
         &mut sources,
@@ -122,6 +125,9 @@ pub fn retranslate_routes(
         enforcing: previous.enforcing.clone(),
         warnings: previous.warnings.clone(),
         routing: Arc::new(RoutingInputs {
+            catalog: catalog.clone(),
+            catalog_warnings: before.catalog_warnings.clone(),
+            proxies: before.proxies.clone(),
             routes: attached,
             faults,
             namespaces,

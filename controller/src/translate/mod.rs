@@ -162,6 +162,7 @@ pub use services::{CLUSTER_DOMAIN, cluster_name, route_config_name};
 pub use tls::{TLS_MODE_KEY, TLS_MODE_WEFT, TRANSPORT_SOCKET_MATCH};
 pub use vhosts::vhds_route_config;
 pub use web::{CORS_FILTER, WEB, route_clusters};
+use workloads::ProxySummary;
 pub use workloads::{Enforcing, Member, Members, Workload, Workloads};
 
 /// The result of translating an index.
@@ -278,7 +279,9 @@ pub fn translate_after(
 ) -> Translation {
     let mut warnings = Vec::new();
     let mut reports = BTreeMap::new();
-    let catalog = services::Catalog::build(index, &mut warnings);
+    let catalog = Arc::new(services::Catalog::build(index, &mut warnings));
+    let catalog_warnings = warnings.clone();
+    let proxies = ProxySummary::of(workloads);
     let policies = mtls::PolicySet::build(index);
     let mut builder = Snapshot::builder();
 
@@ -299,7 +302,7 @@ pub fn translate_after(
         builder.add(ResourceType::Endpoint, name, assignment);
     }
 
-    let (attached, faults, web) = translate_routing(index, &catalog, workloads, &mut reports);
+    let (attached, faults, web) = translate_routing(index, &catalog, &proxies, &mut reports);
     if let Some(web) = web {
         builder.add(ResourceType::Route, WEB.to_owned(), web);
     }
@@ -308,7 +311,7 @@ pub fn translate_after(
     let enforcing =
         workloads::add_workloads(&mut builder, workloads, &policies, mtls, &mut reports);
 
-    let namespaces = client_namespaces(&catalog, &attached, workloads);
+    let namespaces = client_namespaces(&catalog, &attached, &proxies);
     let (routing, sources) = vhosts::route_configurations(
         namespaces.iter().map(|(ns, inline)| (ns.as_str(), *inline)),
         &catalog,
@@ -332,6 +335,9 @@ pub fn translate_after(
         enforcing: Arc::new(enforcing),
         warnings,
         routing: Arc::new(RoutingInputs {
+            catalog,
+            catalog_warnings,
+            proxies,
             routes: attached,
             faults,
             namespaces,
@@ -345,7 +351,7 @@ pub fn translate_after(
 fn translate_routing(
     index: &Index,
     catalog: &services::Catalog,
-    workloads: &Workloads,
+    proxies: &ProxySummary,
     reports: &mut BTreeMap<ObjectKey, ResourceReport>,
 ) -> (
     Vec<routes::AttachedRoute>,
@@ -359,8 +365,7 @@ fn translate_routing(
         }
     }
     let faults = fault::translate_faults(index, catalog, &attached, reports);
-    let browsers_reach = attached.iter().any(|route| route.web.is_some())
-        || workloads.values().any(|w| w.web_addr.is_some());
+    let browsers_reach = attached.iter().any(|route| route.web.is_some()) || proxies.web;
     let web =
         browsers_reach.then(|| web::web_route_configuration(catalog, &attached, &faults, reports));
     (attached, faults, web)
@@ -371,15 +376,14 @@ fn translate_routing(
 fn client_namespaces(
     catalog: &services::Catalog,
     attached: &[routes::AttachedRoute],
-    workloads: &Workloads,
+    proxies: &ProxySummary,
 ) -> Vec<(String, bool)> {
     let mut namespaces: BTreeSet<&str> = catalog.iter().map(|s| s.namespace.as_str()).collect();
     namespaces.extend(attached.iter().map(|route| route.key.namespace.as_str()));
-    namespaces.extend(workloads.values().map(|w| w.namespace.as_str()));
-    let delta_only = workloads::delta_only_namespaces(workloads);
+    namespaces.extend(proxies.namespaces());
     namespaces
         .into_iter()
-        .map(|ns| (ns.to_owned(), !delta_only.contains(ns)))
+        .map(|ns| (ns.to_owned(), !proxies.delta_only(ns)))
         .collect()
 }
 

@@ -311,13 +311,13 @@ fn delta(mut workload: Workload) -> Workload {
 fn inline_routes_are_needed_unless_every_proxy_of_the_namespace_speaks_delta() {
     let a = || workload("a-0", "default", "127.0.0.1:50051");
     let b = || workload("b-0", "default", "127.0.0.2:50051");
-    assert!(!delta_only_namespaces(&Workloads::new()).contains("default"));
-    assert!(!delta_only_namespaces(&by_id(vec![a()])).contains("default"));
-    assert!(!delta_only_namespaces(&by_id(vec![delta(a()), b()])).contains("default"));
-    assert!(!delta_only_namespaces(&by_id(vec![a(), delta(b())])).contains("default"));
-    assert!(delta_only_namespaces(&by_id(vec![delta(a()), delta(b())])).contains("default"));
+    assert!(!ProxySummary::of(&Workloads::new()).delta_only("default"));
+    assert!(!ProxySummary::of(&by_id(vec![a()])).delta_only("default"));
+    assert!(!ProxySummary::of(&by_id(vec![delta(a()), b()])).delta_only("default"));
+    assert!(!ProxySummary::of(&by_id(vec![a(), delta(b())])).delta_only("default"));
+    assert!(ProxySummary::of(&by_id(vec![delta(a()), delta(b())])).delta_only("default"));
     // Proxies of other namespaces do not count.
-    assert!(!delta_only_namespaces(&by_id(vec![delta(a())])).contains("other"));
+    assert!(!ProxySummary::of(&by_id(vec![delta(a())])).delta_only("other"));
 }
 
 #[test]
