@@ -200,6 +200,19 @@ pub struct Snapshot {
 /// One proxy's own sets, replacing the shared sets of the same types.
 pub type NodeTypes = Vec<(ResourceType, Arc<TypeResources>)>;
 
+/// Whether two shared maps are one, or have the same keys with values `same` finds alike.
+fn same_entries<V>(
+    a: &Arc<BTreeMap<String, V>>,
+    b: &Arc<BTreeMap<String, V>>,
+    same: impl Fn(&V, &V) -> bool,
+) -> bool {
+    Arc::ptr_eq(a, b)
+        || a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|(a, b)| a.0 == b.0 && same(a.1, b.1))
+}
+
 static EMPTY: std::sync::LazyLock<Arc<TypeResources>> =
     std::sync::LazyLock::new(|| Arc::new(TypeResources::from_bodies([])));
 
@@ -222,29 +235,19 @@ impl Snapshot {
     /// Per-node sets and namespace hosts shared with `other` (a partial retranslation
     /// keeps them) are not walked: with ten thousand proxies, that walk took milliseconds.
     pub fn same_content(&self, other: &Snapshot) -> bool {
-        let node_version = |types: &NodeTypes| -> Vec<(ResourceType, Version)> {
-            types
-                .iter()
-                .map(|(ty, set)| (*ty, set.version().clone()))
-                .collect()
+        let same_versions = |a: &NodeTypes, b: &NodeTypes| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(a, b)| a.0 == b.0 && a.1.version() == b.1.version())
         };
         ResourceType::PUSH_ORDER
             .into_iter()
             .all(|ty| self.resources(ty).version() == other.resources(ty).version())
-            && (Arc::ptr_eq(&self.nodes, &other.nodes)
-                || self.nodes.len() == other.nodes.len()
-                    && self
-                        .nodes
-                        .iter()
-                        .zip(other.nodes.iter())
-                        .all(|(a, b)| a.0 == b.0 && node_version(a.1) == node_version(b.1)))
-            && (Arc::ptr_eq(&self.namespaces, &other.namespaces)
-                || self.namespaces.len() == other.namespaces.len()
-                    && self
-                        .namespaces
-                        .iter()
-                        .zip(other.namespaces.iter())
-                        .all(|(a, b)| a.0 == b.0 && a.1.same_content(b.1)))
+            && same_entries(&self.nodes, &other.nodes, same_versions)
+            && same_entries(&self.namespaces, &other.namespaces, |a, b| {
+                a.same_content(b)
+            })
     }
 
     /// This snapshot with the sets of some types replaced (one proxy's own resources).
