@@ -43,16 +43,16 @@ pub struct Published {
 pub async fn run(
     index: Arc<Mutex<Index>>,
     mut revisions: watch::Receiver<u64>,
-    mut workloads: watch::Receiver<Workloads>,
-    mut members: watch::Receiver<Members>,
+    workloads: watch::Receiver<Workloads>,
+    members: watch::Receiver<Members>,
     trust_domain: Option<String>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     published: watch::Sender<Published>,
 ) {
     let mut last = None;
-    let mut proxies = Proxies::unread();
+    let mut proxies = Proxies::new(workloads, members);
     loop {
-        proxies.refresh(&mut workloads, &mut members);
+        proxies.refresh();
         publish(
             &index,
             &proxies,
@@ -70,55 +70,64 @@ pub async fn run(
                 true
             }
             // A new proxy needs its listeners (and its namespace's `outbound/<ns>`).
-            Ok(()) = workloads.changed() => {
-                proxies.workloads_changed = true;
-                false
-            }
-            Ok(()) = members.changed() => {
-                proxies.members_changed = true;
-                false
-            }
+            () = proxies.changed() => false,
         };
         if !publishes_at_once(config_changed, published_at.elapsed()) {
-            debounce(&mut revisions, &mut workloads, &mut members, &mut proxies).await;
+            debounce(&mut revisions, &mut proxies).await;
         }
     }
 }
 
-/// The connected proxies and the mesh's members as the last translation saw them, copied
-/// from the registry only when they changed: with ten thousand proxies, a copy took
-/// milliseconds, and a config change (most publishes) does not change them. Shared, so
-/// that comparing a translation's inputs with the last one's is a pointer compare.
-#[derive(Default)]
+/// The connected proxies and the mesh's members (from the registry's channels), as the
+/// last translation saw them: copied only when they changed, since with ten thousand
+/// proxies a copy took milliseconds and a config change (most publishes) does not change
+/// them. Shared, so that comparing a translation's inputs with the last one's is a
+/// pointer compare.
 struct Proxies {
+    workloads_rx: watch::Receiver<Workloads>,
+    members_rx: watch::Receiver<Members>,
     workloads: Arc<Workloads>,
     members: Arc<Members>,
-    /// Set when a `changed()` on that receiver returned (which marks the value seen).
+    /// Set when [`Proxies::changed`] saw that channel change (which marks its value seen)
+    /// and [`Proxies::refresh`] has not copied it yet.
     workloads_changed: bool,
     members_changed: bool,
 }
 
 impl Proxies {
-    /// Before the first copy.
-    fn unread() -> Self {
+    /// Nothing copied yet: the first [`Proxies::refresh`] copies both.
+    fn new(workloads_rx: watch::Receiver<Workloads>, members_rx: watch::Receiver<Members>) -> Self {
         Proxies {
+            workloads_rx,
+            members_rx,
+            workloads: Arc::default(),
+            members: Arc::default(),
             workloads_changed: true,
             members_changed: true,
-            ..Proxies::default()
         }
     }
 
     /// Copies what changed since the last copy.
-    fn refresh(
-        &mut self,
-        workloads: &mut watch::Receiver<Workloads>,
-        members: &mut watch::Receiver<Members>,
-    ) {
-        if std::mem::take(&mut self.workloads_changed) || workloads.has_changed().unwrap_or(false) {
-            self.workloads = Arc::new(workloads.borrow_and_update().clone());
+    fn refresh(&mut self) {
+        if std::mem::take(&mut self.workloads_changed)
+            || self.workloads_rx.has_changed().unwrap_or(false)
+        {
+            self.workloads = Arc::new(self.workloads_rx.borrow_and_update().clone());
         }
-        if std::mem::take(&mut self.members_changed) || members.has_changed().unwrap_or(false) {
-            self.members = Arc::new(members.borrow_and_update().clone());
+        if std::mem::take(&mut self.members_changed)
+            || self.members_rx.has_changed().unwrap_or(false)
+        {
+            self.members = Arc::new(self.members_rx.borrow_and_update().clone());
+        }
+    }
+
+    /// Returns when the proxies or the members change; never once the registry is gone (a
+    /// closed channel only disables its branch).
+    async fn changed(&mut self) {
+        tokio::select! {
+            Ok(()) = self.workloads_rx.changed() => self.workloads_changed = true,
+            Ok(()) = self.members_rx.changed() => self.members_changed = true,
+            else => std::future::pending().await,
         }
     }
 }
@@ -251,12 +260,7 @@ fn publish(
 
 /// Returns once no change (of the index or of the proxies) arrived for `QUIET`, or
 /// `MAX_DELAY` after the start.
-async fn debounce(
-    revisions: &mut watch::Receiver<u64>,
-    workloads: &mut watch::Receiver<Workloads>,
-    members: &mut watch::Receiver<Members>,
-    proxies: &mut Proxies,
-) {
+async fn debounce(revisions: &mut watch::Receiver<u64>, proxies: &mut Proxies) {
     let deadline = Instant::now() + MAX_DELAY;
     loop {
         let quiet_until = (Instant::now() + QUIET).min(deadline);
@@ -264,13 +268,7 @@ async fn debounce(
             changed = revisions.changed() => {
                 if changed.is_err() || Instant::now() >= deadline { return; }
             }
-            // A closed registry only disables this branch (`Ok` pattern).
-            Ok(()) = workloads.changed() => {
-                proxies.workloads_changed = true;
-                if Instant::now() >= deadline { return; }
-            }
-            Ok(()) = members.changed() => {
-                proxies.members_changed = true;
+            () = proxies.changed() => {
                 if Instant::now() >= deadline { return; }
             }
             () = tokio::time::sleep_until(quiet_until) => return,

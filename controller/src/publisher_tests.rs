@@ -40,11 +40,17 @@ fn for_proxies(
 
 /// The proxies and members as the publisher holds them.
 fn shared(workloads: &Workloads, members: &Members) -> Proxies {
-    Proxies {
-        workloads: Arc::new(workloads.clone()),
-        members: Arc::new(members.clone()),
-        ..Proxies::default()
-    }
+    let mut proxies = Proxies::new(
+        watch::channel(workloads.clone()).1,
+        watch::channel(members.clone()).1,
+    );
+    proxies.refresh();
+    proxies
+}
+
+/// Proxies from a registry that is gone.
+fn no_proxies() -> Proxies {
+    shared(&Workloads::new(), &Members::new())
 }
 
 fn slice(address: &str) -> String {
@@ -310,15 +316,8 @@ fn a_config_change_after_a_quiet_spell_is_published_at_once_and_the_rest_of_a_bu
 #[tokio::test(start_paused = true)]
 async fn quiet_period_ends_a_debounce() {
     let (_tx, mut rx) = watch::channel(0u64);
-    let (_proxies, mut proxies_rx) = watch::channel(Workloads::new());
     let start = Instant::now();
-    debounce(
-        &mut rx,
-        &mut proxies_rx,
-        &mut watch::channel(Members::new()).1,
-        &mut Proxies::default(),
-    )
-    .await;
+    debounce(&mut rx, &mut no_proxies()).await;
     assert_eq!(start.elapsed(), QUIET);
 }
 
@@ -331,15 +330,8 @@ async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
             tx.send_modify(|revision| *revision += 1);
         }
     });
-    let (_proxies, mut proxies_rx) = watch::channel(Workloads::new());
     let start = Instant::now();
-    debounce(
-        &mut rx,
-        &mut proxies_rx,
-        &mut watch::channel(Members::new()).1,
-        &mut Proxies::default(),
-    )
-    .await;
+    debounce(&mut rx, &mut no_proxies()).await;
     ticker.abort();
     let waited = start.elapsed();
     assert!(
@@ -351,7 +343,7 @@ async fn a_steady_stream_of_changes_is_cut_at_max_delay() {
 #[tokio::test(start_paused = true)]
 async fn proxies_connecting_extend_the_debounce_and_a_closed_registry_does_not_spin() {
     let (_tx, mut rx) = watch::channel(0u64);
-    let (proxies, mut proxies_rx) = watch::channel(Workloads::new());
+    let (proxies, proxies_rx) = watch::channel(Workloads::new());
     let connecting = tokio::spawn(async move {
         for _ in 0..3 {
             tokio::time::sleep(QUIET / 2).await;
@@ -360,58 +352,43 @@ async fn proxies_connecting_extend_the_debounce_and_a_closed_registry_does_not_s
         // `proxies` dropped here: the registry is gone.
     });
     let start = Instant::now();
-    let mut held = Proxies::default();
-    debounce(
-        &mut rx,
-        &mut proxies_rx,
-        &mut watch::channel(Members::new()).1,
-        &mut held,
-    )
-    .await;
+    let mut held = Proxies::new(proxies_rx, watch::channel(Members::new()).1);
+    held.refresh();
+    debounce(&mut rx, &mut held).await;
     connecting.await.unwrap();
     assert_eq!(start.elapsed(), QUIET / 2 * 3 + QUIET);
     assert!(held.workloads_changed && !held.members_changed);
     let start = Instant::now();
-    debounce(
-        &mut rx,
-        &mut proxies_rx,
-        &mut watch::channel(Members::new()).1,
-        &mut Proxies::default(),
-    )
-    .await;
+    debounce(&mut rx, &mut held).await;
     assert_eq!(start.elapsed(), QUIET);
 }
 
-#[test]
-fn proxies_are_copied_again_only_when_they_changed() {
-    let (registry, mut workloads) =
+#[tokio::test]
+async fn proxies_are_copied_again_only_when_they_changed() {
+    let (registry, workloads_rx) =
         watch::channel(workloads(&[("a", "default", "127.0.0.1:15006")]));
-    let (_members, mut members) = watch::channel(Members::new());
-    let mut proxies = Proxies::unread();
-    proxies.refresh(&mut workloads, &mut members);
+    let (_members, members_rx) = watch::channel(Members::new());
+    let mut proxies = Proxies::new(workloads_rx, members_rx);
+    proxies.refresh();
     assert_eq!(proxies.workloads.len(), 1);
     let (copied, members_copied) = (proxies.workloads.clone(), proxies.members.clone());
-    proxies.refresh(&mut workloads, &mut members);
+    proxies.refresh();
     assert!(Arc::ptr_eq(&copied, &proxies.workloads), "unchanged: kept");
 
-    // A change not yet seen, and one a `changed()` already marked seen, are both copied.
-    registry.send_modify(|w| w.extend(workloads_of_b()));
-    proxies.refresh(&mut workloads, &mut members);
+    // A change not yet seen, and one `changed()` already marked seen, are both copied.
+    registry.send_modify(|w| w.extend(workloads(&[("b", "team-a", "127.0.0.2:15006")])));
+    proxies.refresh();
     assert_eq!(proxies.workloads.len(), 2);
     registry.send_modify(|w| {
         w.remove("b.team-a");
     });
-    workloads.borrow_and_update();
-    proxies.workloads_changed = true;
-    proxies.refresh(&mut workloads, &mut members);
+    proxies.changed().await;
+    assert!(!proxies.workloads_rx.has_changed().unwrap());
+    proxies.refresh();
     assert_eq!(proxies.workloads.len(), 1);
     assert!(!proxies.workloads_changed);
     assert!(
         Arc::ptr_eq(&members_copied, &proxies.members),
         "members never changed"
     );
-}
-
-fn workloads_of_b() -> Workloads {
-    workloads(&[("b", "team-a", "127.0.0.2:15006")])
 }

@@ -613,12 +613,12 @@ pub(crate) mod tests {
             set.get("a").unwrap()
         ));
         let back = patched.patched([("b".to_owned(), any("t", "2"))]);
-        let gone_c = TypeResources::from_bodies([
+        let whole_again = TypeResources::from_bodies([
             ("a".to_owned(), any("t", "1")),
             ("b".to_owned(), any("t", "2")),
             ("c".to_owned(), any("t", "4")),
         ]);
-        assert_eq!(back.version(), gone_c.version(), "patched twice");
+        assert_eq!(back.version(), whole_again.version(), "patched twice");
     }
 
     #[test]

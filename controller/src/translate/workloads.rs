@@ -53,7 +53,7 @@ pub struct Workload {
 /// What routing needs to know of the connected proxies, from one pass over them: their
 /// namespaces and whether any has a web listener. A route-only retranslation keeps it (the
 /// proxies are the same); with ten thousand proxies the pass was a third of that work.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ProxySummary {
     /// Each namespace with connected proxies, with whether they all speak Delta.
     namespaces: BTreeMap<String, bool>,
