@@ -72,7 +72,9 @@ pub struct TooManyNamespaces {
 
 #[derive(Debug)]
 pub struct ProxyRegistry {
-    streams: Mutex<BTreeMap<u64, ProxyStatus>>,
+    /// Each stream's status, also held by its guard: a stream updates its own after every
+    /// push and ACK without the lock of the whole map (nor a search in it).
+    streams: Mutex<BTreeMap<u64, Arc<Mutex<ProxyStatus>>>>,
     next_id: Mutex<u64>,
     /// Connected workloads; each node id's count of open streams alongside, and each
     /// namespace's count of connected node ids.
@@ -223,19 +225,17 @@ impl ProxyRegistry {
         let connected_at_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        lock(&self.streams).insert(
-            id,
-            ProxyStatus {
-                node_id: node_id.to_string(),
-                namespace: node.namespace.clone(),
-                protocol,
-                connected_at_unix,
-                types: BTreeMap::new(),
-                unknown_types: Vec::new(),
-                identity,
-                certificate_expiry_unix: None,
-            },
-        );
+        let status = Arc::new(Mutex::new(ProxyStatus {
+            node_id: node_id.to_string(),
+            namespace: node.namespace.clone(),
+            protocol,
+            connected_at_unix,
+            types: BTreeMap::new(),
+            unknown_types: Vec::new(),
+            identity,
+            certificate_expiry_unix: None,
+        }));
+        lock(&self.streams).insert(id, status.clone());
         let workload = Workload {
             speaks_delta: protocol == Protocol::Delta,
             ..Workload::from(node)
@@ -248,6 +248,7 @@ impl ProxyRegistry {
         Ok(StreamGuard {
             registry: self.clone(),
             id,
+            status,
             node_id: node_id.to_owned(),
             namespace: node.namespace.clone(),
         })
@@ -256,7 +257,10 @@ impl ProxyRegistry {
     /// Every connected stream, ordered by node id.
     pub fn snapshot(&self) -> Vec<ProxyStatus> {
         let certificates = lock(&self.certificates).clone();
-        let mut all: Vec<ProxyStatus> = lock(&self.streams).values().cloned().collect();
+        let mut all: Vec<ProxyStatus> = lock(&self.streams)
+            .values()
+            .map(|status| lock(status).clone())
+            .collect();
         for status in &mut all {
             if let Some(expiry) = certificates.get(&status.node_id) {
                 status.certificate_expiry_unix = expiry
@@ -279,6 +283,7 @@ impl ProxyRegistry {
 pub struct StreamGuard {
     registry: Arc<ProxyRegistry>,
     id: u64,
+    status: Arc<Mutex<ProxyStatus>>,
     node_id: String,
     namespace: String,
 }
@@ -289,10 +294,7 @@ impl StreamGuard {
         progress: impl Iterator<Item = (ResourceType, &'a TypeProgress)>,
         events: &[ClientEvent],
     ) {
-        let mut streams = lock(&self.registry.streams);
-        let Some(status) = streams.get_mut(&self.id) else {
-            return;
-        };
+        let mut status = lock(&self.status);
         // Copied only when it is not already a copy: a stream reports after every request
         // and push, and with a thousand streams comparing every type's progress by content
         // (the held names) was a fifth of a stream's work in a push.

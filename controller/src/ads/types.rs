@@ -31,6 +31,11 @@ impl ResourceType {
         ResourceType::VirtualHost,
     ];
 
+    /// Its place in [`Self::PUSH_ORDER`] (the declaration order).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn type_url(self) -> &'static str {
         match self {
             ResourceType::Secret => type_url::SECRET,
@@ -92,6 +97,7 @@ mod tests {
     fn push_order_is_make_before_break() {
         let order = ResourceType::PUSH_ORDER;
         assert!(order.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(order.iter().enumerate().all(|(i, ty)| ty.index() == i));
         assert_eq!(order[0], ResourceType::Secret);
         assert_eq!(order[1], ResourceType::Cluster);
         assert_eq!(order[4], ResourceType::Route);
