@@ -263,7 +263,10 @@ impl AdsService {
             Ok(current) => current.clone().unwrap_or_default(),
             Err(_) => return Err(Status::unavailable("the controller is shutting down")),
         };
-        let mut snapshot = node_view(&global, &info, sds.as_ref(), P::PROTOCOL);
+        // Always a view: the wait above was for a snapshot with this node's sets.
+        let Some(mut snapshot) = node_view(&global, &info, sds.as_ref(), P::PROTOCOL) else {
+            return Err(Status::unavailable("no configuration for this proxy yet"));
+        };
         self.metrics.connected_proxies.inc();
         let _connected = scopeguard(&self.metrics);
         tracing::info!(node = %node_id, protocol = ?P::PROTOCOL, "proxy connected");
@@ -290,10 +293,10 @@ impl AdsService {
                     changed = snapshots.changed() => {
                         if changed.is_err() { break; }
                         let global = snapshots.borrow_and_update().clone().unwrap_or_default();
-                        if global.node_types(&node_id).is_none() {
+                        let Some(view) = node_view(&global, &info, sds.as_ref(), P::PROTOCOL) else {
                             continue;
-                        }
-                        snapshot = node_view(&global, &info, sds.as_ref(), P::PROTOCOL);
+                        };
+                        snapshot = view;
                         (state.handle_snapshot(&snapshot), Vec::new())
                     }
                     () = sleep_until(renew_at) => {
@@ -313,8 +316,13 @@ impl AdsService {
                                 continue;
                             }
                         }
+                        // Sent with the next snapshot that has this proxy's sets, if the
+                        // current one has none.
                         let global = snapshots.borrow().clone().unwrap_or_default();
-                        snapshot = node_view(&global, &info, sds.as_ref(), P::PROTOCOL);
+                        let Some(view) = node_view(&global, &info, sds.as_ref(), P::PROTOCOL) else {
+                            continue;
+                        };
+                        snapshot = view;
                         (state.handle_snapshot(&snapshot), Vec::new())
                     }
                 }
@@ -373,14 +381,15 @@ impl AdsService {
 /// What one proxy sees: the shared sets with its own listeners, its namespace's routes,
 /// and (stock Envoy) its certificate and the trust bundle. Over State-of-the-World the
 /// routes are the whole `outbound/<ns>`; over Delta they are its shell and the virtual
-/// hosts the proxy subscribes to on demand, the clusters following those hosts.
+/// hosts the proxy subscribes to on demand, the clusters following those hosts. `None`
+/// while `global` comes from a translation that did not know the proxy yet.
 fn node_view(
     global: &Snapshot,
     info: &NodeInfo,
     sds: Option<&EnvoySds>,
     protocol: Protocol,
-) -> Snapshot {
-    let own = global.for_node(&info.id).unwrap_or_else(|| global.clone());
+) -> Option<Snapshot> {
+    let own = global.for_node(&info.id)?;
     let route_name = route_config_name(&info.namespace);
     // A proxy with a web listener also reads the `web` routes, whichever protocol it speaks.
     let web_routes = own
@@ -397,7 +406,7 @@ fn node_view(
         types.push((ResourceType::Secret, sds.secrets.clone()));
     }
     let view = own.with_types(&types);
-    match protocol {
+    Some(match protocol {
         Protocol::Sotw => view,
         Protocol::Delta => {
             // A namespace the translation has not served yet has no hosts, but its shell.
@@ -421,12 +430,12 @@ fn node_view(
             pinned.extend(web_routes.iter().flat_map(|r| route_clusters(&r.body)));
             let view = view.with_vhds(hosts, &pinned);
             if web_routes.is_empty() {
-                return view;
+                return Some(view);
             }
             let routes = view.resources(ResourceType::Route).with(&web_routes);
             view.with_types(&[(ResourceType::Route, Arc::new(routes))])
         }
-    }
+    })
 }
 
 /// Resolves at `at`, or never. The timer is boxed so that the streams that never renew a

@@ -3,7 +3,7 @@
 //! config (a relist, an apiserver restart, a controller restart) yields the same versions
 //! and nothing is pushed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::Any;
@@ -186,7 +186,9 @@ pub struct Snapshot {
     types: TypeSets,
     /// Per node id: the sets that replace the shared ones for that proxy alone (its
     /// listeners, which depend on its addresses and on the mTLS policy that selects it).
-    nodes: Arc<BTreeMap<String, NodeTypes>>,
+    /// Hashed: every stream looks its node up after every change, and with ten thousand
+    /// proxies a search in an ordered map was a tenth of a stream's work in a push.
+    nodes: Arc<HashMap<String, NodeTypes>>,
     /// Per client namespace, the virtual hosts Delta clients subscribe to on demand.
     namespaces: Arc<BTreeMap<String, Arc<NamespaceHosts>>>,
     /// In one Delta client's view: its namespace's hosts (what its VirtualHost
@@ -199,6 +201,21 @@ pub struct Snapshot {
 
 /// One proxy's own sets, replacing the shared sets of the same types.
 pub type NodeTypes = Vec<(ResourceType, Arc<TypeResources>)>;
+
+/// Whether two per-node maps are one, or have the same nodes with sets of the same
+/// types and versions.
+fn same_nodes(a: &Arc<HashMap<String, NodeTypes>>, b: &Arc<HashMap<String, NodeTypes>>) -> bool {
+    let same_versions = |a: &NodeTypes, b: &NodeTypes| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(a, b)| a.0 == b.0 && a.1.version() == b.1.version())
+    };
+    Arc::ptr_eq(a, b)
+        || a.len() == b.len()
+            && a.iter()
+                .all(|(node, own)| b.get(node).is_some_and(|other| same_versions(own, other)))
+}
 
 /// Whether two shared maps are one, or have the same keys with values `same` finds alike.
 fn same_entries<V>(
@@ -258,16 +275,10 @@ impl Snapshot {
     /// Per-node sets and namespace hosts shared with `other` (a partial retranslation
     /// keeps them) are not walked: with ten thousand proxies, that walk took milliseconds.
     pub fn same_content(&self, other: &Snapshot) -> bool {
-        let same_versions = |a: &NodeTypes, b: &NodeTypes| {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|(a, b)| a.0 == b.0 && a.1.version() == b.1.version())
-        };
         ResourceType::PUSH_ORDER
             .into_iter()
             .all(|ty| self.resources(ty).version() == other.resources(ty).version())
-            && same_entries(&self.nodes, &other.nodes, same_versions)
+            && same_nodes(&self.nodes, &other.nodes)
             && same_entries(&self.namespaces, &other.namespaces, |a, b| {
                 a.same_content(b)
             })
