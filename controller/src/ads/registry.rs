@@ -74,7 +74,7 @@ pub struct TooManyNamespaces {
 pub struct ProxyRegistry {
     /// Each stream's status, also held by its guard: a stream updates its own after every
     /// push and ACK without the lock of the whole map (nor a search in it).
-    streams: Mutex<BTreeMap<u64, Arc<Mutex<ProxyStatus>>>>,
+    streams: Mutex<BTreeMap<u64, Arc<Mutex<StreamEntry>>>>,
     next_id: Mutex<u64>,
     /// Connected workloads; each node id's count of open streams alongside, and each
     /// namespace's count of connected node ids.
@@ -89,6 +89,15 @@ pub struct ProxyRegistry {
     departed: Mutex<BTreeMap<String, (Member, Instant)>>,
     /// Injected pods (Kubernetes), by `pod/<namespace>/<name>`.
     pods: Mutex<Members>,
+}
+
+/// A stream's status, its progress by type in push order: `update` runs after every push
+/// and ACK of every stream, and indexing an array spares it a search by type name.
+#[derive(Debug)]
+struct StreamEntry {
+    /// Its `types` stay empty; [`ProxyRegistry::snapshot`] fills them from `progress`.
+    status: ProxyStatus,
+    progress: [Option<TypeProgress>; ResourceType::PUSH_ORDER.len()],
 }
 
 /// Open streams per node id, connected node ids per namespace.
@@ -225,15 +234,18 @@ impl ProxyRegistry {
         let connected_at_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let status = Arc::new(Mutex::new(ProxyStatus {
-            node_id: node_id.to_string(),
-            namespace: node.namespace.clone(),
-            protocol,
-            connected_at_unix,
-            types: BTreeMap::new(),
-            unknown_types: Vec::new(),
-            identity,
-            certificate_expiry_unix: None,
+        let status = Arc::new(Mutex::new(StreamEntry {
+            status: ProxyStatus {
+                node_id: node_id.to_string(),
+                namespace: node.namespace.clone(),
+                protocol,
+                connected_at_unix,
+                types: BTreeMap::new(),
+                unknown_types: Vec::new(),
+                identity,
+                certificate_expiry_unix: None,
+            },
+            progress: Default::default(),
         }));
         lock(&self.streams).insert(id, status.clone());
         let workload = Workload {
@@ -259,7 +271,16 @@ impl ProxyRegistry {
         let certificates = lock(&self.certificates).clone();
         let mut all: Vec<ProxyStatus> = lock(&self.streams)
             .values()
-            .map(|status| lock(status).clone())
+            .map(|entry| {
+                let entry = lock(entry);
+                let mut status = entry.status.clone();
+                status.types = ResourceType::PUSH_ORDER
+                    .into_iter()
+                    .zip(&entry.progress)
+                    .filter_map(|(ty, p)| Some((ty.short_name(), p.clone()?)))
+                    .collect();
+                status
+            })
             .collect();
         for status in &mut all {
             if let Some(expiry) = certificates.get(&status.node_id) {
@@ -283,7 +304,7 @@ impl ProxyRegistry {
 pub struct StreamGuard {
     registry: Arc<ProxyRegistry>,
     id: u64,
-    status: Arc<Mutex<ProxyStatus>>,
+    status: Arc<Mutex<StreamEntry>>,
     node_id: String,
     namespace: String,
 }
@@ -294,22 +315,22 @@ impl StreamGuard {
         progress: impl Iterator<Item = (ResourceType, &'a TypeProgress)>,
         events: &[ClientEvent],
     ) {
-        let mut status = lock(&self.status);
+        let mut entry = lock(&self.status);
         // Copied only when it is not already a copy: a stream reports after every request
         // and push, and with a thousand streams comparing every type's progress by content
         // (the held names) was a fifth of a stream's work in a push.
         for (ty, p) in progress {
-            match status.types.get_mut(ty.short_name()) {
+            match &mut entry.progress[ty.index()] {
                 Some(copy) if copy.is_copy_of(p) => {}
-                Some(copy) => *copy = p.clone(),
-                None => _ = status.types.insert(ty.short_name(), p.clone()),
+                slot => *slot = Some(p.clone()),
             }
         }
+        let unknown = &mut entry.status.unknown_types;
         for event in events {
             if let ClientEvent::UnknownType { type_url } = event
-                && !status.unknown_types.contains(type_url)
+                && !unknown.contains(type_url)
             {
-                status.unknown_types.push(type_url.clone());
+                unknown.push(type_url.clone());
             }
         }
     }
