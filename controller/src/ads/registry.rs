@@ -234,7 +234,7 @@ impl ProxyRegistry {
         let connected_at_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let status = Arc::new(Mutex::new(StreamEntry {
+        let entry = Arc::new(Mutex::new(StreamEntry {
             status: ProxyStatus {
                 node_id: node_id.to_string(),
                 namespace: node.namespace.clone(),
@@ -247,7 +247,7 @@ impl ProxyRegistry {
             },
             progress: Default::default(),
         }));
-        lock(&self.streams).insert(id, status.clone());
+        lock(&self.streams).insert(id, entry.clone());
         let workload = Workload {
             speaks_delta: protocol == Protocol::Delta,
             ..Workload::from(node)
@@ -260,7 +260,7 @@ impl ProxyRegistry {
         Ok(StreamGuard {
             registry: self.clone(),
             id,
-            status,
+            entry,
             node_id: node_id.to_owned(),
             namespace: node.namespace.clone(),
         })
@@ -304,7 +304,7 @@ impl ProxyRegistry {
 pub struct StreamGuard {
     registry: Arc<ProxyRegistry>,
     id: u64,
-    status: Arc<Mutex<StreamEntry>>,
+    entry: Arc<Mutex<StreamEntry>>,
     node_id: String,
     namespace: String,
 }
@@ -315,7 +315,7 @@ impl StreamGuard {
         progress: impl Iterator<Item = (ResourceType, &'a TypeProgress)>,
         events: &[ClientEvent],
     ) {
-        let mut entry = lock(&self.status);
+        let mut entry = lock(&self.entry);
         // Copied only when it is not already a copy: a stream reports after every request
         // and push, and with a thousand streams comparing every type's progress by content
         // (the held names) was a fifth of a stream's work in a push.
